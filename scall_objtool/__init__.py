@@ -1,0 +1,28 @@
+"""scall-objtool: find, prove, classify and record static-call sites in x86-64
+ELF objects, in the spirit of the Linux kernel's ``objtool --static-call``.
+
+The library follows the data: ``elf`` (read) -> ``find`` (candidates) ->
+``decode`` (prove) -> ``classify`` (policy) -> ``emit`` (table) / ``report``.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import InputError, ScallError, UsageError  # noqa: E402
+from .model import ObjectResult, Options, Reference, Site  # noqa: E402
+
+
+def scan_path(path: str, options: Options | None = None) -> ObjectResult:
+    """Scan one object file and return its sites and references."""
+    from .scan import scan_path as _scan
+    return _scan(path, options)
+
+
+def write_path(path: str, options: Options | None = None, **kwargs):
+    """Write the static-call table of one object; see :func:`write.write_path`."""
+    from .write import write_path as _write
+    return _write(path, options or Options(), **kwargs)
+
+
+__all__ = ["InputError", "ObjectResult", "Options", "Reference", "ScallError", "Site",
+           "UsageError", "scan_path", "write_path", "__version__"]

@@ -1,0 +1,63 @@
+"""Classify stage: cache-line crossing and the patching policy.
+
+Crossing is three-valued.  In a relocatable object only the offset modulo the
+section's alignment is known, so a site's position within a cache line is
+known modulo g = gcd(alignment, line).  With the instruction at offset o and
+L bytes long, its start within a line can be any of (o mod g) + k*g:
+
+* ``never``   -- (o mod g) + L <= g: no placement makes it cross;
+* ``always``  -- (o mod g) + L >  line: every placement makes it cross;
+* ``depends`` -- otherwise.
+
+A linked image knows the address: pass it as the offset with g = line.
+"""
+from __future__ import annotations
+
+from math import gcd
+
+from .model import Options, Site
+
+
+def effective_alignment(sh_addralign: int, options: Options) -> int:
+    """What is known of a section's placement, reduced to a cache line."""
+    align = sh_addralign if sh_addralign > 0 else 1
+    if options.assume_align:
+        align = max(align, options.assume_align)
+    return gcd(align, options.cache_line)
+
+
+def crossing(offset: int, length: int, align: int, line: int) -> str:
+    pos = offset % align
+    if pos + length <= align:
+        return "never"
+    if pos + length > line:
+        return "always"
+    return "depends"
+
+
+def apply_policy(site: Site, options: Options) -> None:
+    """Set ``patchable`` and ``reason`` on a site under the options' policy."""
+    kind, cross = site.kind, site.crossing
+    if options.policy == "kernel":
+        # objtool lists every direct call, tail call and conditional tail
+        # call; the kernel's int3-based patcher copes with any placement.
+        if kind == "indirect":
+            site.patchable, site.reason = False, "indirect"
+        else:
+            site.patchable, site.reason = True, None
+        return
+    reason = None
+    if kind == "indirect":
+        reason = "indirect"
+    elif kind == "jcc-tail":
+        reason = "conditional-tail-call"
+    elif kind == "tail" and not options.allow_tail:
+        reason = "tail-call"
+    elif site.prefixes:
+        reason = "prefixed"
+    elif cross == "always":
+        reason = "crosses-cache-line"
+    elif cross == "depends":
+        reason = "may-cross-cache-line"
+    site.patchable = reason is None
+    site.reason = reason

@@ -1,0 +1,403 @@
+"""Read stage: a strict, lazy reader for ELF64 little-endian x86-64 files.
+
+Only what the tool needs is parsed, and only when it is first asked for: the
+header and section headers on open, section names on demand, the symbol
+table and relocation tables (as numpy arrays, scanned in bulk) when a caller
+wants them.  Every offset, size and index read from the file is checked
+against the file before it is used, so a hostile file ends in an
+:class:`~scall_objtool.errors.InputError`, never an IndexError, a huge
+allocation or a hang.
+
+numpy is imported only by the functions that return arrays, so that an
+object with no static calls is answered without it (see ``find.py``).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import cached_property
+
+from .errors import InputError
+
+# e_ident / header constants
+ELFMAG = b"\x7fELF"
+ELFCLASS64 = 2
+ELFDATA2LSB = 1
+EM_X86_64 = 62
+ET_REL, ET_EXEC, ET_DYN = 1, 2, 3
+ET_NAMES = {0: "NONE", 1: "REL", 2: "EXEC", 3: "DYN", 4: "CORE"}
+MACHINE_NAMES = {3: "i386", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "S/390",
+                 40: "ARM", 50: "IA-64", 62: "x86-64", 183: "AArch64", 243: "RISC-V"}
+
+# section header types and flags
+SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA = 0, 1, 2, 3, 4
+SHT_NOBITS, SHT_REL, SHT_DYNSYM, SHT_GROUP, SHT_SYMTAB_SHNDX = 8, 9, 11, 17, 18
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR, SHF_INFO_LINK = 0x1, 0x2, 0x4, 0x40
+SHN_UNDEF, SHN_LORESERVE, SHN_ABS, SHN_COMMON, SHN_XINDEX = 0, 0xFF00, 0xFFF1, 0xFFF2, 0xFFFF
+
+# symbol binding and type
+STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
+STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 0, 1, 2, 3, 4
+
+# relocation types used by the tool
+R_X86_64_NONE = 0
+R_X86_64_64 = 1
+R_X86_64_PC32 = 2
+R_X86_64_PLT32 = 4
+R_X86_64_GOTPCREL = 9
+R_X86_64_32 = 10
+R_X86_64_32S = 11
+R_X86_64_PC64 = 24
+R_X86_64_GOTPCRELX = 41
+R_X86_64_REX_GOTPCRELX = 42
+RELOC_NAMES = {
+    0: "R_X86_64_NONE", 1: "R_X86_64_64", 2: "R_X86_64_PC32", 3: "R_X86_64_GOT32",
+    4: "R_X86_64_PLT32", 9: "R_X86_64_GOTPCREL", 10: "R_X86_64_32",
+    11: "R_X86_64_32S", 24: "R_X86_64_PC64", 26: "R_X86_64_GOTPC32",
+    41: "R_X86_64_GOTPCRELX", 42: "R_X86_64_REX_GOTPCRELX",
+}
+
+EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+SHDR = struct.Struct("<IIQQQQIIQQ")
+SYM_SIZE = 24
+RELA_SIZE = 24
+REL_SIZE = 16
+
+# numpy dtypes, built lazily (numpy is imported on first use)
+_DTYPES: dict = {}
+
+
+def _np():
+    import numpy as np
+    if not _DTYPES:
+        _DTYPES["sym"] = np.dtype([("name", "<u4"), ("info", "u1"), ("other", "u1"),
+                                   ("shndx", "<u2"), ("value", "<u8"), ("size", "<u8")])
+        _DTYPES["rela"] = np.dtype([("offset", "<u8"), ("info", "<u8"), ("addend", "<i8")])
+        _DTYPES["rel"] = np.dtype([("offset", "<u8"), ("info", "<u8")])
+    return np
+
+
+def reloc_name(rtype: int) -> str:
+    return RELOC_NAMES.get(rtype, f"R_X86_64_{rtype}")
+
+
+def printable(raw: bytes) -> str:
+    """A name from the file as text: UTF-8 where valid, control characters and
+    invalid bytes escaped, so that reports never carry raw control bytes."""
+    text = raw.decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+@dataclass(slots=True)
+class Section:
+    index: int
+    name_off: int
+    type: int
+    flags: int
+    addr: int
+    offset: int
+    size: int
+    link: int
+    info: int
+    addralign: int
+    entsize: int
+    name: str = ""
+    name_bytes: bytes = b""
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.flags & SHF_EXECINSTR)
+
+    @property
+    def file_size(self) -> int:
+        """Bytes the section occupies in the file."""
+        return 0 if self.type == SHT_NOBITS else self.size
+
+    def pack(self) -> bytes:
+        return SHDR.pack(self.name_off, self.type, self.flags, self.addr, self.offset,
+                         self.size, self.link, self.info, self.addralign, self.entsize)
+
+
+@dataclass(slots=True)
+class Symbol:
+    index: int
+    name: str
+    name_bytes: bytes
+    bind: int
+    type: int
+    other: int
+    shndx: int          # resolved through SHT_SYMTAB_SHNDX where needed
+    value: int
+    size: int
+
+
+class ElfFile:
+    """A parsed ELF64 LE x86-64 file held in memory.
+
+    ``data`` is the whole file; nothing here modifies it.
+    """
+
+    def __init__(self, data: bytes, path: str | None = None):
+        self.data = data
+        self.path = path
+        self._parse_header()
+        self._parse_sections()
+
+    # ------------------------------------------------------------------ header
+    def _fail(self, message: str):
+        raise InputError(message, self.path)
+
+    def _parse_header(self) -> None:
+        data = self.data
+        if len(data) < 4 or data[:4] != ELFMAG:
+            self._fail("not an ELF file" if len(data) >= 4 or not ELFMAG.startswith(data)
+                       else f"truncated ELF header ({len(data)} bytes)")
+        if len(data) < 6:
+            self._fail(f"truncated ELF header ({len(data)} bytes)")
+        if data[4] == 1:
+            self._fail("32-bit ELF (ELFCLASS32) is not supported; x86-64 objects are ELF64")
+        if data[4] != ELFCLASS64:
+            self._fail(f"invalid ELF class {data[4]}")
+        if data[5] == 2:
+            self._fail("big-endian ELF is not supported; x86-64 objects are little-endian")
+        if data[5] != ELFDATA2LSB:
+            self._fail(f"invalid ELF data encoding {data[5]}")
+        if len(data) < EHDR.size:
+            self._fail(f"truncated ELF header ({len(data)} of {EHDR.size} bytes)")
+        (ident, self.e_type, self.e_machine, version, self.e_entry, self.e_phoff,
+         self.e_shoff, self.e_flags, self.e_ehsize, self.e_phentsize, self.e_phnum,
+         self.e_shentsize, self.e_shnum, self.e_shstrndx) = EHDR.unpack_from(data, 0)
+        if ident[6] != 1 or version != 1:
+            self._fail(f"unsupported ELF version {version}")
+        if self.e_machine != EM_X86_64:
+            name = MACHINE_NAMES.get(self.e_machine, f"machine {self.e_machine}")
+            self._fail(f"not an x86-64 object (e_machine is {name})")
+        if self.e_type not in (ET_REL, ET_EXEC, ET_DYN):
+            self._fail(f"unsupported ELF type {ET_NAMES.get(self.e_type, self.e_type)}")
+        if self.e_ehsize != EHDR.size:
+            self._fail(f"bad ELF header size {self.e_ehsize}")
+
+    @property
+    def elf_type(self) -> str:
+        return ET_NAMES.get(self.e_type, str(self.e_type))
+
+    # --------------------------------------------------------- section headers
+    def _parse_sections(self) -> None:
+        data, size = self.data, len(self.data)
+        shoff, shnum = self.e_shoff, self.e_shnum
+        self.sections: list[Section] = []
+        self.extended_shnum = False
+        if shoff == 0:
+            if shnum:
+                self._fail("section header table offset is 0 but e_shnum is not")
+            self.shstrndx = 0
+            return
+        if self.e_shentsize != SHDR.size:
+            self._fail(f"bad section header entry size {self.e_shentsize}")
+        if shoff % 8:
+            self._fail(f"misaligned section header table offset {shoff:#x}")
+        if shoff + SHDR.size > size:
+            self._fail(f"section header table at {shoff:#x} lies beyond the end of the file "
+                       f"({size} bytes)")
+        first = Section(0, *SHDR.unpack_from(data, shoff))
+        self.extended_shnum = shnum == 0
+        if shnum == 0:
+            shnum = first.size          # extended numbering (more than 0xff00 sections)
+        if shnum == 0:
+            self._fail("section header table offset set but no sections")
+        if shoff + shnum * SHDR.size > size:
+            self._fail(f"section header table ({shnum} entries at {shoff:#x}) is truncated: "
+                       f"file has {size} bytes")
+        shstrndx = self.e_shstrndx
+        if shstrndx == SHN_XINDEX:
+            shstrndx = first.link
+        self.shstrndx = shstrndx
+        secs = self.sections
+        for i in range(shnum):
+            sec = Section(i, *SHDR.unpack_from(data, shoff + i * SHDR.size))
+            if sec.type != SHT_NOBITS and sec.type != SHT_NULL:
+                if sec.offset > size or sec.size > size - sec.offset:
+                    self._fail(f"section {i} ({sec.offset:#x}+{sec.size:#x}) extends past the "
+                               f"end of the file ({size} bytes)")
+            secs.append(sec)
+        if shstrndx == SHN_UNDEF or shstrndx >= shnum:
+            self._fail(f"section name string table index {shstrndx} is out of range")
+        strsec = secs[shstrndx]
+        if strsec.type != SHT_STRTAB:
+            self._fail(f"section name table (section {shstrndx}) is not a string table")
+        names = self.section_bytes(strsec)
+        for sec in secs:
+            if sec.index == 0:
+                continue
+            raw = self._cstring(names, sec.name_off, "section name")
+            sec.name_bytes = raw
+            sec.name = printable(raw)
+
+    def _cstring(self, table: bytes, off: int, what: str) -> bytes:
+        if off >= len(table):
+            if off == 0:
+                return b""
+            self._fail(f"{what} offset {off:#x} is outside its string table "
+                       f"({len(table)} bytes)")
+        end = table.find(b"\0", off)
+        if end < 0:
+            self._fail(f"{what} at {off:#x} is not NUL-terminated")
+        return table[off:end]
+
+    def section_bytes(self, sec: Section) -> bytes:
+        """The file bytes of ``sec`` (empty for SHT_NOBITS)."""
+        if sec.type == SHT_NOBITS or sec.type == SHT_NULL:
+            return b""
+        return self.data[sec.offset:sec.offset + sec.size]
+
+    def section(self, index: int) -> Section:
+        if not 0 <= index < len(self.sections):
+            self._fail(f"section index {index} is out of range")
+        return self.sections[index]
+
+    def section_by_name(self, name: str) -> Section | None:
+        for sec in self.sections:
+            if sec.name == name:
+                return sec
+        return None
+
+    # ------------------------------------------------------------ symbol table
+    @cached_property
+    def symtab(self) -> Section | None:
+        found = [s for s in self.sections if s.type == SHT_SYMTAB]
+        if len(found) > 1:
+            self._fail("more than one symbol table")
+        if not found:
+            return None
+        sec = found[0]
+        if sec.entsize not in (0, SYM_SIZE):
+            self._fail(f"symbol table has entry size {sec.entsize}, expected {SYM_SIZE}")
+        if sec.size % SYM_SIZE:
+            self._fail(f"symbol table size {sec.size:#x} is not a multiple of {SYM_SIZE}")
+        if not 0 < sec.link < len(self.sections) or sec.link == sec.index:
+            self._fail(f"symbol table links to invalid string table section {sec.link}")
+        if self.sections[sec.link].type != SHT_STRTAB:
+            self._fail(f"symbol table's string table (section {sec.link}) is not SHT_STRTAB")
+        if sec.info > sec.size // SYM_SIZE:
+            self._fail(f"symbol table sh_info {sec.info} exceeds its {sec.size // SYM_SIZE} "
+                       "entries")
+        return sec
+
+    @cached_property
+    def strtab(self) -> bytes:
+        sym = self.symtab
+        return self.section_bytes(self.sections[sym.link]) if sym else b""
+
+    @cached_property
+    def symbols(self):
+        """The symbol table as a numpy structured array (empty without one)."""
+        np = _np()
+        sec = self.symtab
+        if sec is None:
+            return np.zeros(0, dtype=_DTYPES["sym"])
+        return np.frombuffer(self.data, dtype=_DTYPES["sym"], count=sec.size // SYM_SIZE,
+                             offset=sec.offset)
+
+    @cached_property
+    def symtab_shndx(self):
+        """Extended section indices (SHT_SYMTAB_SHNDX) or None."""
+        np = _np()
+        sym = self.symtab
+        for sec in self.sections:
+            if sec.type == SHT_SYMTAB_SHNDX and sym is not None and sec.link == sym.index:
+                if sec.size < (sym.size // SYM_SIZE) * 4:
+                    self._fail("SHT_SYMTAB_SHNDX section is shorter than the symbol table")
+                return np.frombuffer(self.data, dtype="<u4", count=sym.size // SYM_SIZE,
+                                     offset=sec.offset)
+        return None
+
+    @property
+    def num_symbols(self) -> int:
+        sec = self.symtab
+        return sec.size // SYM_SIZE if sec else 0
+
+    def symbol_name_bytes(self, name_off: int) -> bytes:
+        return self._cstring(self.strtab, int(name_off), "symbol name")
+
+    def symbol(self, index: int) -> Symbol:
+        if not 0 <= index < self.num_symbols:
+            self._fail(f"symbol index {index} is out of range")
+        s = self.symbols[index]
+        shndx = int(s["shndx"])
+        if shndx == SHN_XINDEX:
+            ext = self.symtab_shndx
+            if ext is None:
+                self._fail(f"symbol {index} uses SHN_XINDEX without SHT_SYMTAB_SHNDX")
+            shndx = int(ext[index])
+        raw = self.symbol_name_bytes(s["name"])
+        info = int(s["info"])
+        stype = info & 0xF
+        if stype == STT_SECTION and not raw and 0 < shndx < len(self.sections):
+            name = self.sections[shndx].name
+        else:
+            name = printable(raw)
+        return Symbol(index, name, raw, info >> 4, stype, int(s["other"]), shndx,
+                      int(s["value"]), int(s["size"]))
+
+    def section_index_of(self, sym_indices):
+        """st_shndx of many symbols at once, resolving SHN_XINDEX."""
+        np = _np()
+        shndx = self.symbols["shndx"][sym_indices].astype(np.int64)
+        ext = self.symtab_shndx
+        if ext is not None:
+            x = shndx == SHN_XINDEX
+            if x.any():
+                shndx[x] = ext[np.asarray(sym_indices)[x]]
+        return shndx
+
+    # -------------------------------------------------------- relocation tables
+    def relocation_sections(self) -> list[Section]:
+        """SHT_RELA / SHT_REL sections that apply to a section through the symtab."""
+        out = []
+        sym = self.symtab
+        for sec in self.sections:
+            if sec.type not in (SHT_RELA, SHT_REL):
+                continue
+            if sym is None or sec.link != sym.index:
+                continue        # dynamic relocations (.rela.dyn) and the like
+            if not 0 < sec.info < len(self.sections) or sec.info == sec.index:
+                self._fail(f"relocation section {sec.name} applies to invalid section "
+                           f"{sec.info}")
+            want = RELA_SIZE if sec.type == SHT_RELA else REL_SIZE
+            if sec.entsize not in (0, want):
+                self._fail(f"relocation section {sec.name} has entry size {sec.entsize}, "
+                           f"expected {want}")
+            if sec.size % want:
+                self._fail(f"relocation section {sec.name} size {sec.size:#x} is not a "
+                           f"multiple of {want}")
+            out.append(sec)
+        return out
+
+    def relocations(self, sec: Section):
+        """(offset, sym, type, addend) numpy arrays for one relocation section.
+
+        For SHT_REL the implicit addend is read from the target section."""
+        np = _np()
+        if sec.type == SHT_RELA:
+            arr = np.frombuffer(self.data, dtype=_DTYPES["rela"], count=sec.size // RELA_SIZE,
+                                offset=sec.offset)
+            addend = arr["addend"]
+        else:
+            arr = np.frombuffer(self.data, dtype=_DTYPES["rel"], count=sec.size // REL_SIZE,
+                                offset=sec.offset)
+            addend = np.zeros(len(arr), dtype=np.int64)
+        info = arr["info"]
+        sym = (info >> np.uint64(32)).astype(np.int64)
+        rtype = (info & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        offset = arr["offset"]
+        if sec.type == SHT_REL and len(arr):
+            target = self.sections[sec.info]
+            code = self.section_bytes(target)
+            for i in range(len(arr)):
+                off = int(offset[i])
+                if off + 4 <= len(code):
+                    addend[i] = int.from_bytes(code[off:off + 4], "little", signed=True)
+        return offset, sym, rtype, addend

@@ -1,0 +1,266 @@
+"""Emit stage: build ``.static_call_sites`` and rewrite the object.
+
+The rewrite follows recordmcount: every original byte stays where it was.
+New data is appended at the end of the file:
+
+1. the table (8 zero bytes an entry; both fields are filled by relocations),
+2. ``.rela.static_call_sites`` (two R_X86_64_PC32 relocations an entry),
+3. when key symbols must be added: a copy of ``.symtab`` (and of
+   ``SHT_SYMTAB_SHNDX``) with the new symbols appended -- new symbols are
+   undefined globals, so appending keeps locals-before-globals intact and no
+   existing symbol index changes,
+4. copies of the string tables that gained names,
+5. a new section header table: the old headers, repointed where a section
+   moved, and the two new ones.
+
+Finally the ELF header's e_shoff / e_shnum are updated.  The old symbol
+table, string tables and section header table stay in the file, unreferenced.
+
+With ``--force`` an existing table keeps its section indices (so symbols that
+refer to it stay valid) and its headers are repointed at the new data.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from .elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF_WRITE,
+                  SHN_LORESERVE, SHN_UNDEF, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_SYMTAB_SHNDX,
+                  STB_GLOBAL, STB_WEAK, STT_FILE, STT_FUNC, STT_NOTYPE, STT_SECTION, ElfFile,
+                  Section)
+from .errors import InputError, KeyMissingError
+from .model import TAIL_KINDS, ObjectResult, Options, Site
+from .scan import RELA_TABLE, TABLE, key_name
+
+SYM = struct.Struct("<IBBHQQ")
+RELA = struct.Struct("<QQq")
+TAIL_FLAG = 1
+
+
+@dataclass(slots=True)
+class Entry:
+    site: Site
+    addr_sym: int
+    addr_addend: int
+    key_sym: int            # index; >= number of symbols for a symbol to be added
+    flags: int
+
+
+class Plan:
+    """What will be written for one object, before any byte is produced."""
+
+    def __init__(self, elf: ElfFile, result: ObjectResult, options: Options):
+        self.elf = elf
+        self.options = options
+        self.entries: list[Entry] = []
+        self.new_keys: list[bytes] = []           # names of symbols to add
+        self.warnings: list[str] = []
+        sites = [s for s in result.sites if s.patchable]
+        sites.sort(key=lambda s: (s.section_index, s.offset))
+        if not sites:
+            return
+        keys = self._key_symbols()
+        addr_cache: dict[int, int | None] = {}
+        added: dict[bytes, int] = {}
+        nsyms = elf.num_symbols
+        for site in sites:
+            addr_sym, addend = self._addressing(site, addr_cache)
+            tramp = elf.symbol(site.tramp_sym)
+            kname = key_name(tramp.name_bytes, options)
+            key = keys.get(kname)
+            if key is None:
+                if options.module:
+                    key = site.tramp_sym
+                elif options.strict_keys:
+                    raise KeyMissingError(
+                        f"static_call: can't find static_call_key symbol: "
+                        f"{kname.decode('utf-8', 'backslashreplace')}", elf.path)
+                else:
+                    if kname not in added:
+                        added[kname] = nsyms + len(self.new_keys)
+                        self.new_keys.append(kname)
+                        self.warnings.append(
+                            f"key {kname.decode('utf-8', 'backslashreplace')} is not in the "
+                            "object; added as an undefined global symbol")
+                    key = added[kname]
+            flags = TAIL_FLAG if site.kind in TAIL_KINDS else 0
+            self.entries.append(Entry(site, addr_sym, addend, key, flags))
+
+    def _key_symbols(self) -> dict[bytes, int]:
+        """Symbols named key-prefix+..., lowest index first (any binding)."""
+        elf = self.elf
+        prefix = self.options.key_prefix.encode()
+        out: dict[bytes, int] = {}
+        if prefix not in elf.strtab:
+            return out
+        import numpy as np
+        strtab = elf.strtab
+        starts = []
+        pos = strtab.find(prefix)
+        while pos >= 0:
+            starts.append(pos)
+            pos = strtab.find(prefix, pos + 1)
+        syms = elf.symbols
+        mask = np.isin(syms["name"], np.asarray(starts, dtype=np.uint32))
+        mask &= (syms["info"] & 0xF) != STT_SECTION
+        for i in np.flatnonzero(mask).tolist():
+            name = elf.symbol_name_bytes(syms["name"][i])
+            out.setdefault(name, i)
+        return out
+
+    def _addressing(self, site: Site, cache: dict[int, int | None]) -> tuple[int, int]:
+        """Symbol and addend that address the site: the section symbol, else
+        the (non-weak) function symbol containing it."""
+        elf = self.elf
+        idx = site.section_index
+        if idx not in cache:
+            cache[idx] = _section_symbol(elf, idx)
+        secsym = cache[idx]
+        if secsym is not None:
+            return secsym, site.offset - elf.symbol(secsym).value
+        best = None
+        for i in _symbols_in_section(elf, idx):
+            s = elf.symbol(i)
+            if s.bind == STB_WEAK or s.type in (STT_SECTION, STT_FILE):
+                continue
+            if s.value > site.offset:
+                continue
+            inside = s.type == STT_FUNC and site.offset < s.value + s.size
+            rank = (inside, s.type in (STT_FUNC, STT_NOTYPE), s.value, -i)
+            if best is None or rank > best[0]:
+                best = (rank, i, s.value)
+        if best is None:
+            raise InputError(f"cannot address the site at {site.section}+{site.offset:#x}: "
+                             "the section has no section symbol and no non-weak symbol "
+                             "before it", elf.path)
+        return best[1], site.offset - best[2]
+
+
+def _symbols_in_section(elf: ElfFile, index: int) -> list[int]:
+    import numpy as np
+    if not elf.num_symbols:
+        return []
+    shndx = elf.section_index_of(np.arange(elf.num_symbols))
+    return np.flatnonzero(shndx == index).tolist()
+
+
+def _section_symbol(elf: ElfFile, index: int) -> int | None:
+    for i in _symbols_in_section(elf, index):
+        if (int(elf.symbols["info"][i]) & 0xF) == STT_SECTION:
+            return i
+    return None
+
+
+class _Image:
+    """The output file: the original bytes followed by appended blobs."""
+
+    def __init__(self, data: bytes):
+        self.buf = bytearray(data)
+
+    def append(self, blob: bytes, align: int = 8) -> int:
+        pad = -len(self.buf) % align
+        self.buf += b"\0" * pad
+        off = len(self.buf)
+        self.buf += blob
+        return off
+
+
+def _add_string(tables: dict[int, bytearray], elf: ElfFile, index: int, name: bytes) -> int:
+    tab = tables.get(index)
+    if tab is None:
+        tab = tables[index] = bytearray(elf.section_bytes(elf.sections[index]))
+        if tab and tab[-1:] != b"\0":
+            tab += b"\0"
+    needle = name + b"\0"
+    pos = bytes(tab).find(needle)
+    while pos > 0 and tab[pos - 1] != 0:
+        pos = bytes(tab).find(needle, pos + 1)
+    if pos >= 0:
+        return pos
+    pos = len(tab)
+    tab += needle
+    return pos
+
+
+def render(elf: ElfFile, plan: Plan, force: bool) -> bytes:
+    """The bytes of the rewritten object."""
+    secs = [Section(**{f: getattr(s, f) for f in Section.__slots__}) for s in elf.sections]
+    img = _Image(elf.data)
+    symtab = elf.symtab
+    if symtab is None:
+        raise InputError("the object has no symbol table to relocate against", elf.path)
+    entries = plan.entries
+
+    table = b"\0" * (8 * len(entries))
+    rela = bytearray()
+    for i, e in enumerate(entries):
+        rela += RELA.pack(8 * i, (e.addr_sym << 32) | R_X86_64_PC32, e.addr_addend)
+        rela += RELA.pack(8 * i + 4, (e.key_sym << 32) | R_X86_64_PC32, e.flags)
+    table_off = img.append(table, 8)
+    rela_off = img.append(bytes(rela), 8)
+
+    strtabs: dict[int, bytearray] = {}
+    if plan.new_keys:
+        new_syms = bytearray()
+        for name in plan.new_keys:
+            noff = _add_string(strtabs, elf, symtab.link, name)
+            new_syms += SYM.pack(noff, (STB_GLOBAL << 4) | STT_NOTYPE, 0, SHN_UNDEF, 0, 0)
+        sym_sec = secs[symtab.index]
+        sym_sec.offset = img.append(elf.section_bytes(symtab) + bytes(new_syms), 8)
+        sym_sec.size = symtab.size + len(new_syms)
+        for s in secs:
+            if s.type == SHT_SYMTAB_SHNDX and s.link == symtab.index:
+                old = elf.section_bytes(elf.sections[s.index])
+                s.size = sym_sec.size // 24 * 4
+                s.offset = img.append(old + b"\0" * (s.size - len(old)), 4)
+
+    existing = elf.section_by_name(TABLE)
+    if existing is not None and not force:
+        raise AssertionError("render called on an object that has a table")
+    if existing is not None:
+        tsec = secs[existing.index]
+        rsec = next((secs[s.index] for s in elf.sections
+                     if s.type in (SHT_RELA, SHT_REL) and s.info == existing.index), None)
+    else:
+        tsec = rsec = None
+    new_headers: list[Section] = []
+    if rsec is None or tsec is None:
+        rela_name = _add_string(strtabs, elf, elf.shstrndx, RELA_TABLE.encode())
+        table_name = rela_name + len(".rela")
+    n = len(secs)
+    if tsec is None:
+        tsec = Section(n, table_name, SHT_PROGBITS, 0, 0, 0, 0, 0, 0, 0, 0)
+        new_headers.append(tsec)
+        n += 1
+    if rsec is None:
+        rsec = Section(n, rela_name, SHT_RELA, 0, 0, 0, 0, 0, 0, 0, 0)
+        new_headers.append(rsec)
+        n += 1
+    tsec.type, tsec.flags, tsec.addr = SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, 0
+    tsec.offset, tsec.size, tsec.link, tsec.info = table_off, len(table), 0, 0
+    tsec.addralign, tsec.entsize = 8, 8
+    rsec.type, rsec.flags, rsec.addr = SHT_RELA, SHF_INFO_LINK, 0
+    rsec.offset, rsec.size, rsec.link, rsec.info = rela_off, len(rela), symtab.index, tsec.index
+    rsec.addralign, rsec.entsize = 8, 24
+
+    for index in sorted(strtabs):
+        blob = bytes(strtabs[index])
+        secs[index].offset = img.append(blob, 1)
+        secs[index].size = len(blob)
+
+    all_secs = secs + new_headers
+    count = len(all_secs)
+    e_shnum = count
+    if count >= SHN_LORESERVE:
+        all_secs[0].size = count
+        e_shnum = 0
+    elif elf.extended_shnum:
+        all_secs[0].size = 0
+    shoff = img.append(b"".join(s.pack() for s in all_secs), 8)
+
+    hdr = list(EHDR.unpack_from(elf.data, 0))
+    hdr[6] = shoff        # e_shoff
+    hdr[12] = e_shnum     # e_shnum
+    img.buf[:EHDR.size] = EHDR.pack(*hdr)
+    assert SHDR.size == 64
+    return bytes(img.buf)
