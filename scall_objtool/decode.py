@@ -182,8 +182,9 @@ def _prove_function(code: bytes, fname, fstart: int, fend, group: list[Candidate
             out.append(Proof(c, None, fname, fofs, None, why))
             continue
         insn = analyse(code, *hit)
-        fofs = insn.start - fstart if fname is not None else None
         kind, why = _judge(c, insn)
+        if kind is not None and fname is not None:
+            fofs = insn.start - fstart        # a site is reported at its instruction
         out.append(Proof(c, insn, fname, fofs, kind, why))
     return out
 

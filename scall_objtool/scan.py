@@ -66,17 +66,18 @@ def scan_elf(elf: ElfFile, options: Options) -> ObjectResult:
     from .elf import printable
 
     seen = set()
+    refs = []
     for proof in prove(elf, candidates):
         c = proof.candidate
         sec = c.section
         if proof.site_kind is None:
             kind = "data" if not sec.executable else (
                 "unproven" if proof.insn is None else "address")
-            result.references.append(Reference(
+            refs.append((sec.index, c.offset, Reference(
                 section=sec.name, offset=c.offset, function=proof.function,
                 function_offset=proof.function_offset, symbol=c.tramp.name,
                 reloc_type=reloc_name(c.rtype), kind=kind,
-                detail=proof.detail if kind != "data" else "referenced from data"))
+                detail=proof.detail if kind != "data" else "referenced from data")))
             continue
         insn = proof.insn
         if (sec.index, insn.start) in seen:
@@ -95,7 +96,8 @@ def scan_elf(elf: ElfFile, options: Options) -> ObjectResult:
         apply_policy(site, options)
         result.sites.append(site)
     result.sites.sort(key=lambda s: (s.section_index, s.offset))
-    result.references.sort(key=lambda r: (r.section, r.offset))
+    refs.sort(key=lambda r: r[:2])
+    result.references = [r[2] for r in refs]
     return result
 
 

@@ -1,0 +1,40 @@
+"""A bounded CI sample of the kernel parity check (scripts/kernel-parity).
+
+`scripts/kernel-parity --sample 60` strips the objtool-written table from
+about 60 of Debian's 6.1 modules (every module with a tail call, the largest
+tables, and every k-th of the rest, including modules without static calls),
+runs ONE `scall-objtool write --policy kernel --module` over them and compares
+every table with the original.  With --objtool it also re-runs objtool 6.1 on
+the stripped modules, and with --readelf it checks the written modules with
+`readelf -a -W`.  The full run is `scripts/kernel-parity` (all 1121 modules).
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "kernel-parity"
+
+
+def test_kernel_parity_sample(corpus, objtool, tmp_path):
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, str(SCRIPT), "--sample", "60", "--objtool",
+                        "--readelf", "--keep", str(tmp_path / "work")],
+                       capture_output=True, text=True, timeout=300)
+    elapsed = time.monotonic() - t0
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, f"kernel-parity exit {p.returncode}:\n{out}"
+    m = re.search(r"^modules: (\d+)/(\d+) identical; sites: (\d+)/(\d+); "
+                  r"calls (\d+), tail calls (\d+)", p.stdout, re.M)
+    assert m, out
+    ok, n, matched, sites, calls, tails = map(int, m.groups())
+    assert n >= 60 and ok == n, out
+    assert matched == sites == calls + tails and sites > 1000, out
+    assert tails == 43, out           # every module with a tail call is in the sample
+    assert re.search(r"^objtool 6\.1: .* unexpected mismatches 0$", p.stdout, re.M), out
+    assert "without new warnings" in p.stdout and "READELF" not in p.stdout, out
+    assert elapsed < 120, f"the sample took {elapsed:.0f} s:\n{out}"
