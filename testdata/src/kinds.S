@@ -13,27 +13,34 @@
  * Assemble with --defsym OBJTOOL=1 to leave out the two constructs on which
  * objtool 6.1 and scall-objtool are meant to disagree (a branch to
  * __SCT__foo+8, which objtool counts as a call to the trampoline, and a
- * function that cannot be decoded, on which objtool gives up).
+ * call behind a byte that is invalid in 64-bit mode, which objtool's decoder
+ * steps over while scall-objtool cannot prove the call).  Then objtool 6.1
+ * (with --module, or with ALL_KEYS=1 too) writes the same table as
+ * `scall-objtool write --policy kernel`.
+ *
+ * References are reported at the offset of their relocation (given in
+ * brackets below); sites at the start of the instruction.
  *
  * Layout of .text (offsets are asserted by the tests; keep them stable):
  *   f_call       0x00  call  __SCT__foo            site  call         (5)
- *                0x06  call  memcpy                not a site
+ *                0x05  call  memcpy                not a site
  *   f_tail       0x10  jmp   __SCT__foo            site  tail         (5)
- *   f_jcc        0x20  jne   __SCT__bar            site  jcc-tail     (6)
+ *   f_jcc        0x22  jne   __SCT__bar            site  jcc-tail     (6)
  *   f_cs         0x30  cs call __SCT__foo          site  prefixed-call (6, "2e")
  *   f_addr32     0x40  addr32 call __SCT__foo      site  prefixed-call (6, "67")
  *   f_indirect   0x50  call *__SCT__foo@GOTPCREL   site  indirect (FF 15, 6)
  *                0x56  jmp  *__SCT__bar@GOTPCREL   site  indirect (FF 25, 6)
- *   f_refs       0x60  leaq __SCT__foo(%rip),%rax  ref   address (PC32)
- *                0x67  movq $__SCT__foo,%rax       ref   address (32S)
+ *   f_refs       0x60  leaq __SCT__foo(%rip),%rax  ref   address (PC32) [0x63]
+ *                0x67  movq $__SCT__foo,%rax       ref   address (32S)  [0x6a]
  *                0x6e  call __SCT__bar             site  call         (5)
- *   f_plus8      0x80  call __SCT__foo+8           ref   address (PC32, addend +4) [not with OBJTOOL]
- *   f_local      0x90  call __SCT__local           not a site (local symbol)
+ *   f_plus8      0x80  call __SCT__foo+8           ref   address (PC32, addend +4) [0x81]
+ *                                                         (not with OBJTOOL)
+ *   f_local      0x90  call __SCT__local           not a site (LOCAL symbol)
  *   f_baz        0xa0  call __SCT__baz             site  call
  *                0xa5  jmp  __SCT__baz             site  tail
  *   f_bad        0xb0  (invalid opcode 0x06) then call __SCT__foo at 0xb1:
- *                                                   ref   unproven        [not with OBJTOOL]
- * .data:         .quad __SCT__foo at 0x08           ref   data
+ *                                                   ref   unproven [0xb2] (not with OBJTOOL)
+ * .data:         .quad __SCT__foo at 0x08           ref   data     [0x08]
  */
 
 	.text
