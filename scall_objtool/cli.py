@@ -9,15 +9,14 @@ processed.
 """
 from __future__ import annotations
 
-import os
 import sys
 from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
-from . import __version__
-from .errors import InputError, ScallError, UsageError
+from . import __version__, commands
+from .errors import ScallError
 from .model import Options
 
 PROG = "scall-objtool"
@@ -36,14 +35,6 @@ class Policy(str, Enum):
 class Format(str, Enum):
     text = "text"
     json = "json"
-
-
-def _err(msg: str) -> None:
-    sys.stderr.write(f"{PROG}: error: {msg}\n")
-
-
-def _warn(path: str, msg: str) -> None:
-    sys.stderr.write(f"{PROG}: warning: {path}: {msg}\n")
 
 
 PathsArg = Annotated[list[str], typer.Argument(metavar="PATH...", help="objects to process")]
@@ -65,6 +56,14 @@ StrictOpt = Annotated[bool, typer.Option(
     "--strict-keys", help="a missing key is an error (as in objtool), not added")]
 
 
+IncludeOpt = Annotated[Optional[list[str]], typer.Option(
+    "--include", metavar="GLOB",
+    help="in directories, process files matching GLOB (repeatable; default *.o *.ko *.a)")]
+JobsOpt = Annotated[Optional[int], typer.Option(
+    "--jobs", "-j", metavar="N", min=1,
+    help="worker processes over files (default: the number of CPUs)")]
+
+
 def _options(policy, allow_tail, cache_line, assume_align, tramp_prefix, key_prefix, module,
              strict_keys) -> Options:
     return Options(policy=policy.value, allow_tail=allow_tail, cache_line=cache_line,
@@ -72,35 +71,8 @@ def _options(policy, allow_tail, cache_line, assume_align, tramp_prefix, key_pre
                    key_prefix=key_prefix, module=module, strict_keys=strict_keys)
 
 
-def _debug() -> bool:
-    return bool(os.environ.get("SCALL_OBJTOOL_DEBUG"))
-
-
-def _guard(path: str, fn):
-    """Run ``fn``; turn any failure into one error line.  Returns (ok, value)."""
-    try:
-        return True, fn()
-    except InputError as e:
-        _err(str(e) if e.path else f"{path}: {e}")
-    except UsageError as e:
-        _err(str(e))
-    except MemoryError:
-        _err(f"{path}: out of memory")
-    except RecursionError:
-        _err(f"{path}: input too deeply nested")
-    except Exception as e:  # never a traceback for a user; SCALL_OBJTOOL_DEBUG shows it
-        if _debug():
-            raise
-        _err(f"{path}: internal error: {type(e).__name__}: {e}")
-    return False, None
-
-
-def _emit(text: str, output: Optional[str]) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        return
-    from .fileio import atomic_write
-    atomic_write(output, text.encode())
+def _finish(code: int):
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -112,26 +84,16 @@ def scan(paths: PathsArg,
          policy: PolicyOpt = Policy.seed, allow_tail: AllowTailOpt = False,
          cache_line: CacheLineOpt = 64, assume_align: AssumeAlignOpt = None,
          tramp_prefix: TrampOpt = "__SCT__", key_prefix: KeyOpt = "__SCK__",
-         module: ModuleOpt = False, strict_keys: StrictOpt = False):
+         module: ModuleOpt = False, strict_keys: StrictOpt = False,
+         include: IncludeOpt = None, jobs: JobsOpt = None,
+         stats: Annotated[bool, typer.Option(
+             "--stats", help="text format: add tables of sites per trampoline, kind, reason "
+                             "and object (the JSON summary always has them)")] = False):
     """Report every static-call site and how it is classified."""
-    ok, options = _guard("options", lambda: _options(policy, allow_tail, cache_line,
-                                                    assume_align, tramp_prefix, key_prefix,
-                                                    module, strict_keys))
-    if not ok:
-        raise typer.Exit(2)
-    from .scan import scan_path
-    results, failed = [], False
-    for path in paths:
-        ok, res = _guard(path, lambda: scan_path(path, options))
-        if ok:
-            results.append(res)
-        else:
-            failed = True
-    from .report import render_json, render_text
-    text = render_json(results, options) if format is Format.json else render_text(results,
-                                                                                   options)
-    ok, _ = _guard(output or "-", lambda: _emit(text, output))
-    raise typer.Exit(2 if failed or not ok else 0)
+    _finish(commands.run_guarded(lambda: commands.cmd_scan(
+        paths, _options(policy, allow_tail, cache_line, assume_align, tramp_prefix,
+                        key_prefix, module, strict_keys),
+        format.value, output, include, jobs, stats)))
 
 
 @app.command()
@@ -150,46 +112,15 @@ def write(paths: PathsArg,
           policy: PolicyOpt = Policy.seed, allow_tail: AllowTailOpt = False,
           cache_line: CacheLineOpt = 64, assume_align: AssumeAlignOpt = None,
           tramp_prefix: TrampOpt = "__SCT__", key_prefix: KeyOpt = "__SCK__",
-          module: ModuleOpt = False, strict_keys: StrictOpt = False):
+          module: ModuleOpt = False, strict_keys: StrictOpt = False,
+          include: IncludeOpt = None, jobs: JobsOpt = None):
     """Write the .static_call_sites table of each object (in place by default)."""
-    def make():
-        from .write import check_output_option
-        check_output_option(paths, output)
-        return _options(policy, allow_tail, cache_line, assume_align, tramp_prefix,
-                        key_prefix, module, strict_keys)
-    ok, options = _guard("options", make)
-    if not ok:
-        raise typer.Exit(2)
-    from .write import write_path
-    failed = False
-    lines = []
-    for path in paths:
-        ok, res = _guard(path, lambda: write_path(path, options, output, force, dry_run,
-                                                  backup))
-        if not ok:
-            failed = True
-            continue
-        for w in res.warnings:
-            _warn(path, w)
-        if quiet:
-            continue
-        s = res.result.summary()
-        counts = f"{s['sites']} sites, {s['patchable']} patchable, {s['fallback']} fallback"
-        verb = {"written": f"wrote {res.entries} entries",
-                "dry-run": f"would write {res.entries} entries",
-                "unchanged": "unchanged",
-                "copied": "copied unchanged",
-                "skipped-existing": "table exists, unchanged"}[res.action]
-        target = f" -> {res.output}" if res.output != path else ""
-        lines.append(f"{path}{target}: {verb} ({counts}; policy {options.policy})\n")
-        if res.action in ("written", "dry-run") and len(paths) == 1:
-            for site in res.result.sites:
-                tag = "entry" if site.patchable else f"fallback: {site.reason}"
-                func = f"{site.function}+{site.function_offset:#x}" if site.function else "?"
-                lines.append(f"  {site.section}+{site.offset:#x} {func} {site.kind} "
-                             f"{site.trampoline} crossing {site.crossing or '-'}: {tag}\n")
-    sys.stdout.write("".join(lines))
-    raise typer.Exit(2 if failed else 0)
+    params = commands.WriteParams(output=output, force=force, dry_run=dry_run, backup=backup,
+                                  quiet=quiet)
+    _finish(commands.run_guarded(lambda: commands.cmd_write(
+        paths, _options(policy, allow_tail, cache_line, assume_align, tramp_prefix,
+                        key_prefix, module, strict_keys),
+        params, include, jobs)))
 
 
 def _version(value: bool):
@@ -205,14 +136,18 @@ def main_callback(version: Annotated[bool, typer.Option(
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv, prog_name=PROG, standalone_mode=True)
+        app(args=args, prog_name=PROG, standalone_mode=True)
     except SystemExit as e:
         code = e.code
         if code is None:
             return 0
         return code if isinstance(code, int) else 2
     except ScallError as e:
-        _err(str(e))
+        sys.stderr.write(f"{PROG}: error: {e}\n")
         return 2
     return 0
+
+
+from . import cli_lint  # noqa: E402,F401  (registers check/diff)

@@ -12,6 +12,7 @@ candidate, however many candidates it holds.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from .elf import (R_X86_64_GOTPCREL, R_X86_64_GOTPCRELX, R_X86_64_PC32, R_X86_64_PLT32,
@@ -24,6 +25,7 @@ DIRECT_RELOCS = frozenset({R_X86_64_PC32, R_X86_64_PLT32})
 GOT_RELOCS = frozenset({R_X86_64_GOTPCREL, R_X86_64_GOTPCRELX, R_X86_64_REX_GOTPCRELX})
 
 _CS = None
+_BULK = None
 
 
 def _capstone():
@@ -32,6 +34,58 @@ def _capstone():
         import capstone
         _CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     return _CS
+
+
+def _bulk_layout():
+    """(cs_disasm, cs_free, struct type, size, address/size/mnemonic offsets) of
+    capstone's C API, or False when the layout is not the expected one."""
+    global _BULK
+    if _BULK is None:
+        import ctypes
+
+        import capstone
+        t = capstone._cs_insn
+        size = ctypes.sizeof(t)
+        addr_off, size_off, mn_off = t.address.offset, t.size.offset, t.mnemonic.offset
+        ok = (size % 8 == 0 and addr_off % 8 == 0 and ctypes.sizeof(ctypes.c_ulong) == 8)
+        _BULK = (capstone._cs.cs_disasm, capstone._cs.cs_free, t, size, addr_off, size_off,
+                 mn_off) if ok else False
+    return _BULK
+
+
+def disassemble(code: bytes, base: int) -> tuple[list[int], list[int], object]:
+    """Instruction starts and lengths of ``code`` (placed at ``base``), decoded
+    linearly until the end or the first invalid instruction.
+
+    Uses capstone's C ``cs_disasm`` once for the whole range and reads the
+    fields it needs from the returned array in bulk; the third value maps an
+    instruction index to its mnemonic."""
+    md = _capstone()
+    layout = _bulk_layout()
+    if not layout or not code:
+        starts, sizes, mnems = [], [], []
+        for addr, size, mnem, _ops in md.disasm_lite(code, base):
+            starts.append(addr)
+            sizes.append(size)
+            mnems.append(mnem)
+        return starts, sizes, mnems.__getitem__
+    import ctypes
+    cs_disasm, cs_free, t, stride, addr_off, size_off, mn_off = layout
+    insns = ctypes.POINTER(t)()
+    n = cs_disasm(md.csh, code, len(code), base, 0, ctypes.byref(insns))
+    if n <= 0:
+        return [], [], None
+    try:
+        raw = ctypes.string_at(insns, n * stride)
+    finally:
+        cs_free(insns, n)
+    starts = memoryview(raw).cast("Q")[addr_off // 8::stride // 8].tolist()
+    sizes = list(raw[size_off::stride])          # an x86 instruction is <= 15 bytes
+
+    def mnemonic(i: int) -> str:
+        field = raw[i * stride + mn_off:i * stride + mn_off + 32]
+        return field.split(b"\0", 1)[0].decode("ascii", "replace")
+    return starts, sizes, mnemonic
 
 
 @dataclass(slots=True)
@@ -85,49 +139,53 @@ class FunctionIndex:
     """Function and label symbols of one section, for containment queries."""
 
     def __init__(self, elf: ElfFile, sec: Section):
-        import numpy as np
-        syms = elf.symbols
-        idx = np.arange(len(syms))
-        if len(syms):
-            shndx = elf.section_index_of(idx)
-            stype = syms["info"] & 0xF
-            mask = (shndx == sec.index) & (stype != STT_SECTION) & (stype != STT_FILE)
-            mask &= syms["value"] <= sec.size
-            chosen = np.flatnonzero(mask).tolist()
-        else:
-            chosen = []
+        cols = elf.syms
         rank = {STB_GLOBAL: 0, STB_WEAK: 1}
         funcs, labels = [], []
-        for i in chosen:
+        for i in cols.in_section(sec.index):
+            stype = cols.info[i] & 0xF
+            if stype in (STT_SECTION, STT_FILE) or cols.value[i] > sec.size:
+                continue
             s = elf.symbol(i)
             if not s.name_bytes or s.name_bytes.startswith(b".L"):
                 continue
             entry = (s.value, rank.get(s.bind, 2), s.name, s.size, s.index)
             (funcs if s.type == STT_FUNC else labels).append(entry)
         funcs.sort()
-        labels.sort()
         self.funcs = funcs
-        self.labels = labels + funcs
-        self.labels.sort()
+        self.func_starts = [f[0] for f in funcs]
+        # the longest function reach, for bounding the backwards search
+        self.max_size = max((f[3] for f in funcs), default=0)
+        labels = sorted(labels + funcs)
+        self.labels = labels
+        self.label_starts = [lb[0] for lb in labels]
 
     def containing(self, off: int):
         """(name, start, end) of the function holding ``off``; else the nearest
         preceding symbol; else (None, 0, None)."""
         best = None
-        for value, _rank, name, size, _i in self.funcs:
-            if value > off:
+        k = bisect_right(self.func_starts, off)
+        while k > 0:
+            k -= 1
+            value, _rank, name, size, _i = self.funcs[k]
+            if best is not None and value < best[1]:
                 break
-            if off < value + size and (best is None or value > best[1]):
+            if best is None and off - value >= self.max_size:
+                break           # no function this far back reaches ``off``
+            if off < value + size:
+                # walking backwards, the last hit at one address is the
+                # first in (rank, name) order: a global before a local alias
                 best = (name, value, value + size)
         if best:
             return best
-        prev = None
-        for value, _rank, name, _size, _i in self.labels:
-            if value > off:
-                break
-            if prev is None or value > prev[1]:
-                prev = (name, value, None)
-        return prev or (None, 0, None)
+        k = bisect_right(self.label_starts, off)
+        if k == 0:
+            return (None, 0, None)
+        value = self.label_starts[k - 1]
+        # several symbols at one address: the first in (rank, name) order
+        j = bisect_left(self.label_starts, value)
+        _v, _rank, name, _size, _i = self.labels[j]
+        return (name, value, None)
 
 
 def prove(elf: ElfFile, candidates: list[Candidate]) -> list[Proof]:
@@ -159,17 +217,15 @@ def _prove_function(code: bytes, fname, fstart: int, fend, group: list[Candidate
     stop = fstart
     pending = [c for c in group if fstart <= c.offset < end]
     if pending:
-        last = pending[-1].offset
-        md = _capstone()
-        k = 0
-        for addr, size, mnem, _ops in md.disasm_lite(code[fstart:end], fstart):
-            stop = addr + size
-            while k < len(pending) and pending[k].offset < stop:
-                if pending[k].offset >= addr:
-                    found[pending[k].offset] = (addr, size, mnem)
-                k += 1
-            if stop > last:
-                break
+        # decode up to the instruction holding the last candidate, no further
+        limit = min(end, pending[-1].offset + 16)
+        starts, sizes, mnemonic = disassemble(code[fstart:limit], fstart)
+        if starts:
+            stop = starts[-1] + sizes[-1]
+        for c in pending:
+            k = bisect_right(starts, c.offset) - 1
+            if k >= 0 and c.offset < starts[k] + sizes[k]:
+                found[c.offset] = (starts[k], sizes[k], mnemonic(k))
     out = []
     for c in group:
         fofs = c.offset - fstart if fname is not None else None

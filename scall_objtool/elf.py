@@ -2,14 +2,16 @@
 
 Only what the tool needs is parsed, and only when it is first asked for: the
 header and section headers on open, section names on demand, the symbol
-table and relocation tables (as numpy arrays, scanned in bulk) when a caller
-wants them.  Every offset, size and index read from the file is checked
+table and relocation tables (read in bulk through strided memoryviews,
+at C speed) when a caller wants them.  Every offset, size and index read from the file is checked
 against the file before it is used, so a hostile file ends in an
 :class:`~scall_objtool.errors.InputError`, never an IndexError, a huge
 allocation or a hang.
 
-numpy is imported only by the functions that return arrays, so that an
-object with no static calls is answered without it (see ``find.py``).
+No heavy module is imported here: the tables are read as columns of Python
+ints through ``memoryview.cast`` with a stride, which costs far less than
+importing numpy does (numpy's import alone takes longer than a whole scan of
+kvm.ko).
 """
 from __future__ import annotations
 
@@ -62,20 +64,6 @@ SHDR = struct.Struct("<IIQQQQIIQQ")
 SYM_SIZE = 24
 RELA_SIZE = 24
 REL_SIZE = 16
-
-# numpy dtypes, built lazily (numpy is imported on first use)
-_DTYPES: dict = {}
-
-
-def _np():
-    import numpy as np
-    if not _DTYPES:
-        _DTYPES["sym"] = np.dtype([("name", "<u4"), ("info", "u1"), ("other", "u1"),
-                                   ("shndx", "<u2"), ("value", "<u8"), ("size", "<u8")])
-        _DTYPES["rela"] = np.dtype([("offset", "<u8"), ("info", "<u8"), ("addend", "<i8")])
-        _DTYPES["rel"] = np.dtype([("offset", "<u8"), ("info", "<u8")])
-    return np
-
 
 def reloc_name(rtype: int) -> str:
     return RELOC_NAMES.get(rtype, f"R_X86_64_{rtype}")
@@ -292,27 +280,9 @@ class ElfFile:
         return self.section_bytes(self.sections[sym.link]) if sym else b""
 
     @cached_property
-    def symbols(self):
-        """The symbol table as a numpy structured array (empty without one)."""
-        np = _np()
-        sec = self.symtab
-        if sec is None:
-            return np.zeros(0, dtype=_DTYPES["sym"])
-        return np.frombuffer(self.data, dtype=_DTYPES["sym"], count=sec.size // SYM_SIZE,
-                             offset=sec.offset)
-
-    @cached_property
-    def symtab_shndx(self):
-        """Extended section indices (SHT_SYMTAB_SHNDX) or None."""
-        np = _np()
-        sym = self.symtab
-        for sec in self.sections:
-            if sec.type == SHT_SYMTAB_SHNDX and sym is not None and sec.link == sym.index:
-                if sec.size < (sym.size // SYM_SIZE) * 4:
-                    self._fail("SHT_SYMTAB_SHNDX section is shorter than the symbol table")
-                return np.frombuffer(self.data, dtype="<u4", count=sym.size // SYM_SIZE,
-                                     offset=sec.offset)
-        return None
+    def syms(self) -> "SymbolColumns":
+        """The symbol table as columns of Python ints (empty without one)."""
+        return SymbolColumns(self)
 
     @property
     def num_symbols(self) -> int:
@@ -325,34 +295,35 @@ class ElfFile:
     def symbol(self, index: int) -> Symbol:
         if not 0 <= index < self.num_symbols:
             self._fail(f"symbol index {index} is out of range")
-        s = self.symbols[index]
-        shndx = int(s["shndx"])
-        if shndx == SHN_XINDEX:
-            ext = self.symtab_shndx
-            if ext is None:
-                self._fail(f"symbol {index} uses SHN_XINDEX without SHT_SYMTAB_SHNDX")
-            shndx = int(ext[index])
-        raw = self.symbol_name_bytes(s["name"])
-        info = int(s["info"])
+        cols = self.syms
+        shndx = cols.shndx[index]
+        raw = self.symbol_name_bytes(cols.name[index])
+        info = cols.info[index]
         stype = info & 0xF
         if stype == STT_SECTION and not raw and 0 < shndx < len(self.sections):
             name = self.sections[shndx].name
         else:
             name = printable(raw)
-        return Symbol(index, name, raw, info >> 4, stype, int(s["other"]), shndx,
-                      int(s["value"]), int(s["size"]))
+        return Symbol(index, name, raw, info >> 4, stype, cols.other[index], shndx,
+                      cols.value[index], cols.size[index])
 
-    def section_index_of(self, sym_indices):
-        """st_shndx of many symbols at once, resolving SHN_XINDEX."""
-        np = _np()
-        shndx = self.symbols["shndx"][sym_indices].astype(np.int64)
-        ext = self.symtab_shndx
-        if ext is not None:
-            x = shndx == SHN_XINDEX
-            if x.any():
-                shndx[x] = ext[np.asarray(sym_indices)[x]]
-        return shndx
+    def names_with_prefix(self, prefix: bytes) -> list[int]:
+        """Indices of the symbols whose name starts with ``prefix``.
 
+        A name starts with the prefix exactly when its string-table offset is
+        one of the offsets at which the prefix occurs, so the string table is
+        searched (at C speed) and the symbols are matched against the hits."""
+        if self.symtab is None or prefix not in self.strtab:
+            return []
+        strtab = self.strtab
+        starts = set()
+        pos = strtab.find(prefix)
+        while pos >= 0:
+            starts.add(pos)
+            pos = strtab.find(prefix, pos + 1)
+        return [i for i, n in enumerate(self.syms.name) if n in starts]
+
+    # -------------------------------------------------------- relocation tables
     # -------------------------------------------------------- relocation tables
     def relocation_sections(self) -> list[Section]:
         """SHT_RELA / SHT_REL sections that apply to a section through the symtab."""
@@ -376,28 +347,82 @@ class ElfFile:
             out.append(sec)
         return out
 
-    def relocations(self, sec: Section):
-        """(offset, sym, type, addend) numpy arrays for one relocation section.
+    def relocations(self, sec: Section) -> "RelocColumns":
+        """The entries of one relocation section as columns.
 
         For SHT_REL the implicit addend is read from the target section."""
-        np = _np()
+        return RelocColumns(self, sec)
+
+
+def _column(data: bytes, offset: int, size: int, fmt: str, start: int, step: int) -> list:
+    """Every ``step``-th item (from ``start``) of a table read as ``fmt`` items."""
+    if size == 0:
+        return []
+    return memoryview(data)[offset:offset + size].cast(fmt)[start::step].tolist()
+
+
+class SymbolColumns:
+    """Symbol table fields as parallel lists, read in bulk with strided views."""
+
+    def __init__(self, elf: ElfFile):
+        sec = elf.symtab
+        data = elf.data
+        off, size = (sec.offset, sec.size) if sec else (0, 0)
+        self.name = _column(data, off, size, "I", 0, 6)
+        self.info = list(data[off + 4:off + size:SYM_SIZE]) if size else []
+        self.other = list(data[off + 5:off + size:SYM_SIZE]) if size else []
+        shndx = _column(data, off, size, "H", 3, 12)
+        if SHN_XINDEX in shndx:
+            ext = None
+            for s in elf.sections:
+                if s.type == SHT_SYMTAB_SHNDX and sec is not None and s.link == sec.index:
+                    ext = s
+            if ext is None:
+                elf._fail("a symbol uses SHN_XINDEX but there is no SHT_SYMTAB_SHNDX section")
+            if ext.size < len(shndx) * 4:
+                elf._fail("SHT_SYMTAB_SHNDX section is shorter than the symbol table")
+            big = _column(data, ext.offset, len(shndx) * 4, "I", 0, 1)
+            shndx = [big[i] if v == SHN_XINDEX else v for i, v in enumerate(shndx)]
+        self.shndx = shndx
+        self.value = _column(data, off, size, "Q", 1, 3)
+        self.size = _column(data, off, size, "Q", 2, 3)
+
+    def type(self, i: int) -> int:
+        return self.info[i] & 0xF
+
+    def bind(self, i: int) -> int:
+        return self.info[i] >> 4
+
+    def in_section(self, index: int) -> list[int]:
+        return [i for i, v in enumerate(self.shndx) if v == index]
+
+
+class RelocColumns:
+    """One relocation section's entries as parallel lists."""
+
+    def __init__(self, elf: ElfFile, sec: Section):
+        data = elf.data
+        ent = RELA_SIZE if sec.type == SHT_RELA else REL_SIZE
+        words = ent // 8
+        self.offset = _column(data, sec.offset, sec.size, "Q", 0, words)
+        self.sym = _column(data, sec.offset, sec.size, "I", 3, words * 2)
+        self.type = _column(data, sec.offset, sec.size, "I", 2, words * 2)
         if sec.type == SHT_RELA:
-            arr = np.frombuffer(self.data, dtype=_DTYPES["rela"], count=sec.size // RELA_SIZE,
-                                offset=sec.offset)
-            addend = arr["addend"]
+            self.addend = _column(data, sec.offset, sec.size, "q", 2, 3)
         else:
-            arr = np.frombuffer(self.data, dtype=_DTYPES["rel"], count=sec.size // REL_SIZE,
-                                offset=sec.offset)
-            addend = np.zeros(len(arr), dtype=np.int64)
-        info = arr["info"]
-        sym = (info >> np.uint64(32)).astype(np.int64)
-        rtype = (info & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        offset = arr["offset"]
-        if sec.type == SHT_REL and len(arr):
-            target = self.sections[sec.info]
-            code = self.section_bytes(target)
-            for i in range(len(arr)):
-                off = int(offset[i])
-                if off + 4 <= len(code):
-                    addend[i] = int.from_bytes(code[off:off + 4], "little", signed=True)
-        return offset, sym, rtype, addend
+            self.addend = [0] * len(self.offset)
+            self._target = (elf, sec.info)
+
+    def __len__(self) -> int:
+        return len(self.offset)
+
+    def implicit_addend(self, i: int) -> int:
+        """SHT_REL: the addend stored in the relocated field."""
+        if not hasattr(self, "_target"):
+            return self.addend[i]
+        elf, target = self._target
+        code = elf.section_bytes(elf.sections[target])
+        off = self.offset[i]
+        if off + 4 <= len(code):
+            return int.from_bytes(code[off:off + 4], "little", signed=True)
+        return 0

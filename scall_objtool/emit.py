@@ -91,21 +91,11 @@ class Plan:
         elf = self.elf
         prefix = self.options.key_prefix.encode()
         out: dict[bytes, int] = {}
-        if prefix not in elf.strtab:
-            return out
-        import numpy as np
-        strtab = elf.strtab
-        starts = []
-        pos = strtab.find(prefix)
-        while pos >= 0:
-            starts.append(pos)
-            pos = strtab.find(prefix, pos + 1)
-        syms = elf.symbols
-        mask = np.isin(syms["name"], np.asarray(starts, dtype=np.uint32))
-        mask &= (syms["info"] & 0xF) != STT_SECTION
-        for i in np.flatnonzero(mask).tolist():
-            name = elf.symbol_name_bytes(syms["name"][i])
-            out.setdefault(name, i)
+        info = elf.syms.info
+        for i in elf.names_with_prefix(prefix):
+            if info[i] & 0xF == STT_SECTION:
+                continue
+            out.setdefault(elf.symbol(i).name_bytes, i)
         return out
 
     def _addressing(self, site: Site, cache: dict[int, int | None]) -> tuple[int, int]:
@@ -137,16 +127,13 @@ class Plan:
 
 
 def _symbols_in_section(elf: ElfFile, index: int) -> list[int]:
-    import numpy as np
-    if not elf.num_symbols:
-        return []
-    shndx = elf.section_index_of(np.arange(elf.num_symbols))
-    return np.flatnonzero(shndx == index).tolist()
+    return elf.syms.in_section(index)
 
 
 def _section_symbol(elf: ElfFile, index: int) -> int | None:
+    info = elf.syms.info
     for i in _symbols_in_section(elf, index):
-        if (int(elf.symbols["info"][i]) & 0xF) == STT_SECTION:
+        if info[i] & 0xF == STT_SECTION:
             return i
     return None
 

@@ -7,7 +7,7 @@ in that section -- is a *candidate*; the decode stage proves or rejects it.
 
 The common case, an object with no static calls at all, is answered from the
 string table alone: when the prefix does not occur in ``.strtab`` no symbol
-can carry it, and neither numpy nor the decoder is imported.
+can carry it, and the decoder is never imported.
 """
 from __future__ import annotations
 
@@ -41,18 +41,11 @@ def find_trampolines(elf: ElfFile, prefix: bytes) -> dict[int, Symbol]:
     """Global symbols named prefix+something, by symbol index."""
     if not may_have_trampolines(elf, prefix):
         return {}
-    import numpy as np
-    strtab = elf.strtab
-    starts = []
-    pos = strtab.find(prefix)
-    while pos >= 0:
-        starts.append(pos)
-        pos = strtab.find(prefix, pos + 1)
-    syms = elf.symbols
-    mask = np.isin(syms["name"], np.asarray(starts, dtype=np.uint32))
-    mask &= (syms["info"] >> 4) == STB_GLOBAL
+    info = elf.syms.info
     out = {}
-    for idx in np.flatnonzero(mask).tolist():
+    for idx in elf.names_with_prefix(prefix):
+        if info[idx] >> 4 != STB_GLOBAL:
+            continue
         sym = elf.symbol(idx)
         if len(sym.name_bytes) > len(prefix):       # the bare prefix names no call
             out[idx] = sym
@@ -64,9 +57,6 @@ def find_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candidate]:
     sorted by (section index, offset)."""
     if not tramps:
         return []
-    import numpy as np
-    tramp_idx = np.asarray(sorted(tramps), dtype=np.int64)
-
     # Section symbols of sections that define a trampoline: a reference
     # through them (addend landing on the trampoline) counts too.
     defined: dict[int, dict[int, Symbol]] = {}
@@ -75,37 +65,28 @@ def find_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candidate]:
             defined.setdefault(sym.shndx, {})[sym.value] = sym
     secsym_to_sec: dict[int, int] = {}
     if defined:
-        syms = elf.symbols
-        is_sec = np.flatnonzero((syms["info"] & 0xF) == STT_SECTION)
-        if len(is_sec):
-            shndx = elf.section_index_of(is_sec)
-            for si, sh in zip(is_sec.tolist(), shndx.tolist()):
-                if sh in defined:
-                    secsym_to_sec[si] = sh
-    secsym_idx = np.asarray(sorted(secsym_to_sec), dtype=np.int64)
+        cols = elf.syms
+        for i, info in enumerate(cols.info):
+            if info & 0xF == STT_SECTION and cols.shndx[i] in defined:
+                secsym_to_sec[i] = cols.shndx[i]
+    wanted = set(tramps) | set(secsym_to_sec)
 
     table = elf.section_by_name(".static_call_sites")
     out: list[Candidate] = []
-    nsyms = elf.num_symbols
     for rsec in elf.relocation_sections():
         target = elf.sections[rsec.info]
         if table is not None and target.index == table.index:
             continue        # an existing table's own entries are not uses
-        offset, sym, rtype, addend = elf.relocations(rsec)
-        hit = np.isin(sym, tramp_idx)
-        if len(secsym_idx):
-            hit |= np.isin(sym, secsym_idx)
-        for i in np.flatnonzero(hit).tolist():
-            s = int(sym[i])
-            if s >= nsyms:
+        rel = elf.relocations(rsec)
+        for i, s in enumerate(rel.sym):
+            if s not in wanted:
                 continue
-            off, rt, add = int(offset[i]), int(rtype[i]), int(addend[i])
+            off, rt, add = rel.offset[i], rel.type[i], rel.implicit_addend(i)
             if s in tramps:
                 out.append(Candidate(target, off, s, rt, add, tramps[s], 0))
                 continue
             # section symbol: which trampoline does symbol+addend+4 land on?
-            entries = defined[secsym_to_sec[s]]
-            t = entries.get(add + 4)
+            t = defined[secsym_to_sec[s]].get(add + 4)
             if t is not None:
                 out.append(Candidate(target, off, s, rt, add, t, -t.value))
     out.sort(key=lambda c: (c.section.index, c.offset))

@@ -66,6 +66,7 @@ class Site:
     crossing: str | None = None
     patchable: bool = False
     reason: str | None = None
+    source: dict | None = None  # {"file": str, "line": int} from DWARF .debug_line
 
     def to_json(self) -> dict:
         return {
@@ -75,6 +76,7 @@ class Site:
             "length": self.length, "prefixes": self.prefixes.hex(),
             "crossing": self.crossing, "patchable": self.patchable, "reason": self.reason,
             "alignment": self.alignment, "reloc_type": self.reloc_type,
+            "source": self.source,
         }
 
 
@@ -117,18 +119,38 @@ class ObjectResult:
                 "summary": self.summary()}
 
 
-def summarize(objects) -> dict:
+def summarize(objects, per_object: bool = False) -> dict:
+    """Counts over ``objects``: sites, patchable, fallback, references, and the
+    breakdowns ``by_kind`` (sites), ``by_reason`` (fallback sites) and
+    ``by_trampoline`` (sites, patchable, fallback of each trampoline).  With
+    ``per_object`` also ``by_object``: one entry per object, in input order."""
     sites = patchable = refs = 0
     by_kind: dict[str, int] = {}
     by_reason: dict[str, int] = {}
+    by_tramp: dict[str, dict[str, int]] = {}
+    by_object = []
     for obj in objects:
         refs += len(obj.references)
+        o_sites = o_patchable = 0
         for s in obj.sites:
-            sites += 1
-            patchable += s.patchable
+            o_sites += 1
+            o_patchable += s.patchable
             by_kind[s.kind] = by_kind.get(s.kind, 0) + 1
             if s.reason:
                 by_reason[s.reason] = by_reason.get(s.reason, 0) + 1
-    return {"sites": sites, "patchable": patchable, "fallback": sites - patchable,
-            "references": refs, "by_kind": dict(sorted(by_kind.items())),
-            "by_reason": dict(sorted(by_reason.items()))}
+            t = by_tramp.setdefault(s.trampoline, {"sites": 0, "patchable": 0, "fallback": 0})
+            t["sites"] += 1
+            t["patchable" if s.patchable else "fallback"] += 1
+        sites += o_sites
+        patchable += o_patchable
+        if per_object:
+            by_object.append({"path": obj.path, "sites": o_sites, "patchable": o_patchable,
+                              "fallback": o_sites - o_patchable,
+                              "references": len(obj.references)})
+    out = {"sites": sites, "patchable": patchable, "fallback": sites - patchable,
+           "references": refs, "by_kind": dict(sorted(by_kind.items())),
+           "by_reason": dict(sorted(by_reason.items())),
+           "by_trampoline": dict(sorted(by_tramp.items()))}
+    if per_object:
+        out["by_object"] = by_object
+    return out

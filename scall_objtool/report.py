@@ -17,7 +17,7 @@ def schema() -> dict:
 
 
 def to_json(results: list[ObjectResult], options: Options) -> dict:
-    summary = summarize(results)
+    summary = summarize(results, per_object=True)
     summary = {"objects": len(results), **summary}
     return {
         "schema_version": SCHEMA_VERSION,
@@ -68,3 +68,32 @@ def render_text(results: list[ObjectResult], options: Options) -> str:
                  f"{t['sites']} sites, {t['patchable']} patchable, {t['fallback']} fallback, "
                  f"{t['references']} references (policy {options.policy})")
     return "\n".join(lines) + "\n"
+
+
+def render_stats(results: list[ObjectResult]) -> str:
+    """The ``--stats`` tables: sites per trampoline, kind, reason and object."""
+    t = summarize(results, per_object=True)
+    out: list[str] = []
+
+    def table(title: str, head: tuple, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        cells = [tuple(str(c) for c in head)] + [tuple(str(c) for c in r) for r in rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+        out.append(f"{title}:")
+        for n, r in enumerate(cells):
+            first = r[0].ljust(widths[0])
+            rest = "  ".join(c.rjust(w) for c, w in zip(r[1:], widths[1:]))
+            out.append(f"  {first}  {rest}".rstrip())
+            if n == 0:
+                out.append("  " + "  ".join("-" * w for w in widths))
+
+    table("by trampoline", ("trampoline", "sites", "patchable", "fallback"),
+          [(k, v["sites"], v["patchable"], v["fallback"])
+           for k, v in t["by_trampoline"].items()])
+    table("by kind", ("kind", "sites"), list(t["by_kind"].items()))
+    table("by reason", ("reason", "fallback"), list(t["by_reason"].items()))
+    table("by object", ("object", "sites", "patchable", "fallback", "references"),
+          [(o["path"], o["sites"], o["patchable"], o["fallback"], o["references"])
+           for o in t["by_object"]])
+    return "\n".join(out) + "\n" if out else ""

@@ -98,6 +98,9 @@ def scan_elf(elf: ElfFile, options: Options) -> ObjectResult:
     result.sites.sort(key=lambda s: (s.section_index, s.offset))
     refs.sort(key=lambda r: r[:2])
     result.references = [r[2] for r in refs]
+    if result.sites and elf.section_by_name(".debug_line") is not None:
+        from .lines import attach_sources
+        attach_sources(elf, result)
     return result
 
 

@@ -5,7 +5,6 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import InputError, UsageError
-from .fileio import atomic_write, remove_stale_temporaries
 from .model import ObjectResult, Options
 from .scan import open_elf, scan_elf
 
@@ -28,6 +27,7 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     The input is never modified unless the new object is complete; with
     ``output`` the input is not modified at all."""
     from .emit import Plan, render
+    from .fileio import atomic_write, remove_stale_temporaries
 
     elf = open_elf(path)
     result = scan_elf(elf, options)

@@ -167,8 +167,10 @@ def test_real_32bit_object(tmp_path):
 def test_missing_file_and_directory(tmp_path):
     res = run_cli("scan", tmp_path / "nope.o")
     _check_one_error(res, tmp_path / "nope.o", "cannot open")
-    res = run_cli("write", tmp_path)
-    _check_one_error(res, tmp_path, "not a regular file")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = run_cli("write", empty)
+    _check_one_error(res, empty, "no objects found")
 
 
 def test_bad_file_does_not_stop_the_others(tmp_path):

@@ -1,0 +1,272 @@
+"""The commands behind the CLI, free of any argument-parsing library.
+
+``cli.py`` (typer) and ``fastcli.py`` (a small parser for the hot path) both
+parse into the same calls here, so they cannot disagree on behaviour.  Work on
+many objects is spread over ``jobs`` processes; results and messages are
+always emitted in input order, so the output does not depend on ``jobs``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+from .errors import InputError, ScallError, UsageError
+from .inputs import Input, expand
+from .model import ObjectResult, Options
+
+PROG = "scall-objtool"
+
+
+@dataclass
+class Outcome:
+    """What processing one input produced (picklable, for worker processes)."""
+    display: str
+    ok: bool = True
+    result: ObjectResult | None = None
+    messages: list[str] = field(default_factory=list)    # stderr lines, in order
+    line: str | None = None                                # write's stdout summary
+    details: list[str] = field(default_factory=list)
+
+
+def err_line(msg: str) -> str:
+    return f"{PROG}: error: {msg}"
+
+
+def _debug() -> bool:
+    return bool(os.environ.get("SCALL_OBJTOOL_DEBUG"))
+
+
+def guarded(display: str, fn, outcome: Outcome):
+    """Run ``fn``; any failure becomes one error line on the outcome."""
+    try:
+        return fn()
+    except InputError as e:
+        outcome.messages.append(err_line(str(e) if e.path else f"{display}: {e}"))
+    except UsageError as e:
+        outcome.messages.append(err_line(str(e)))
+    except MemoryError:
+        outcome.messages.append(err_line(f"{display}: out of memory"))
+    except RecursionError:
+        outcome.messages.append(err_line(f"{display}: input too deeply nested"))
+    except Exception as e:  # never a traceback for a user; SCALL_OBJTOOL_DEBUG shows it
+        if _debug():
+            raise
+        outcome.messages.append(err_line(f"{display}: internal error: "
+                                         f"{type(e).__name__}: {e}"))
+    outcome.ok = False
+    return None
+
+
+# ---------------------------------------------------------------- per input
+def scan_one(inp: Input, options: Options) -> Outcome:
+    from .elf import ElfFile
+    from .scan import scan_elf
+    out = Outcome(inp.display)
+
+    def work():
+        res = scan_elf(ElfFile(inp.read(), inp.display), options)
+        res.elf = None              # not carried back across processes
+        return res
+    out.result = guarded(inp.display, work, out)
+    return out
+
+
+@dataclass(frozen=True)
+class WriteParams:
+    output: str | None = None
+    force: bool = False
+    dry_run: bool = False
+    backup: bool = False
+    quiet: bool = False
+    details: bool = False
+
+
+def write_one(inp: Input, options: Options, params: WriteParams) -> Outcome:
+    from .write import write_path
+    out = Outcome(inp.display)
+    if inp.is_member:
+        out.ok = False
+        out.messages.append(err_line(f"{inp.display}: archive members are scanned, not "
+                                     "rewritten; run write on the objects before archiving"))
+        return out
+    res = guarded(inp.display, lambda: write_path(inp.path, options, params.output,
+                                                  params.force, params.dry_run,
+                                                  params.backup), out)
+    if res is None:
+        return out
+    res.result.elf = None
+    out.result = res.result
+    for w in res.warnings:
+        out.messages.append(f"{PROG}: warning: {inp.display}: {w}")
+    if params.quiet:
+        return out
+    s = res.result.summary()
+    counts = f"{s['sites']} sites, {s['patchable']} patchable, {s['fallback']} fallback"
+    verb = {"written": f"wrote {res.entries} entries",
+            "dry-run": f"would write {res.entries} entries",
+            "unchanged": "unchanged",
+            "copied": "copied unchanged",
+            "skipped-existing": "table exists, unchanged"}[res.action]
+    target = f" -> {res.output}" if res.output != inp.path else ""
+    out.line = f"{inp.display}{target}: {verb} ({counts}; policy {options.policy})"
+    if params.details and res.action in ("written", "dry-run"):
+        for site in res.result.sites:
+            tag = "entry" if site.patchable else f"fallback: {site.reason}"
+            func = (f"{site.function}+{site.function_offset:#x}" if site.function
+                    else "?")
+            out.details.append(f"  {site.section}+{site.offset:#x} {func} {site.kind} "
+                               f"{site.trampoline} crossing {site.crossing or '-'}: {tag}")
+    return out
+
+
+# ------------------------------------------------------------------ batches
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _run_chunk(task):
+    kind, inputs, options, params = task
+    if kind == "scan":
+        return [scan_one(i, options) for i in inputs]
+    return [write_one(i, options, params) for i in inputs]
+
+
+def run_batch(kind: str, inputs: list[Input], options: Options, params=None,
+              jobs: int | None = None) -> list[Outcome]:
+    """Process every input; outcomes come back in input order."""
+    jobs = default_jobs() if jobs is None else max(1, jobs)
+    jobs = min(jobs, len(inputs))
+    progress = _progress(len(inputs)) if len(inputs) > 1 else None
+    try:
+        if jobs <= 1:
+            outs = []
+            for inp in inputs:
+                outs.extend(_run_chunk((kind, [inp], options, params)))
+                if progress:
+                    progress(1)
+            return outs
+        import concurrent.futures as cf
+        import multiprocessing as mp
+        # small chunks keep both workers busy; order is restored below
+        size = max(1, min(32, len(inputs) // (jobs * 8) or 1))
+        chunks = [inputs[i:i + size] for i in range(0, len(inputs), size)]
+        results: list[list[Outcome] | None] = [None] * len(chunks)
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futs = {pool.submit(_run_chunk, (kind, c, options, params)): k
+                    for k, c in enumerate(chunks)}
+            for fut in cf.as_completed(futs):
+                k = futs[fut]
+                results[k] = fut.result()
+                if progress:
+                    progress(len(chunks[k]))
+        return [o for chunk in results for o in chunk]
+    finally:
+        if progress:
+            progress(None)
+
+
+def _progress(total: int):
+    """A rich progress bar on stderr when it is a terminal; else None."""
+    if os.environ.get("SCALL_OBJTOOL_NO_PROGRESS") or not sys.stderr.isatty():
+        return None
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    except ImportError:
+        return None
+    prog = Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True)
+    prog.start()
+    task = prog.add_task("objects", total=total)
+
+    def step(n):
+        if n is None:
+            prog.stop()
+        else:
+            prog.advance(task, n)
+    return step
+
+
+# ----------------------------------------------------------------- commands
+def _write_text(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from .fileio import atomic_write
+    atomic_write(output, text.encode())
+
+
+def _emit_messages(lines: list[str]) -> None:
+    if lines:
+        sys.stderr.write("".join(m + "\n" for m in lines))
+        sys.stderr.flush()
+
+
+def collect(paths: list[str], include: list[str] | None, archives: bool = True):
+    inputs, errors = expand(paths, include, archives)
+    return inputs, [err_line(str(e)) for e in errors]
+
+
+def cmd_scan(paths: list[str], options: Options, fmt: str = "text", output: str | None = None,
+             include: list[str] | None = None, jobs: int | None = None,
+             stats: bool = False) -> int:
+    inputs, messages = collect(paths, include)
+    outs = run_batch("scan", inputs, options, None, jobs)
+    results = [o.result for o in outs if o.ok and o.result is not None]
+    failed = bool(messages) or any(not o.ok for o in outs)
+    for o in outs:
+        messages.extend(o.messages)
+    from .report import render_json, render_text
+    if fmt == "json":
+        text = render_json(results, options)
+    else:
+        text = render_text(results, options)
+        if stats:
+            from .report import render_stats
+            text += render_stats(results)
+    _emit_messages(messages)
+    try:
+        _write_text(text, output)
+    except OSError as e:
+        _emit_messages([err_line(f"{output}: cannot write: {e.strerror}")])
+        return 2
+    return 2 if failed else 0
+
+
+def cmd_write(paths: list[str], options: Options, params: WriteParams,
+              include: list[str] | None = None, jobs: int | None = None) -> int:
+    if params.output is not None and len(paths) != 1:
+        raise UsageError("-o/--output takes exactly one input file")
+    inputs, messages = collect(paths, include)
+    if params.output is not None and (len(inputs) != 1 or inputs[0].path != paths[0]):
+        raise UsageError("-o/--output takes exactly one input file")
+    params = WriteParams(**{**params.__dict__, "details": len(inputs) == 1})
+    outs = run_batch("write", inputs, options, params, jobs)
+    failed = bool(messages) or any(not o.ok for o in outs)
+    lines = []
+    for o in outs:
+        messages.extend(o.messages)
+        if o.line:
+            lines.append(o.line)
+            lines.extend(o.details)
+    _emit_messages(messages)
+    if lines:
+        sys.stdout.write("".join(x + "\n" for x in lines))
+        sys.stdout.flush()
+    return 2 if failed else 0
+
+
+def run_guarded(fn) -> int:
+    """Run a command; usage problems become one error line and exit 2."""
+    try:
+        return fn()
+    except ScallError as e:
+        _emit_messages([err_line(str(e))])
+        return 2

@@ -1,0 +1,171 @@
+"""SARIF 2.1.0 output of ``check`` (for GitHub code scanning and other viewers).
+
+One rule per fallback reason (all six, always, in a fixed order), one result
+per finding.  A result's physical location is the source file and line from
+DWARF when known (a path relative to the source root, ``uriBaseId``
+``%SRCROOT%``), else the object file; its logical location is the function
+and offset.  ``partialFingerprints`` hash the same identity the baseline
+matches on (object, function, trampoline, kind, reason, occurrence), so an
+alert survives unrelated edits.  With a baseline, ``baselineState`` says
+whether a finding is ``new`` or ``unchanged``.  Output is deterministic.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from urllib.parse import quote
+
+from . import __version__
+from .lint import CheckResult, LintSite, display_path
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+FINGERPRINT = "scallObjtoolSite/v1"
+
+#: reason -> (name, short description, full description)
+RULES = {
+    "tail-call": (
+        "TailCall",
+        "Tail call to a static-call trampoline is not patched",
+        "The site is a jmp (E9 rel32) to the trampoline, a tail call. The seed policy "
+        "patches only direct calls, so this site keeps jumping through the out-of-line "
+        "trampoline, which costs one extra jump on every call. Use --allow-tail if the "
+        "runtime patcher rewrites jmp sites, or restructure the caller so that the "
+        "static call is not in tail position."),
+    "conditional-tail-call": (
+        "ConditionalTailCall",
+        "Conditional tail call to a static-call trampoline is not patched",
+        "The site is a conditional jump (0F 8x rel32) straight to the trampoline, a "
+        "conditional tail call the compiler formed. A seed-style patcher rewrites only "
+        "E8/E9 instructions, so the site always goes through the trampoline."),
+    "prefixed": (
+        "PrefixedCall",
+        "Call to a static-call trampoline carries prefix bytes",
+        "The call (E8 rel32) has prefix bytes (for example 2E or 67) before the opcode, "
+        "so it is longer than 5 bytes and a 5-byte patch cannot replace it safely; the "
+        "seed policy leaves it calling the trampoline."),
+    "indirect": (
+        "IndirectCall",
+        "Indirect call to a static-call trampoline through the GOT",
+        "The site calls or jumps through a memory operand (for example "
+        "call *__SCT__x@GOTPCREL(%rip)), usually because the object was built as "
+        "position-independent code. There is no rel32 to rewrite, so the site can never "
+        "be patched; build the object without -fPIC/-fPIE or with -fno-plt."),
+    "crosses-cache-line": (
+        "CrossesCacheLine",
+        "Call to a static-call trampoline crosses a cache line",
+        "The call instruction straddles a cache-line boundary wherever the section is "
+        "placed, so rewriting its 4-byte displacement is not atomic for concurrently "
+        "executing CPUs. The site keeps calling the trampoline. Changing the code layout "
+        "or aligning the call (for example with a padding nop) makes it patchable."),
+    "may-cross-cache-line": (
+        "MayCrossCacheLine",
+        "Call to a static-call trampoline may cross a cache line",
+        "Whether the call straddles a cache-line boundary depends on where the linker and "
+        "loader place the section (its known alignment is smaller than the cache line), "
+        "so it cannot be proven safe to patch. If the section will be placed with a "
+        "larger alignment (a module's .text is page-aligned), say so with "
+        "--assume-align, which makes the verdict exact."),
+}
+RULE_IDS = tuple(RULES)
+KIND_TEXT = {"call": "call", "prefixed-call": "prefixed call", "tail": "tail call",
+             "jcc-tail": "conditional tail call", "indirect": "indirect call"}
+
+
+def _rules() -> list[dict]:
+    out = []
+    for rid, (name, short, full) in RULES.items():
+        out.append({
+            "id": rid,
+            "name": name,
+            "shortDescription": {"text": short},
+            "fullDescription": {"text": full},
+            "help": {"text": full},
+            "defaultConfiguration": {"level": "warning"},
+            "properties": {"tags": ["static-call", "performance"], "precision": "very-high",
+                           "problem.severity": "warning"},
+        })
+    return out
+
+
+def _uri(path: str, root: str) -> tuple[str, str | None]:
+    """(uri, uriBaseId) of a file: relative to %SRCROOT% below the root."""
+    shown = display_path(path, root)
+    if os.path.isabs(shown):
+        return "file://" + quote(shown), None
+    return quote(shown.replace(os.sep, "/")), "%SRCROOT%"
+
+
+def _artifact(path: str, root: str) -> dict:
+    uri, base = _uri(path, root)
+    loc = {"uri": uri}
+    if base:
+        loc["uriBaseId"] = base
+    return loc
+
+
+def _fingerprint(site: LintSite, occurrence: int) -> str:
+    h = hashlib.sha256()
+    for part in (*site.identity, occurrence):
+        h.update(str(part).encode("utf-8", "surrogateescape"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
+             root: str | None = None) -> dict:
+    root = os.path.abspath(root or os.curdir)
+    results = []
+    seen: dict[tuple, int] = {}
+    for f in res.findings:
+        s = f.site
+        occurrence = seen.get(s.identity, 0)
+        seen[s.identity] = occurrence + 1
+        if s.source:
+            phys = {"artifactLocation": _artifact(s.source["file"], root),
+                    "region": {"startLine": max(1, int(s.source["line"]))}}
+        else:
+            phys = {"artifactLocation": _artifact(s.object, root),
+                    "region": {"startLine": 1}}
+        logical = {"name": s.function if s.function is not None else s.section,
+                   "fullyQualifiedName": f"{s.object}:{s.where}",
+                   "kind": "function" if s.function is not None else "module"}
+        text = (f"{s.message} ({KIND_TEXT.get(s.kind, s.kind)} at {s.where}, "
+                f"{s.section}+{s.offset:#x} in {s.object})")
+        result = {
+            "ruleId": s.reason,
+            "ruleIndex": RULE_IDS.index(s.reason),
+            "level": "warning",
+            "message": {"text": text},
+            "locations": [{"physicalLocation": phys, "logicalLocations": [logical]}],
+            "partialFingerprints": {FINGERPRINT: _fingerprint(s, occurrence)},
+            "properties": {"object": s.object, "section": s.section, "offset": s.offset,
+                           "trampoline": s.trampoline, "key": s.key, "kind": s.kind,
+                           "crossing": s.crossing},
+        }
+        if res.baseline is not None:
+            result["baselineState"] = "unchanged" if f.baselined else "new"
+        results.append(result)
+    invocation: dict = {"executionSuccessful": not errors}
+    if errors:
+        invocation["toolExecutionNotifications"] = [
+            {"level": "error", "message": {"text": e}} for e in errors]
+    run = {
+        "tool": {"driver": {"name": "scall-objtool", "version": __version__,
+                            "semanticVersion": __version__, "rules": _rules()}},
+        "originalUriBaseIds": {"%SRCROOT%": {"uri": "file://" + quote(root.rstrip("/") + "/")}},
+        "invocations": [invocation],
+        "results": results,
+        "columnKind": "utf16CodeUnits",
+        "properties": {"policy": options.to_json(), "summary": summary,
+                       "check": {"passed": res.passed and not errors,
+                                 "failing": res.failing, "max_fallback": res.max_fallback,
+                                 "baseline": res.baseline}},
+    }
+    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
+
+
+def render_sarif(res: CheckResult, options, summary: dict, errors: list[str],
+                 root: str | None = None) -> str:
+    return json.dumps(to_sarif(res, options, summary, errors, root), indent=2,
+                      ensure_ascii=True) + "\n"
