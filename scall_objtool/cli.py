@@ -59,6 +59,18 @@ StrictOpt = Annotated[bool, typer.Option(
 IncludeOpt = Annotated[Optional[list[str]], typer.Option(
     "--include", metavar="GLOB",
     help="in directories, process files matching GLOB (repeatable; default *.o *.ko *.a)")]
+
+
+class Candidates(str, Enum):
+    auto = "auto"
+    relocs = "relocs"
+    code = "code"
+
+
+CandOpt = Annotated[Candidates, typer.Option(
+    "--candidates", help="linked images: find candidates through the relocations the image "
+                         "keeps (relocs), by scanning its code for branches (code), or "
+                         "relocations when present (auto)")]
 JobsOpt = Annotated[Optional[int], typer.Option(
     "--jobs", "-j", metavar="N", min=1,
     help="worker processes over files (default: the number of CPUs)")]
@@ -88,12 +100,34 @@ def scan(paths: PathsArg,
          include: IncludeOpt = None, jobs: JobsOpt = None,
          stats: Annotated[bool, typer.Option(
              "--stats", help="text format: add tables of sites per trampoline, kind, reason "
-                             "and object (the JSON summary always has them)")] = False):
+                             "and object (the JSON summary always has them)")] = False,
+         candidates: CandOpt = Candidates.auto):
     """Report every static-call site and how it is classified."""
     _finish(commands.run_guarded(lambda: commands.cmd_scan(
         paths, _options(policy, allow_tail, cache_line, assume_align, tramp_prefix,
                         key_prefix, module, strict_keys),
-        format.value, output, include, jobs, stats)))
+        format.value, output, include, jobs, stats, candidates_from=candidates.value)))
+
+
+@app.command()
+def verify(paths: PathsArg,
+           format: Annotated[Format, typer.Option("--format", "-f", help="report format")]
+           = Format.text,
+           output: Annotated[Optional[str], typer.Option(
+               "-o", "--output", metavar="FILE", help="write the report to FILE")] = None,
+           policy: PolicyOpt = Policy.seed, allow_tail: AllowTailOpt = False,
+           cache_line: CacheLineOpt = 64, assume_align: AssumeAlignOpt = None,
+           tramp_prefix: TrampOpt = "__SCT__", key_prefix: KeyOpt = "__SCK__",
+           module: ModuleOpt = False, strict_keys: StrictOpt = False,
+           include: IncludeOpt = None, jobs: JobsOpt = None,
+           candidates: CandOpt = Candidates.auto):
+    """Check existing tables: every entry must point at an instruction that calls or
+    jumps to its key's trampoline, with the right tail flag; report sites the table
+    misses.  Exit 1 on any mismatch."""
+    _finish(commands.run_guarded(lambda: commands.cmd_verify(
+        paths, _options(policy, allow_tail, cache_line, assume_align, tramp_prefix,
+                        key_prefix, module, strict_keys),
+        format.value, output, include, jobs, candidates.value)))
 
 
 @app.command()

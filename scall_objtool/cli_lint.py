@@ -15,9 +15,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import (AllowTailOpt, AssumeAlignOpt, CacheLineOpt, IncludeOpt, JobsOpt, KeyOpt,
-                  ModuleOpt, PathsArg, Policy, PolicyOpt, StrictOpt, TrampOpt, _finish,
-                  _options, app)
+from .cli import (AllowTailOpt, AssumeAlignOpt, CacheLineOpt, CandOpt, Candidates, IncludeOpt,
+                  JobsOpt, KeyOpt, ModuleOpt, PathsArg, Policy, PolicyOpt, StrictOpt, TrampOpt,
+                  _finish, _options, app)
 from .commands import (PROG, _emit_messages, _write_text, collect, err_line, run_batch,
                        run_guarded)
 from .errors import UsageError
@@ -59,7 +59,7 @@ def _output(text: str, output: str | None) -> bool:
 def cmd_check(paths: list[str], options, fmt: str = "text", output: str | None = None,
               baseline: str | None = None, max_fallback: int = 0, stats: bool = False,
               source_root: str | None = None, include: list[str] | None = None,
-              jobs: int | None = None) -> int:
+              jobs: int | None = None, candidates_from: str = "auto") -> int:
     """``check``: 0 pass, 1 fail, 2 errors (the report is still written)."""
     from . import lint
     from .model import summarize
@@ -71,7 +71,7 @@ def cmd_check(paths: list[str], options, fmt: str = "text", output: str | None =
         base = lint.load_report(baseline)           # InputError: exit 2 (run_guarded)
         messages.extend(_policy_warning(base, options.to_json(), "the baseline"))
     inputs, errors = collect(paths, include)
-    outs = run_batch("scan", inputs, options, None, jobs)
+    outs = run_batch("scan", inputs, options, candidates_from, jobs)
     results = []
     for o in outs:
         if o.ok and o.result is not None:
@@ -136,12 +136,14 @@ def check(paths: PathsArg,
           cache_line: CacheLineOpt = 64, assume_align: AssumeAlignOpt = None,
           tramp_prefix: TrampOpt = "__SCT__", key_prefix: KeyOpt = "__SCK__",
           module: ModuleOpt = False, strict_keys: StrictOpt = False,
-          include: IncludeOpt = None, jobs: JobsOpt = None):
+          include: IncludeOpt = None, jobs: JobsOpt = None,
+          candidates: CandOpt = Candidates.auto):
     """Fail (exit 1) when a static-call site is fallback under the policy: a CI gate."""
     _finish(run_guarded(lambda: cmd_check(
         paths, _options(policy, allow_tail, cache_line, assume_align, tramp_prefix,
                         key_prefix, module, strict_keys),
-        format.value, output, baseline, max_fallback, stats, source_root, include, jobs)))
+        format.value, output, baseline, max_fallback, stats, source_root, include, jobs,
+        candidates.value)))
 
 
 @app.command()

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 
 from .errors import InputError, ScallError, UsageError
-from .inputs import Input, expand
+from .inputs import Input, expand, show
 from .model import ObjectResult, Options
 
 PROG = "scall-objtool"
@@ -42,7 +42,8 @@ def guarded(display: str, fn, outcome: Outcome):
     try:
         return fn()
     except InputError as e:
-        outcome.messages.append(err_line(str(e) if e.path else f"{display}: {e}"))
+        # the input's display name, already escaped, rather than the raw path
+        outcome.messages.append(err_line(f"{display}: {e.message}"))
     except UsageError as e:
         outcome.messages.append(err_line(str(e)))
     except MemoryError:
@@ -59,15 +60,34 @@ def guarded(display: str, fn, outcome: Outcome):
 
 
 # ---------------------------------------------------------------- per input
-def scan_one(inp: Input, options: Options) -> Outcome:
+def scan_one(inp: Input, options: Options, candidates_from: str = "auto") -> Outcome:
     from .elf import ElfFile
     from .scan import scan_elf
     out = Outcome(inp.display)
 
     def work():
-        res = scan_elf(ElfFile(inp.read(), inp.display), options)
+        res = scan_elf(ElfFile(inp.read(), inp.display), options, candidates_from)
         res.elf = None              # not carried back across processes
         return res
+    out.result = guarded(inp.display, work, out)
+    if out.result is not None:
+        out.messages.extend(f"{PROG}: warning: {inp.display}: {w}"
+                            for w in out.result.warnings)
+    return out
+
+
+def verify_one(inp: Input, options: Options, candidates_from: str = "auto") -> Outcome:
+    from .elf import ElfFile
+    from .scan import scan_elf
+    from .table import verify
+    out = Outcome(inp.display)
+
+    def work():
+        elf = ElfFile(inp.read(), inp.display)
+        res = scan_elf(elf, options, candidates_from, sources=False)
+        verdict = verify(elf, res, options)
+        res.elf = None
+        return verdict
     out.result = guarded(inp.display, work, out)
     return out
 
@@ -108,7 +128,7 @@ def write_one(inp: Input, options: Options, params: WriteParams) -> Outcome:
             "unchanged": "unchanged",
             "copied": "copied unchanged",
             "skipped-existing": "table exists, unchanged"}[res.action]
-    target = f" -> {res.output}" if res.output != inp.path else ""
+    target = f" -> {show(res.output)}" if res.output != inp.path else ""
     out.line = f"{inp.display}{target}: {verb} ({counts}; policy {options.policy})"
     if params.details and res.action in ("written", "dry-run"):
         for site in res.result.sites:
@@ -128,10 +148,25 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: a worker must not outlive a killed parent (Linux)."""
+    try:
+        import ctypes
+        import signal
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)      # PR_SET_PDEATHSIG
+        if os.getppid() == 1:                            # the parent is already gone
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass
+
+
 def _run_chunk(task):
     kind, inputs, options, params = task
     if kind == "scan":
-        return [scan_one(i, options) for i in inputs]
+        return [scan_one(i, options, params or "auto") for i in inputs]
+    if kind == "verify":
+        return [verify_one(i, options, params or "auto") for i in inputs]
     return [write_one(i, options, params) for i in inputs]
 
 
@@ -156,7 +191,8 @@ def run_batch(kind: str, inputs: list[Input], options: Options, params=None,
         chunks = [inputs[i:i + size] for i in range(0, len(inputs), size)]
         results: list[list[Outcome] | None] = [None] * len(chunks)
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                                    initializer=_die_with_parent) as pool:
             futs = {pool.submit(_run_chunk, (kind, c, options, params)): k
                     for k, c in enumerate(chunks)}
             for fut in cf.as_completed(futs):
@@ -211,14 +247,15 @@ def _emit_messages(lines: list[str]) -> None:
 
 def collect(paths: list[str], include: list[str] | None, archives: bool = True):
     inputs, errors = expand(paths, include, archives)
-    return inputs, [err_line(str(e)) for e in errors]
+    return inputs, [err_line(f"{show(e.path)}: {e.message}" if e.path else e.message)
+                    for e in errors]
 
 
 def cmd_scan(paths: list[str], options: Options, fmt: str = "text", output: str | None = None,
              include: list[str] | None = None, jobs: int | None = None,
-             stats: bool = False) -> int:
+             stats: bool = False, candidates_from: str = "auto") -> int:
     inputs, messages = collect(paths, include)
-    outs = run_batch("scan", inputs, options, None, jobs)
+    outs = run_batch("scan", inputs, options, candidates_from, jobs)
     results = [o.result for o in outs if o.ok and o.result is not None]
     failed = bool(messages) or any(not o.ok for o in outs)
     for o in outs:
@@ -235,7 +272,7 @@ def cmd_scan(paths: list[str], options: Options, fmt: str = "text", output: str 
     try:
         _write_text(text, output)
     except OSError as e:
-        _emit_messages([err_line(f"{output}: cannot write: {e.strerror}")])
+        _emit_messages([err_line(f"{show(output)}: cannot write: {e.strerror}")])
         return 2
     return 2 if failed else 0
 
@@ -261,6 +298,49 @@ def cmd_write(paths: list[str], options: Options, params: WriteParams,
         sys.stdout.write("".join(x + "\n" for x in lines))
         sys.stdout.flush()
     return 2 if failed else 0
+
+
+def cmd_verify(paths: list[str], options: Options, fmt: str = "text",
+               output: str | None = None, include: list[str] | None = None,
+               jobs: int | None = None, candidates_from: str = "auto") -> int:
+    """Check existing tables; exit 1 on any mismatch or missing site."""
+    inputs, messages = collect(paths, include)
+    outs = run_batch("verify", inputs, options, candidates_from, jobs)
+    verdicts = [o.result for o in outs if o.ok and o.result is not None]
+    failed = bool(messages) or any(not o.ok for o in outs)
+    for o in outs:
+        messages.extend(o.messages)
+    if fmt == "json":
+        import json
+        doc = {"schema_version": 1, "policy": options.to_json(),
+               "objects": [v.to_json() for v in verdicts],
+               "summary": {"objects": len(verdicts),
+                           "entries": sum(v.entries for v in verdicts),
+                           "failed": sum(not v.ok for v in verdicts)}}
+        text = json.dumps(doc, indent=2) + "\n"
+    else:
+        lines = []
+        for v in verdicts:
+            if v.ok:
+                lines.append(f"{v.path}: OK ({v.entries} entries)")
+                continue
+            lines.append(f"{v.path}: FAILED ({v.entries} entries, {len(v.mismatches)} "
+                         f"mismatched, {len(v.missing)} missing)")
+            lines.extend(f"{v.path}: mismatch: {m}" for m in v.mismatches)
+            lines.extend(f"{v.path}: missing: {m}" for m in v.missing)
+        bad = sum(not v.ok for v in verdicts)
+        lines.append(f"verify: {len(verdicts)} objects, {sum(v.entries for v in verdicts)} "
+                     f"entries, {bad} failed (policy {options.policy})")
+        text = "".join(x + "\n" for x in lines)
+    _emit_messages(messages)
+    try:
+        _write_text(text, output)
+    except OSError as e:
+        _emit_messages([err_line(f"{show(output)}: cannot write: {e.strerror}")])
+        return 2
+    if failed:
+        return 2
+    return 1 if any(not v.ok for v in verdicts) else 0
 
 
 def run_guarded(fn) -> int:

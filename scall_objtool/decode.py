@@ -141,15 +141,16 @@ class FunctionIndex:
     def __init__(self, elf: ElfFile, sec: Section):
         cols = elf.syms
         rank = {STB_GLOBAL: 0, STB_WEAK: 1}
+        base = sec.addr if elf.linked else 0       # symbol values are addresses there
         funcs, labels = [], []
         for i in cols.in_section(sec.index):
             stype = cols.info[i] & 0xF
-            if stype in (STT_SECTION, STT_FILE) or cols.value[i] > sec.size:
+            if stype in (STT_SECTION, STT_FILE) or not 0 <= cols.value[i] - base <= sec.size:
                 continue
             s = elf.symbol(i)
             if not s.name_bytes or s.name_bytes.startswith(b".L"):
                 continue
-            entry = (s.value, rank.get(s.bind, 2), s.name, s.size, s.index)
+            entry = (s.value - base, rank.get(s.bind, 2), s.name, s.size, s.index)
             (funcs if s.type == STT_FUNC else labels).append(entry)
         funcs.sort()
         self.funcs = funcs
@@ -205,12 +206,14 @@ def prove(elf: ElfFile, candidates: list[Candidate]) -> list[Proof]:
         groups: dict[tuple, list[Candidate]] = {}
         for c in cands:
             groups.setdefault(index.containing(c.offset), []).append(c)
+        image = elf if elf.linked else None
         for (fname, fstart, fend), group in groups.items():
-            proofs.extend(_prove_function(code, fname, fstart, fend, group))
+            proofs.extend(_prove_function(code, fname, fstart, fend, group, image, sec))
     return proofs
 
 
-def _prove_function(code: bytes, fname, fstart: int, fend, group: list[Candidate]):
+def _prove_function(code: bytes, fname, fstart: int, fend, group: list[Candidate],
+                    image: ElfFile | None = None, sec: Section | None = None):
     end = min(fend if fend is not None else len(code), len(code))
     group.sort(key=lambda c: c.offset)
     found: dict[int, tuple[int, int, str]] = {}
@@ -238,7 +241,8 @@ def _prove_function(code: bytes, fname, fstart: int, fend, group: list[Candidate
             out.append(Proof(c, None, fname, fofs, None, why))
             continue
         insn = analyse(code, *hit)
-        kind, why = _judge(c, insn)
+        kind, why = _judge(c, insn) if image is None else _judge_image(c, insn, code,
+                                                                          image, sec)
         if kind is not None and fname is not None:
             fofs = insn.start - fstart        # a site is reported at its instruction
         out.append(Proof(c, insn, fname, fofs, kind, why))
@@ -265,3 +269,39 @@ def _judge(c: Candidate, insn: Insn) -> tuple[str | None, str]:
         return None, f"{insn.mnemonic} to {c.tramp.name}{dest:+#x}, not to its entry"
     return insn.kind, ""
 
+
+
+def _judge_image(c: Candidate, insn: Insn, code: bytes, image: ElfFile,
+                 sec: Section) -> tuple[str | None, str]:
+    """In a linked image the bytes are final: the destination is computed from
+    the instruction itself (a relocation, if any, only pointed at it)."""
+    if insn.kind is None or insn.field is None:
+        return None, f"{insn.mnemonic} takes the trampoline's address"
+    if c.offset - insn.start != insn.field:
+        return None, f"relocation is not the {insn.mnemonic} target field"
+    at = insn.start + insn.field
+    disp = int.from_bytes(code[at:at + 4], "little", signed=True)
+    target = (sec.addr + insn.start + insn.length + disp) & ((1 << 64) - 1)
+    if insn.kind == "indirect":
+        slot = image.read_at(target, 8)
+        if slot is None or int.from_bytes(slot, "little") != c.tramp.value:
+            return None, f"{insn.mnemonic} through memory that does not hold the trampoline"
+        return "indirect", ""
+    if target != c.tramp.value:
+        return None, f"{insn.mnemonic} to {target:#x}, not to {c.tramp.name}"
+    return insn.kind, ""
+
+
+def instruction_at(elf: ElfFile, sec: Section, off: int):
+    """(start, length, mnemonic, " in func+x") of the instruction holding
+    ``off``, decoding its function from the start; None if not reached."""
+    index = FunctionIndex(elf, sec)
+    fname, fstart, fend = index.containing(off)
+    code = elf.section_bytes(sec)
+    end = min(fend if fend is not None else len(code), len(code), off + 16)
+    starts, sizes, mnemonic = disassemble(code[fstart:end], fstart)
+    k = bisect_right(starts, off) - 1
+    if k < 0 or off >= starts[k] + sizes[k]:
+        return None
+    where = f" in {fname}+{starts[k] - fstart:#x}" if fname else ""
+    return starts[k], sizes[k], mnemonic(k), where

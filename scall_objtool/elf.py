@@ -169,6 +169,26 @@ class ElfFile:
             self._fail(f"bad ELF header size {self.e_ehsize}")
 
     @property
+    def linked(self) -> bool:
+        """A linked image (executable or shared object): addresses are final."""
+        return self.e_type in (ET_EXEC, ET_DYN)
+
+    def section_at(self, address: int) -> Section | None:
+        """The allocated section holding ``address`` (linked images)."""
+        for sec in self.sections:
+            if sec.flags & SHF_ALLOC and sec.size and sec.addr <= address < sec.addr + sec.size:
+                return sec
+        return None
+
+    def read_at(self, address: int, size: int) -> bytes | None:
+        """``size`` file bytes at a virtual address, or None if not in the file."""
+        sec = self.section_at(address)
+        if sec is None or sec.type == SHT_NOBITS or address + size > sec.addr + sec.size:
+            return None
+        off = sec.offset + address - sec.addr
+        return self.data[off:off + size]
+
+    @property
     def elf_type(self) -> str:
         return ET_NAMES.get(self.e_type, str(self.e_type))
 

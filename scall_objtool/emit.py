@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from .elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF_WRITE,
                   SHN_LORESERVE, SHN_UNDEF, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_SYMTAB_SHNDX,
                   STB_GLOBAL, STB_WEAK, STT_FILE, STT_FUNC, STT_NOTYPE, STT_SECTION, ElfFile,
-                  Section)
+                  Section, printable)
 from .errors import InputError, KeyMissingError
 from .model import TAIL_KINDS, ObjectResult, Options, Site
 from .scan import RELA_TABLE, TABLE, key_name
@@ -74,14 +74,14 @@ class Plan:
                 elif options.strict_keys:
                     raise KeyMissingError(
                         f"static_call: can't find static_call_key symbol: "
-                        f"{kname.decode('utf-8', 'backslashreplace')}", elf.path)
+                        f"{printable(kname)}", elf.path)
                 else:
                     if kname not in added:
                         added[kname] = nsyms + len(self.new_keys)
                         self.new_keys.append(kname)
                         self.warnings.append(
-                            f"key {kname.decode('utf-8', 'backslashreplace')} is not in the "
-                            "object; added as an undefined global symbol")
+                            f"key {printable(kname)} is not in the object; added as an "
+                            "undefined global symbol")
                     key = added[kname]
             flags = TAIL_FLAG if site.kind in TAIL_KINDS else 0
             self.entries.append(Entry(site, addr_sym, addend, key, flags))
@@ -107,7 +107,7 @@ class Plan:
             cache[idx] = _section_symbol(elf, idx)
         secsym = cache[idx]
         if secsym is not None:
-            return secsym, site.offset - elf.symbol(secsym).value
+            return secsym, _addend(elf, site.offset - elf.symbol(secsym).value)
         best = None
         for i in _symbols_in_section(elf, idx):
             s = elf.symbol(i)
@@ -123,7 +123,14 @@ class Plan:
             raise InputError(f"cannot address the site at {site.section}+{site.offset:#x}: "
                              "the section has no section symbol and no non-weak symbol "
                              "before it", elf.path)
-        return best[1], site.offset - best[2]
+        return best[1], _addend(elf, site.offset - best[2])
+
+
+def _addend(elf: ElfFile, value: int) -> int:
+    if not -(1 << 63) <= value < (1 << 63):
+        raise InputError("a symbol's value puts the site out of reach of a 64-bit addend",
+                         elf.path)
+    return value
 
 
 def _symbols_in_section(elf: ElfFile, index: int) -> list[int]:
@@ -230,6 +237,13 @@ def render(elf: ElfFile, plan: Plan, force: bool) -> bytes:
     rsec.offset, rsec.size, rsec.link, rsec.info = rela_off, len(rela), symtab.index, tsec.index
     rsec.addralign, rsec.entsize = 8, 24
 
+    # An alignment the user promised (--assume-align) and the classification
+    # relied on becomes the section's own, so that the linker keeps it.
+    for e in entries:
+        sec = secs[e.site.section_index]
+        if e.site.crossing is not None and sec.addralign < e.site.alignment:
+            sec.addralign = e.site.alignment
+
     for index in sorted(strtabs):
         blob = bytes(strtabs[index])
         secs[index].offset = img.append(blob, 1)
@@ -251,3 +265,71 @@ def render(elf: ElfFile, plan: Plan, force: bool) -> bytes:
     img.buf[:EHDR.size] = EHDR.pack(*hdr)
     assert SHDR.size == 64
     return bytes(img.buf)
+
+
+def recover_original(elf: ElfFile) -> bytes | None:
+    """The object as it was before scall-objtool appended its table, if this
+    object's table is one we appended; else None.
+
+    A first write leaves every original byte in place, including the old
+    section header table, and appends the table right after the original
+    end.  So the original is: the old ELF header fields (e_shoff, e_shnum) put
+    back, and the file cut where the appended data starts.  The old header
+    table is found by looking for the unmoved headers' bytes in the prefix;
+    every step is checked, and any doubt returns None (the caller then
+    replaces the table in place instead)."""
+    secs = elf.sections
+    n = len(secs)
+    table = elf.section_by_name(TABLE)
+    if table is None or n < 4 or table.index != n - 2:
+        return None
+    rela = secs[n - 1]
+    if rela.type != SHT_RELA or rela.info != table.index or rela.offset < table.offset:
+        return None
+    m = n - 2
+    symtab = elf.symtab
+    moved = {elf.shstrndx}
+    if symtab is not None:
+        moved |= {symtab.index, symtab.link}
+        moved |= {s.index for s in secs if s.type == SHT_SYMTAB_SHNDX}
+    prefix = elf.data[:table.offset]
+    old_shoff = None
+    for s in secs[1:m]:
+        if s.index in moved:
+            continue
+        # addralign may have been raised by the write: match on the other fields
+        needle = s.pack()[:48]
+        pos = prefix.find(needle)
+        while pos >= 0:
+            cand = pos - SHDR.size * s.index
+            if cand > 0 and cand % 8 == 0 and cand + SHDR.size * m <= len(prefix):
+                old_shoff = cand
+                break
+            pos = prefix.find(needle, pos + 1)
+        break
+    if old_shoff is None:
+        return None
+    old = [Section(i, *SHDR.unpack_from(prefix, old_shoff + SHDR.size * i)) for i in range(m)]
+    for a, b in zip(old[1:], secs[1:m]):
+        same = (a.name_off, a.type, a.flags, a.link, a.info, a.entsize) == \
+            (b.name_off, b.type, b.flags, b.link, b.info, b.entsize)
+        if not same or (a.index not in moved and (a.offset, a.size) != (b.offset, b.size)):
+            return None
+    end = old_shoff + SHDR.size * m
+    for a in old:
+        if a.type not in (0, 8):                      # SHT_NULL, SHT_NOBITS
+            end = max(end, a.offset + a.size)
+    if table.offset != end + (-end % 8):
+        return None                                   # not appended right after it
+    hdr = list(EHDR.unpack_from(elf.data, 0))
+    hdr[6] = old_shoff
+    hdr[12] = 0 if old[0].size else m                 # extended numbering kept as it was
+    original = bytearray(elf.data[:end])
+    original[:EHDR.size] = EHDR.pack(*hdr)
+    try:
+        check = ElfFile(bytes(original), elf.path)
+    except InputError:
+        return None
+    if len(check.sections) != m or check.section_by_name(TABLE) is not None:
+        return None
+    return bytes(original)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .elf import (SHF_EXECINSTR, SHN_LORESERVE, STB_GLOBAL, STT_SECTION, ElfFile, Section,
-                  Symbol)
+from .elf import (SHF_ALLOC, SHF_EXECINSTR, SHN_LORESERVE, SHT_PROGBITS, STB_GLOBAL, STT_SECTION,
+                  ElfFile, Section, Symbol)
 
 
 @dataclass(slots=True)
@@ -26,6 +26,7 @@ class Candidate:
     addend: int
     tramp: Symbol               # the trampoline the relocation may reach
     sym_value_bias: int         # value of the relocation symbol minus tramp entry
+    from_code: bool = False     # found in a linked image's code, not a relocation
 
     @property
     def executable(self) -> bool:
@@ -73,15 +74,24 @@ def find_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candidate]:
 
     table = elf.section_by_name(".static_call_sites")
     out: list[Candidate] = []
+    linked = elf.linked
     for rsec in elf.relocation_sections():
         target = elf.sections[rsec.info]
         if table is not None and target.index == table.index:
             continue        # an existing table's own entries are not uses
+        if not target.flags & SHF_ALLOC:
+            continue        # debug information and notes are not uses either
         rel = elf.relocations(rsec)
         for i, s in enumerate(rel.sym):
             if s not in wanted:
                 continue
             off, rt, add = rel.offset[i], rel.type[i], rel.implicit_addend(i)
+            if linked:
+                off -= target.addr          # r_offset is an address in a linked image
+                if not 0 <= off < target.size:
+                    continue
+                if s not in tramps:
+                    continue
             if s in tramps:
                 out.append(Candidate(target, off, s, rt, add, tramps[s], 0))
                 continue
@@ -89,5 +99,56 @@ def find_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candidate]:
             t = defined[secsym_to_sec[s]].get(add + 4)
             if t is not None:
                 out.append(Candidate(target, off, s, rt, add, t, -t.value))
+    out.sort(key=lambda c: (c.section.index, c.offset))
+    return out
+
+
+def has_code_relocations(elf: ElfFile) -> bool:
+    """Does a linked image keep relocations for its code (``--emit-relocs``)?"""
+    return any(elf.sections[r.info].executable for r in elf.relocation_sections())
+
+
+def _signed64(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def find_code_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candidate]:
+    """Direct branches in a linked image whose destination is a trampoline.
+
+    Every executable section is scanned in bulk with numpy: each E8/E9 byte
+    (call/jmp rel32) and each 0F 8x pair (jcc rel32) is read as an opcode,
+    its destination computed from the following rel32, and kept when it is a
+    trampoline's address.  Candidates still have to be proven by decoding:
+    an opcode byte found this way may lie inside another instruction."""
+    targets = {}
+    for t in tramps.values():
+        if 0 < t.shndx < SHN_LORESERVE:
+            targets.setdefault(t.value, t)
+    if not targets:
+        return []
+    import numpy as np
+    want = np.array(sorted(_signed64(v) for v in targets), dtype=np.int64)
+    out: list[Candidate] = []
+    for sec in elf.sections:
+        if not sec.executable or sec.type != SHT_PROGBITS or sec.size < 5:
+            continue
+        code = np.frombuffer(elf.data, dtype=np.uint8, count=sec.size, offset=sec.offset)
+        base = _signed64(sec.addr)
+        for field_at, length, mask in (
+                (1, 5, (code[:-4] == 0xE8) | (code[:-4] == 0xE9)),
+                (2, 6, (code[:-5] == 0x0F) & ((code[1:-4] & 0xF0) == 0x80))):
+            pos = np.flatnonzero(mask).astype(np.int64)
+            if not len(pos):
+                continue
+            f = pos + field_at
+            rel = (code[f].astype(np.int64) | (code[f + 1].astype(np.int64) << 8)
+                   | (code[f + 2].astype(np.int64) << 16)
+                   | (code[f + 3].astype(np.int8).astype(np.int64) << 24))
+            with np.errstate(over="ignore"):
+                dest = base + pos + length + rel
+            hits = np.flatnonzero(np.isin(dest, want))
+            for k in hits.tolist():
+                d = int(dest[k]) & ((1 << 64) - 1)
+                out.append(Candidate(sec, int(f[k]), -1, -1, 0, targets[d], 0, True))
     out.sort(key=lambda c: (c.section.index, c.offset))
     return out

@@ -39,6 +39,13 @@ class Input:
         return data[self.member_offset:self.member_offset + self.member_size]
 
 
+def show(path: str) -> str:
+    """A path as it may appear in a report: control characters and bytes that
+    are not UTF-8 escaped (file names are bytes; terminals and JSON are not)."""
+    from .elf import printable
+    return printable(os.fsencode(path))
+
+
 def is_archive(path: str) -> bool:
     try:
         with open(path, "rb") as f:
@@ -96,12 +103,13 @@ def archive_members(path: str, data: bytes) -> list[Input]:
                 payload, length = body + nlen, msize - nlen
             else:
                 display = name.rstrip(b"/")
-            text = display.decode("utf-8", "backslashreplace")
+            from .elf import printable
+            text = printable(display)
             if thin:
-                member = os.path.join(os.path.dirname(path), text)
-                out.append(Input(f"{path}({text})", member))
+                member = os.path.join(os.path.dirname(path), os.fsdecode(display))
+                out.append(Input(f"{show(path)}({text})", member))
             else:
-                out.append(Input(f"{path}({text})", path, payload, length))
+                out.append(Input(f"{show(path)}({text})", path, payload, length))
             if len(out) > MAX_MEMBERS:
                 raise InputError("archive has too many members", path)
         pos = body + stored
@@ -124,7 +132,7 @@ def expand(paths: list[str], include: list[str] | None = None,
             except InputError as e:
                 errors.append(e)
         else:
-            out.append(Input(p, p))
+            out.append(Input(show(p), p))
 
     for p in paths:
         if os.path.isdir(p):
@@ -139,11 +147,11 @@ def expand(paths: list[str], include: list[str] | None = None,
                             found.append(full)
             if not found:
                 errors.append(InputError("no objects found in this directory (include: "
-                                         f"{' '.join(patterns)})", p))
+                                         f"{' '.join(patterns)})", show(p)))
             for full in sorted(found):
                 add_file(full)
         elif os.path.isfile(p):
             add_file(p)
         else:
-            out.append(Input(p, p))     # reported when read: "cannot open"
+            out.append(Input(show(p), p))   # reported when read: "cannot open"
     return out, errors

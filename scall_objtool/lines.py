@@ -18,7 +18,8 @@ reader, and every 64-bit value that points into an allocated section is
     value = ((shndx + 1) << TAG_SHIFT) | (st_value + addend)
 
 The line program then runs unchanged (pyelftools decodes it); every row's
-address carries its section in the tag, and the offset in the low bits.
+address carries its section in the tag, and the offset in the low bits.  A
+linked image's DWARF is final already: its rows are looked up by address.
 Rows at one address: the last one wins, as in BFD (PR ld/4986), which is
 what addr2line prints.
 
@@ -33,8 +34,8 @@ import io
 import posixpath
 import struct
 
-from .elf import (SHF_ALLOC, SHN_LORESERVE, SHN_XINDEX, SHT_RELA, SHT_SYMTAB_SHNDX,
-                  ElfFile)
+from .elf import (ET_REL, SHF_ALLOC, SHN_LORESERVE, SHN_XINDEX, SHT_RELA,
+                  SHT_SYMTAB_SHNDX, ElfFile, printable)
 
 TAG_SHIFT = 40
 _LOW = (1 << TAG_SHIFT) - 1
@@ -134,11 +135,13 @@ def _relocate(elf: ElfFile, dwarfinfo) -> None:
 
 
 def _text(value) -> str | None:
+    """A name from the DWARF as text, escaped as every name from the file is
+    (invalid UTF-8 and control characters never reach a report raw)."""
     if value is None:
         return None
     if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
-    return str(value)
+        return printable(value)
+    return printable(str(value).encode("utf-8", "surrogateescape"))
 
 
 class _FileNames:
@@ -188,8 +191,10 @@ class LineTable:
         # section index -> sorted list of (low, high, addrs, rows)
         self.sequences: dict[int, list] = {}
 
-    def add_sequence(self, shndx: int, rows: list[tuple[int, int, str | None]], end: int):
-        """rows: (offset, line, file) in program order; end: the end_sequence offset."""
+    def add_sequence(self, shndx: int | None, rows: list[tuple[int, int, str | None]],
+                     end: int):
+        """rows: (offset, line, file) in program order; end: the end_sequence offset.
+        ``shndx`` None: the rows carry final addresses (a linked image)."""
         addrs: list[int] = []
         kept: list[tuple[int, str | None]] = []
         for off, line, fname in rows:
@@ -207,7 +212,8 @@ class LineTable:
         for seqs in self.sequences.values():
             seqs.sort(key=lambda s: (s[0], s[1]))
 
-    def lookup(self, shndx: int, offset: int) -> dict | None:
+    def lookup(self, shndx: int | None, offset: int) -> dict | None:
+        """The row for ``offset`` in section ``shndx`` (None: for an address)."""
         for low, high, addrs, kept in self.sequences.get(shndx, ()):
             if low <= offset < high:
                 i = bisect.bisect_right(addrs, offset) - 1
@@ -219,12 +225,15 @@ class LineTable:
 
 
 def read_line_table(elf: ElfFile) -> LineTable:
-    """The line table of a relocatable object, keyed by section index."""
+    """The line table: keyed by section index in a relocatable object, by
+    address (key None) in a linked image, whose DWARF the linker relocated."""
     from elftools.elf.elffile import ELFFile
 
     ef = ELFFile(io.BytesIO(elf.data))
     dwarfinfo = ef.get_dwarf_info(relocate_dwarf_sections=False)
-    _relocate(elf, dwarfinfo)
+    relocatable = elf.e_type == ET_REL
+    if relocatable:
+        _relocate(elf, dwarfinfo)
     table = LineTable()
     for cu in dwarfinfo.iter_CUs():
         top = cu.get_top_DIE()
@@ -234,6 +243,8 @@ def read_line_table(elf: ElfFile) -> LineTable:
         lineprog = dwarfinfo.line_program_for_CU(cu)
         if lineprog is None:
             continue
+        if lineprog.header["version"] not in (2, 3, 4, 5):
+            raise LineError(f"unsupported .debug_line version {lineprog.header['version']}")
         names = _FileNames(lineprog, _text(comp.value) if comp is not None else None)
         rows: list[tuple[int, int, str | None]] = []
         tag = None
@@ -241,12 +252,21 @@ def read_line_table(elf: ElfFile) -> LineTable:
             st = entry.state
             if st is None:
                 continue
+            if not relocatable:
+                if st.end_sequence:
+                    if rows:
+                        table.add_sequence(None, rows, st.address)
+                    rows = []
+                else:
+                    rows.append((st.address, st.line, names.name(st.file)))
+                continue
+            t = st.address >> TAG_SHIFT
             if st.end_sequence:
-                if rows and tag is not None and (st.address >> TAG_SHIFT) == tag:
+                # tag 0: an address no relocation placed in a section (unusable)
+                if rows and tag and t == tag:
                     table.add_sequence(tag - 1, rows, st.address & _LOW)
                 rows, tag = [], None
                 continue
-            t = st.address >> TAG_SHIFT
             if tag is None:
                 tag = t
             elif t != tag:
@@ -262,7 +282,10 @@ def attach_sources(elf: ElfFile, result) -> None:
     try:
         table = read_line_table(elf)
         for site in result.sites:
-            site.source = table.lookup(site.section_index, site.offset)
+            if site.address is not None:            # a linked image: final addresses
+                site.source = table.lookup(None, site.address)
+            else:
+                site.source = table.lookup(site.section_index, site.offset)
     except Exception as e:  # malformed DWARF must not cost the scan
         for site in result.sites:
             site.source = None

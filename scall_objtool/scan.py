@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 
 from .classify import apply_policy, crossing, effective_alignment
-from .elf import ET_REL, ElfFile, reloc_name
+from .elf import ElfFile, reloc_name
 from .errors import InputError
-from .find import find_candidates, find_trampolines
+from .find import (find_candidates, find_code_candidates, find_trampolines,
+                   has_code_relocations)
 from .model import ObjectResult, Options, Reference, Site
 
 TABLE = ".static_call_sites"
@@ -47,19 +48,39 @@ def key_name(tramp_name: bytes, options: Options) -> bytes:
     return options.key_prefix.encode() + tramp_name[len(options.tramp_prefix.encode()):]
 
 
-def scan_elf(elf: ElfFile, options: Options) -> ObjectResult:
-    """Find, prove and classify every static-call site of a parsed object."""
-    if elf.e_type != ET_REL:
-        raise InputError(f"linked images (ELF type {elf.elf_type}) are not supported yet; "
-                         "pass relocatable objects (.o, .ko)", elf.path)
+CANDIDATE_SOURCES = ("auto", "relocs", "code")
+#: DWARF line tables above this size are not decoded (vmlinux's is 16 MiB,
+#: which pyelftools takes minutes over); sites then carry no source line
+MAX_LINE_TABLE = 4 << 20
+
+
+def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
+             sources: bool = True) -> ObjectResult:
+    """Find, prove and classify every static-call site of a parsed object.
+
+    ``candidates_from`` matters for linked images only: ``relocs`` uses the
+    relocations an image keeps (``--emit-relocs``), ``code`` scans the code
+    for direct branches to trampolines, ``auto`` uses relocations when the
+    image has any for its code."""
     result = ObjectResult(path=elf.path, elf_type=elf.elf_type)
     result.elf = elf
-    existing = elf.section_by_name(TABLE)
-    if existing is not None:
-        result.existing_table = {"entries": existing.size // 8}
+    linked = elf.linked
+    if linked:
+        from .table import image_table_bounds
+        bounds = image_table_bounds(elf)
+        if bounds is not None:
+            result.existing_table = {"entries": (bounds[1] - bounds[0]) // 8}
+    else:
+        existing = elf.section_by_name(TABLE)
+        if existing is not None:
+            result.existing_table = {"entries": existing.size // 8}
 
     tramps = find_trampolines(elf, options.tramp_prefix.encode())
-    candidates = find_candidates(elf, tramps)
+    if linked and (candidates_from == "code" or (
+            candidates_from == "auto" and not has_code_relocations(elf))):
+        candidates = find_code_candidates(elf, tramps)
+    else:
+        candidates = find_candidates(elf, tramps)
     if not candidates:
         return result
     from .decode import prove
@@ -71,6 +92,8 @@ def scan_elf(elf: ElfFile, options: Options) -> ObjectResult:
         c = proof.candidate
         sec = c.section
         if proof.site_kind is None:
+            if c.from_code:
+                continue        # a byte pattern that decoding did not confirm
             kind = "data" if not sec.executable else (
                 "unproven" if proof.insn is None else "address")
             refs.append((sec.index, c.offset, Reference(
@@ -83,27 +106,40 @@ def scan_elf(elf: ElfFile, options: Options) -> ObjectResult:
         if (sec.index, insn.start) in seen:
             continue
         seen.add((sec.index, insn.start))
-        align = effective_alignment(sec.addralign, options)
+        if linked:
+            address = sec.addr + insn.start
+            align = options.cache_line         # the address is final: exact placement
+        else:
+            address = None
+            align = effective_alignment(sec.addralign, options)
         site = Site(
-            section=sec.name, section_index=sec.index, offset=insn.start, address=None,
+            section=sec.name, section_index=sec.index, offset=insn.start, address=address,
             function=proof.function, function_offset=proof.function_offset,
             trampoline=c.tramp.name, tramp_sym=c.tramp.index,
             key=printable(key_name(c.tramp.name_bytes, options)),
             kind=proof.site_kind, length=insn.length, prefixes=insn.prefixes,
-            reloc_type=reloc_name(c.rtype), alignment=align)
+            reloc_type="none" if c.from_code else reloc_name(c.rtype), alignment=align)
         if site.kind != "indirect":
-            site.crossing = crossing(insn.start, insn.length, align, options.cache_line)
+            site.crossing = crossing(insn.start if address is None else address, insn.length,
+                                     align, options.cache_line)
         apply_policy(site, options)
         result.sites.append(site)
     result.sites.sort(key=lambda s: (s.section_index, s.offset))
     refs.sort(key=lambda r: r[:2])
     result.references = [r[2] for r in refs]
-    if result.sites and elf.section_by_name(".debug_line") is not None:
-        from .lines import attach_sources
-        attach_sources(elf, result)
+    debug_line = elf.section_by_name(".debug_line") if sources and result.sites else None
+    if debug_line is not None:
+        if debug_line.size <= MAX_LINE_TABLE:
+            from .lines import attach_sources
+            attach_sources(elf, result)
+        else:
+            result.warnings.append(
+                f"source lines skipped: .debug_line is {debug_line.size >> 20} MiB, more than "
+                f"the {MAX_LINE_TABLE >> 20} MiB this tool decodes")
     return result
 
 
-def scan_path(path: str, options: Options | None = None) -> ObjectResult:
+def scan_path(path: str, options: Options | None = None,
+              candidates_from: str = "auto") -> ObjectResult:
     """Scan one file; raises InputError for anything that is not a usable object."""
-    return scan_elf(open_elf(path), options or Options())
+    return scan_elf(open_elf(path), options or Options(), candidates_from)

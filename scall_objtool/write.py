@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .errors import InputError, UsageError
 from .model import ObjectResult, Options
+from .elf import ElfFile
 from .scan import open_elf, scan_elf
 
 
@@ -26,12 +27,37 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
 
     The input is never modified unless the new object is complete; with
     ``output`` the input is not modified at all."""
+    from .elf import printable
     from .emit import Plan, render
     from .fileio import atomic_write, remove_stale_temporaries
 
+    def show(p: str) -> str:
+        return printable(os.fsencode(p))
+
+    def put(target: str, data: bytes) -> None:
+        try:
+            atomic_write(target, data, mode_from=path)
+        except OSError as e:
+            raise InputError(f"cannot write {show(target)}: {e.strerror}", path) from None
+
     elf = open_elf(path)
+    if elf.linked:
+        raise InputError(f"write adds tables to relocatable objects; this is a linked image "
+                         f"(ELF type {elf.elf_type}): use scan or verify", path)
     result = scan_elf(elf, options)
+    recovered = False
+    if force and result.existing_table is not None:
+        from .emit import recover_original
+        original = recover_original(elf)
+        if original is not None:
+            # a table we appended: rewrite from the original, so that --force
+            # gives exactly the bytes a first write would
+            elf = ElfFile(original, path)
+            result = scan_elf(elf, options)
+            recovered = True
     dest = output or path
+    if not dry_run:
+        remove_stale_temporaries(dest)      # left by an earlier run that was killed
     out = WriteOutcome(path, dest, result, "unchanged")
     if result.existing_table is not None and not force:
         out.action = "skipped-existing"
@@ -41,10 +67,14 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     else:
         plan = Plan(elf, result, options)
         out.entries = len(plan.entries)
-        out.added_keys = [k.decode("utf-8", "backslashreplace") for k in plan.new_keys]
+        out.added_keys = [printable(k) for k in plan.new_keys]
         out.warnings.extend(plan.warnings)
         if not plan.entries and result.existing_table is None:
-            data = None                  # nothing to add: leave the object as it is
+            # nothing to add: leave the object as it is (or, when a table we
+            # had appended is being replaced by none, as it was before)
+            data = elf.data if recovered else None
+            if recovered:
+                out.action = "written"
         else:
             data = render(elf, plan, force)
             out.action = "written"
@@ -52,21 +82,16 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
         out.action = "dry-run" if data is not None else out.action
         return out
     if output is not None and os.path.lexists(output) and os.path.islink(output):
-        out.warnings.append(f"-o {output} is a symlink: replacing the link itself, "
+        out.warnings.append(f"-o {show(output)} is a symlink: replacing the link itself, "
                             "not the file it points to")
     if data is None:
         if output is not None and os.path.abspath(output) != os.path.abspath(path):
-            remove_stale_temporaries(output)
-            atomic_write(output, elf.data, mode_from=path)
+            put(output, elf.data)
             out.action = "copied"
         return out
     if backup and output is None:
-        atomic_write(path + ".orig", elf.data, mode_from=path)
-    remove_stale_temporaries(dest)
-    try:
-        atomic_write(dest, data, mode_from=path)
-    except OSError as e:
-        raise InputError(f"cannot write {dest}: {e.strerror}", path) from None
+        put(path + ".orig", elf.data)
+    put(dest, data)
     return out
 
 

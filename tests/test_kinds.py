@@ -200,7 +200,7 @@ def test_scan_several_objects_and_output_file(cli, build, tmp_path):
     rep = json.loads(out.read_text())
     assert [o["path"] for o in rep["objects"]] == [str(k), str(c)]
     assert rep["summary"]["objects"] == 2
-    assert rep["summary"]["sites"] == 10 + 16
+    assert rep["summary"]["sites"] == 10 + 17
     assert rep["summary"]["sites"] == sum(o["summary"]["sites"] for o in rep["objects"])
     assert rep["summary"]["references"] == 5
 

@@ -33,6 +33,7 @@ CROSSING = {
     (".text.a16", 0x04f): ("call", 5, "depends", "depends", "never"),
     (".text.a1", 0x000): ("call", 5, "depends", "depends", "never"),
     (".text.a1", 0x03e): ("call", 5, "depends", "depends", "always"),
+    (".text.a1", 0x083): ("call", 5, "depends", "depends", "never"),
 }
 ALIGN = {".text": 64, ".text.a16": 16, ".text.a1": 1}
 TAILS = {(".text", 0x17d), (".text", 0x1c0), (".text", 0x23a), (".text", 0x27b)}
@@ -97,6 +98,21 @@ def test_crossing(cli, crossing_obj, opts, col, cl, aa):
     assert rep["policy"]["assume_align"] == aa
 
 
+def test_always_boundary(cli, crossing_obj):
+    """(o mod g) + L == C is not yet "always": with a line of 8 and the
+    sections 4-aligned, a 5-byte call at 131 % 4 = 3 (3 + 5 = 8) may fit."""
+    rep = scan(cli, "--cache-line", "8", "--assume-align", "4", crossing_obj)
+    got = by_pos(rep)
+    s = got[(".text.a1", 0x083)]
+    assert (s["alignment"], s["crossing"]) == (4, "depends")
+    for pos, s in got.items():
+        assert s["alignment"] == effective_alignment(ALIGN[pos[0]], 8, 4)
+        assert s["crossing"] == crossing(pos[1], s["length"], ALIGN[pos[0]], 8, 4), pos
+    # .text (g = 8): 0x03b % 8 = 3 -> 3 + 5 = 8 fits; 0x07c % 8 = 4 -> always
+    assert got[(".text", 0x03b)]["crossing"] == "never"
+    assert got[(".text", 0x07c)]["crossing"] == "always"
+
+
 def test_prefixed_site_offset_includes_prefix(cli, crossing_obj):
     s = by_pos(scan(cli, crossing_obj))[(".text", 0x2fb)]
     assert s["prefixes"] == "2e" and s["length"] == 6
@@ -113,6 +129,7 @@ SEED_REASONS = {
     (".text.a16", 0x00b): None, (".text.a16", 0x01c): "may-cross-cache-line",
     (".text.a16", 0x03c): "may-cross-cache-line", (".text.a16", 0x04f): "may-cross-cache-line",
     (".text.a1", 0x000): "may-cross-cache-line", (".text.a1", 0x03e): "may-cross-cache-line",
+    (".text.a1", 0x083): "may-cross-cache-line",
 }
 
 
@@ -128,10 +145,10 @@ def test_seed_policy(cli, crossing_obj):
     rep = scan(cli, crossing_obj)
     assert rep["policy"]["name"] == "seed"
     assert _reasons(rep) == SEED_REASONS
-    assert rep["summary"]["patchable"] == 4 and rep["summary"]["fallback"] == 12
+    assert rep["summary"]["patchable"] == 4 and rep["summary"]["fallback"] == 13
     assert rep["summary"]["by_reason"] == {"crosses-cache-line": 2, "tail-call": 2,
                                            "conditional-tail-call": 2, "prefixed": 1,
-                                           "may-cross-cache-line": 5}
+                                           "may-cross-cache-line": 6}
 
 
 def test_seed_allow_tail(cli, crossing_obj):
@@ -148,7 +165,7 @@ def test_seed_assume_align(cli, crossing_obj):
     want = dict(SEED_REASONS)
     want.update({(".text.a16", 0x01c): None, (".text.a16", 0x03c): "crosses-cache-line",
                  (".text.a16", 0x04f): None, (".text.a1", 0x000): None,
-                 (".text.a1", 0x03e): "crosses-cache-line"})
+                 (".text.a1", 0x03e): "crosses-cache-line", (".text.a1", 0x083): None})
     assert _reasons(rep) == want
 
 
@@ -163,7 +180,7 @@ def test_kernel_policy(cli, crossing_obj, kinds_obj):
     rep = scan(cli, "--policy", "kernel", crossing_obj)
     assert rep["policy"]["name"] == "kernel"
     assert all(r is None for r in _reasons(rep).values())
-    assert rep["summary"]["patchable"] == 16
+    assert rep["summary"]["patchable"] == 17
     rep = scan(cli, "--policy", "kernel", kinds_obj)
     for s in sites_of(rep):
         if s["kind"] == "indirect":
@@ -203,7 +220,7 @@ SEED_TABLE = _tab([(".text", 0), (".text", 0x3b), (".text", 0x11e), (".text.a16"
     ([], SEED_TABLE),
     (["--allow-tail"], sorted(SEED_TABLE + _tab([(".text", 0x1c0)]))),
     (["--assume-align", "64"], sorted(SEED_TABLE + _tab(
-        [(".text.a16", 0x1c), (".text.a16", 0x4f), (".text.a1", 0)]))),
+        [(".text.a16", 0x1c), (".text.a16", 0x4f), (".text.a1", 0), (".text.a1", 0x83)]))),
     (["--cache-line", "32"], [e for e in SEED_TABLE if e[1] != 0x11e]),
     (["--policy", "kernel"], _tab(CROSSING)),
 ])
@@ -325,7 +342,7 @@ def test_existing_table_is_left_alone_then_forced(cli, crossing_w):
     first = crossing_w.read_bytes()
     table = read_table(crossing_w)
     rep = scan(cli, crossing_w)
-    assert rep["objects"][0]["existing_table"] == {"entries": 16}
+    assert rep["objects"][0]["existing_table"] == {"entries": 17}
     r = write_ok(cli, "--policy", "kernel", crossing_w)
     warns = [l for l in r.stderr.splitlines()
              if l.startswith(f"scall-objtool: warning: {crossing_w}: ")]

@@ -30,6 +30,9 @@
  * .text.a1 (sh_addralign 1)               offset         default  --assume-align 64
  *   e_000   call                            0x000          depends  never
  *   e_03e   call                            0x03e          depends  always (62+5 > 64)
+ *   e_083   call                            0x083          depends  never  (131%64=3)
+ *           (with --cache-line 8 --assume-align 4: 131%4=3, 3+5 = 8 = the
+ *           line: still depends, the boundary of "always")
  */
 
 	.section .text, "ax", @progbits
@@ -78,6 +81,7 @@
 	.section .text.a1, "ax", @progbits
 	site	e_000, 0x000, call __SCT__foo
 	site	e_03e, 0x03e, call __SCT__foo
+	site	e_083, 0x083, call __SCT__foo
 
 	.section .discard.addressable, "aw", @progbits
 	.p2align 3

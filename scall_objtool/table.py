@@ -1,0 +1,236 @@
+"""Read an existing ``.static_call_sites`` table and verify it.
+
+In a relocatable object the table is read through its relocations (each
+field is an R_X86_64_PC32 against a symbol + addend); in a linked image it is
+read from the bytes between ``__start_static_call_sites`` and
+``__stop_static_call_sites``, each s32 field relative to its own address,
+with the flags in the low bits of the key.
+
+``verify`` checks every entry against what the scan proves: the entry points
+at an instruction start, that instruction calls or jumps to the trampoline of
+the entry's key, and the tail flag matches.  Sites the policy would list but
+the table lacks are reported as missing.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from .elf import R_X86_64_PC32, SHT_REL, SHT_RELA, STT_SECTION, ElfFile
+from .errors import InputError
+from .model import TAIL_KINDS, ObjectResult, Options, Site
+
+TABLE = ".static_call_sites"
+START, STOP = b"__start_static_call_sites", b"__stop_static_call_sites"
+FLAG_TAIL, FLAG_INIT, FLAG_MASK = 1, 2, 3
+
+
+@dataclass(slots=True)
+class TableEntry:
+    index: int
+    section_index: int | None = None
+    section: str | None = None
+    offset: int | None = None
+    address: int | None = None
+    key: str | None = None          # the key symbol's name (or the trampoline's)
+    flags: int = 0
+    problem: str | None = None      # the entry could not be read
+
+    def where(self) -> str:
+        if self.section is not None and self.offset is not None:
+            loc = f"{self.section}+{self.offset:#x}"
+            return f"{loc} ({self.address:#x})" if self.address is not None else loc
+        if self.address is not None:
+            return f"{self.address:#x}"
+        return "?"
+
+
+def _symbol_exact(elf: ElfFile, name: bytes) -> int | None:
+    for i in elf.names_with_prefix(name):
+        if elf.symbol(i).name_bytes == name:
+            return i
+    return None
+
+
+def image_table_bounds(elf: ElfFile) -> tuple[int, int] | None:
+    """[start, stop) addresses of the table in a linked image, or None."""
+    a, b = _symbol_exact(elf, START), _symbol_exact(elf, STOP)
+    if a is None or b is None:
+        return None
+    start, stop = elf.symbol(a).value, elf.symbol(b).value
+    if stop < start or (stop - start) % 8:
+        raise InputError(f"__start/__stop_static_call_sites ({start:#x}..{stop:#x}) do not "
+                         "bound a whole number of 8-byte entries", elf.path)
+    return start, stop
+
+
+def read_table(elf: ElfFile, options: Options) -> list[TableEntry] | None:
+    """The table's entries in order, or None when the object has none."""
+    if elf.linked:
+        return _read_image_table(elf, options)
+    return _read_object_table(elf)
+
+
+def _read_object_table(elf: ElfFile) -> list[TableEntry] | None:
+    sec = elf.section_by_name(TABLE)
+    if sec is None:
+        return None
+    n = sec.size // 8
+    entries = [TableEntry(i) for i in range(n)]
+    if sec.size % 8:
+        raise InputError(f"{TABLE} size {sec.size:#x} is not a multiple of 8", elf.path)
+    rsecs = [r for r in elf.relocation_sections()
+             if r.info == sec.index and r.type in (SHT_RELA, SHT_REL)]
+    fields: dict[int, list] = {}
+    for rsec in rsecs:
+        rel = elf.relocations(rsec)
+        for i in range(len(rel)):
+            fields.setdefault(rel.offset[i], []).append(
+                (rel.sym[i], rel.type[i], rel.implicit_addend(i)))
+    for e in entries:
+        addr = fields.get(8 * e.index, [])
+        key = fields.get(8 * e.index + 4, [])
+        if len(addr) != 1 or len(key) != 1:
+            e.problem = (f"expected one relocation for each field, found {len(addr)} and "
+                         f"{len(key)}")
+            continue
+        (asym, atype, aadd), (ksym, ktype, kadd) = addr[0], key[0]
+        if atype != R_X86_64_PC32 or ktype != R_X86_64_PC32:
+            e.problem = "fields are not filled by R_X86_64_PC32 relocations"
+            continue
+        if not (0 <= asym < elf.num_symbols and 0 <= ksym < elf.num_symbols):
+            e.problem = "relocation symbol index out of range"
+            continue
+        a = elf.symbol(asym)
+        if not 0 < a.shndx < len(elf.sections):
+            e.problem = f"site symbol {a.name} is not defined in a section"
+            continue
+        e.section_index = a.shndx
+        e.section = elf.sections[a.shndx].name
+        e.offset = (0 if a.type == STT_SECTION else a.value) + aadd
+        k = elf.symbol(ksym)
+        e.key = k.name
+        e.flags = kadd
+    return entries
+
+
+def _read_image_table(elf: ElfFile, options: Options) -> list[TableEntry] | None:
+    bounds = image_table_bounds(elf)
+    if bounds is None:
+        return None
+    start, stop = bounds
+    raw = elf.read_at(start, stop - start) if stop > start else b""
+    if raw is None:
+        raise InputError(f"the table at {start:#x}..{stop:#x} is not in the file", elf.path)
+    names: dict[int, str] = {}
+    for prefix in (options.key_prefix.encode(), options.tramp_prefix.encode()):
+        for i in elf.names_with_prefix(prefix):
+            s = elf.symbol(i)
+            if 0 < s.shndx:
+                names.setdefault(s.value, s.name)
+    mask = (1 << 64) - 1
+    entries = []
+    for i, (rel_addr, rel_key) in enumerate(struct.iter_unpack("<ii", raw)):
+        at = start + 8 * i
+        e = TableEntry(i)
+        e.address = (at + rel_addr) & mask
+        key = (at + 4 + rel_key) & mask
+        e.flags = key & FLAG_MASK
+        key &= ~FLAG_MASK & mask
+        e.key = names.get(key, f"{key:#x}")
+        sec = elf.section_at(e.address)
+        if sec is None:
+            e.problem = f"site address {e.address:#x} is outside every section"
+        else:
+            e.section_index, e.section, e.offset = sec.index, sec.name, e.address - sec.addr
+        entries.append(e)
+    return entries
+
+
+@dataclass
+class Verdict:
+    """What verify found in one object."""
+    path: str
+    entries: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches and not self.missing
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "entries": self.entries, "ok": self.ok,
+                "mismatches": self.mismatches, "missing": self.missing}
+
+
+def verify(elf: ElfFile, result: ObjectResult, options: Options) -> Verdict:
+    """Check an object's table against the sites the scan proved."""
+    from .scan import key_name
+    v = Verdict(elf.path)
+    entries = read_table(elf, options)
+    if entries is None:
+        listed = [s for s in result.sites if s.patchable]
+        if listed:
+            v.missing.append(f"no {TABLE} table, but {len(listed)} site(s) to list")
+        return v
+    v.entries = len(entries)
+    sites = {(s.section_index, s.offset): s for s in result.sites}
+    seen: dict[tuple[int, int], int] = {}
+    for e in entries:
+        tag = f"entry {e.index} ({e.where()})"
+        if e.problem:
+            v.mismatches.append(f"{tag}: {e.problem}")
+            continue
+        where = (e.section_index, e.offset)
+        if where in seen:
+            v.mismatches.append(f"{tag}: lists the same site as entry {seen[where]}")
+            continue
+        seen[where] = e.index
+        site = sites.get(where)
+        if site is None:
+            v.mismatches.append(f"{tag}: {_explain(elf, e)}")
+            continue
+        want_key = key_name(elf.symbol(site.tramp_sym).name_bytes, options)
+        if e.key not in (want_key.decode("utf-8", "backslashreplace"), site.trampoline):
+            v.mismatches.append(f"{tag}: key {e.key} does not belong to {site.trampoline}, "
+                                f"which the instruction {_verb(site)}")
+        tail = bool(e.flags & FLAG_TAIL)
+        if tail != (site.kind in TAIL_KINDS):
+            v.mismatches.append(f"{tag}: tail flag is {int(tail)} but the instruction is a "
+                                f"{site.kind}")
+        if not site.patchable:
+            v.mismatches.append(f"{tag}: the site is not patchable under policy "
+                                f"{options.policy}: {site.reason}")
+    for s in result.sites:
+        if s.patchable and (s.section_index, s.offset) not in seen:
+            v.missing.append(f"{_site_where(s)}: {s.kind} to {s.trampoline} is not in the "
+                             "table")
+    return v
+
+
+def _verb(site: Site) -> str:
+    return "calls" if site.kind in ("call", "prefixed-call") else "jumps to"
+
+
+def _site_where(s: Site) -> str:
+    loc = f"{s.section}+{s.offset:#x}"
+    if s.function:
+        loc += f" ({s.function}+{s.function_offset:#x})"
+    return loc
+
+
+def _explain(elf: ElfFile, e: TableEntry) -> str:
+    """Why an entry does not point at a proven site."""
+    from .decode import instruction_at
+    sec = elf.sections[e.section_index]
+    if not sec.executable:
+        return f"points into {sec.name}, which is not executable"
+    found = instruction_at(elf, sec, e.offset)
+    if found is None:
+        return "points where decoding its function does not reach"
+    start, length, mnem, func = found
+    if start != e.offset:
+        return (f"is not an instruction start: it points {e.offset - start} byte(s) into "
+                f"'{mnem}' at {sec.name}+{start:#x}{func}")
+    return f"the instruction there ('{mnem}'{func}) is not a call or jump to a trampoline"

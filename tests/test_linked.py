@@ -1,0 +1,217 @@
+"""Linked images (executables, PIE, vmlinux) and `verify`."""
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from conftest import SRC, run_cli
+
+from scall_objtool import Options
+from scall_objtool.elf import ElfFile
+from scall_objtool.scan import scan_elf
+from scall_objtool.table import image_table_bounds, verify
+
+LDSCRIPT = SRC / "static_call_sites.ld"
+
+
+def _symbols(path):
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        return {s.name: s["st_value"] for s in elf.get_section_by_name(".symtab").iter_symbols()}
+
+
+@pytest.fixture(params=["-no-pie", "-pie"])
+def prog(request, build, tmp_path):
+    """linkprog with its table written (kernel policy), linked as PIE / non-PIE."""
+    pic = "-fPIE" if request.param == "-pie" else "-fno-pie"
+    objs = [build("linkprog.c", "-O2", pic), build("linktramp.S")]
+    res = run_cli("write", "--policy", "kernel", *objs)
+    assert res.rc == 0, res.stderr
+    out = tmp_path / f"prog{request.param}"
+    subprocess.run(["gcc", request.param, f"-Wl,-T,{LDSCRIPT}", "-o", str(out),
+                    *map(str, objs)], check=True, capture_output=True)
+    relocs = tmp_path / f"prog{request.param}-relocs"
+    subprocess.run(["gcc", request.param, "-Wl,--emit-relocs", f"-Wl,-T,{LDSCRIPT}", "-o",
+                    str(relocs), *map(str, objs)], check=True, capture_output=True)
+    return out, relocs, objs
+
+
+def test_scan_linked_image_has_exact_addresses_and_crossing(prog):
+    exe, _, objs = prog
+    report = run_cli("scan", "--policy", "kernel", "--format", "json", exe).json()
+    obj = report["objects"][0]
+    assert obj["elf_type"] in ("EXEC", "DYN")
+    sites = obj["sites"]
+    want = sum(o["summary"]["sites"] for o in run_cli(
+        "scan", "--policy", "kernel", "--format", "json", *objs).json()["objects"])
+    assert len(sites) == want > 0
+    assert obj["existing_table"] == {"entries": want}
+    syms = _symbols(exe)
+    with open(exe, "rb") as f:
+        elf = ELFFile(f)
+        text = {s.name: s for s in elf.iter_sections()}
+        for s in sites:
+            sec = text[s["section"]]
+            assert s["address"] == sec["sh_addr"] + s["offset"]
+            assert s["crossing"] in ("never", "always") and s["alignment"] == 64
+            assert s["crossing"] == ("always" if s["address"] % 64 + s["length"] > 64
+                                     else "never")
+            code = sec.data()[s["offset"]:s["offset"] + s["length"]]
+            field = len(code) - 4
+            dest = s["address"] + s["length"] + struct.unpack("<i", code[field:])[0]
+            assert dest == syms[s["trampoline"]]
+            if s["function"] is not None:
+                assert s["address"] == syms[s["function"]] + s["function_offset"]
+
+
+def test_relocations_and_code_scanning_agree(prog):
+    exe, relocs, _ = prog
+
+    def sites(path, how):
+        r = run_cli("scan", "--policy", "kernel", "--format", "json", "--candidates", how,
+                    path)
+        assert r.rc == 0, r.stderr
+        return [(s["section"], s["offset"], s["address"], s["kind"], s["trampoline"])
+                for s in r.json()["objects"][0]["sites"]]
+
+    from_code = sites(exe, "code")
+    assert from_code == sites(exe, "auto")
+    assert from_code == sites(relocs, "relocs") == sites(relocs, "code")
+
+
+def test_verify_passes_on_linked_image_and_objects(prog):
+    exe, relocs, objs = prog
+    res = run_cli("verify", "--policy", "kernel", exe, relocs, *objs)
+    assert res.rc == 0, res.stdout + res.stderr
+    assert res.stdout.count(": OK (") == 2 + len(objs)
+
+
+def test_verify_names_an_entry_altered_by_one_byte(prog, tmp_path):
+    exe, _, _ = prog
+    data = bytearray(exe.read_bytes())
+    elf = ElfFile(bytes(data), str(exe))
+    start, stop = image_table_bounds(elf)
+    n = (stop - start) // 8
+    assert n >= 3
+    sec = elf.section_at(start)
+    at = sec.offset + (start - sec.addr) + 8 * 2      # entry 2's addr field
+    data[at] = (data[at] + 1) & 0xFF
+    bad = tmp_path / "bad"
+    bad.write_bytes(bytes(data))
+    res = run_cli("verify", "--policy", "kernel", bad)
+    assert res.rc == 1
+    assert "entry 2 (" in res.stdout and "mismatch" in res.stdout
+    # the site entry 2 used to name is now missing from the table
+    assert "missing:" in res.stdout
+
+
+def test_verify_catches_a_wrong_tail_flag_and_key(build, tmp_path):
+    obj = build("linktramp.S")
+    assert run_cli("write", "--policy", "kernel", obj).rc == 0
+    data = bytearray(obj.read_bytes())
+    # flip the tail flag of the first entry: find .rela.static_call_sites
+    with open(obj, "rb") as f:
+        elf = ELFFile(f)
+        rsec = elf.get_section_by_name(".rela.static_call_sites")
+        off = rsec["sh_offset"]
+    key_rela = off + 24 + 16                 # second relocation's addend
+    addend = struct.unpack_from("<q", data, key_rela)[0]
+    struct.pack_into("<q", data, key_rela, addend ^ 1)
+    bad = tmp_path / "bad.o"
+    bad.write_bytes(bytes(data))
+    res = run_cli("verify", "--policy", "kernel", bad)
+    assert res.rc == 1
+    assert "entry 0 (" in res.stdout and "tail flag" in res.stdout
+
+
+def test_verify_reports_an_entry_inside_an_instruction(build, tmp_path):
+    obj = build("linktramp.S")
+    assert run_cli("write", "--policy", "kernel", obj).rc == 0
+    data = bytearray(obj.read_bytes())
+    with open(obj, "rb") as f:
+        rsec = ELFFile(f).get_section_by_name(".rela.static_call_sites")
+        off = rsec["sh_offset"]
+    addend = struct.unpack_from("<q", data, off + 16)[0]
+    struct.pack_into("<q", data, off + 16, addend + 1)
+    bad = tmp_path / "bad.o"
+    bad.write_bytes(bytes(data))
+    res = run_cli("verify", "--policy", "kernel", bad)
+    assert res.rc == 1
+    assert "is not an instruction start" in res.stdout
+
+
+def test_linker_relaxed_got_call_is_a_prefixed_call(tmp_path):
+    """ld turns `call *f@GOTPCREL(%rip)` into `addr32 call f` (67 E8)."""
+    src = tmp_path / "got.S"
+    src.write_text("""
+        .text
+        .globl main
+        .type main,@function
+main:   push %rbx
+        call *__SCT__g@GOTPCREL(%rip)
+        pop %rbx
+        xor %eax,%eax
+        ret
+        .size main,.-main
+        .section .static_call.text,"ax"
+        .globl __SCT__g
+        .type __SCT__g,@function
+__SCT__g: ret
+        .size __SCT__g,.-__SCT__g
+""")
+    exe = tmp_path / "got"
+    subprocess.run(["gcc", "-no-pie", "-o", str(exe), str(src)], check=True)
+    report = run_cli("scan", "--format", "json", exe).json()
+    sites = report["objects"][0]["sites"]
+    assert [(s["kind"], s["prefixes"], s["function"]) for s in sites] == [
+        ("prefixed-call", "67", "main")]
+    assert sites[0]["reason"] == "prefixed"
+
+
+def test_write_refuses_linked_images(prog):
+    exe, _, _ = prog
+    before = exe.read_bytes()
+    res = run_cli("write", exe)
+    assert res.rc == 2 and "linked image" in res.stderr
+    assert exe.read_bytes() == before
+
+
+def test_verify_all_modules_of_the_corpus(corpus):
+    res = run_cli("verify", "--policy", "kernel", "--module", corpus, timeout=600)
+    assert res.rc == 0, res.stdout[-2000:] + res.stderr
+    last = res.stdout.strip().splitlines()[-1]
+    assert last == "verify: 1121 objects, 7113 entries, 0 failed (policy kernel)"
+
+
+@pytest.fixture(scope="session")
+def vmlinux():
+    from conftest import _fetch
+    return _fetch("vmlinux")
+
+
+def test_vmlinux_scan_matches_its_own_table(vmlinux):
+    data = vmlinux.read_bytes()
+    elf = ElfFile(data, str(vmlinux))
+    options = Options(policy="kernel")
+    for how in ("relocs", "code"):
+        result = scan_elf(elf, options, how, sources=False)
+        verdict = verify(elf, result, options)
+        assert verdict.ok, (how, verdict.mismatches[:5], verdict.missing[:5])
+        assert verdict.entries == len(result.sites) == 4275
+        assert {s.crossing for s in result.sites} == {"never", "always"}
+        assert all(s.address == elf.sections[s.section_index].addr + s.offset
+                   for s in result.sites)
+    # one byte altered in one entry: verify names it
+    start, _ = image_table_bounds(elf)
+    sec = elf.section_at(start)
+    at = sec.offset + (start - sec.addr) + 8 * 1000
+    bad = bytearray(data)
+    bad[at] ^= 0x01
+    elf2 = ElfFile(bytes(bad), "altered")
+    verdict = verify(elf2, scan_elf(elf2, options, "code", sources=False), options)
+    assert not verdict.ok
+    assert any(m.startswith("entry 1000 (") for m in verdict.mismatches), verdict.mismatches
