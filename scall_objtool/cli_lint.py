@@ -76,7 +76,9 @@ def cmd_check(paths: list[str], options, fmt: str = "text", output: str | None =
     for o in outs:
         if o.ok and o.result is not None:
             results.append(o.result)
-            messages.extend(f"{PROG}: warning: {o.display}: {w}" for w in o.result.warnings)
+            # the scan's warnings (e.g. unreadable DWARF), once each
+            warns = [f"{PROG}: warning: {o.display}: {w}" for w in o.result.warnings]
+            messages.extend(o.messages + [w for w in warns if w not in o.messages])
         else:
             errors.extend(o.messages)
     messages.extend(errors)

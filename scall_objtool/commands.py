@@ -251,15 +251,33 @@ def collect(paths: list[str], include: list[str] | None, archives: bool = True):
                     for e in errors]
 
 
-def cmd_scan(paths: list[str], options: Options, fmt: str = "text", output: str | None = None,
-             include: list[str] | None = None, jobs: int | None = None,
-             stats: bool = False, candidates_from: str = "auto") -> int:
+def _batch_results(kind: str, paths, include, options, params, jobs):
+    """Run a batch; (results of the inputs that worked, stderr lines, failed?)."""
     inputs, messages = collect(paths, include)
-    outs = run_batch("scan", inputs, options, candidates_from, jobs)
+    outs = run_batch(kind, inputs, options, params, jobs)
     results = [o.result for o in outs if o.ok and o.result is not None]
     failed = bool(messages) or any(not o.ok for o in outs)
     for o in outs:
         messages.extend(o.messages)
+    return results, messages, failed
+
+
+def _deliver(messages: list[str], text: str, output: str | None) -> bool:
+    """Messages to stderr, the report to stdout or OUTPUT; False if it failed."""
+    _emit_messages(messages)
+    try:
+        _write_text(text, output)
+    except OSError as e:
+        _emit_messages([err_line(f"{show(output)}: cannot write: {e.strerror}")])
+        return False
+    return True
+
+
+def cmd_scan(paths: list[str], options: Options, fmt: str = "text", output: str | None = None,
+             include: list[str] | None = None, jobs: int | None = None,
+             stats: bool = False, candidates_from: str = "auto") -> int:
+    results, messages, failed = _batch_results("scan", paths, include, options,
+                                               candidates_from, jobs)
     from .report import render_json, render_text
     if fmt == "json":
         text = render_json(results, options)
@@ -268,11 +286,7 @@ def cmd_scan(paths: list[str], options: Options, fmt: str = "text", output: str 
         if stats:
             from .report import render_stats
             text += render_stats(results)
-    _emit_messages(messages)
-    try:
-        _write_text(text, output)
-    except OSError as e:
-        _emit_messages([err_line(f"{show(output)}: cannot write: {e.strerror}")])
+    if not _deliver(messages, text, output):
         return 2
     return 2 if failed else 0
 
@@ -304,12 +318,8 @@ def cmd_verify(paths: list[str], options: Options, fmt: str = "text",
                output: str | None = None, include: list[str] | None = None,
                jobs: int | None = None, candidates_from: str = "auto") -> int:
     """Check existing tables; exit 1 on any mismatch or missing site."""
-    inputs, messages = collect(paths, include)
-    outs = run_batch("verify", inputs, options, candidates_from, jobs)
-    verdicts = [o.result for o in outs if o.ok and o.result is not None]
-    failed = bool(messages) or any(not o.ok for o in outs)
-    for o in outs:
-        messages.extend(o.messages)
+    verdicts, messages, failed = _batch_results("verify", paths, include, options,
+                                                candidates_from, jobs)
     if fmt == "json":
         import json
         doc = {"schema_version": 1, "policy": options.to_json(),
@@ -332,11 +342,7 @@ def cmd_verify(paths: list[str], options: Options, fmt: str = "text",
         lines.append(f"verify: {len(verdicts)} objects, {sum(v.entries for v in verdicts)} "
                      f"entries, {bad} failed (policy {options.policy})")
         text = "".join(x + "\n" for x in lines)
-    _emit_messages(messages)
-    try:
-        _write_text(text, output)
-    except OSError as e:
-        _emit_messages([err_line(f"{show(output)}: cannot write: {e.strerror}")])
+    if not _deliver(messages, text, output):
         return 2
     if failed:
         return 2

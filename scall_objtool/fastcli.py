@@ -22,7 +22,8 @@ SHARED_VALUES = {"--policy": "policy", "--cache-line": "cache_line",
                  "--key-prefix": "key_prefix", "--include": "include", "--jobs": "jobs",
                  "-j": "jobs"}
 COMMANDS = {
-    "scan": ({}, {"--format": "format", "-f": "format", "-o": "output", "--output": "output"}),
+    "scan": ({"--stats": "stats"},
+             {"--format": "format", "-f": "format", "-o": "output", "--output": "output"}),
     "write": ({"--dry-run": "dry_run", "--backup": "backup", "--force": "force",
                "--quiet": "quiet", "-q": "quiet"},
               {"-o": "output", "--output": "output"}),
@@ -104,7 +105,7 @@ def try_fast(argv: list[str]) -> int | None:
                           strict_keys=v.get("strict_keys", False))
         if cmd == "scan":
             return commands.cmd_scan(paths, options, v.get("format", "text"), v.get("output"),
-                                     v.get("include"), v.get("jobs"))
+                                     v.get("include"), v.get("jobs"), v.get("stats", False))
         params = commands.WriteParams(output=v.get("output"), force=v.get("force", False),
                                       dry_run=v.get("dry_run", False),
                                       backup=v.get("backup", False),

@@ -44,7 +44,7 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     if elf.linked:
         raise InputError(f"write adds tables to relocatable objects; this is a linked image "
                          f"(ELF type {elf.elf_type}): use scan or verify", path)
-    result = scan_elf(elf, options)
+    result = scan_elf(elf, options, sources=False)
     recovered = False
     if force and result.existing_table is not None:
         from .emit import recover_original
@@ -53,7 +53,7 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
             # a table we appended: rewrite from the original, so that --force
             # gives exactly the bytes a first write would
             elf = ElfFile(original, path)
-            result = scan_elf(elf, options)
+            result = scan_elf(elf, options, sources=False)
             recovered = True
     dest = output or path
     if not dry_run:

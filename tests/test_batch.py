@@ -93,6 +93,7 @@ CASES = [
                                                        "K", "D"],
     ["scan", "--allow-tail", "--assume-align", "64", "--cache-line", "32", "K"],
     ["scan", "--module", "--tramp-prefix", "__SCT__", "--key-prefix=__SCK__", "K"],
+    ["scan", "--stats", "K", "D"], ["scan", "--stats", "--format", "json", "K"],
     ["scan", "--policy", "fast", "K"], ["scan", "--cache-line", "x", "K"], ["scan"],
     ["scan", "--bogus", "K"], ["scan", "--cache-line", "48", "K"], ["scan", "missing.o"],
     ["write", "K"], ["write", "--policy", "kernel", "--module", "K", "D"],

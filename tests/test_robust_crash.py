@@ -156,8 +156,8 @@ def _kill_run(work: Path, origs: dict, refs: dict, duration: float, jobs: int, l
             counts["killed mid-run"] += 1
         else:
             counts["finished before the kill"] += 1
-        # a crash takes the whole run down: end what the run started (its
-        # pool workers outlive it -- see test_known_bug_pool_workers_outlive...)
+        # a crash takes the whole run down: end what the run started, should
+        # a pool worker still be alive (test_pool_workers_do_not_outlive_...)
         for pid in _group(p.pid):
             counts["orphans killed"] += 1
             try:
@@ -227,11 +227,10 @@ def test_sigkill_during_write(kill_set, tmp_path, capsys, jobs):
     assert counts["runs with partial progress"] >= 1, summary
 
 
-@pytest.mark.xfail(strict=True, reason="bug: after SIGKILL of `write --jobs 2` (the default "
-                   "on a multi-core machine with several inputs) the ProcessPoolExecutor "
-                   "workers are orphaned and never exit (they block on the call queue; they "
-                   "even finish their chunk and rename files after the parent died)")
-def test_known_bug_pool_workers_outlive_a_killed_parent(kill_set, tmp_path):
+def test_pool_workers_do_not_outlive_a_killed_parent(kill_set, tmp_path):
+    """SIGKILL of `write --jobs 2`: its pool workers exit on their own (they
+    used to be orphaned, blocked on the call queue, and to keep renaming
+    files after the parent died)."""
     origs, _refs, duration = kill_set
     work = tmp_path / "work"
     _restore(work, origs)
@@ -322,16 +321,7 @@ def _inject(monkeypatch, target: str, err: int):
 
 
 SCENARIOS = ["in-place", "output", "output-copy", "backup"]
-_KNOWN_COPY_BACKUP = pytest.mark.xfail(
-    strict=True, reason="bug: write_path does not turn an OSError into an InputError when "
-    "-o only copies an object without sites, or when writing FILE.orig for --backup: the "
-    "CLI says 'internal error: OSError ...' (e.g. `write -o /missing/dir/x.o nostatic.o`, "
-    "`mkdir k.o.orig; write --backup k.o`)")
-
-
-@pytest.mark.parametrize("scenario", [
-    pytest.param(s, marks=_KNOWN_COPY_BACKUP) if s in ("output-copy", "backup") else s
-    for s in SCENARIOS])
+@pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("target,err", [("write", errno.ENOSPC), ("fsync", errno.EIO),
                                         ("chmod", errno.EPERM), ("replace", errno.EXDEV),
                                         ("mkstemp", errno.EACCES)])
@@ -372,16 +362,16 @@ def test_failed_write_cli_one_line(tmp_path):
     assert obj.read_bytes() == (PREBUILT / "kinds.o").read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: OSError escapes write_path when -o only copies "
-                   "(object without sites): 'internal error: FileNotFoundError'")
-def test_known_bug_copy_to_missing_directory(tmp_path):
+def test_copy_to_missing_directory_is_one_error_line(tmp_path):
+    """-o on an object without sites only copies it; failing that is an
+    InputError too (it used to be 'internal error: FileNotFoundError')."""
     res = run_cli("write", "-o", tmp_path / "missing" / "out.o", PREBUILT / "nostatic-O2.o")
     assert res.rc == 2 and "internal error" not in res.stderr, res.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="bug: OSError escapes write_path when FILE.orig cannot "
-                   "be written for --backup: 'internal error: IsADirectoryError'")
-def test_known_bug_backup_onto_directory(tmp_path):
+def test_backup_onto_directory_is_one_error_line(tmp_path):
+    """FILE.orig cannot be written (it is a directory): one error line, the
+    input untouched (it used to be 'internal error: IsADirectoryError')."""
     obj = tmp_path / "k.o"
     shutil.copy(PREBUILT / "kinds.o", obj)
     (tmp_path / "k.o.orig").mkdir()
@@ -437,10 +427,9 @@ def test_live_writers_temporary_is_kept(tmp_path):
         sleeper.wait()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: stale temporaries are removed only beside a file "
-                   "that is being written: one left by a killed `write --force` beside an "
-                   "object that a later plain `write` skips (table exists) is never removed")
-def test_known_bug_stale_temporary_beside_a_skipped_object(tmp_path):
+def test_stale_temporary_beside_a_skipped_object_is_removed(tmp_path):
+    """Left by a killed `write --force`; the next plain write skips the
+    object (its table exists) but still removes the temporary."""
     obj = tmp_path / "k.o"
     shutil.copy(PREBUILT / "kinds.o", obj)
     assert run_cli("write", obj).rc == 0         # has a table now; the next write skips it

@@ -180,13 +180,7 @@ def test_write_output_is_clean_module(hostile, tmp_path):
     assert not _unclean(out, "write stdout") + _unclean(err, "write stderr")
 
 
-_KEY_WARNING_BUG = pytest.mark.xfail(
-    strict=True, reason="bug: the 'key ... is not in the object; added' warning decodes the "
-    "key name with backslashreplace only: control and format characters reach stderr raw")
-
-
-@pytest.mark.parametrize("payload", [
-    pytest.param(n, marks=_KEY_WARNING_BUG) if n != "invalid-utf8" else n for n in PAYLOADS])
+@pytest.mark.parametrize("payload", list(PAYLOADS))
 def test_write_added_key_warning_is_clean(base_object, tmp_path, payload):
     p = tmp_path / "h.o"
     p.write_bytes(_hostile(base_object, PAYLOADS[payload]))
@@ -199,8 +193,6 @@ def test_write_added_key_warning_is_clean(base_object, tmp_path, payload):
 def test_strict_keys_error_is_one_clean_line(base_object, tmp_path):
     """The --strict-keys error names the missing key: escaped, one line."""
     for name, payload in PAYLOADS.items():
-        if name != "invalid-utf8":
-            continue            # the others: see test_write_added_key_warning_is_clean
         p = tmp_path / f"{name}.o"
         p.write_bytes(_hostile(base_object, payload))
         rc, _out, err = _run("write", "--strict-keys", p)
@@ -241,11 +233,10 @@ def test_error_message_naming_a_section_is_one_clean_line(base_object, tmp_path)
         assert p.read_bytes() == bytes(data)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the input path is printed raw: a file name with a "
-                   "newline splits its error line in two, an ESC reaches the terminal, and an "
-                   "invalid-UTF-8 name is written as invalid UTF-8 on stdout")
 @pytest.mark.parametrize("fname", [b"bad\nname.o", b"esc\x1b[2Jname.o", b"inv\xffname.o"])
-def test_known_bug_hostile_file_names_are_escaped(tmp_path, fname):
+def test_hostile_file_names_are_escaped(tmp_path, fname):
+    """A file name with a newline, an ESC or invalid UTF-8: one error line,
+    nothing raw on stdout or stderr."""
     d = os.fsencode(tmp_path)
     bad = os.path.join(d, fname)
     with open(bad, "wb") as f:

@@ -46,14 +46,18 @@ from hypothesis import strategies as st
 import robust_harness as H
 from conftest import PREBUILT, run_cli
 
+REPRO = Path(__file__).resolve().parent / "fuzz_repro"
+
 FLIPS = int(os.environ.get("SCALL_FUZZ_FLIPS", "400"))
 EXAMPLES = int(os.environ.get("SCALL_FUZZ_EXAMPLES", "150"))
 JOBS = int(os.environ.get("SCALL_FUZZ_JOBS", "2"))
 TIMEOUT = float(os.environ.get("SCALL_FUZZ_TIMEOUT", "20"))
 
 #: Known bugs (see robust_harness.KNOWN_BUGS), each with a strict-xfail
-#: reproducer test below.  Mutants that hit only these are counted as "known
-#: bugs" and do not fail the sweep; anything else does.
+#: reproducer test.  Mutants that hit only these are counted as "known bugs"
+#: and do not fail the sweep; anything else does.  (Empty now: the bugs the
+#: sweep found are fixed; their reproducers are the regression tests at the
+#: end of this file.)
 KNOWN = H.KNOWN_BUGS
 
 #: demo.o carries DWARF, read by pyelftools on every scan, so it is ~5 times
@@ -62,7 +66,8 @@ KNOWN = H.KNOWN_BUGS
 DEMO_STRIDE = int(os.environ.get("SCALL_FUZZ_DEMO_STRIDE", "6"))
 
 BASE_NAMES = ["gas:kinds.o", "gcc:staticcall-O2.o", "gcc-g:demo.o", "ko:async_memcpy.ko",
-              "ko-stripped:async_memcpy.ko", "exe:linkprog"]
+              "ko-stripped:async_memcpy.ko", "exe:linkprog", "written:kinds.o",
+              "written:async_memcpy.ko"]
 
 
 # ------------------------------------------------------------------ fixtures
@@ -79,6 +84,16 @@ def bases(corpus, tmp_path_factory) -> dict[str, bytes]:
         .read_bytes(),
         "exe:linkprog": Path(H.build_executable(str(d / "linkprog"))).read_bytes(),
     }
+    # objects this tool has written (a table it appended, the keys it added):
+    # mutating them drives --force through the recovery of the original
+    for name, src, args in (("written:kinds.o", out["gas:kinds.o"], ["--policy", "kernel"]),
+                            ("written:async_memcpy.ko", out["ko-stripped:async_memcpy.ko"],
+                             ["--policy", "kernel", "--module"])):
+        w = d / name.replace(":", "-")
+        w.write_bytes(src)
+        assert run_cli("write", "-q", *args, w).rc == 0
+        out[name] = w.read_bytes()
+        assert out[name] != src
     assert b".static_call_sites" in out["ko:async_memcpy.ko"]
     assert b".static_call_sites" not in out["ko-stripped:async_memcpy.ko"]
     assert struct.unpack_from("<H", out["exe:linkprog"], 16)[0] in (2, 3)   # EXEC/DYN
@@ -389,7 +404,7 @@ def test_archive_header_mutations(tmp_path, totals):
     assert not bugs, (tally.line("archive"), bugs[:5])
 
 
-# ------------------------------------------------- known bugs (reproducers)
+# ------------------------------------ regressions: bugs the sweep found
 def _section_symbol_value_huge() -> bytes:
     """staticcall-O2.o with the .text section symbol's st_value = 2**64-1."""
     d = bytearray((PREBUILT / "staticcall-O2.o").read_bytes())
@@ -400,12 +415,13 @@ def _section_symbol_value_huge() -> bytes:
     return bytes(d)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: write on an object whose section symbol has "
-                   "st_value near 2**64 dies in emit.render with struct.error "
-                   "('internal error: error: argument out of range') instead of an InputError")
-def test_known_bug_section_symbol_value_overflows_addend(tmp_path):
+def test_section_symbol_value_near_2_64(tmp_path):
+    """Found by the sweep: write died in emit.render with struct.error
+    ('internal error: error: argument out of range') when the section
+    symbol's st_value made the addr addend overflow (fuzz_repro/secsym-value-huge.o)."""
     p = tmp_path / "secsym.o"
     data = _section_symbol_value_huge()
+    assert data == (REPRO / "secsym-value-huge.o").read_bytes()
     p.write_bytes(data)
     res = run_cli("write", p)
     assert "internal error" not in res.stderr, res.stderr
@@ -422,15 +438,15 @@ def _added_key_hostile() -> bytes:
     return data.replace(b"__SCT__bar\0", b"__SCT__ba\x7f\0")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the warning 'key K is not in the object; added "
-                   "as an undefined global symbol' (and WriteOutcome.added_keys, and the "
-                   "--strict-keys error) decode the key with backslashreplace only, so control "
-                   "characters (DEL, ESC, newline) reach stderr raw; they should go through "
-                   "elf.printable like every other name")
-def test_known_bug_added_key_warning_is_not_escaped(tmp_path):
-    p = tmp_path / "key.o"
-    p.write_bytes(_added_key_hostile())
-    res = run_cli("write", "--policy", "kernel", "-o", tmp_path / "out.o", p)
-    assert res.rc == 0, res.stderr
-    assert "__SCK__ba" in res.stderr and "added" in res.stderr
-    assert "\x7f" not in res.stderr, repr(res.stderr)
+def test_added_key_warning_is_escaped(tmp_path):
+    """Found by the sweep: the 'key K is not in the object; added' warning
+    carried the key name raw (fuzz_repro/key-warning-newline.o has a newline
+    in it: the warning was split over two lines)."""
+    for data in (_added_key_hostile(), (REPRO / "key-warning-newline.o").read_bytes()):
+        p = tmp_path / "key.o"
+        p.write_bytes(data)
+        res = run_cli("write", "--policy", "kernel", "-o", tmp_path / "out.o", p)
+        assert res.rc == 0, res.stderr
+        lines = res.stderr.splitlines()
+        assert len(lines) == 1 and "__SCK__ba" in lines[0] and "added" in lines[0], lines
+        assert lines[0].isprintable(), repr(lines[0])
