@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 
+from ._record import LIST, record
 from .errors import InputError, ScallError, UsageError
 from .inputs import Input, expand, show
 from .model import ObjectResult, Options
@@ -18,15 +18,15 @@ from .model import ObjectResult, Options
 PROG = "scall-objtool"
 
 
-@dataclass
+@record
 class Outcome:
     """What processing one input produced (picklable, for worker processes)."""
     display: str
     ok: bool = True
     result: ObjectResult | None = None
-    messages: list[str] = field(default_factory=list)    # stderr lines, in order
+    messages: list[str] = LIST    # stderr lines, in order
     line: str | None = None                                # write's stdout summary
-    details: list[str] = field(default_factory=list)
+    details: list[str] = LIST
 
 
 def err_line(msg: str) -> str:
@@ -92,7 +92,7 @@ def verify_one(inp: Input, options: Options, candidates_from: str = "auto") -> O
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class WriteParams:
     output: str | None = None
     force: bool = False

@@ -16,9 +16,9 @@ kvm.ko).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from functools import cached_property
 
+from ._record import record
 from .errors import InputError
 
 # e_ident / header constants
@@ -79,7 +79,7 @@ def printable(raw: bytes) -> str:
                    for c in text)
 
 
-@dataclass(slots=True)
+@record
 class Section:
     index: int
     name_off: int
@@ -109,7 +109,7 @@ class Section:
                          self.size, self.link, self.info, self.addralign, self.entsize)
 
 
-@dataclass(slots=True)
+@record
 class Symbol:
     index: int
     name: str

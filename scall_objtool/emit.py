@@ -28,6 +28,7 @@ from .elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF_WRITE
                   SHN_LORESERVE, SHN_UNDEF, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_SYMTAB_SHNDX,
                   STB_GLOBAL, STB_WEAK, STT_FILE, STT_FUNC, STT_NOTYPE, STT_SECTION, ElfFile,
                   Section, printable)
+from ._record import fields
 from .errors import InputError, KeyMissingError
 from .model import TAIL_KINDS, ObjectResult, Options, Site
 from .scan import RELA_TABLE, TABLE, key_name
@@ -178,7 +179,7 @@ def _add_string(tables: dict[int, bytearray], elf: ElfFile, index: int, name: by
 
 def render(elf: ElfFile, plan: Plan, force: bool) -> bytes:
     """The bytes of the rewritten object."""
-    secs = [Section(**{f: getattr(s, f) for f in Section.__slots__}) for s in elf.sections]
+    secs = [Section(**{f: getattr(s, f) for f in fields(Section)}) for s in elf.sections]
     img = _Image(elf.data)
     symtab = elf.symtab
     if symtab is None:

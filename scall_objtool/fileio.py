@@ -8,10 +8,8 @@ temporary file named ``.NAME.*.scall-tmp`` that a later run removes.
 """
 from __future__ import annotations
 
-import glob
 import os
 import stat
-import tempfile
 
 TMP_SUFFIX = ".scall-tmp"
 
@@ -30,6 +28,7 @@ def _fsync_dir(directory: str) -> None:
 
 
 def stale_temporaries(path: str) -> list[str]:
+    import glob
     d, base = os.path.split(os.path.abspath(path))
     return glob.glob(os.path.join(glob.escape(d), f".{glob.escape(base)}.*{TMP_SUFFIX}"))
 
@@ -62,6 +61,7 @@ def _alive(pid: int) -> bool:
 def atomic_write(path: str, data: bytes, mode_from: str | None = None) -> None:
     """Replace ``path`` with ``data`` atomically.  ``path`` itself is replaced
     even if it is a symlink (its target is never written through)."""
+    import tempfile
     d, base = os.path.split(os.path.abspath(path))
     mode = None
     src = mode_from or path

@@ -11,13 +11,13 @@ can carry it, and the decoder is never imported.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
+from ._record import record
 from .elf import (SHF_ALLOC, SHF_EXECINSTR, SHN_LORESERVE, SHT_PROGBITS, STB_GLOBAL, STT_SECTION,
                   ElfFile, Section, Symbol)
 
 
-@dataclass(slots=True)
+@record
 class Candidate:
     section: Section            # the section the relocation applies to
     offset: int                 # r_offset

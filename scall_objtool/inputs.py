@@ -9,8 +9,8 @@ order within an archive: deterministic whatever the file system returns.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
+from ._record import record
 from .errors import InputError
 
 AR_MAGIC = b"!<arch>\n"
@@ -19,7 +19,7 @@ DEFAULT_INCLUDE = ("*.o", "*.ko", "*.a")
 MAX_MEMBERS = 1 << 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Input:
     """One object: a file, or a member of an archive."""
     display: str                    # the name used in reports and messages

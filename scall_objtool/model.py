@@ -1,7 +1,7 @@
 """The data that flows between the stages: options, sites, references."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ._record import LIST, record
 
 KINDS = ("call", "prefixed-call", "tail", "jcc-tail", "indirect")
 CROSSINGS = ("never", "always", "depends")
@@ -13,7 +13,7 @@ POLICIES = ("seed", "kernel")
 TAIL_KINDS = frozenset({"tail", "jcc-tail"})
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Options:
     """Everything that changes what the tool finds, classifies or writes."""
     policy: str = "seed"
@@ -46,7 +46,7 @@ class Options:
                 "tramp_prefix": self.tramp_prefix, "key_prefix": self.key_prefix}
 
 
-@dataclass(slots=True)
+@record
 class Site:
     """One proven control transfer to a trampoline's entry."""
     section: str
@@ -80,7 +80,7 @@ class Site:
         }
 
 
-@dataclass(slots=True)
+@record
 class Reference:
     """A relocation to a trampoline that is not a proven site."""
     section: str
@@ -98,15 +98,15 @@ class Reference:
                 "reloc_type": self.reloc_type, "kind": self.kind, "detail": self.detail}
 
 
-@dataclass
+@record
 class ObjectResult:
     """What the scan found in one object."""
     path: str
     elf_type: str
-    sites: list[Site] = field(default_factory=list)
-    references: list[Reference] = field(default_factory=list)
+    sites: list[Site] = LIST
+    references: list[Reference] = LIST
     existing_table: dict | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = LIST
 
     def summary(self) -> dict:
         return summarize([self])

@@ -2,23 +2,23 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
+from ._record import LIST, record
 from .errors import InputError, UsageError
-from .model import ObjectResult, Options
 from .elf import ElfFile
+from .model import ObjectResult, Options
 from .scan import open_elf, scan_elf
 
 
-@dataclass
+@record
 class WriteOutcome:
     path: str
     output: str
     result: ObjectResult
     action: str          # written | unchanged | skipped-existing | dry-run | copied
     entries: int = 0
-    added_keys: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    added_keys: list[str] = LIST
+    warnings: list[str] = LIST
 
 
 def write_path(path: str, options: Options, output: str | None = None, force: bool = False,
@@ -28,7 +28,6 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     The input is never modified unless the new object is complete; with
     ``output`` the input is not modified at all."""
     from .elf import printable
-    from .emit import Plan, render
     from .fileio import atomic_write, remove_stale_temporaries
 
     def show(p: str) -> str:
@@ -64,7 +63,10 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
         out.warnings.append("already has a .static_call_sites table; left untouched "
                             "(use --force to replace it)")
         data = None
+    elif not result.sites and not recovered and result.existing_table is None:
+        data = None                      # nothing to write: the common case
     else:
+        from .emit import Plan, render
         plan = Plan(elf, result, options)
         out.entries = len(plan.entries)
         out.added_keys = [printable(k) for k in plan.new_keys]
