@@ -177,6 +177,41 @@ def _add_string(tables: dict[int, bytearray], elf: ElfFile, index: int, name: by
     return pos
 
 
+def table_blobs(plan: Plan) -> tuple[bytes, bytes]:
+    """The table's bytes and its relocation section's bytes."""
+    rela = bytearray()
+    for i, e in enumerate(plan.entries):
+        rela += RELA.pack(8 * i, (e.addr_sym << 32) | R_X86_64_PC32, e.addr_addend)
+        rela += RELA.pack(8 * i + 4, (e.key_sym << 32) | R_X86_64_PC32, e.flags)
+    return b"\0" * (8 * len(plan.entries)), bytes(rela)
+
+
+def table_up_to_date(elf: ElfFile, plan: Plan) -> bool:
+    """Does the object's existing table hold exactly what ``plan`` would write?"""
+    if plan.new_keys:
+        return False
+    table = elf.section_by_name(TABLE)
+    if table is None:
+        return False
+    rsecs = [s for s in elf.sections if s.type in (SHT_RELA, SHT_REL) and s.info == table.index]
+    if len(rsecs) != 1:
+        return False
+    rsec = rsecs[0]
+    want_table, want_rela = table_blobs(plan)
+    symtab = elf.symtab
+    if (table.type, table.flags, table.addralign, table.entsize) != \
+            (SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, 8, 8):
+        return False
+    if (rsec.type, rsec.flags, rsec.link, rsec.addralign, rsec.entsize) != \
+            (SHT_RELA, SHF_INFO_LINK, symtab.index if symtab else -1, 8, 24):
+        return False
+    for e in plan.entries:          # a raised alignment must already be in place
+        if e.site.crossing is not None and \
+                elf.sections[e.site.section_index].addralign < e.site.alignment:
+            return False
+    return elf.section_bytes(table) == want_table and elf.section_bytes(rsec) == want_rela
+
+
 def render(elf: ElfFile, plan: Plan, force: bool) -> bytes:
     """The bytes of the rewritten object."""
     secs = [Section(**{f: getattr(s, f) for f in fields(Section)}) for s in elf.sections]
@@ -186,13 +221,9 @@ def render(elf: ElfFile, plan: Plan, force: bool) -> bytes:
         raise InputError("the object has no symbol table to relocate against", elf.path)
     entries = plan.entries
 
-    table = b"\0" * (8 * len(entries))
-    rela = bytearray()
-    for i, e in enumerate(entries):
-        rela += RELA.pack(8 * i, (e.addr_sym << 32) | R_X86_64_PC32, e.addr_addend)
-        rela += RELA.pack(8 * i + 4, (e.key_sym << 32) | R_X86_64_PC32, e.flags)
+    table, rela = table_blobs(plan)
     table_off = img.append(table, 8)
-    rela_off = img.append(bytes(rela), 8)
+    rela_off = img.append(rela, 8)
 
     strtabs: dict[int, bytearray] = {}
     if plan.new_keys:
@@ -324,7 +355,9 @@ def recover_original(elf: ElfFile) -> bytes | None:
         return None                                   # not appended right after it
     hdr = list(EHDR.unpack_from(elf.data, 0))
     hdr[6] = old_shoff
-    hdr[12] = 0 if old[0].size else m                 # extended numbering kept as it was
+    # extended numbering (section 0 holds the count) only where it is needed;
+    # a stray sh_size in section 0 of a small object is not a count
+    hdr[12] = 0 if (old[0].size == m and m >= SHN_LORESERVE) else m
     original = bytearray(elf.data[:end])
     original[:EHDR.size] = EHDR.pack(*hdr)
     try:

@@ -66,12 +66,15 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     elif not result.sites and not recovered and result.existing_table is None:
         data = None                      # nothing to write: the common case
     else:
-        from .emit import Plan, render
+        from .emit import Plan, render, table_up_to_date
         plan = Plan(elf, result, options)
         out.entries = len(plan.entries)
         out.added_keys = [printable(k) for k in plan.new_keys]
         out.warnings.extend(plan.warnings)
-        if not plan.entries and result.existing_table is None:
+        if result.existing_table is not None and table_up_to_date(elf, plan):
+            data = None                  # --force, and the table is already this one
+            out.action = "unchanged"
+        elif not plan.entries and result.existing_table is None:
             # nothing to add: leave the object as it is (or, when a table we
             # had appended is being replaced by none, as it was before)
             data = elf.data if recovered else None
