@@ -55,7 +55,12 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:                                # a zombie is dead, only not reaped yet
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def atomic_write(path: str, data: bytes, mode_from: str | None = None) -> None:

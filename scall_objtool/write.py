@@ -89,6 +89,9 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     if output is not None and os.path.lexists(output) and os.path.islink(output):
         out.warnings.append(f"-o {show(output)} is a symlink: replacing the link itself, "
                             "not the file it points to")
+    if data is not None and output is None and os.path.islink(path):
+        out.warnings.append("is a symlink: replacing the link with the written object; "
+                            "the file it points to is left as it was")
     if data is None:
         if output is not None and os.path.abspath(output) != os.path.abspath(path):
             put(output, elf.data)
