@@ -186,6 +186,16 @@ def table_blobs(plan: Plan) -> tuple[bytes, bytes]:
     return b"\0" * (8 * len(plan.entries)), bytes(rela)
 
 
+def _table_relocations(elf: ElfFile, table: Section) -> Section | None:
+    """The relocation section of the table: the one named for it, else the
+    only one that applies to it."""
+    rsecs = [s for s in elf.sections if s.type in (SHT_RELA, SHT_REL) and s.info == table.index]
+    named = [s for s in rsecs if s.name == RELA_TABLE]
+    if named:
+        return named[0]
+    return rsecs[0] if len(rsecs) == 1 else None
+
+
 def table_up_to_date(elf: ElfFile, plan: Plan) -> bool:
     """Does the object's existing table hold exactly what ``plan`` would write?"""
     if plan.new_keys:
@@ -193,10 +203,9 @@ def table_up_to_date(elf: ElfFile, plan: Plan) -> bool:
     table = elf.section_by_name(TABLE)
     if table is None:
         return False
-    rsecs = [s for s in elf.sections if s.type in (SHT_RELA, SHT_REL) and s.info == table.index]
-    if len(rsecs) != 1:
+    rsec = _table_relocations(elf, table)
+    if rsec is None:
         return False
-    rsec = rsecs[0]
     want_table, want_rela = table_blobs(plan)
     symtab = elf.symtab
     if (table.type, table.flags, table.addralign, table.entsize) != \
@@ -245,8 +254,8 @@ def render(elf: ElfFile, plan: Plan, force: bool) -> bytes:
         raise AssertionError("render called on an object that has a table")
     if existing is not None:
         tsec = secs[existing.index]
-        rsec = next((secs[s.index] for s in elf.sections
-                     if s.type in (SHT_RELA, SHT_REL) and s.info == existing.index), None)
+        found = _table_relocations(elf, existing)
+        rsec = secs[found.index] if found is not None else None
     else:
         tsec = rsec = None
     new_headers: list[Section] = []
@@ -355,9 +364,9 @@ def recover_original(elf: ElfFile) -> bytes | None:
         return None                                   # not appended right after it
     hdr = list(EHDR.unpack_from(elf.data, 0))
     hdr[6] = old_shoff
-    # extended numbering (section 0 holds the count) only where it is needed;
-    # a stray sh_size in section 0 of a small object is not a count
-    hdr[12] = 0 if (old[0].size == m and m >= SHN_LORESERVE) else m
+    # extended numbering: section 0's sh_size holds the count; any other
+    # value there is not a count
+    hdr[12] = 0 if old[0].size == m else m
     original = bytearray(elf.data[:end])
     original[:EHDR.size] = EHDR.pack(*hdr)
     try:

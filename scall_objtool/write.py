@@ -45,9 +45,11 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
                          f"(ELF type {elf.elf_type}): use scan or verify", path)
     result = scan_elf(elf, options, sources=False)
     recovered = False
+    up_to_date = False
     if force and result.existing_table is not None:
-        from .emit import recover_original
-        original = recover_original(elf)
+        from .emit import Plan, recover_original, table_up_to_date
+        up_to_date = table_up_to_date(elf, Plan(elf, result, options))
+        original = None if up_to_date else recover_original(elf)
         if original is not None:
             # a table we appended: rewrite from the original, so that --force
             # gives exactly the bytes a first write would
@@ -58,7 +60,9 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     if not dry_run:
         remove_stale_temporaries(dest)      # left by an earlier run that was killed
     out = WriteOutcome(path, dest, result, "unchanged")
-    if result.existing_table is not None and not force:
+    if up_to_date:
+        data = None                      # --force, and the table is already this one
+    elif result.existing_table is not None and not force:
         out.action = "skipped-existing"
         out.warnings.append("already has a .static_call_sites table; left untouched "
                             "(use --force to replace it)")

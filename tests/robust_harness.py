@@ -87,20 +87,17 @@ def build_executable(dst: str, *flags: str) -> str:
 #: these are counted as "known bugs", not failures.  Each has a strict-xfail
 #: reproducer test; remove the entry when the bug is fixed.
 KNOWN_BUGS: dict[str, str] = {
-    # --force is not byte-stable on a few hostile inputs (extended numbering
-    # with few sections; a relocation section whose sh_info names the table;
-    # a written object whose .text offset was changed): reproducers in
-    # tests/fuzz_repro/, strict xfail
-    # test_robust_determinism.py::test_known_bug_force_not_byte_stable_on_hostile_input
-    "force-not-idempotent": "--force not byte-stable on some hostile inputs",
-    # Found by the sweep and fixed, now regression tests:
+    # None open.  Found by the sweep and fixed, now regression tests:
     #  "error@emit.py:render": a section symbol st_value near 2**64 overflowed
     #    the addr addend (tests/fuzz_repro/secsym-value-huge.o);
     #  "bad-message:warning:key": the added-key warning was not escaped
     #    (tests/fuzz_repro/key-warning-newline.o);
-    #  "force-not-idempotent": --force appended another table on every run for
-    #    objects with objtool's table or a nonzero sh_size in section header 0
-    #    (tests/fuzz_repro/null-section-size.o).
+    #  "force-not-idempotent": --force was not byte-stable: it appended another
+    #    table on every run for objects with objtool's table or a nonzero
+    #    sh_size in section header 0 (tests/fuzz_repro/null-section-size.o),
+    #    and on extended numbering with few sections, a relocation section
+    #    whose sh_info names the table, and a written object whose .text
+    #    offset was changed (test_force_is_byte_stable_on_hostile_input).
 }
 
 

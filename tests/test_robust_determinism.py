@@ -223,20 +223,12 @@ def test_force_is_byte_stable(tmp_path, case, corpus):
 REPRO = Path(__file__).resolve().parent / "fuzz_repro"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: --force is still not byte-stable on three "
-                   "hostile inputs the sweep finds (tests/fuzz_repro/): "
-                   "extended-shnum-small.o (e_shnum 0, sh_size of section 0 = 13): the first "
-                   "--force after a first write gives different bytes of the same size; "
-                   "written-rela-info-to-table.ko (a written module whose .rela.text sh_info "
-                   "names the table): every --force appends again, 13960 -> 16392 -> 18824; "
-                   "written-text-offset.o (a written kinds.o with .text sh_offset 0x11b9): "
-                   "--force gives 5680 bytes, the next --force 4720")
 @pytest.mark.parametrize("case,first_write,args", [
     ("extended-shnum-small.o", True, []),
     ("written-rela-info-to-table.ko", False, ["--policy", "kernel", "--module"]),
     ("written-text-offset.o", False, ["--policy", "kernel", "--module"]),
 ])
-def test_known_bug_force_not_byte_stable_on_hostile_input(tmp_path, case, first_write, args):
+def test_force_is_byte_stable_on_hostile_input(tmp_path, case, first_write, args):
     obj = tmp_path / case
     shutil.copy(REPRO / case, obj)
     if first_write:
