@@ -12,10 +12,21 @@ from .errors import InputError, ScallError, UsageError  # noqa: E402
 from .model import ObjectResult, Options, Reference, Site  # noqa: E402
 
 
-def scan_path(path: str, options: Options | None = None) -> ObjectResult:
-    """Scan one object file and return its sites and references."""
+def scan_path(path: str, options: Options | None = None,
+              candidates_from: str = "auto") -> ObjectResult:
+    """Scan one object file (or linked image) and return its sites and references."""
     from .scan import scan_path as _scan
-    return _scan(path, options)
+    return _scan(path, options, candidates_from)
+
+
+def verify_path(path: str, options: Options | None = None):
+    """Check the existing static-call table of an object or linked image;
+    returns a :class:`table.Verdict` (``.ok``, ``.mismatches``, ``.missing``)."""
+    from .scan import open_elf, scan_elf
+    from .table import verify
+    options = options or Options()
+    elf = open_elf(path)
+    return verify(elf, scan_elf(elf, options, sources=False), options)
 
 
 def write_path(path: str, options: Options | None = None, **kwargs):
@@ -25,4 +36,4 @@ def write_path(path: str, options: Options | None = None, **kwargs):
 
 
 __all__ = ["InputError", "ObjectResult", "Options", "Reference", "ScallError", "Site",
-           "UsageError", "scan_path", "write_path", "__version__"]
+           "UsageError", "scan_path", "verify_path", "write_path", "__version__"]

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import PREBUILT, ROOT, run_cli
+from conftest import PREBUILT, run_cli
 
 OBJS = sorted(PREBUILT.glob("*.o"))
 

@@ -1,7 +1,6 @@
 """Linked images (executables, PIE, vmlinux) and `verify`."""
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
 
@@ -215,3 +214,16 @@ def test_vmlinux_scan_matches_its_own_table(vmlinux):
     verdict = verify(elf2, scan_elf(elf2, options, "code", sources=False), options)
     assert not verdict.ok
     assert any(m.startswith("entry 1000 (") for m in verdict.mismatches), verdict.mismatches
+
+
+def test_verify_path_library_api(tmp_path):
+    from conftest import PREBUILT
+
+    from scall_objtool import verify_path, write_path
+    out = tmp_path / "demo.o"
+    write_path(str(PREBUILT / "demo.o"), Options(), output=str(out))
+    seed = verify_path(str(out))
+    assert seed.ok and seed.entries == 3
+    kernel = verify_path(str(out), Options(policy="kernel"))
+    assert not kernel.ok and len(kernel.missing) == 1 and "tail to __SCT__demo_hook" in \
+        kernel.missing[0]
