@@ -1,10 +1,18 @@
-"""The command line: a thin layer over the library.
+"""The command line: a thin layer over the library (typer).
 
-    scall-objtool scan  PATH... [--format text|json] [-o FILE]
-    scall-objtool write PATH... [-o OUT] [--dry-run] [--backup] [--force]
+    scall-objtool scan   PATH... [--format text|json] [-o FILE] [--stats]
+    scall-objtool write  PATH... [-o OUT] [--dry-run] [--backup] [--force]
+    scall-objtool verify PATH... [--format text|json] [-o FILE]
+    scall-objtool check  PATH... [--format text|json|sarif] [--baseline R.json]
+    scall-objtool diff   OLD.json NEW.json
 
-Exit status: 0 success, 2 input or usage errors.  Each bad input gives one
-line ``scall-objtool: error: PATH: problem`` on stderr; the others are still
+``check`` and ``diff`` are registered by ``cli_lint``.  Well-formed ``scan``
+and ``write`` command lines never reach this module: ``fastcli`` parses them
+and calls the same functions in ``commands``.
+
+Exit status: 0 success, 1 when check finds fallback sites or verify a
+mismatch, 2 input or usage errors.  Each bad input gives one line
+``scall-objtool: error: PATH: problem`` on stderr; the others are still
 processed.
 """
 from __future__ import annotations
