@@ -18,8 +18,7 @@ import typer
 from .cli import (AllowTailOpt, AssumeAlignOpt, CacheLineOpt, CandOpt, Candidates, IncludeOpt,
                   JobsOpt, KeyOpt, ModuleOpt, PathsArg, Policy, PolicyOpt, StrictOpt, TrampOpt,
                   _finish, _options, app)
-from .commands import (PROG, _emit_messages, _write_text, collect, err_line, run_batch,
-                       run_guarded)
+from .commands import PROG, _deliver, collect, run_batch, run_guarded
 from .errors import UsageError
 
 
@@ -47,15 +46,6 @@ def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
             f"({'; '.join(diffs)}); its fallback sites may not match"]
 
 
-def _output(text: str, output: str | None) -> bool:
-    try:
-        _write_text(text, output)
-    except OSError as e:
-        _emit_messages([err_line(f"{output}: cannot write: {e.strerror}")])
-        return False
-    return True
-
-
 def cmd_check(paths: list[str], options, fmt: str = "text", output: str | None = None,
               baseline: str | None = None, max_fallback: int = 0, stats: bool = False,
               source_root: str | None = None, include: list[str] | None = None,
@@ -76,9 +66,7 @@ def cmd_check(paths: list[str], options, fmt: str = "text", output: str | None =
     for o in outs:
         if o.ok and o.result is not None:
             results.append(o.result)
-            # the scan's warnings (e.g. unreadable DWARF), once each
-            warns = [f"{PROG}: warning: {o.display}: {w}" for w in o.result.warnings]
-            messages.extend(o.messages + [w for w in warns if w not in o.messages])
+            messages.extend(o.messages)     # the scan's warnings (e.g. unreadable DWARF)
         else:
             errors.extend(o.messages)
     messages.extend(errors)
@@ -95,8 +83,7 @@ def cmd_check(paths: list[str], options, fmt: str = "text", output: str | None =
         if stats:
             from .report import render_stats
             text += render_stats(results)
-    _emit_messages(messages)
-    if not _output(text, output) or errors:
+    if not _deliver(messages, text, output) or errors:
         return 2
     return 0 if verdict.passed else 1
 
@@ -106,11 +93,10 @@ def cmd_diff(old: str, new: str, fmt: str = "text", output: str | None = None) -
     from . import lint
     rep_old = lint.load_report(old)
     rep_new = lint.load_report(new)
-    _emit_messages(_policy_warning(rep_old, rep_new.policy, "OLD"))
     d = lint.diff(rep_old.sites, rep_new.sites)
     text = (lint.render_diff_json(d, old, new) if fmt == "json"
             else lint.render_diff_text(d))
-    if not _output(text, output):
+    if not _deliver(_policy_warning(rep_old, rep_new.policy, "OLD"), text, output):
         return 2
     return 1 if d.new_fallback else 0
 

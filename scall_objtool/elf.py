@@ -99,11 +99,6 @@ class Section:
     def executable(self) -> bool:
         return bool(self.flags & SHF_EXECINSTR)
 
-    @property
-    def file_size(self) -> int:
-        """Bytes the section occupies in the file."""
-        return 0 if self.type == SHT_NOBITS else self.size
-
     def pack(self) -> bytes:
         return SHDR.pack(self.name_off, self.type, self.flags, self.addr, self.offset,
                          self.size, self.link, self.info, self.addralign, self.entsize)

@@ -48,7 +48,6 @@ def key_name(tramp_name: bytes, options: Options) -> bytes:
     return options.key_prefix.encode() + tramp_name[len(options.tramp_prefix.encode()):]
 
 
-CANDIDATE_SOURCES = ("auto", "relocs", "code")
 #: DWARF line tables above this size are not decoded (vmlinux's is 16 MiB,
 #: which pyelftools takes minutes over); sites then carry no source line
 MAX_LINE_TABLE = 4 << 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from ._record import LIST, record
-from .errors import InputError, UsageError
+from .errors import InputError
 from .elf import ElfFile
 from .model import ObjectResult, Options
 from .scan import open_elf, scan_elf
@@ -29,9 +29,7 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     ``output`` the input is not modified at all."""
     from .elf import printable
     from .fileio import atomic_write, remove_stale_temporaries
-
-    def show(p: str) -> str:
-        return printable(os.fsencode(p))
+    from .inputs import show
 
     def put(target: str, data: bytes) -> None:
         try:
@@ -46,9 +44,11 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     result = scan_elf(elf, options, sources=False)
     recovered = False
     up_to_date = False
+    plan = None
     if force and result.existing_table is not None:
         from .emit import Plan, recover_original, table_up_to_date
-        up_to_date = table_up_to_date(elf, Plan(elf, result, options))
+        plan = Plan(elf, result, options)
+        up_to_date = table_up_to_date(elf, plan)
         original = None if up_to_date else recover_original(elf)
         if original is not None:
             # a table we appended: rewrite from the original, so that --force
@@ -56,6 +56,7 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
             elf = ElfFile(original, path)
             result = scan_elf(elf, options, sources=False)
             recovered = True
+            plan = None
     dest = output or path
     if not dry_run:
         remove_stale_temporaries(dest)      # left by an earlier run that was killed
@@ -70,15 +71,13 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     elif not result.sites and not recovered and result.existing_table is None:
         data = None                      # nothing to write: the common case
     else:
-        from .emit import Plan, render, table_up_to_date
-        plan = Plan(elf, result, options)
+        from .emit import Plan, render
+        if plan is None:
+            plan = Plan(elf, result, options)
         out.entries = len(plan.entries)
         out.added_keys = [printable(k) for k in plan.new_keys]
         out.warnings.extend(plan.warnings)
-        if result.existing_table is not None and table_up_to_date(elf, plan):
-            data = None                  # --force, and the table is already this one
-            out.action = "unchanged"
-        elif not plan.entries and result.existing_table is None:
+        if not plan.entries and result.existing_table is None:
             # nothing to add: leave the object as it is (or, when a table we
             # had appended is being replaced by none, as it was before)
             data = elf.data if recovered else None
@@ -90,7 +89,7 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     if dry_run:
         out.action = "dry-run" if data is not None else out.action
         return out
-    if output is not None and os.path.lexists(output) and os.path.islink(output):
+    if output is not None and os.path.islink(output):
         out.warnings.append(f"-o {show(output)} is a symlink: replacing the link itself, "
                             "not the file it points to")
     if data is not None and output is None and os.path.islink(path):
@@ -106,7 +105,3 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     put(dest, data)
     return out
 
-
-def check_output_option(paths: list[str], output: str | None) -> None:
-    if output is not None and len(paths) != 1:
-        raise UsageError("-o/--output takes exactly one input file")
