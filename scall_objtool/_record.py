@@ -8,7 +8,8 @@ class annotations with one small ``exec`` each; defaults are constants, or
 ``LIST`` for a fresh empty list.  ``frozen=True`` forbids assignment after
 ``__init__`` and makes instances hashable.  ``__post_init__`` runs if defined.
 
-``fields(cls)`` lists a record's field names in order.
+``fields(cls)`` lists a record's field names in order, ``defaults(cls)``
+their default values.
 """
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ _MISSING = object()
 
 def fields(cls) -> tuple[str, ...]:
     return cls.__record_fields__
+
+
+def defaults(cls) -> dict:
+    """A record's default values by field name (``LIST`` ones as ``[]``)."""
+    return {n: ([] if d is LIST else d) for n, d in cls.__record_defaults__.items()}
 
 
 def record(cls=None, *, frozen: bool = False):
@@ -54,6 +60,7 @@ def record(cls=None, *, frozen: bool = False):
         exec(src, glb, ns)
         cls.__init__ = ns["__init__"]
         cls.__record_fields__ = tuple(names)
+        cls.__record_defaults__ = defaults
 
         def __repr__(self):
             inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)

@@ -273,13 +273,13 @@ def _deliver(messages: list[str], text: str, output: str | None) -> bool:
     return True
 
 
-def cmd_scan(paths: list[str], options: Options, fmt: str = "text", output: str | None = None,
-             include: list[str] | None = None, jobs: int | None = None,
-             stats: bool = False, candidates_from: str = "auto") -> int:
+def scan(paths: list[str], options: Options, format: str = "text", output: str | None = None,
+         include: list[str] | None = None, jobs: int | None = None,
+         stats: bool = False, candidates: str = "auto") -> int:
     results, messages, failed = _batch_results("scan", paths, include, options,
-                                               candidates_from, jobs)
+                                               candidates, jobs)
     from .report import render_json, render_text
-    if fmt == "json":
+    if format == "json":
         text = render_json(results, options)
     else:
         text = render_text(results, options)
@@ -291,8 +291,12 @@ def cmd_scan(paths: list[str], options: Options, fmt: str = "text", output: str 
     return 2 if failed else 0
 
 
-def cmd_write(paths: list[str], options: Options, params: WriteParams,
-              include: list[str] | None = None, jobs: int | None = None) -> int:
+def write(paths: list[str], options: Options, output: str | None = None,
+          dry_run: bool = False, backup: bool = False, force: bool = False,
+          quiet: bool = False, include: list[str] | None = None,
+          jobs: int | None = None) -> int:
+    params = WriteParams(output=output, force=force, dry_run=dry_run, backup=backup,
+                         quiet=quiet)
     if params.output is not None and len(paths) != 1:
         raise UsageError("-o/--output takes exactly one input file")
     inputs, messages = collect(paths, include)
@@ -314,13 +318,13 @@ def cmd_write(paths: list[str], options: Options, params: WriteParams,
     return 2 if failed else 0
 
 
-def cmd_verify(paths: list[str], options: Options, fmt: str = "text",
-               output: str | None = None, include: list[str] | None = None,
-               jobs: int | None = None, candidates_from: str = "auto") -> int:
+def verify(paths: list[str], options: Options, format: str = "text",
+           output: str | None = None, include: list[str] | None = None,
+           jobs: int | None = None, candidates: str = "auto") -> int:
     """Check existing tables; exit 1 on any mismatch or missing site."""
     verdicts, messages, failed = _batch_results("verify", paths, include, options,
-                                                candidates_from, jobs)
-    if fmt == "json":
+                                                candidates, jobs)
+    if format == "json":
         import json
         doc = {"schema_version": 1, "policy": options.to_json(),
                "objects": [v.to_json() for v in verdicts],
@@ -347,6 +351,85 @@ def cmd_verify(paths: list[str], options: Options, fmt: str = "text",
     if failed:
         return 2
     return 1 if any(not v.ok for v in verdicts) else 0
+
+
+def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
+    from .lint import policy_mismatch
+    diffs = policy_mismatch(report.policy, other_policy)
+    if not diffs:
+        return []
+    return [f"{PROG}: warning: {report.path}: {what} was taken with different options "
+            f"({'; '.join(diffs)}); its fallback sites may not match"]
+
+
+def check(paths: list[str], options: Options, format: str = "text", output: str | None = None,
+              baseline: str | None = None, max_fallback: int = 0, stats: bool = False,
+              source_root: str | None = None, include: list[str] | None = None,
+              jobs: int | None = None, candidates: str = "auto") -> int:
+    """``check``: 0 pass, 1 fail, 2 errors (the report is still written)."""
+    from . import lint
+    from .model import summarize
+    if max_fallback < 0:
+        raise UsageError(f"--max-fallback must not be negative, not {max_fallback}")
+    messages: list[str] = []
+    base = None
+    if baseline is not None:
+        base = lint.load_report(baseline)           # InputError: exit 2 (run_guarded)
+        messages.extend(_policy_warning(base, options.to_json(), "the baseline"))
+    inputs, errors = collect(paths, include)
+    outs = run_batch("scan", inputs, options, candidates, jobs)
+    results = []
+    for o in outs:
+        if o.ok and o.result is not None:
+            results.append(o.result)
+            messages.extend(o.messages)     # the scan's warnings (e.g. unreadable DWARF)
+        else:
+            errors.extend(o.messages)
+    messages.extend(errors)
+    summary = {"objects": len(results), **summarize(results, per_object=True)}
+    verdict = lint.check(lint.sites_from_results(results), max_fallback, base)
+    plain = [e.removeprefix(f"{PROG}: error: ") for e in errors]
+    if format == "sarif":
+        from .sarif import render_sarif
+        text = render_sarif(verdict, options, summary, plain, source_root)
+    elif format == "json":
+        text = lint.render_check_json(verdict, summary, options, plain)
+    else:
+        text = lint.render_check_text(verdict, summary, options.policy, source_root)
+        if stats:
+            from .report import render_stats
+            text += render_stats(results)
+    if not _deliver(messages, text, output) or errors:
+        return 2
+    return 0 if verdict.passed else 1
+
+
+def diff(old: str, new: str, format: str = "text", output: str | None = None) -> int:
+    """``diff``: 0 no new fallback site, 1 a new one, 2 errors."""
+    from . import lint
+    rep_old = lint.load_report(old)
+    rep_new = lint.load_report(new)
+    d = lint.diff(rep_old.sites, rep_new.sites)
+    text = (lint.render_diff_json(d, old, new) if format == "json"
+            else lint.render_diff_text(d))
+    if not _deliver(_policy_warning(rep_old, rep_new.policy, "OLD"), text, output):
+        return 2
+    return 1 if d.new_fallback else 0
+
+
+COMMANDS = {"scan": scan, "verify": verify, "write": write, "check": check, "diff": diff}
+
+
+def run(name: str, values: dict) -> int:
+    """Carry out command ``name`` with ``values`` by option dest (from the option
+    table); usage problems become one error line and exit 2."""
+    def call():
+        from .options import COMMANDS as TABLE, POLICY
+        kw = dict(values)
+        if TABLE[name].policy:
+            kw["options"] = Options(**{o.dest: kw.pop(o.dest) for o in POLICY})
+        return COMMANDS[name](**kw)
+    return run_guarded(call)
 
 
 def run_guarded(fn) -> int:

@@ -1,0 +1,157 @@
+"""The one option table: every command, argument and option, written once.
+
+Each :class:`Opt` carries its flags, value kind, default, help and (for a
+fixed set of values) its choices.  Two parsers are built from this table and
+nothing else:
+
+* ``cli.py`` turns it into typer commands (help, completion, error messages);
+* ``fastcli.py`` parses well-formed command lines without importing typer
+  (Kbuild starts the tool once per object, so start-up time matters).
+
+Options that change what is found, classified or written (``POLICY``) are the
+fields of :class:`model.Options`; their defaults are read from that record, so
+each default is written once.  Every command is carried out by the function
+of the same name in ``commands.py``, called with one keyword argument per
+option (``paths`` for the inputs, ``options`` for the policy record).
+
+This module imports nothing heavy: it is on the per-object fast path.
+"""
+from __future__ import annotations
+
+from ._record import defaults, record
+from .model import Options
+
+
+@record(frozen=True)
+class Opt:
+    """One option: ``kind`` is flag, str, int, choice or list (repeatable str)."""
+    dest: str
+    flags: tuple
+    kind: str
+    help: str
+    default: object = None
+    choices: tuple = ()
+    metavar: str | None = None
+    minimum: int | None = None
+
+
+@record(frozen=True)
+class Arg:
+    """Positional arguments: ``many`` takes one or more, else exactly one."""
+    dest: str
+    metavar: str
+    help: str
+    many: bool = False
+
+
+@record(frozen=True)
+class Command:
+    name: str
+    help: str
+    args: tuple
+    options: tuple
+    policy: bool = True          # takes the POLICY options (built into ``options``)
+
+
+_DEF = defaults(Options)
+
+
+def _policy(dest: str, flags: tuple, kind: str, help: str, **kw) -> Opt:
+    return Opt(dest, flags, kind, help, default=_DEF[dest], **kw)
+
+
+# ------------------------------------------------------------ the policy
+POLICY = (
+    _policy("policy", ("--policy",), "choice",
+            "seed: patch only direct calls that never cross a cache line; "
+            "kernel: list every call and tail call, as objtool does",
+            choices=("seed", "kernel")),
+    _policy("allow_tail", ("--allow-tail",), "flag",
+            "seed policy: tail calls (jmp) are patchable too"),
+    _policy("cache_line", ("--cache-line",), "int", "cache-line size in bytes",
+            metavar="N"),
+    _policy("assume_align", ("--assume-align",), "int",
+            "the object's sections are placed at least N-aligned (beyond sh_addralign)",
+            metavar="N"),
+    _policy("tramp_prefix", ("--tramp-prefix",), "str", "trampoline symbol prefix"),
+    _policy("key_prefix", ("--key-prefix",), "str", "key symbol prefix"),
+    _policy("module", ("--module",), "flag",
+            "kernel module: the trampoline stands in for a missing key"),
+    _policy("strict_keys", ("--strict-keys",), "flag",
+            "a missing key is an error (as in objtool), not added"),
+)
+
+# ------------------------------------------------------- shared by many
+PATHS = Arg("paths", "PATH...", "objects to process", many=True)
+INCLUDE = Opt("include", ("--include",), "list",
+              "in directories, process files matching GLOB (repeatable; default *.o *.ko *.a)",
+              metavar="GLOB")
+JOBS = Opt("jobs", ("--jobs", "-j"), "int",
+           "worker processes over files (default: the number of CPUs)", metavar="N",
+           minimum=1)
+CANDIDATES = Opt("candidates", ("--candidates",), "choice",
+                 "linked images: find candidates through the relocations the image keeps "
+                 "(relocs), by scanning its code for branches (code), or relocations when "
+                 "present (auto)", default="auto", choices=("auto", "relocs", "code"))
+FORMAT = Opt("format", ("--format", "-f"), "choice", "report format", default="text",
+             choices=("text", "json"))
+OUTPUT = Opt("output", ("-o", "--output"), "str", "write the report to FILE",
+             metavar="FILE")
+LINT_OUTPUT = Opt("output", ("-o", "--output"), "str", "write the output to FILE",
+                  metavar="FILE")
+STATS = Opt("stats", ("--stats",), "flag",
+            "text format: add tables of sites per trampoline, kind, reason and object "
+            "(the JSON summary always has them)")
+
+# ------------------------------------------------------------ commands
+COMMANDS = {c.name: c for c in (
+    Command("scan", "Report every static-call site and how it is classified.",
+            (PATHS,), (FORMAT, OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES)),
+    Command("verify",
+            "Check existing tables: every entry must point at an instruction that calls or "
+            "jumps to its key's trampoline, with the right tail flag; report sites the "
+            "table misses.  Exit 1 on any mismatch.",
+            (PATHS,), (FORMAT, OUTPUT, INCLUDE, JOBS, CANDIDATES)),
+    Command("write", "Write the .static_call_sites table of each object (in place by "
+                     "default).",
+            (PATHS,),
+            (Opt("output", ("-o", "--output"), "str",
+                 "write the result to OUT instead of in place (one input only)",
+                 metavar="OUT"),
+             Opt("dry_run", ("--dry-run",), "flag", "report what would be written"),
+             Opt("backup", ("--backup",), "flag", "keep the original as FILE.orig"),
+             Opt("force", ("--force",), "flag", "replace an existing table"),
+             Opt("quiet", ("--quiet", "-q"), "flag", "print only warnings and errors"),
+             INCLUDE, JOBS)),
+    Command("check", "Fail (exit 1) when a static-call site is fallback under the policy: "
+                     "a CI gate.",
+            (PATHS,),
+            (Opt("format", ("--format", "-f"), "choice", "output format", default="text",
+                 choices=("text", "json", "sarif")),
+             LINT_OUTPUT,
+             Opt("baseline", ("--baseline",), "str",
+                 "a report from `scan --format json`: fail only on fallback sites it lacks",
+                 metavar="REPORT.json"),
+             Opt("max_fallback", ("--max-fallback",), "int",
+                 "fail only when there are more than N (new) fallback sites", default=0,
+                 metavar="N"),
+             Opt("stats", ("--stats",), "flag",
+                 "text format: add tables of sites per trampoline, kind, reason and object"),
+             Opt("source_root", ("--source-root",), "str",
+                 "show paths relative to DIR (default: the current directory)",
+                 metavar="DIR"),
+             INCLUDE, JOBS, CANDIDATES)),
+    Command("diff", "Compare two JSON reports: added, removed and changed sites (exit 1 on "
+                    "a new fallback site).",
+            (Arg("old", "OLD.json", "the earlier `scan --format json` report"),
+             Arg("new", "NEW.json", "the later report")),
+            (Opt("format", ("--format", "-f"), "choice", "output format", default="text",
+                 choices=("text", "json")),
+             LINT_OUTPUT),
+            policy=False),
+)}
+
+
+def all_options(cmd: Command) -> tuple:
+    """The options of ``cmd``: its own, then the policy's."""
+    return cmd.options + (POLICY if cmd.policy else ())
