@@ -159,20 +159,29 @@ def _die_with_parent() -> None:
             os._exit(1)
     except (OSError, AttributeError):
         pass
+    from .interrupt import install_worker
+    install_worker()
 
 
 def _run_chunk(task):
+    """Process a chunk of inputs; after a signal no new input is started."""
+    from . import interrupt
     kind, inputs, options, params = task
-    if kind == "scan":
-        return [scan_one(i, options, params or "auto") for i in inputs]
-    if kind == "verify":
-        return [verify_one(i, options, params or "auto") for i in inputs]
-    return [write_one(i, options, params) for i in inputs]
+    one = {"scan": lambda i: scan_one(i, options, params or "auto"),
+           "verify": lambda i: verify_one(i, options, params or "auto")}.get(
+        kind, lambda i: write_one(i, options, params))
+    outs = []
+    for inp in inputs:
+        with interrupt.busy():
+            outs.append(one(inp))
+    return outs
 
 
 def run_batch(kind: str, inputs: list[Input], options: Options, params=None,
               jobs: int | None = None) -> list[Outcome]:
-    """Process every input; outcomes come back in input order."""
+    """Process every input; outcomes come back in input order.  A signal
+    (see ``interrupt``) stops the batch with ``Interrupted``."""
+    from . import interrupt
     jobs = default_jobs() if jobs is None else max(1, jobs)
     jobs = min(jobs, len(inputs))
     progress = _progress(len(inputs)) if len(inputs) > 1 else None
@@ -181,29 +190,55 @@ def run_batch(kind: str, inputs: list[Input], options: Options, params=None,
             outs = []
             for inp in inputs:
                 outs.extend(_run_chunk((kind, [inp], options, params)))
+                interrupt.check()       # a signal deferred during a replacement
                 if progress:
                     progress(1)
             return outs
-        import concurrent.futures as cf
-        import multiprocessing as mp
-        # small chunks keep both workers busy; order is restored below
-        size = max(1, min(32, len(inputs) // (jobs * 8) or 1))
-        chunks = [inputs[i:i + size] for i in range(0, len(inputs), size)]
-        results: list[list[Outcome] | None] = [None] * len(chunks)
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
-                                    initializer=_die_with_parent) as pool:
-            futs = {pool.submit(_run_chunk, (kind, c, options, params)): k
-                    for k, c in enumerate(chunks)}
-            for fut in cf.as_completed(futs):
-                k = futs[fut]
-                results[k] = fut.result()
-                if progress:
-                    progress(len(chunks[k]))
-        return [o for chunk in results for o in chunk]
+        return _run_pool(kind, inputs, options, params, jobs, progress)
     finally:
         if progress:
             progress(None)
+
+
+def _run_pool(kind, inputs, options, params, jobs, progress) -> list[Outcome]:
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import signal
+    from . import interrupt
+    # small chunks keep both workers busy; order is restored below
+    size = max(1, min(32, len(inputs) // (jobs * 8) or 1))
+    chunks = [inputs[i:i + size] for i in range(0, len(inputs), size)]
+    results: list[list[Outcome] | None] = [None] * len(chunks)
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    with interrupt.polling():           # the handler only records; we check below
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                                      initializer=_die_with_parent)
+        try:
+            futs = {pool.submit(_run_chunk, (kind, c, options, params)): k
+                    for k, c in enumerate(chunks)}
+            pending = set(futs)
+            while pending:
+                interrupt.check()
+                done, pending = cf.wait(pending, timeout=0.05,
+                                        return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    k = futs[fut]
+                    results[k] = fut.result()
+                    if progress:
+                        progress(len(chunks[k]))
+            interrupt.check()
+        except BaseException:
+            # stop the workers: each abandons (or, mid-replacement, completes) its
+            # object and starts no other; then wait for them, so none outlives us
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except OSError:
+                    pass
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+    return [o for chunk in results for o in chunk]
 
 
 def _progress(total: int):

@@ -93,9 +93,13 @@ def try_fast(argv: list[str]) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: the fast path, else the full typer CLI."""
     import sys
+    from .interrupt import run
     args = sys.argv[1:] if argv is None else argv
-    code = try_fast(args)
-    if code is not None:
-        return code
-    from .cli import main as full_main
-    return full_main(args)
+
+    def go():
+        code = try_fast(args)
+        if code is not None:
+            return code
+        from .cli import main as full_main
+        return full_main(args)
+    return run(go, "scall-objtool")

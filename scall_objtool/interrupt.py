@@ -1,0 +1,124 @@
+"""A clean stop on SIGINT and SIGTERM.
+
+The command line installs one handler for both signals (``run``).  The first
+signal is recorded; later ones are ignored, so cleanup is never cut short.
+
+* In the main process the handler raises ``Interrupted`` at once, unless the
+  process is inside ``fileio`` (an atomic replacement, which is then allowed
+  to complete) or is waiting on worker processes (``polling``); in both cases
+  the next ``check()`` raises instead.
+* In a worker (a process forked by ``run_batch``) the handler raises only while
+  the worker is processing an object (``busy``) and not inside ``fileio``: the
+  object in flight is abandoned (its temporary file is removed by
+  ``atomic_write``) or, inside a replacement, completed.  ``check()`` before
+  each object makes sure no new object is started after the signal.
+
+``run`` turns ``Interrupted`` into one line on stderr and the shell's exit code
+128 + signal number (130 for SIGINT, 143 for SIGTERM).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_DEFER_MODULES = ("scall_objtool.fileio",)
+
+
+class Interrupted(BaseException):
+    """A stop requested by a signal (not an Exception: ``guarded`` lets it pass)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_state: dict = {"signum": None, "main": None, "busy": False, "polling": False}
+
+
+def _in_deferred_code(frame) -> bool:
+    while frame is not None:
+        if frame.f_globals.get("__name__") in _DEFER_MODULES:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _handler(signum, frame):
+    if _state["signum"] is not None:
+        return                                  # already stopping
+    _state["signum"] = signum
+    in_main = os.getpid() == _state["main"]
+    may_raise = (not _state["polling"]) if in_main else _state["busy"]
+    if may_raise and not _in_deferred_code(frame):
+        raise Interrupted(signum)
+
+
+def install() -> None:
+    """Install the handlers in the main process (the command line does this)."""
+    _state.update(signum=None, main=os.getpid(), busy=False, polling=False)
+    for s in SIGNALS:
+        signal.signal(s, _handler)
+
+
+def install_worker() -> None:
+    """Worker initializer: the same handler, fresh state (a fork copies the parent's)."""
+    if _state["main"] is None:
+        return                                  # library use: leave signals alone
+    _state.update(signum=None, busy=False, polling=False)
+    for s in SIGNALS:
+        signal.signal(s, _handler)
+
+
+def stopping() -> bool:
+    return _state["signum"] is not None
+
+
+def check() -> None:
+    """Raise ``Interrupted`` if a signal has arrived."""
+    if _state["signum"] is not None:
+        raise Interrupted(_state["signum"])
+
+
+class busy:
+    """Context: a worker is processing one object (a signal may abandon it)."""
+
+    def __enter__(self):
+        check()
+        _state["busy"] = True
+
+    def __exit__(self, *exc):
+        _state["busy"] = False
+        return False
+
+
+class polling:
+    """Context: the main process waits on workers and calls ``check()`` itself."""
+
+    def __enter__(self):
+        _state["polling"] = True
+
+    def __exit__(self, *exc):
+        _state["polling"] = False
+        return False
+
+
+def run(fn, prog: str) -> int:
+    """Run the command ``fn`` under the handlers; an interrupt is exit 128+N."""
+    install()
+    try:
+        code = fn()
+        check()
+        return code
+    except Interrupted as e:
+        try:
+            name = signal.Signals(e.signum).name
+        except ValueError:
+            name = str(e.signum)
+        try:
+            sys.stderr.write(f"{prog}: error: interrupted by {name}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        return 128 + e.signum
