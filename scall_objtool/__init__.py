@@ -6,8 +6,7 @@ The library follows the data: ``elf`` (read) -> ``find`` (candidates) ->
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .errors import InputError, ScallError, UsageError  # noqa: E402
 from .model import ObjectResult, Options, Reference, Site  # noqa: E402
 
@@ -15,15 +14,16 @@ from .model import ObjectResult, Options, Reference, Site  # noqa: E402
 def scan_path(path: str, options: Options | None = None,
               candidates_from: str = "auto") -> ObjectResult:
     """Scan one object file (or linked image) and return its sites and references."""
-    from .scan import scan_path as _scan
+    from .pipeline import scan_path as _scan
     return _scan(path, options, candidates_from)
 
 
 def verify_path(path: str, options: Options | None = None):
     """Check the existing static-call table of an object or linked image;
     returns a :class:`table.Verdict` (``.ok``, ``.mismatches``, ``.missing``)."""
-    from .scan import open_elf, scan_elf
-    from .table import verify
+    from .elf import open_elf
+    from .pipeline import scan_elf
+    from .verify import verify
     options = options or Options()
     elf = open_elf(path)
     return verify(elf, scan_elf(elf, options, sources=False), options)

@@ -25,7 +25,7 @@ from typing import Optional
 import typer
 
 from . import __version__, commands
-from .errors import ScallError
+from .errors import PROG, ScallError, error_line
 from .options import COMMANDS, Command, Opt, all_options
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -75,7 +75,7 @@ for _cmd in COMMANDS.values():
 
 def _version(value: bool):
     if value:
-        sys.stdout.write(f"{commands.PROG} {__version__}\n")
+        sys.stdout.write(f"{PROG} {__version__}\n")
         raise typer.Exit(0)
 
 
@@ -88,13 +88,13 @@ def main_callback(version: bool = typer.Option(False, "--version", callback=_ver
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, prog_name=commands.PROG, standalone_mode=True)
+        app(args=args, prog_name=PROG, standalone_mode=True)
     except SystemExit as e:
         code = e.code
         if code is None:
             return 0
         return code if isinstance(code, int) else 2
     except ScallError as e:
-        sys.stderr.write(f"{commands.PROG}: error: {e}\n")
+        sys.stderr.write(error_line(str(e)) + "\n")
         return 2
     return 0

@@ -15,9 +15,21 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
-from .elf import (R_X86_64_GOTPCREL, R_X86_64_GOTPCRELX, R_X86_64_PC32, R_X86_64_PLT32,
-                  R_X86_64_REX_GOTPCRELX, STB_GLOBAL, STB_WEAK, STT_FILE,
-                  STT_FUNC, STT_SECTION, ElfFile, Section)
+from .elf import (
+    ADDRESS_MASK,
+    R_X86_64_GOTPCREL,
+    R_X86_64_GOTPCRELX,
+    R_X86_64_PC32,
+    R_X86_64_PLT32,
+    R_X86_64_REX_GOTPCRELX,
+    STB_GLOBAL,
+    STB_WEAK,
+    STT_FILE,
+    STT_FUNC,
+    STT_SECTION,
+    ElfFile,
+    Section,
+)
 from .find import Candidate
 
 LEGACY_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
@@ -281,7 +293,7 @@ def _judge_image(c: Candidate, insn: Insn, code: bytes, image: ElfFile,
         return None, f"relocation is not the {insn.mnemonic} target field"
     at = insn.start + insn.field
     disp = int.from_bytes(code[at:at + 4], "little", signed=True)
-    target = (sec.addr + insn.start + insn.length + disp) & ((1 << 64) - 1)
+    target = (sec.addr + insn.start + insn.length + disp) & ADDRESS_MASK
     if insn.kind == "indirect":
         slot = image.read_at(target, 8)
         if slot is None or int.from_bytes(slot, "little") != c.tramp.value:

@@ -15,11 +15,12 @@ kvm.ko).
 """
 from __future__ import annotations
 
+import os
 import struct
 from functools import cached_property
 
-from ._record import record
 from .errors import InputError
+from .records import record
 
 # e_ident / header constants
 ELFMAG = b"\x7fELF"
@@ -58,6 +59,9 @@ RELOC_NAMES = {
     11: "R_X86_64_32S", 24: "R_X86_64_PC64", 26: "R_X86_64_GOTPC32",
     41: "R_X86_64_GOTPCRELX", 42: "R_X86_64_REX_GOTPCRELX",
 }
+
+#: addresses are 64-bit: arithmetic on them wraps modulo 2**64
+ADDRESS_MASK = (1 << 64) - 1
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -441,3 +445,27 @@ class RelocColumns:
         if off + 4 <= len(code):
             return int.from_bytes(code[off:off + 4], "little", signed=True)
         return 0
+
+
+#: refuse files larger than this (a sanity bound; vmlinux is ~340 MB)
+MAX_FILE = 4 << 30
+
+
+def read_file(path: str) -> bytes:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise InputError(f"cannot open: {e.strerror}", path) from None
+    if not os.path.isfile(path):
+        raise InputError("not a regular file", path)
+    if st.st_size > MAX_FILE:
+        raise InputError(f"file is too large ({st.st_size} bytes)", path)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", path) from None
+
+
+def open_elf(path: str) -> ElfFile:
+    return ElfFile(read_file(path), path)

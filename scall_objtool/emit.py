@@ -24,18 +24,36 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF_WRITE,
-                  SHN_LORESERVE, SHN_UNDEF, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_SYMTAB_SHNDX,
-                  STB_GLOBAL, STB_WEAK, STT_FILE, STT_FUNC, STT_NOTYPE, STT_SECTION, ElfFile,
-                  Section, printable)
-from ._record import fields
+from .elf import (
+    EHDR,
+    R_X86_64_PC32,
+    SHDR,
+    SHF_ALLOC,
+    SHF_INFO_LINK,
+    SHF_WRITE,
+    SHN_LORESERVE,
+    SHN_UNDEF,
+    SHT_PROGBITS,
+    SHT_REL,
+    SHT_RELA,
+    SHT_SYMTAB_SHNDX,
+    STB_GLOBAL,
+    STB_WEAK,
+    STT_FILE,
+    STT_FUNC,
+    STT_NOTYPE,
+    STT_SECTION,
+    ElfFile,
+    Section,
+    printable,
+)
 from .errors import InputError, KeyMissingError
 from .model import TAIL_KINDS, ObjectResult, Options, Site
-from .scan import RELA_TABLE, TABLE, key_name
+from .records import fields
+from .sitetable import FLAG_TAIL, RELA_TABLE, TABLE, key_name
 
 SYM = struct.Struct("<IBBHQQ")
 RELA = struct.Struct("<QQq")
-TAIL_FLAG = 1
 
 
 @dataclass(slots=True)
@@ -84,7 +102,7 @@ class Plan:
                             f"key {printable(kname)} is not in the object; added as an "
                             "undefined global symbol")
                     key = added[kname]
-            flags = TAIL_FLAG if site.kind in TAIL_KINDS else 0
+            flags = FLAG_TAIL if site.kind in TAIL_KINDS else 0
             self.entries.append(Entry(site, addr_sym, addend, key, flags))
 
     def _key_symbols(self) -> dict[bytes, int]:

@@ -6,6 +6,18 @@ escape the library for any input, however malformed.
 """
 from __future__ import annotations
 
+PROG = "scall-objtool"
+
+
+def error_line(msg: str) -> str:
+    """The one stderr line of an error."""
+    return f"{PROG}: error: {msg}"
+
+
+def warning_line(display: str, msg: str) -> str:
+    """The stderr line of a warning about one input."""
+    return f"{PROG}: warning: {display}: {msg}"
+
 
 class ScallError(Exception):
     """Base class of the tool's own errors."""

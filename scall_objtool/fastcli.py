@@ -93,6 +93,7 @@ def try_fast(argv: list[str]) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: the fast path, else the full typer CLI."""
     import sys
+
     from .interrupt import run
     args = sys.argv[1:] if argv is None else argv
 
@@ -102,4 +103,4 @@ def main(argv: list[str] | None = None) -> int:
             return code
         from .cli import main as full_main
         return full_main(args)
-    return run(go, "scall-objtool")
+    return run(go)

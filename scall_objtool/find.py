@@ -11,10 +11,19 @@ can carry it, and the decoder is never imported.
 """
 from __future__ import annotations
 
-
-from ._record import record
-from .elf import (SHF_ALLOC, SHF_EXECINSTR, SHN_LORESERVE, SHT_PROGBITS, STB_GLOBAL, STT_SECTION,
-                  ElfFile, Section, Symbol)
+from .elf import (
+    ADDRESS_MASK,
+    SHF_ALLOC,
+    SHF_EXECINSTR,
+    SHN_LORESERVE,
+    SHT_PROGBITS,
+    STB_GLOBAL,
+    STT_SECTION,
+    ElfFile,
+    Section,
+    Symbol,
+)
+from .records import record
 
 
 @record
@@ -148,7 +157,7 @@ def find_code_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candid
                 dest = base + pos + length + rel
             hits = np.flatnonzero(np.isin(dest, want))
             for k in hits.tolist():
-                d = int(dest[k]) & ((1 << 64) - 1)
+                d = int(dest[k]) & ADDRESS_MASK
                 out.append(Candidate(sec, int(f[k]), -1, -1, 0, targets[d], 0, True))
     out.sort(key=lambda c: (c.section.index, c.offset))
     return out

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from ._record import record
 from .errors import InputError
+from .records import record
 
 AR_MAGIC = b"!<arch>\n"
 THIN_MAGIC = b"!<thin>\n"
@@ -32,7 +32,7 @@ class Input:
         return self.member_offset is not None
 
     def read(self) -> bytes:
-        from .scan import read_file
+        from .elf import read_file
         data = read_file(self.path)
         if self.member_offset is None:
             return data
@@ -127,7 +127,7 @@ def expand(paths: list[str], include: list[str] | None = None,
     def add_file(p: str) -> None:
         if archives and is_archive(p):
             try:
-                from .scan import read_file
+                from .elf import read_file
                 out.extend(archive_members(p, read_file(p)))
             except InputError as e:
                 errors.append(e)

@@ -104,7 +104,7 @@ class polling:
         return False
 
 
-def run(fn, prog: str) -> int:
+def run(fn) -> int:
     """Run the command ``fn`` under the handlers; an interrupt is exit 128+N."""
     install()
     try:
@@ -117,7 +117,8 @@ def run(fn, prog: str) -> int:
         except ValueError:
             name = str(e.signum)
         try:
-            sys.stderr.write(f"{prog}: error: interrupted by {name}\n")
+            from .errors import error_line
+            sys.stderr.write(error_line(f"interrupted by {name}") + "\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass

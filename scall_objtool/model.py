@@ -1,7 +1,7 @@
 """The data that flows between the stages: options, sites, references."""
 from __future__ import annotations
 
-from ._record import LIST, record
+from .records import LIST, record
 
 KINDS = ("call", "prefixed-call", "tail", "jcc-tail", "indirect")
 CROSSINGS = ("never", "always", "depends")

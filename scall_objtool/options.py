@@ -18,8 +18,8 @@ This module imports nothing heavy: it is on the per-object fast path.
 """
 from __future__ import annotations
 
-from ._record import defaults, record
 from .model import Options
+from .records import defaults, record
 
 
 @record(frozen=True)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import os
 
-from ._record import LIST, record
+from .elf import ElfFile, open_elf
 from .errors import InputError
-from .elf import ElfFile
 from .model import ObjectResult, Options
-from .scan import open_elf, scan_elf
+from .pipeline import scan_elf
+from .records import LIST, record
 
 
 @record

@@ -462,7 +462,7 @@ def check_bytes(data: bytes, workdir: str) -> dict:
     "signatures": [...], "errors": [...]}.  ``workdir`` must be empty."""
     from scall_objtool.errors import ScallError
     from scall_objtool.model import Options
-    from scall_objtool.scan import scan_path
+    from scall_objtool.pipeline import scan_path
     from scall_objtool.write import write_path
 
     case = os.path.join(workdir, "case.o")
@@ -559,7 +559,7 @@ def _check_output(path: str, what: str, problems: list, sigs: list, entries: int
     write with the same ``options`` (it reproduces the first write)."""
     from scall_objtool.errors import ScallError
     from scall_objtool.model import Options
-    from scall_objtool.scan import scan_path
+    from scall_objtool.pipeline import scan_path
     from scall_objtool.write import write_path
     before = _read(path)
     try:
@@ -598,7 +598,7 @@ def _serve(workdir: str) -> None:
     os.dup2(2, 1)                        # stray prints must not break the protocol
     import scall_objtool.decode  # noqa: F401 - warm up: numpy, capstone
     import scall_objtool.emit  # noqa: F401
-    import scall_objtool.scan  # noqa: F401
+    import scall_objtool.pipeline  # noqa: F401
     scall_objtool.decode._capstone()
     proto.write(json.dumps({"ready": True}) + "\n")
     stdin = sys.stdin.buffer

@@ -13,8 +13,8 @@ import pytest
 from conftest import SRC, run_cli
 
 from scall_objtool.elf import ElfFile
-from scall_objtool.lint import LintSite, Report, check, check_schema, match, norm_function
-from scall_objtool.report import schema as report_schema
+from scall_objtool.findings import LintSite, Report, check, match, norm_function
+from scall_objtool.report.jsondoc import schema
 
 LINT_C = str(SRC / "lint.c")
 TAIL_LINE = 31          # `return static_call(lint_hook)(a + 1);` in lint.c
@@ -136,7 +136,7 @@ def test_json_output(cli, build, tmp_path):
     res = cli("check", "--format", "json", "-o", out, obj)
     assert res.rc == 1 and res.stdout == ""
     doc = json.loads(out.read_text())
-    jsonschema.Draft202012Validator(check_schema()).validate(doc)
+    jsonschema.Draft202012Validator(schema("check")).validate(doc)
     assert doc["check"] == {"passed": False, "findings": 2, "failing": 2, "max_fallback": 0,
                             "baseline": None, "baselined": 0, "fixed": 0, "errors": []}
     assert [(f["function"], f["kind"], f["reason"], f["source"]["line"])
@@ -151,7 +151,7 @@ def test_stats(cli, build, tmp_path):
     b = build("kinds.S", out="k.o")
     text = cli("scan", "--stats", a, b).stdout
     rep = cli("scan", "--format", "json", a, b).json()
-    jsonschema.Draft202012Validator(report_schema()).validate(rep)
+    jsonschema.Draft202012Validator(schema("report")).validate(rep)
     summ = rep["summary"]
     assert summ["by_object"] == [
         {"path": str(a), "sites": 4, "patchable": 3, "fallback": 1, "references": 0},
@@ -257,7 +257,7 @@ def test_baseline_json_check_output(cli, build, tmp_path):
     cli("scan", "--format", "json", "-o", base, obj)
     build("lint.c", "-O2", "-g", "-DLINT_EXTRA", out="lint.o")
     doc = cli("check", "--format", "json", "--baseline", base, obj).json()
-    jsonschema.Draft202012Validator(check_schema()).validate(doc)
+    jsonschema.Draft202012Validator(schema("check")).validate(doc)
     assert [(f["function"], f["baselined"]) for f in doc["findings"]] == [
         ("lint_forward", True), ("lint_extra", False)]
     assert doc["check"]["failing"] == 1 and doc["check"]["baselined"] == 1

@@ -111,7 +111,7 @@ def test_no_debug_info_means_null_source(build):
 
 
 def test_pyelftools_only_with_debug_line(build):
-    code = ("import sys; from scall_objtool.scan import scan_path; "
+    code = ("import sys; from scall_objtool.pipeline import scan_path; "
             "r = scan_path(sys.argv[1]); "
             "print(len(r.sites), 'elftools' in sys.modules)")
     for flags, want in ((("-O2",), "False"), (("-O2", "-g"), "True")):

@@ -11,8 +11,9 @@ from conftest import SRC, run_cli
 
 from scall_objtool import Options
 from scall_objtool.elf import ElfFile
-from scall_objtool.scan import scan_elf
-from scall_objtool.table import image_table_bounds, verify
+from scall_objtool.pipeline import scan_elf
+from scall_objtool.sitetable import image_table_bounds
+from scall_objtool.verify import verify
 
 LDSCRIPT = SRC / "static_call_sites.ld"
 

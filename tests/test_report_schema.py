@@ -13,7 +13,7 @@ from conftest import PREBUILT, run_cli
 
 import scall_objtool
 from scall_objtool import Options, scan_path
-from scall_objtool.report import schema, to_json
+from scall_objtool.report.jsondoc import scan_doc, schema
 
 REQUIRED_SITE = {"section", "offset", "address", "function", "function_offset", "trampoline",
                  "key", "kind", "length", "crossing", "patchable", "reason"}
@@ -60,7 +60,7 @@ def test_library_api_without_cli(validator):
     kinds = {s.kind for s in res.sites}
     assert kinds == {"call", "tail", "jcc-tail", "prefixed-call", "indirect"}
     assert all(s.patchable == (s.kind != "indirect") for s in res.sites)
-    validator.validate(to_json([res], Options(policy="kernel")))
+    validator.validate(scan_doc([res], Options(policy="kernel")))
     with pytest.raises(scall_objtool.InputError):
         scan_path(str(PREBUILT / "README.md"))
 
@@ -74,7 +74,7 @@ def test_text_report_lists_every_site():
 
 
 def test_object_without_static_calls_skips_heavy_imports():
-    code = ("import sys; from scall_objtool.scan import scan_path; "
+    code = ("import sys; from scall_objtool.pipeline import scan_path; "
             f"r = scan_path({str(PREBUILT / 'nostatic-O2.o')!r}); "
             "print(len(r.sites), 'numpy' in sys.modules, 'capstone' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -91,3 +91,19 @@ def test_report_written_to_file(tmp_path):
     res = run_cli("scan", "--format", "json", "-o", out, PREBUILT / "kinds.o")
     assert res.rc == 0 and res.stdout == ""
     assert json.loads(out.read_text())["objects"][0]["path"] == str(PREBUILT / "kinds.o")
+
+
+def test_verify_json_validates_and_carries_the_tool_block(tmp_path):
+    """verify --format json has a shipped schema and the same tool block as every
+    other document; a failed entry shows in objects[].mismatches."""
+    s = schema("verify")
+    jsonschema.Draft202012Validator.check_schema(s)
+    out = tmp_path / "demo.o"
+    assert run_cli("write", "-q", "-o", out, PREBUILT / "demo.o").rc == 0
+    res = run_cli("verify", "--format", "json", out, PREBUILT / "demo.o")
+    assert res.rc == 1, res.stderr
+    doc = res.json()
+    jsonschema.Draft202012Validator(s).validate(doc)
+    assert doc["tool"] == {"name": "scall-objtool", "version": scall_objtool.__version__}
+    assert [o["ok"] for o in doc["objects"]] == [True, False]
+    assert doc["summary"] == {"objects": 2, "entries": 3, "failed": 1}

@@ -143,7 +143,7 @@ def _json_problems(raw: bytes, what: str) -> list[str]:
 def test_names_really_are_hostile(hostile):
     """The tool sees the payloads (the test is not vacuous)."""
     from scall_objtool.model import Options
-    from scall_objtool.scan import scan_path
+    from scall_objtool.pipeline import scan_path
     r = scan_path(str(hostile), Options())
     assert len(r.sites) == 4
     for s in r.sites:
@@ -202,9 +202,9 @@ def test_strict_keys_error_is_one_clean_line(base_object, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["text", "json", "sarif"])
 def test_check_output_is_clean(hostile, fmt):
-    if importlib.util.find_spec("scall_objtool.lint") is None:
+    if importlib.util.find_spec("scall_objtool.findings") is None:
         pytest.skip("check is not implemented")
-    if fmt == "sarif" and importlib.util.find_spec("scall_objtool.sarif") is None:
+    if fmt == "sarif" and importlib.util.find_spec("scall_objtool.report.sarif") is None:
         pytest.skip("SARIF output is not implemented")
     rc, out, err = _run("check", "--format", fmt, hostile)
     assert rc in (0, 1), err
@@ -293,7 +293,7 @@ def test_write_output_dangling_symlink(tmp_path):
 @pytest.mark.parametrize("cmd", [["scan"], ["scan", "--format", "json"],
                                  ["check", "--format", "sarif"]])
 def test_report_output_symlink_does_not_overwrite_its_target(tmp_path, cmd):
-    if cmd[0] == "check" and importlib.util.find_spec("scall_objtool.sarif") is None:
+    if cmd[0] == "check" and importlib.util.find_spec("scall_objtool.report.sarif") is None:
         pytest.skip("check/SARIF not implemented")
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"precious")

@@ -9,44 +9,16 @@
 """
 from __future__ import annotations
 
-import os
-
 from .classify import apply_policy, crossing, effective_alignment
-from .elf import ElfFile, reloc_name
-from .errors import InputError
-from .find import (find_candidates, find_code_candidates, find_trampolines,
-                   has_code_relocations)
+from .elf import ElfFile, open_elf, reloc_name
+from .find import (
+    find_candidates,
+    find_code_candidates,
+    find_trampolines,
+    has_code_relocations,
+)
 from .model import ObjectResult, Options, Reference, Site
-
-TABLE = ".static_call_sites"
-RELA_TABLE = ".rela.static_call_sites"
-#: refuse files larger than this (a sanity bound; vmlinux is ~340 MB)
-MAX_FILE = 4 << 30
-
-
-def read_file(path: str) -> bytes:
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise InputError(f"cannot open: {e.strerror}", path) from None
-    if not os.path.isfile(path):
-        raise InputError("not a regular file", path)
-    if st.st_size > MAX_FILE:
-        raise InputError(f"file is too large ({st.st_size} bytes)", path)
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise InputError(f"cannot read: {e.strerror}", path) from None
-
-
-def open_elf(path: str) -> ElfFile:
-    return ElfFile(read_file(path), path)
-
-
-def key_name(tramp_name: bytes, options: Options) -> bytes:
-    return options.key_prefix.encode() + tramp_name[len(options.tramp_prefix.encode()):]
-
+from .sitetable import ENTRY_SIZE, TABLE, key_name
 
 #: DWARF line tables above this size are not decoded (vmlinux's is 16 MiB,
 #: which pyelftools takes minutes over); sites then carry no source line
@@ -65,14 +37,14 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
     result.elf = elf
     linked = elf.linked
     if linked:
-        from .table import image_table_bounds
+        from .sitetable import image_table_bounds
         bounds = image_table_bounds(elf)
         if bounds is not None:
-            result.existing_table = {"entries": (bounds[1] - bounds[0]) // 8}
+            result.existing_table = {"entries": (bounds[1] - bounds[0]) // ENTRY_SIZE}
     else:
         existing = elf.section_by_name(TABLE)
         if existing is not None:
-            result.existing_table = {"entries": existing.size // 8}
+            result.existing_table = {"entries": existing.size // ENTRY_SIZE}
 
     tramps = find_trampolines(elf, options.tramp_prefix.encode())
     if linked and (candidates_from == "code" or (

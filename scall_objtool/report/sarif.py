@@ -12,12 +12,12 @@ whether a finding is ``new`` or ``unchanged``.  Output is deterministic.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from urllib.parse import quote
 
-from . import __version__
-from .lint import CheckResult, LintSite, display_path
+from ..findings import CheckResult, LintSite
+from . import dump, tool
+from .text import display_path
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT = "scallObjtoolSite/v1"
@@ -150,9 +150,9 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
     if errors:
         invocation["toolExecutionNotifications"] = [
             {"level": "error", "message": {"text": e}} for e in errors]
+    block = tool()
     run = {
-        "tool": {"driver": {"name": "scall-objtool", "version": __version__,
-                            "semanticVersion": __version__, "rules": _rules()}},
+        "tool": {"driver": {**block, "semanticVersion": block["version"], "rules": _rules()}},
         "originalUriBaseIds": {"%SRCROOT%": {"uri": "file://" + quote(root.rstrip("/") + "/")}},
         "invocations": [invocation],
         "results": results,
@@ -165,7 +165,6 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
 
 
-def render_sarif(res: CheckResult, options, summary: dict, errors: list[str],
-                 root: str | None = None) -> str:
-    return json.dumps(to_sarif(res, options, summary, errors, root), indent=2,
-                      ensure_ascii=True) + "\n"
+def sarif_json(res: CheckResult, options, summary: dict, errors: list[str],
+               root: str | None = None) -> str:
+    return dump(to_sarif(res, options, summary, errors, root))

@@ -13,16 +13,20 @@ the table lacks are reported as missing.
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
-from .elf import R_X86_64_PC32, SHT_REL, SHT_RELA, STT_SECTION, ElfFile
+from .elf import ADDRESS_MASK, R_X86_64_PC32, SHT_REL, SHT_RELA, STT_SECTION, ElfFile
 from .errors import InputError
 from .model import TAIL_KINDS, ObjectResult, Options, Site
-
-TABLE = ".static_call_sites"
-START, STOP = b"__start_static_call_sites", b"__stop_static_call_sites"
-FLAG_TAIL, FLAG_INIT, FLAG_MASK = 1, 2, 3
+from .sitetable import (
+    ENTRY,
+    ENTRY_SIZE,
+    FLAG_MASK,
+    FLAG_TAIL,
+    TABLE,
+    image_table_bounds,
+    key_name,
+)
 
 
 @dataclass(slots=True)
@@ -45,25 +49,6 @@ class TableEntry:
         return "?"
 
 
-def _symbol_exact(elf: ElfFile, name: bytes) -> int | None:
-    for i in elf.names_with_prefix(name):
-        if elf.symbol(i).name_bytes == name:
-            return i
-    return None
-
-
-def image_table_bounds(elf: ElfFile) -> tuple[int, int] | None:
-    """[start, stop) addresses of the table in a linked image, or None."""
-    a, b = _symbol_exact(elf, START), _symbol_exact(elf, STOP)
-    if a is None or b is None:
-        return None
-    start, stop = elf.symbol(a).value, elf.symbol(b).value
-    if stop < start or (stop - start) % 8:
-        raise InputError(f"__start/__stop_static_call_sites ({start:#x}..{stop:#x}) do not "
-                         "bound a whole number of 8-byte entries", elf.path)
-    return start, stop
-
-
 def read_table(elf: ElfFile, options: Options) -> list[TableEntry] | None:
     """The table's entries in order, or None when the object has none."""
     if elf.linked:
@@ -75,9 +60,9 @@ def _read_object_table(elf: ElfFile) -> list[TableEntry] | None:
     sec = elf.section_by_name(TABLE)
     if sec is None:
         return None
-    n = sec.size // 8
+    n = sec.size // ENTRY_SIZE
     entries = [TableEntry(i) for i in range(n)]
-    if sec.size % 8:
+    if sec.size % ENTRY_SIZE:
         raise InputError(f"{TABLE} size {sec.size:#x} is not a multiple of 8", elf.path)
     rsecs = [r for r in elf.relocation_sections()
              if r.info == sec.index and r.type in (SHT_RELA, SHT_REL)]
@@ -88,8 +73,8 @@ def _read_object_table(elf: ElfFile) -> list[TableEntry] | None:
             fields.setdefault(rel.offset[i], []).append(
                 (rel.sym[i], rel.type[i], rel.implicit_addend(i)))
     for e in entries:
-        addr = fields.get(8 * e.index, [])
-        key = fields.get(8 * e.index + 4, [])
+        addr = fields.get(ENTRY_SIZE * e.index, [])
+        key = fields.get(ENTRY_SIZE * e.index + 4, [])
         if len(addr) != 1 or len(key) != 1:
             e.problem = (f"expected one relocation for each field, found {len(addr)} and "
                          f"{len(key)}")
@@ -128,15 +113,14 @@ def _read_image_table(elf: ElfFile, options: Options) -> list[TableEntry] | None
             s = elf.symbol(i)
             if 0 < s.shndx:
                 names.setdefault(s.value, s.name)
-    mask = (1 << 64) - 1
     entries = []
-    for i, (rel_addr, rel_key) in enumerate(struct.iter_unpack("<ii", raw)):
-        at = start + 8 * i
+    for i, (rel_addr, rel_key) in enumerate(ENTRY.iter_unpack(raw)):
+        at = start + ENTRY_SIZE * i
         e = TableEntry(i)
-        e.address = (at + rel_addr) & mask
-        key = (at + 4 + rel_key) & mask
+        e.address = (at + rel_addr) & ADDRESS_MASK
+        key = (at + 4 + rel_key) & ADDRESS_MASK
         e.flags = key & FLAG_MASK
-        key &= ~FLAG_MASK & mask
+        key &= ~FLAG_MASK & ADDRESS_MASK
         e.key = names.get(key, f"{key:#x}")
         sec = elf.section_at(e.address)
         if sec is None:
@@ -166,7 +150,6 @@ class Verdict:
 
 def verify(elf: ElfFile, result: ObjectResult, options: Options) -> Verdict:
     """Check an object's table against the sites the scan proved."""
-    from .scan import key_name
     v = Verdict(elf.path)
     entries = read_table(elf, options)
     if entries is None:

@@ -1,0 +1,30 @@
+"""Rendering: every report the tool prints or writes.
+
+One module a format: ``text`` (what a person reads: scan, stats, verify,
+check, diff, write), ``jsondoc`` (the JSON documents of scan, verify, check
+and diff, their shipped schemas, and ``load_report`` which reads a report
+back), ``sarif`` (check for code-scanning viewers).  What the formats share
+is here: the tool block, the one JSON writer, and the wording of a verdict.
+"""
+from __future__ import annotations
+
+
+def tool() -> dict:
+    """The ``tool`` block every JSON document carries."""
+    from .._version import __version__
+    return {"name": "scall-objtool", "version": __version__}
+
+
+def dump(doc: dict) -> str:
+    """The one JSON writer: indented, ASCII only (names are escaped), a final newline."""
+    import json
+    return json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
+
+
+def verdict(patchable: bool, reason: str | None) -> str:
+    """``patchable`` or ``fallback: REASON``."""
+    return "patchable" if patchable else f"fallback: {reason}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"

@@ -1,0 +1,164 @@
+"""The JSON documents: scan, verify, check and diff; their shipped schemas;
+and ``load_report``, which reads a scan or check report back for ``diff`` and
+``check --baseline``.  Every document carries ``schema_version`` (where a
+schema ships) and the ``tool`` block, and is written by ``report.dump``."""
+from __future__ import annotations
+
+import json
+
+from ..errors import InputError
+from ..findings import LintSite, Report
+from ..model import KINDS, REASONS, ObjectResult, Options, summarize
+from . import dump, tool
+
+SCHEMA_VERSION = 1
+
+
+def schema(name: str = "report") -> dict:
+    """A JSON Schema shipped in the package: ``report`` (scan), ``check`` or ``verify``."""
+    from importlib import resources
+    text = resources.files("scall_objtool").joinpath(f"schema/{name}-v1.json").read_text()
+    return json.loads(text)
+
+
+# ------------------------------------------------------------------- writing
+def scan_doc(results: list[ObjectResult], options: Options) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": tool(),
+        "policy": options.to_json(),
+        "objects": [r.to_json() for r in results],
+        "summary": {"objects": len(results), **summarize(results, per_object=True)},
+    }
+
+
+def scan_json(results: list[ObjectResult], options: Options) -> str:
+    return dump(scan_doc(results, options))
+
+
+def verify_json(verdicts, options: Options) -> str:
+    return dump({
+        "schema_version": SCHEMA_VERSION,
+        "tool": tool(),
+        "policy": options.to_json(),
+        "objects": [v.to_json() for v in verdicts],
+        "summary": {"objects": len(verdicts), "entries": sum(v.entries for v in verdicts),
+                    "failed": sum(not v.ok for v in verdicts)},
+    })
+
+
+def check_json(res, summary: dict, options: Options, errors: list[str]) -> str:
+    return dump({
+        "schema_version": SCHEMA_VERSION,
+        "tool": tool(),
+        "policy": options.to_json(),
+        "check": {"passed": res.passed and not errors, "findings": len(res.findings),
+                  "failing": res.failing, "max_fallback": res.max_fallback,
+                  "baseline": res.baseline, "baselined": res.baselined,
+                  "fixed": len(res.gone), "errors": errors},
+        "findings": [{**f.site.to_json(), "baselined": f.baselined} for f in res.findings],
+        "summary": summary,
+    })
+
+
+def diff_json(d, old: str, new: str) -> str:
+    return dump({
+        "tool": tool(),
+        "old": old, "new": new,
+        "added": [s.to_json() for s in d.added],
+        "removed": [s.to_json() for s in d.removed],
+        "changed": [{"old": o.to_json(), "new": n.to_json()} for o, n in d.changed],
+        "summary": {"added": len(d.added), "removed": len(d.removed),
+                    "changed": len(d.changed), "unchanged": len(d.unchanged),
+                    "moved": d.moved, "new_fallback": len(d.new_fallback)},
+    })
+
+
+# ------------------------------------------------------------------- reading
+def load_report(path: str):
+    """Read a schema-1 JSON report; InputError for anything else."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise InputError("cannot open: No such file or directory", path) from None
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", path) from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"not a JSON report: {e}", path) from None
+    return report_from_json(data, path)
+
+
+def report_from_json(data, path: str):
+    def bad(why: str):
+        raise InputError(f"not a scall-objtool JSON report (scan --format json): {why}", path)
+
+    if not isinstance(data, dict):
+        bad("the top level is not an object")
+    if data.get("schema_version") != 1:
+        bad(f"schema_version is {data.get('schema_version')!r}, expected 1")
+    objects = data.get("objects")
+    if not isinstance(objects, list):
+        bad("no 'objects' list")
+    policy = data.get("policy") if isinstance(data.get("policy"), dict) else {}
+    sites = []
+    for i, obj in enumerate(objects):
+        if not isinstance(obj, dict) or not isinstance(obj.get("path"), str) \
+                or not isinstance(obj.get("sites"), list):
+            bad(f"objects[{i}] has no 'path' and 'sites'")
+        for j, s in enumerate(obj["sites"]):
+            where = f"objects[{i}].sites[{j}]"
+            if not isinstance(s, dict):
+                bad(f"{where} is not an object")
+            try:
+                site = LintSite(
+                    object=obj["path"], section=_str(s["section"]), offset=_int(s["offset"]),
+                    function=_opt(s.get("function"), str),
+                    function_offset=_opt(s.get("function_offset"), int),
+                    trampoline=_str(s["trampoline"]), key=_str(s.get("key", "")),
+                    kind=_enum(s["kind"], KINDS), patchable=_bool(s["patchable"]),
+                    reason=_opt_enum(s.get("reason"), REASONS),
+                    crossing=_opt(s.get("crossing"), str),
+                    source=s.get("source") if isinstance(s.get("source"), dict) else None)
+            except (KeyError, TypeError, ValueError) as e:
+                bad(f"{where}: {e.args[0] if e.args else e}")
+            if site.patchable == (site.reason is not None):
+                bad(f"{where}: 'patchable' and 'reason' disagree")
+            sites.append(site)
+    return Report(path, policy, sites)
+
+
+def _str(v):
+    if not isinstance(v, str):
+        raise TypeError(f"expected a string, not {v!r}")
+    return v
+
+
+def _int(v):
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise TypeError(f"expected a non-negative integer, not {v!r}")
+    return v
+
+
+def _bool(v):
+    if not isinstance(v, bool):
+        raise TypeError(f"expected true or false, not {v!r}")
+    return v
+
+
+def _opt(v, typ):
+    if v is None:
+        return None
+    if typ is int:
+        return _int(v)
+    return _str(v)
+
+
+def _enum(v, allowed):
+    if v not in allowed:
+        raise ValueError(f"unknown value {v!r}")
+    return v
+
+
+def _opt_enum(v, allowed):
+    return None if v is None else _enum(v, allowed)

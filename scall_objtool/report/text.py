@@ -1,0 +1,188 @@
+"""The text a person reads: scan, --stats, verify, check, diff and write."""
+from __future__ import annotations
+
+import os
+
+from ..model import ObjectResult, Options, summarize
+from . import plural, verdict
+
+
+def _lines(lines: list[str]) -> str:
+    return "".join(x + "\n" for x in lines)
+
+
+def _at(name: str | None, off: int | None, default: str = "?") -> str:
+    return f"{name}+{off:#x}" if name is not None and off is not None else default
+
+
+# --------------------------------------------------------------------- scan
+def scan_text(results: list[ObjectResult], options: Options) -> str:
+    lines = []
+    for r in results:
+        s = r.summary()
+        head = (f"{r.path}: {plural(s['sites'], 'site')} "
+                f"({s['patchable']} patchable, {s['fallback']} fallback), "
+                f"{plural(s['references'], 'reference')}")
+        if r.existing_table is not None:
+            head += f"; has a table of {r.existing_table['entries']} entries"
+        lines.append(head)
+        for site in r.sites:
+            cross = site.crossing or "-"
+            pre = f" [{site.prefixes.hex()}]" if site.prefixes else ""
+            lines.append(f"  {_at(site.section, site.offset):<22} "
+                         f"{_at(site.function, site.function_offset):<32} "
+                         f"{site.kind:<13} {site.trampoline}{pre}  len {site.length}  "
+                         f"crossing {cross} (align {site.alignment})  "
+                         f"{verdict(site.patchable, site.reason)}")
+        for ref in r.references:
+            lines.append(f"  {_at(ref.section, ref.offset):<22} "
+                         f"{_at(ref.function, ref.function_offset):<32} "
+                         f"reference     {ref.symbol}  {ref.reloc_type}  {ref.kind}: "
+                         f"{ref.detail}")
+    t = summarize(results)
+    lines.append(f"summary: {plural(len(results), 'object')}, "
+                 f"{t['sites']} sites, {t['patchable']} patchable, {t['fallback']} fallback, "
+                 f"{t['references']} references (policy {options.policy})")
+    return _lines(lines)
+
+
+def stats_text(results: list[ObjectResult]) -> str:
+    """The ``--stats`` tables: sites per trampoline, kind, reason and object."""
+    t = summarize(results, per_object=True)
+    out: list[str] = []
+
+    def table(title: str, head: tuple, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        cells = [tuple(str(c) for c in head)] + [tuple(str(c) for c in r) for r in rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+        out.append(f"{title}:")
+        for n, r in enumerate(cells):
+            first = r[0].ljust(widths[0])
+            rest = "  ".join(c.rjust(w) for c, w in zip(r[1:], widths[1:]))
+            out.append(f"  {first}  {rest}".rstrip())
+            if n == 0:
+                out.append("  " + "  ".join("-" * w for w in widths))
+
+    table("by trampoline", ("trampoline", "sites", "patchable", "fallback"),
+          [(k, v["sites"], v["patchable"], v["fallback"])
+           for k, v in t["by_trampoline"].items()])
+    table("by kind", ("kind", "sites"), list(t["by_kind"].items()))
+    table("by reason", ("reason", "fallback"), list(t["by_reason"].items()))
+    table("by object", ("object", "sites", "patchable", "fallback", "references"),
+          [(o["path"], o["sites"], o["patchable"], o["fallback"], o["references"])
+           for o in t["by_object"]])
+    return _lines(out)
+
+
+# ------------------------------------------------------------------- verify
+def verify_text(verdicts, options: Options) -> str:
+    lines = []
+    for v in verdicts:
+        if v.ok:
+            lines.append(f"{v.path}: OK ({v.entries} entries)")
+            continue
+        lines.append(f"{v.path}: FAILED ({v.entries} entries, {len(v.mismatches)} "
+                     f"mismatched, {len(v.missing)} missing)")
+        lines.extend(f"{v.path}: mismatch: {m}" for m in v.mismatches)
+        lines.extend(f"{v.path}: missing: {m}" for m in v.missing)
+    bad = sum(not v.ok for v in verdicts)
+    lines.append(f"verify: {len(verdicts)} objects, {sum(v.entries for v in verdicts)} "
+                 f"entries, {bad} failed (policy {options.policy})")
+    return _lines(lines)
+
+
+# -------------------------------------------------------------------- write
+_WRITE_VERBS = {"written": "wrote {} entries", "dry-run": "would write {} entries",
+                "unchanged": "unchanged", "copied": "copied unchanged",
+                "skipped-existing": "table exists, unchanged"}
+
+
+def write_lines(display: str, outcome, options: Options, details: bool) -> list[str]:
+    """What ``write`` prints for one object: a summary line, and with ``details``
+    one line a site."""
+    from ..inputs import show
+    s = outcome.result.summary()
+    counts = f"{s['sites']} sites, {s['patchable']} patchable, {s['fallback']} fallback"
+    verb = _WRITE_VERBS[outcome.action].format(outcome.entries)
+    target = f" -> {show(outcome.output)}" if outcome.output != outcome.path else ""
+    lines = [f"{display}{target}: {verb} ({counts}; policy {options.policy})"]
+    if details and outcome.action in ("written", "dry-run"):
+        for site in outcome.result.sites:
+            tag = "entry" if site.patchable else verdict(False, site.reason)
+            lines.append(f"  {_at(site.section, site.offset)} "
+                         f"{_at(site.function, site.function_offset)} {site.kind} "
+                         f"{site.trampoline} crossing {site.crossing or '-'}: {tag}")
+    return lines
+
+
+# -------------------------------------------------------------- check, diff
+def display_path(path: str, root: str | None = None) -> str:
+    """A source or object path as shown to a user: relative to ``root`` (the
+    current directory by default) when it lies below it."""
+    p = os.path.normpath(path)
+    if os.path.isabs(p):
+        base = os.path.abspath(root or os.curdir)
+        try:
+            rel = os.path.relpath(p, base)
+        except ValueError:
+            return p
+        if rel != ".." and not rel.startswith(".." + os.sep):
+            return rel
+    return p
+
+
+def finding_line(site, root: str | None = None) -> str:
+    """One finding in the form compilers (source known) or objtool (object) use."""
+    if site.source:
+        head = f"{display_path(site.source['file'], root)}:{site.source['line']}"
+    else:
+        head = f"{site.object}: {site.where}"
+    return f"{head}: warning: {site.message} [scall-objtool]"
+
+
+def check_text(res, summary: dict, policy: str, root: str | None = None) -> str:
+    lines = [finding_line(f.site, root) for f in res.findings if not f.baselined]
+    head = (f"summary: {plural(summary['objects'], 'object')}, "
+            f"{plural(summary['sites'], 'site')}, {summary['patchable']} patchable, "
+            f"{summary['fallback']} fallback (policy {policy})")
+    if res.baseline is not None:
+        head += f"; baseline {res.baseline}: {res.baselined} known, {res.failing} new"
+        if res.gone:
+            head += f", {len(res.gone)} fixed"
+    what = "new fallback site" if res.baseline is not None else "fallback site"
+    detail = plural(res.failing, what)
+    if res.failing or res.max_fallback:
+        detail += f", at most {res.max_fallback} allowed"
+    lines.append(f"{head}; check {'passed' if res.passed else 'failed'}: {detail}")
+    return _lines(lines)
+
+
+def _source(s) -> str:
+    return f" ({s.source['file']}:{s.source['line']})" if s.source else ""
+
+
+def diff_text(d) -> str:
+    lines = []
+    newfb = {id(s) for s in d.new_fallback}
+
+    def mark(s) -> str:
+        return "  [new fallback]" if id(s) in newfb else ""
+
+    def site(s) -> str:
+        return (f"{s.object}: {s.where}: {s.kind} {s.trampoline}: "
+                f"{verdict(s.patchable, s.reason)}{_source(s)}")
+
+    for s in d.added:
+        lines.append(f"added    {site(s)}{mark(s)}")
+    for s in d.removed:
+        lines.append(f"removed  {site(s)}")
+    for o, n in d.changed:
+        kind = f"{o.kind} -> {n.kind}" if o.kind != n.kind else n.kind
+        lines.append(f"changed  {n.object}: {n.where}: {kind} {n.trampoline}: "
+                     f"{verdict(o.patchable, o.reason)} -> {verdict(n.patchable, n.reason)}"
+                     f"{_source(n)}{mark(n)}")
+    lines.append(f"summary: {len(d.added)} added, {len(d.removed)} removed, "
+                 f"{len(d.changed)} changed, {len(d.unchanged)} unchanged "
+                 f"({d.moved} moved); {plural(len(d.new_fallback), 'new fallback site')}")
+    return _lines(lines)

@@ -1,0 +1,51 @@
+"""The on-disk format of the static-call site table, in one place.
+
+``struct static_call_site { s32 addr; s32 key; }``: 8 bytes an entry, in
+section ``.static_call_sites`` (entsize 8).  In a relocatable object each
+field is filled by an ``R_X86_64_PC32`` relocation (in
+``.rela.static_call_sites``): ``addr`` against the site's section symbol (or
+containing function) plus offset, ``key`` against ``__SCK__<name>`` (in a
+module without the key, the trampoline) with the flags in the addend.  In a
+linked image the fields are final, each relative to its own address, and the
+table lies between ``__start_static_call_sites`` and
+``__stop_static_call_sites``.
+"""
+from __future__ import annotations
+
+import struct
+
+from .errors import InputError
+
+TABLE = ".static_call_sites"
+RELA_TABLE = ".rela.static_call_sites"
+ENTRY = struct.Struct("<ii")             # addr, key: each relative to its own field
+ENTRY_SIZE = ENTRY.size
+START, STOP = b"__start_static_call_sites", b"__stop_static_call_sites"
+
+FLAG_TAIL = 1        # the site is a jmp/jcc to the trampoline
+FLAG_INIT = 2        # reserved for the runtime (the site is in an init section)
+FLAG_MASK = 3
+
+
+def key_name(tramp_name: bytes, options) -> bytes:
+    """``__SCK__<name>`` for trampoline ``__SCT__<name>`` (under the options' prefixes)."""
+    return options.key_prefix.encode() + tramp_name[len(options.tramp_prefix.encode()):]
+
+
+def _symbol_exact(elf, name: bytes) -> int | None:
+    for i in elf.names_with_prefix(name):
+        if elf.symbol(i).name_bytes == name:
+            return i
+    return None
+
+
+def image_table_bounds(elf) -> tuple[int, int] | None:
+    """[start, stop) addresses of the table in a linked image, or None."""
+    a, b = _symbol_exact(elf, START), _symbol_exact(elf, STOP)
+    if a is None or b is None:
+        return None
+    start, stop = elf.symbol(a).value, elf.symbol(b).value
+    if stop < start or (stop - start) % ENTRY_SIZE:
+        raise InputError(f"__start/__stop_static_call_sites ({start:#x}..{stop:#x}) do not "
+                         "bound a whole number of 8-byte entries", elf.path)
+    return start, stop
