@@ -34,7 +34,6 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
     for direct branches to trampolines, ``auto`` uses relocations when the
     image has any for its code."""
     result = ObjectResult(path=elf.path, elf_type=elf.elf_type)
-    result.elf = elf
     linked = elf.linked
     if linked:
         from .sitetable import image_table_bounds
