@@ -47,8 +47,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from tableread import read_table  # noqa: E402
 
 EX = ROOT / "examples" / "userspace-static-call"
-LDSCRIPT = EX / "static_call_sites.ld"
-SOURCES = ("demo", "hooks", "static_call")
+RUNTIME = ROOT / "scall_objtool" / "runtime"     # the runtime the package ships
+LDSCRIPT = RUNTIME / "static_call_sites.ld"
+SOURCES = {"demo": EX, "hooks": EX, "static_call": RUNTIME}
 SITE_OBJECTS = ("demo", "hooks")        # the objects with static-call sites
 
 OPTS = {"O0": ("-O0",), "O2": ("-O2",), "O2-fs": ("-O2", "-ffunction-sections"),
@@ -103,9 +104,9 @@ def compiled(tmp_path_factory):
     def get(opt: str, pic: str) -> Path:
         if (opt, pic) not in cache:
             d = tmp_path_factory.mktemp(f"objs-{opt}-{pic}")
-            for s in SOURCES:
+            for s, where in SOURCES.items():
                 sh("gcc", "-c", *OPTS[opt], *PIC[pic][0], "-Wall", "-Wextra", "-Werror",
-                   "-o", d / f"{s}.o", EX / f"{s}.c")
+                   f"-I{RUNTIME}", "-o", d / f"{s}.o", where / f"{s}.c")
             cache[opt, pic] = d
         return cache[opt, pic]
 
@@ -487,6 +488,8 @@ def test_readme_walkthrough(tmp_path):
     shim = bindir / "scall-objtool"
     shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m scall_objtool \"$@\"\n")
     shim.chmod(0o755)
+    # the walk-through asks `python3` for the runtime's directory: this one
+    (bindir / "python3").symlink_to(sys.executable)
     env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     p = subprocess.run(["bash", "-euo", "pipefail", "-c", m[1]], cwd=work, env=env,
