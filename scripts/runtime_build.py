@@ -29,6 +29,17 @@ RETPOLINE = {"gcc": ("-mindirect-branch=thunk", "-mfunction-return=keep",
              "clang": ("-mretpoline",)}
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 class BuildError(Exception):
     pass
 
@@ -94,13 +105,17 @@ def build_bench(outdir: Path, cc: str = "gcc", pie: bool = True) -> Path:
     """The benchmark: one loop source compiled four ways (bench_loop.c)."""
     outdir.mkdir(parents=True, exist_ok=True)
     loop = EXAMPLE / "bench_loop.c"
+
+    def variant(name, *flags):
+        return compile_c(cc, loop, outdir / f"loop_{name}.o", pie,
+                         f"-DLOOP_NAME=loop_{name}", *flags)
+
     objs = [compile_c(cc, RUNTIME / "static_call.c", outdir / "static_call.o", pie),
             compile_c(cc, EXAMPLE / "bench.c", outdir / "bench.o", pie),
-            compile_c(cc, loop, outdir / "loop_retpoline.o", pie, "-DVARIANT=retpoline",
-                      *RETPOLINE[cc]),
-            compile_c(cc, loop, outdir / "loop_pointer.o", pie, "-DVARIANT=pointer"),
-            compile_c(cc, loop, outdir / "loop_trampoline.o", pie, "-DVARIANT=trampoline")]
-    direct = compile_c(cc, loop, outdir / "loop_direct.o", pie, "-DVARIANT=direct")
+            variant("retpoline", "-DVIA_POINTER", *RETPOLINE[cc]),
+            variant("pointer", "-DVIA_POINTER"),
+            variant("trampoline")]
+    direct = variant("direct")
     # Only the direct loop gets a table: the trampoline loop's call stays
     # a call to the trampoline, like any site scall-objtool does not list.
     write_table([direct], "seed")

@@ -207,7 +207,7 @@ static int explain_crash(uintptr_t rip, char *buf, size_t len)
 					for (unsigned i = 0; i < NSITES; i++)
 						if ((uintptr_t)insn - (uintptr_t)sites[i].fn < 64)
 							name = sites[i].name;
-					snprintf(buf, len, "%s's call at %#lx (rel32 split %u|%u across a "
+					snprintf(buf, len, "%s's site at %#lx (rel32 split %u|%u across a "
 						 "line) read with its first line from target %d, its second "
 						 "from target %d", name,
 						 (unsigned long)(insn - (const unsigned char *)__executable_start),
