@@ -182,6 +182,8 @@ static void record_crashes(int with_sigtrap)
  * second from another (the fault is at the destination, or one byte after
  * it for an int3).  Writes a description into buf; 0 if none fits.
  */
+static int torn_at[NSITES];	/* crashes explained, per site */
+
 static int explain_crash(uintptr_t rip, char *buf, size_t len)
 {
 	const struct static_call_site *e;
@@ -205,8 +207,10 @@ static int explain_crash(uintptr_t rip, char *buf, size_t len)
 					const char *name = "?";
 
 					for (unsigned i = 0; i < NSITES; i++)
-						if ((uintptr_t)insn - (uintptr_t)sites[i].fn < 64)
+						if ((uintptr_t)insn - (uintptr_t)sites[i].fn < 64) {
 							name = sites[i].name;
+							torn_at[i]++;
+						}
 					snprintf(buf, len, "%s's site at %#lx (rel32 split %u|%u across a "
 						 "line) read with its first line from target %d, its second "
 						 "from target %d", name,
@@ -369,13 +373,16 @@ int main(int argc, char **argv)
 			char why[160];
 
 			crashes++;
-			explained += explain_crash(sh->crash_rip, why, sizeof(why));
+			if (explain_crash(sh->crash_rip, why, sizeof(why)))
+				explained++;
+			else
+				snprintf(why, sizeof(why), "unexplained");
 			if (crashes <= 3)
 				printf("crash %d: %s at %#lx (return address %#lx): %s\n", crashes,
 				       strsignal(WTERMSIG(ws)),
 				       (unsigned long)(sh->crash_rip - (uintptr_t)__executable_start),
 				       (unsigned long)(sh->crash_ret - (uintptr_t)__executable_start),
-				       explain_crash(sh->crash_rip, why, sizeof(why)) ? why : "unexplained");
+				       why);
 			if (strlen(crash_signals) < sizeof(crash_signals) - 16 &&
 			    !strstr(crash_signals, strsignal(WTERMSIG(ws))))
 				snprintf(crash_signals + strlen(crash_signals),
@@ -393,9 +400,16 @@ int main(int argc, char **argv)
 		       sh->sync, (unsigned long long)sh->emulated);
 	if (sh->wrong)
 		printf("first wrong landing: %s\n", sh->first_wrong);
-	if (crashes)
-		printf("crashed children: %d (%s); %d explained by a torn rel32 of a crossing site\n",
+	if (crashes) {
+		printf("crashed children: %d (%s); %d explained by a torn rel32 of a crossing site",
 		       crashes, crash_signals, explained);
+		for (unsigned i = 0, first = 1; i < NSITES; i++)
+			if (torn_at[i]) {
+				printf("%s %s %d", first ? ":" : ",", sites[i].name, torn_at[i]);
+				first = 0;
+			}
+		printf("\n");
+	}
 	printf("stress %s: %llu calls, %llu updates, %llu wrong, %d crashes\n", name,
 	       (unsigned long long)sh->calls, (unsigned long long)sh->updates,
 	       (unsigned long long)sh->wrong, crashes);
