@@ -245,10 +245,13 @@ static long membarrier(int cmd, unsigned int flags)
  * MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: every other thread of the
  * process that is running executes a core-serializing instruction before
  * the call returns; one that is not running will on its way back to user
- * mode.  Fallback: PRIVATE_EXPEDITED, which interrupts every running thread
- * of the process with an IPI; on x86 the return from that interrupt to user
- * mode is IRET (or ERETU under FRED), itself serializing, which is why the
- * kernel's SYNC_CORE on x86 adds nothing to it for running threads.
+ * mode.  Fallback: PRIVATE_EXPEDITED, which interrupts every CPU running a
+ * thread of the process with an IPI; a thread interrupted in user mode
+ * returns through IRET, itself serializing, so for it the two are the same.
+ * What SYNC_CORE adds is a sync_core() for a thread that was in the kernel
+ * or not running, which may return to user mode by SYSRET; under the
+ * fallback such a thread relies on its stale prefetch being gone after a
+ * system call or a context switch (true in practice, not architectural).
  * STATIC_CALL_SYNC=expedited in the environment forces the fallback (tests).
  */
 static int sync_setup(void)
