@@ -254,18 +254,24 @@ static long membarrier(int cmd, unsigned int flags)
  * system call or a context switch (true in practice, not architectural).
  * STATIC_CALL_SYNC=expedited in the environment forces the fallback (tests).
  */
-static int sync_setup(void)
+static void detect_serialize(void)
 {
-	const char *force = getenv("STATIC_CALL_SYNC");
-	long q = membarrier(MEMBARRIER_CMD_QUERY, 0);
 	unsigned int a, b, c, d;
 
 	if (__get_cpuid_max(0, NULL) >= 7) {
 		__cpuid_count(7, 0, a, b, c, d);
 		have_serialize = (d >> 14) & 1;
 	}
+}
+
+static int sync_setup(void)
+{
+	const char *force = getenv("STATIC_CALL_SYNC");
+	long q;
+
 	if (sync_cmd)
 		return 0;
+	q = membarrier(MEMBARRIER_CMD_QUERY, 0);
 	if (q < 0) {
 		errno = ENOSYS;
 		return -1;
@@ -450,12 +456,11 @@ static int setup_locked(enum static_call_policy policy, enum static_call_patcher
 		errno = EBUSY;
 		return -1;
 	}
+	detect_serialize();
 	if (alias_setup())
 		return -1;
 	if (patcher == STATIC_CALL_PATCHER_BREAKPOINT && (sync_setup() || bp_setup()))
 		return -1;
-	if (patcher != STATIC_CALL_PATCHER_BREAKPOINT)
-		sync_setup();	/* only for SERIALIZE detection; membarrier unused */
 	current_policy = policy;
 	current_patcher = patcher;
 	configured = 1;
