@@ -638,6 +638,10 @@ int __static_call_update(struct static_call_key *key, void *func)
 		ret = fail(key, tramp, "new target out of rel32 range", ERANGE);
 		goto out;
 	}
+	if (static_call_crosses_line(tramp)) {	/* DEFINE_STATIC_CALL 8-aligns it */
+		ret = fail(key, tramp, "trampoline crosses a cache line", EINVAL);
+		goto out;
+	}
 	if (make_alias((uintptr_t)tramp)) {	/* a key that no table entry names */
 		ret = fail(key, tramp, "cannot alias the trampoline's text", errno);
 		goto out;
