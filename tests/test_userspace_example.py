@@ -47,8 +47,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from tableread import read_table  # noqa: E402
 
 EX = ROOT / "examples" / "userspace-static-call"
-LDSCRIPT = EX / "static_call_sites.ld"
-SOURCES = ("demo", "hooks", "static_call")
+RUNTIME = ROOT / "scall_objtool" / "runtime"     # the runtime the package ships
+LDSCRIPT = RUNTIME / "static_call_sites.ld"
+SOURCES = {"demo": EX, "hooks": EX, "static_call": RUNTIME}
 SITE_OBJECTS = ("demo", "hooks")        # the objects with static-call sites
 
 OPTS = {"O0": ("-O0",), "O2": ("-O2",), "O2-fs": ("-O2", "-ffunction-sections"),
@@ -96,18 +97,18 @@ def sh(*cmd, cwd=None) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    """compiled(opt, pic) -> directory with demo.o, hooks.o, static_call.o
+    """compiled(opt, pic[, cc]) -> directory with demo.o, hooks.o, static_call.o
     (compiled once per module, copied by each test before writing)."""
-    cache: dict[tuple[str, str], Path] = {}
+    cache: dict[tuple[str, str, str], Path] = {}
 
-    def get(opt: str, pic: str) -> Path:
-        if (opt, pic) not in cache:
-            d = tmp_path_factory.mktemp(f"objs-{opt}-{pic}")
-            for s in SOURCES:
-                sh("gcc", "-c", *OPTS[opt], *PIC[pic][0], "-Wall", "-Wextra", "-Werror",
-                   "-o", d / f"{s}.o", EX / f"{s}.c")
-            cache[opt, pic] = d
-        return cache[opt, pic]
+    def get(opt: str, pic: str, cc: str = "gcc") -> Path:
+        if (opt, pic, cc) not in cache:
+            d = tmp_path_factory.mktemp(f"objs-{opt}-{pic}-{cc}")
+            for s, where in SOURCES.items():
+                sh(cc, "-c", *OPTS[opt], *PIC[pic][0], "-Wall", "-Wextra", "-Werror",
+                   f"-I{RUNTIME}", "-o", d / f"{s}.o", where / f"{s}.c")
+            cache[opt, pic, cc] = d
+        return cache[opt, pic, cc]
 
     return get
 
@@ -148,8 +149,8 @@ def exe_symbols(exe: Path) -> tuple[dict[str, int], int]:
 
 
 def make_program(compiled, tmp_path: Path, opt: str, pic: str, tool_flags=(),
-                 extra_objects=()) -> Program:
-    src = compiled(opt, pic)
+                 extra_objects=(), cc: str = "gcc") -> Program:
+    src = compiled(opt, pic, cc)
     for s in SOURCES:
         shutil.copyfile(src / f"{s}.o", tmp_path / f"{s}.o")
     objs = [tmp_path / f"{s}.o" for s in SITE_OBJECTS]
@@ -160,7 +161,7 @@ def make_program(compiled, tmp_path: Path, opt: str, pic: str, tool_flags=(),
     assert w.rc == 0, w.stderr
     written = sum(len(read_table(o) or []) for o in objs)
     exe = tmp_path / "demo"
-    sh("gcc", *PIC[pic][1], "-o", exe, *objs, tmp_path / "static_call.o", *extra_objects,
+    sh(cc, *PIC[pic][1], "-o", exe, *objs, tmp_path / "static_call.o", *extra_objects,
        f"-Wl,-T,{LDSCRIPT}")
     symbols, base = exe_symbols(exe)
     for s in sites:
@@ -304,6 +305,30 @@ def test_demo_patches_what_the_tool_lists(compiled, tmp_path, opt, pic, policy):
         # The crossing site is listed, crosses where it is, and is rewritten.
         e = next(e for e in phases["update1"].entries if e.site == prog.offset(crossing))
         assert (e.cross, e.dest) == (1, "scale_square")
+
+
+@pytest.mark.parametrize("policy", ["seed", "kernel"])
+@pytest.mark.parametrize("pic", list(PIC))
+def test_demo_with_clang(compiled, tmp_path, pic, policy):
+    """The demo built with clang (its own choices of sites and alignment):
+    right results in every phase, and every listed site calls the new
+    target directly after each update, every fallback site the trampoline."""
+    if shutil.which("clang") is None:
+        pytest.fail("clang not installed (scripts/debian-packages/runtime.txt lists it)")
+    tool_flags, runtime_policy = POLICIES[policy]
+    prog = make_program(compiled, tmp_path, "O2", pic, tool_flags, cc="clang")
+    assert prog.written == len(prog.listed) >= 3
+    p, phases, updates = run_demo(prog, runtime_policy, prog.fallback)
+    for name, targets in PHASES.items():
+        ph = phases[name]
+        assert ph.results == expected_results(name), p.stdout
+        assert ph.tramp == targets and ph.wx == 0
+        assert ph.count == prog.written == len(ph.entries)
+        for e in ph.entries:
+            assert e.dest == (f"__SCT__{e.key}" if name == "initial" else targets[e.key])
+        for pk, s in zip(ph.peeks, prog.fallback):
+            assert (pk.op, pk.dest) == (opcode(s), s["trampoline"])
+    assert all(u[3] == u[2] and u[4] == 0 for u in updates), updates
 
 
 def test_seed_runtime_leaves_crossing_sites_of_a_kernel_table(compiled, tmp_path):
@@ -487,6 +512,8 @@ def test_readme_walkthrough(tmp_path):
     shim = bindir / "scall-objtool"
     shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m scall_objtool \"$@\"\n")
     shim.chmod(0o755)
+    # the walk-through asks `python3` for the runtime's directory: this one
+    (bindir / "python3").symlink_to(sys.executable)
     env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     p = subprocess.run(["bash", "-euo", "pipefail", "-c", m[1]], cwd=work, env=env,

@@ -1,6 +1,10 @@
 /*
  * static_call.h - user-space inline static calls, in the manner of the Linux
- * kernel's include/linux/static_call.h with CONFIG_HAVE_STATIC_CALL_INLINE.
+ * kernel's include/linux/static_call.h with CONFIG_HAVE_STATIC_CALL_INLINE,
+ * retargeted live while other threads run through the call sites.
+ * Shipped with scall-objtool: `scall-objtool runtime-path` (or
+ * python -c 'import scall_objtool.runtime as r; print(r.path())') prints
+ * the directory holding this file, static_call.c and static_call_sites.ld.
  *
  *   DECLARE_STATIC_CALL(name, func)   declare the key __SCK__name and the
  *                                     trampoline __SCT__name (typeof(func))
@@ -17,31 +21,51 @@
  *                                     number of sites rewritten, -1 on error
  *                                     (errno set, nothing changed)
  *   static_call_init(policy)          say which scall-objtool policy wrote
- *                                     the table (see below)
+ *                                     the table; picks the patcher
+ *   static_call_setup(policy, patcher) the same with an explicit patcher
  *
  * The table is written into the objects after compiling, by
  *   scall-objtool write [--policy seed|kernel] [--allow-tail] FILE.o
  * and bracketed at link time by __start_static_call_sites and
  * __stop_static_call_sites (link with -Wl,-T,static_call_sites.ld).
  *
+ * Patchers (see docs/runtime.md).  Code is never made writable: at set-up
+ * the executable mappings that hold sites and trampolines are copied into a
+ * memfd which is mapped back over them (R-X, MAP_FIXED) and a second time
+ * elsewhere (RW-); every write goes through that alias.  Other threads may
+ * run through the sites during an update with either patcher:
+ *
+ *   STATIC_CALL_PATCHER_STORE       the seed thread's rule (Lutomirski): one
+ *       4-byte store of the new rel32 per site, no other thread stopped.
+ *       Only for E8/E9 sites whose 5 bytes do not cross a 64-byte line where
+ *       they are: a crossing site is refused (stays on the trampoline, which
+ *       is retargeted the same way and never crosses a line).
+ *   STATIC_CALL_PATCHER_BREAKPOINT  the kernel's text_poke_bp handshake: int3
+ *       on the first byte of every site of the key, serialise all threads
+ *       (membarrier SYNC_CORE), write the rel32, serialise, restore the
+ *       first byte, serialise; a SIGTRAP handler emulates the call (or tail
+ *       jump) to the key's current target meanwhile.  Every site, crossing
+ *       or not.
+ *   STATIC_CALL_PATCHER_STORE_UNSAFE  the control experiment only: the
+ *       single store applied to crossing sites too (may tear; never use).
+ *
  * Policy.  A table written under the seed policy (scall-objtool's default)
  * promises that every site is an E8 call (or an E9 tail call with
- * --allow-tail) whose 5 bytes do not cross a 64-byte cache line, so that one
- * 4-byte store inside one line retargets it.  In a relocatable object only
- * the offset modulo the section alignment is known, so the runtime checks
- * that promise again at the final address and leaves a crossing site on the
- * trampoline (it still reaches the new target, one jump later).  A table
- * written under the kernel policy lists every call and tail call, crossing
- * or not; the runtime then writes them all (safe here because the writer is
- * the only thread that runs that code while it is written).  The runtime
- * cannot see the policy in the table, so the program says it once, before
- * the first update:
+ * --allow-tail) whose 5 bytes do not cross a 64-byte cache line.  In a
+ * relocatable object only the offset modulo the section alignment is known,
+ * so the STORE patcher checks that promise again at the final address and
+ * leaves a crossing site on the trampoline (it still reaches the new target,
+ * one jump later).  A table written under the kernel policy lists every call
+ * and tail call, crossing or not.  The runtime cannot see the policy in the
+ * table, so the program says it once, before the first update:
  *
- *   static_call_init(STATIC_CALL_POLICY_SEED)    or  ..._KERNEL
+ *   static_call_init(STATIC_CALL_POLICY_SEED)    store patcher
+ *   static_call_init(STATIC_CALL_POLICY_KERNEL)  breakpoint patcher
  *
- * Without a call to static_call_init() the seed checks apply: telling the
- * runtime SEED about a kernel-policy table only leaves the crossing sites on
- * the trampoline, never breaks anything.
+ * Without a call the seed policy (store patcher) applies on the first
+ * update: telling the runtime SEED about a kernel-policy table only leaves
+ * the crossing sites on the trampoline, never breaks anything.  Call it
+ * before starting threads: set-up remaps the text (safe but slower later).
  *
  * Keys are global (hidden) objects in their defining file; DECLARE_STATIC_CALL also
  * keeps &__SCK__name in .discard.addressable (as the kernel's static_call()
@@ -49,12 +73,12 @@
  * the static call and scall-objtool finds it there (static_call_sites.ld
  * discards the section at link time).
  *
- * Limits: x86-64 only; func must be a function name (it is pasted into the
- * trampoline's assembly) defined in the executable within +-2 GiB of the
+ * Limits: x86-64 Linux only; func must be a function name (it is pasted into
+ * the trampoline's assembly) defined in the executable within +-2 GiB of the
  * code (a target that rel32 cannot reach is refused with ERANGE); NULL
- * targets are not supported.  Updates are serialized by a mutex, but the
- * code being rewritten must not run concurrently on another thread unless
- * the table was written under the seed policy (see README.md).
+ * targets are not supported; the program must not install its own SIGTRAP
+ * handler after set-up when it uses the breakpoint patcher (one installed
+ * before is chained to for traps that are not ours).
  */
 #ifndef USERSPACE_STATIC_CALL_H
 #define USERSPACE_STATIC_CALL_H
@@ -88,6 +112,13 @@ struct static_call_site {
 enum static_call_policy {
 	STATIC_CALL_POLICY_SEED = 0,	/* E8 (E9) sites that never cross a line */
 	STATIC_CALL_POLICY_KERNEL = 1,	/* every call and tail call */
+};
+
+enum static_call_patcher {
+	STATIC_CALL_PATCHER_DEFAULT = 0,	/* STORE for seed, BREAKPOINT for kernel */
+	STATIC_CALL_PATCHER_STORE = 1,		/* one 4-byte store; non-crossing sites */
+	STATIC_CALL_PATCHER_BREAKPOINT = 2,	/* int3 handshake; every site */
+	STATIC_CALL_PATCHER_STORE_UNSAFE = 3,	/* control: one store, crossing too */
 };
 
 #define STATIC_CALL_KEY(name)	__SCK__##name
@@ -161,7 +192,20 @@ enum static_call_policy {
 
 /* Library (static_call.c). */
 int static_call_init(enum static_call_policy policy);
+/* Choose policy and patcher, remap the text, register membarrier and the
+ * SIGTRAP handler as the patcher needs.  0, or -1 with errno set (EBUSY:
+ * an update was already made under another choice; ENOSYS: no membarrier
+ * for the breakpoint patcher; others from mmap/memfd_create). */
+int static_call_setup(enum static_call_policy policy, enum static_call_patcher patcher);
 enum static_call_policy static_call_policy(void);
+enum static_call_patcher static_call_patcher(void);
+/* How the breakpoint patcher serialises the other threads:
+ * "membarrier-sync-core", "membarrier-expedited" (the fallback; on x86 the
+ * interrupted threads return to user mode through IRET, which serialises)
+ * or "none" before set-up / for the store patchers. */
+const char *static_call_sync_method(void);
+/* Number of SIGTRAPs the breakpoint patcher's handler emulated (all threads). */
+unsigned long static_call_emulated(void);
 int __static_call_update(struct static_call_key *key, void *func);
 
 /* The table, for inspection (the demo prints it). */
@@ -207,15 +251,15 @@ static inline void *static_call_insn_dest(const unsigned char *insn)
  * Check one table entry for `key` before anything is written (also used by
  * the tests).  Returns
  *    1  the site may be rewritten,
- *    0  fallback: seed policy and the site crosses a line where it is now
- *       (it keeps calling the trampoline),
+ *    0  fallback: the store patcher and the site crosses a line where it
+ *       is now (it keeps calling the trampoline),
  *   -1  the entry does not describe a site of this key (*why says what);
  *       the update must not write anything.
  * old_func is the key's current target (a site may already call it directly).
  */
 int static_call_check_site(const struct static_call_site *site,
 			   const struct static_call_key *key, const void *old_func,
-			   enum static_call_policy policy, const char **why);
+			   enum static_call_patcher patcher, const char **why);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,417 @@
+/*
+ * stress.c - retarget static calls while other threads call through them.
+ *
+ *   ./stress --patcher store|breakpoint|store-crossing [--seconds S] [--threads N]
+ *
+ * N caller threads (default: twice the CPU count) call every site of
+ * stress.h in a loop and check each result: it must come from one of the
+ * three targets of the site's static call (the target's ID is in the low
+ * byte) and be that target's value for the argument.  One more thread
+ * retargets sc_a and sc_b in turn, each to its next target, as fast as it
+ * can.  The run lasts S seconds (default 20) in a child process: a crash
+ * (a signal) is counted and a new child runs for the time left.
+ *
+ * Patchers (static_call.h):
+ *   store           STATIC_CALL_PATCHER_STORE on a seed-policy table
+ *   breakpoint      STATIC_CALL_PATCHER_BREAKPOINT on a kernel-policy table
+ *   store-crossing  the control: STATIC_CALL_PATCHER_STORE_UNSAFE on a
+ *                   kernel-policy table, one 4-byte store on crossing sites too
+ *
+ * Prints what was run, the state of every site after the last update, and
+ * last `stress PATCHER: C calls, U updates, F wrong, K crashes`.  Exit status
+ * 0 when nothing went wrong (F = K = 0 and every listed site that the
+ * patcher rewrites calls the current target), 1 otherwise, 2 on a usage or
+ * set-up error.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "stress.h"
+
+extern const unsigned char __executable_start[];
+
+struct site {
+	const char *name;
+	long (*fn)(long);
+	int key;		/* 0: sc_a, 1: sc_b */
+	long adj;		/* what the site adds to the target's value */
+	long arg;		/* what the site adds to the argument */
+};
+
+static const struct site sites[] = {
+	{ "s_call_a", s_call_a, 0, 1, 0 },
+	{ "s_call_b", s_call_b, 1, 2, 0 },
+	{ "s_call2_b", s_call2_b, 1, 7, 1 },
+	{ "s_tail_a", s_tail_a, 0, 0, 0 },
+	{ "s_cold_b", s_cold_b, 1, 3, 0 },
+	{ "s_other_a", s_other_a, 0, 4, 0 },
+	{ "s_cross60_a", s_cross60_a, 0, 0, 0 },
+	{ "s_cross61_a", s_cross61_a, 0, 0, 0 },
+	{ "s_cross62_a", s_cross62_a, 0, 0, 0 },
+	{ "s_cross63_b", s_cross63_b, 1, 0, 0 },
+	{ "s_tcross61_b", s_tcross61_b, 1, 0, 0 },
+	{ "s_tail3_b", s_tail3_b, 1, 0, 0 },
+};
+#define NSITES	(sizeof(sites) / sizeof(sites[0]))
+
+static long (*const targets[STRESS_KEYS][STRESS_TARGETS])(long) = {
+	{ tgt_a0, tgt_a1, tgt_a2 },
+	{ tgt_b0, tgt_b1, tgt_b2 },
+};
+static struct static_call_key *const keys[STRESS_KEYS] = { &__SCK__sc_a, &__SCK__sc_b };
+
+/* Counters shared with the parent, so that a crashed child's work counts. */
+struct shared {
+	uint64_t calls, updates, wrong, emulated;
+	int setup_failed;
+	char sync[40];
+	char first_wrong[200];
+	uintptr_t crash_rip, crash_ret;	/* the last crash: where, and [rsp] */
+	int crash_sig;
+};
+static struct shared *sh;
+static volatile int stop;
+
+#define FLUSH	(1 << 14)	/* calls between two flushes of a thread's counters */
+
+static void note_wrong(const struct site *s, long x, long r)
+{
+	char buf[sizeof(sh->first_wrong)];
+
+	snprintf(buf, sizeof(buf), "%s(%ld) returned %#lx", s->name, x, (unsigned long)r);
+	if (__atomic_fetch_add(&sh->wrong, 1, __ATOMIC_RELAXED) == 0)
+		memcpy(sh->first_wrong, buf, sizeof(buf));
+}
+
+static void *caller(void *arg)
+{
+	long x = (long)(uintptr_t)arg * 1000003;
+	uint64_t calls = 0;
+
+	while (!stop) {
+		for (unsigned i = 0; i < NSITES; i++) {
+			const struct site *s = &sites[i];
+			long r = s->fn(x) - s->adj;
+			long id = r & 0xff;
+
+			if ((r >> 8) != x + s->arg || id < STRESS_ID(s->key, 0) ||
+			    id >= STRESS_ID(s->key, STRESS_TARGETS))
+				note_wrong(s, x, r + s->adj);
+		}
+		x = (x + 1) & 0xffffffffff;
+		calls += NSITES;
+		if (calls >= FLUSH) {
+			__atomic_fetch_add(&sh->calls, calls, __ATOMIC_RELAXED);
+			calls = 0;
+		}
+	}
+	__atomic_fetch_add(&sh->calls, calls, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void *updater(void *arg)
+{
+	unsigned next[STRESS_KEYS] = { 0, 0 };
+	uint64_t n = 0;
+
+	(void)arg;
+	while (!stop) {
+		for (int k = 0; k < STRESS_KEYS; k++) {
+			long (*to)(long) = targets[k][next[k] = (next[k] + 1) % STRESS_TARGETS];
+			int r = k ? static_call_update(sc_b, to) : static_call_update(sc_a, to);
+
+			if (r < 0) {
+				perror("static_call_update");
+				_exit(2);
+			}
+			n++;
+		}
+		if (n >= 256) {
+			__atomic_fetch_add(&sh->updates, n, __ATOMIC_RELAXED);
+			n = 0;
+		}
+	}
+	__atomic_fetch_add(&sh->updates, n, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+/*
+ * A crash: note where (RIP) and the word at RSP (the return address a call
+ * pushed), then die of the same signal.  The parent explains it.
+ */
+static void crash_recorder(int sig, siginfo_t *info, void *ctx)
+{
+	greg_t *g = ((ucontext_t *)ctx)->uc_mcontext.gregs;
+
+	(void)info;
+	sh->crash_sig = sig;
+	sh->crash_rip = (uintptr_t)g[REG_RIP];
+	sh->crash_ret = *(uintptr_t *)g[REG_RSP];
+	signal(sig, SIG_DFL);
+	if (sig == SIGTRAP)
+		g[REG_RIP]--;	/* re-execute the int3 */
+}
+
+static void record_crashes(int with_sigtrap)
+{
+	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP };
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = crash_recorder;
+	sa.sa_flags = SA_SIGINFO;
+	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (sigs[i] != SIGTRAP || with_sigtrap)
+			sigaction(sigs[i], &sa, NULL);
+}
+
+/*
+ * Which crossing site's torn displacement explains a crash at `rip`: the
+ * rel32 bytes in the site's first line from one target and those in the
+ * second from another (the fault is at the destination, or one byte after
+ * it for an int3).  Writes a description into buf; 0 if none fits.
+ */
+static int torn_at[NSITES];	/* crashes explained, per site */
+
+static int explain_crash(uintptr_t rip, char *buf, size_t len)
+{
+	const struct static_call_site *e;
+
+	for (e = static_call_sites_begin(); e < static_call_sites_end(); e++) {
+		const unsigned char *insn = static_call_site_addr(e);
+		uintptr_t field = (uintptr_t)insn + 1;
+		unsigned low = STATIC_CALL_CACHE_LINE - field % STATIC_CALL_CACHE_LINE;
+		int k = static_call_site_key(e) == keys[0] ? 0 : 1;
+
+		if (low >= 4)
+			continue;	/* the rel32 lies in one line */
+		for (int o = 0; o < STRESS_TARGETS; o++)
+			for (int n = 0; n < STRESS_TARGETS; n++) {
+				uint32_t ro = (uint32_t)((uintptr_t)targets[k][o] - field - 4);
+				uint32_t rn = (uint32_t)((uintptr_t)targets[k][n] - field - 4);
+				uint32_t mask = (1u << (8 * low)) - 1, torn = (ro & mask) | (rn & ~mask);
+				uintptr_t dest = field + 4 + (intptr_t)(int32_t)torn;
+
+				if (o != n && (rip == dest || rip == dest + 1)) {
+					const char *name = "?";
+
+					for (unsigned i = 0; i < NSITES; i++)
+						if ((uintptr_t)insn - (uintptr_t)sites[i].fn < 64) {
+							name = sites[i].name;
+							torn_at[i]++;
+						}
+					snprintf(buf, len, "%s's site at %#lx (rel32 split %u|%u across a "
+						 "line) read with its first line from target %d, its second "
+						 "from target %d", name,
+						 (unsigned long)(insn - (const unsigned char *)__executable_start),
+						 low, 4 - low, o, n);
+					return 1;
+				}
+			}
+	}
+	return 0;
+}
+
+/*
+ * After the run: every table entry calls the key's current target directly
+ * if the patcher rewrites it, else the trampoline; no int3 is left; each
+ * trampoline jumps to the current target.  Returns the number of bad sites.
+ */
+static int final_state(enum static_call_patcher patcher)
+{
+	const struct static_call_site *e;
+	int entries = 0, direct = 0, tramp = 0, bad = 0;
+
+	for (e = static_call_sites_begin(); e < static_call_sites_end(); e++) {
+		const unsigned char *insn = static_call_site_addr(e);
+		struct static_call_key *key = static_call_site_key(e);
+		int rewrites = patcher != STATIC_CALL_PATCHER_STORE || !static_call_crosses_line(insn);
+		void *dest = static_call_insn_dest(insn);
+
+		entries++;
+		if (rewrites && dest == key->func)
+			direct++;
+		else if (!rewrites && dest == key->tramp)
+			tramp++;
+		else
+			bad++;
+	}
+	for (int k = 0; k < STRESS_KEYS; k++)
+		bad += static_call_insn_dest(keys[k]->tramp) != keys[k]->func;
+	printf("final: entries %d, direct %d, via-trampoline %d, bad %d\n",
+	       entries, direct, tramp, bad);
+	return bad;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The child: set up, run the threads for `seconds`, check the final state. */
+static int child(enum static_call_patcher patcher, enum static_call_policy policy,
+		 int nthreads, double seconds, int report)
+{
+	pthread_t th[nthreads + 1];
+	struct timespec ts;
+	int bad = 0;
+
+	record_crashes(patcher != STATIC_CALL_PATCHER_BREAKPOINT);
+	if (static_call_setup(policy, patcher)) {
+		perror("static_call_setup");
+		sh->setup_failed = 1;
+		return 2;
+	}
+	for (int i = 0; i < nthreads; i++)
+		pthread_create(&th[i], NULL, caller, (void *)(uintptr_t)(i + 1));
+	pthread_create(&th[nthreads], NULL, updater, NULL);
+	ts.tv_sec = (time_t)seconds;
+	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+	stop = 1;
+	for (int i = 0; i <= nthreads; i++)
+		pthread_join(th[i], NULL);
+	__atomic_fetch_add(&sh->emulated, static_call_emulated(), __ATOMIC_RELAXED);
+	snprintf(sh->sync, sizeof(sh->sync), "%s", static_call_sync_method());
+	if (report)
+		bad = final_state(patcher);
+	fflush(stdout);
+	return bad ? 1 : 0;
+}
+
+static void usage(const char *argv0)
+{
+	fprintf(stderr, "usage: %s --patcher store|breakpoint|store-crossing "
+		"[--seconds S] [--threads N]\n", argv0);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	enum static_call_patcher patcher = STATIC_CALL_PATCHER_DEFAULT;
+	enum static_call_policy policy = STATIC_CALL_POLICY_SEED;
+	const char *name = NULL;
+	double seconds = 20, deadline;
+	int nthreads = 2 * (int)sysconf(_SC_NPROCESSORS_ONLN), crashes = 0, explained = 0, status = 0;
+	char crash_signals[256] = "";
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--patcher") && i + 1 < argc)
+			name = argv[++i];
+		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+			seconds = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+			nthreads = atoi(argv[++i]);
+		else
+			usage(argv[0]);
+	}
+	if (!name || seconds <= 0 || nthreads < 1 || nthreads > 1024)
+		usage(argv[0]);
+	if (!strcmp(name, "store")) {
+		patcher = STATIC_CALL_PATCHER_STORE;
+	} else if (!strcmp(name, "breakpoint")) {
+		patcher = STATIC_CALL_PATCHER_BREAKPOINT;
+		policy = STATIC_CALL_POLICY_KERNEL;
+	} else if (!strcmp(name, "store-crossing")) {
+		patcher = STATIC_CALL_PATCHER_STORE_UNSAFE;
+		policy = STATIC_CALL_POLICY_KERNEL;
+	} else {
+		usage(argv[0]);
+	}
+
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED) {
+		perror("mmap");
+		return 2;
+	}
+	{
+		const struct static_call_site *e;
+		int listed = 0, crossing = 0;
+
+		for (e = static_call_sites_begin(); e < static_call_sites_end(); e++) {
+			listed++;
+			crossing += static_call_crosses_line(static_call_site_addr(e));
+		}
+		printf("stress %s: %zu sites, %d listed in the table (%d crossing a line), "
+		       "%d caller threads, 1 updater, %g s\n",
+		       name, NSITES, listed, crossing, nthreads, seconds);
+	}
+	fflush(stdout);
+
+	/* Children until the time is up: one, unless it crashes. */
+	deadline = now() + seconds;
+	for (double left = seconds; left > 0.01 && crashes < 10000; left = deadline - now()) {
+		pid_t pid;
+		int ws;
+
+		fflush(stdout);
+		pid = fork();
+		if (pid < 0) {
+			perror("fork");
+			return 2;
+		}
+		if (pid == 0)
+			_exit(child(patcher, policy, nthreads, left, 1));
+		while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+			;
+		if (WIFSIGNALED(ws)) {
+			char why[160];
+
+			crashes++;
+			if (explain_crash(sh->crash_rip, why, sizeof(why)))
+				explained++;
+			else
+				snprintf(why, sizeof(why), "unexplained");
+			if (crashes <= 3)
+				printf("crash %d: %s at %#lx (return address %#lx): %s\n", crashes,
+				       strsignal(WTERMSIG(ws)),
+				       (unsigned long)(sh->crash_rip - (uintptr_t)__executable_start),
+				       (unsigned long)(sh->crash_ret - (uintptr_t)__executable_start),
+				       why);
+			if (strlen(crash_signals) < sizeof(crash_signals) - 16 &&
+			    !strstr(crash_signals, strsignal(WTERMSIG(ws))))
+				snprintf(crash_signals + strlen(crash_signals),
+					 sizeof(crash_signals) - strlen(crash_signals),
+					 "%s%s", *crash_signals ? ", " : "", strsignal(WTERMSIG(ws)));
+			continue;
+		}
+		if (sh->setup_failed || WEXITSTATUS(ws) == 2)
+			return 2;
+		status |= WEXITSTATUS(ws);
+		break;
+	}
+	if (patcher == STATIC_CALL_PATCHER_BREAKPOINT)
+		printf("serialising with %s; %llu calls emulated by the SIGTRAP handler\n",
+		       sh->sync, (unsigned long long)sh->emulated);
+	if (sh->wrong)
+		printf("first wrong landing: %s\n", sh->first_wrong);
+	if (crashes) {
+		printf("crashed children: %d (%s); %d explained by a torn rel32 of a crossing site",
+		       crashes, crash_signals, explained);
+		for (unsigned i = 0, first = 1; i < NSITES; i++)
+			if (torn_at[i]) {
+				printf("%s %s %d", first ? ":" : ",", sites[i].name, torn_at[i]);
+				first = 0;
+			}
+		printf("\n");
+	}
+	printf("stress %s: %llu calls, %llu updates, %llu wrong, %d crashes\n", name,
+	       (unsigned long long)sh->calls, (unsigned long long)sh->updates,
+	       (unsigned long long)sh->wrong, crashes);
+	return status || sh->wrong || crashes;
+}

@@ -1,0 +1,670 @@
+/*
+ * static_call.c - the run-time half of user-space inline static calls:
+ * retarget a trampoline and rewrite the call sites that scall-objtool listed
+ * in .static_call_sites, while other threads keep calling through them (see
+ * static_call.h and docs/runtime.md).
+ *
+ * Set-up (static_call_setup, or the first update):
+ *   - every executable mapping holding a site or a trampoline is copied into
+ *     a memfd, which is mapped back over it (R-X, MAP_FIXED: same bytes,
+ *     same address) and once more elsewhere (RW-).  Code is written only
+ *     through that alias; it never loses its execute permission and no
+ *     mapping is writable and executable;
+ *   - breakpoint patcher: membarrier registration and the SIGTRAP handler,
+ *     and a sorted array of every site and trampoline for the handler.
+ *
+ * An update runs in two phases so that a bad table changes nothing:
+ *   1. check the trampoline and every entry of the key (static_call_check_site):
+ *      E8 (tail flag 0) or E9 (tail flag 1) rel32 whose destination is the
+ *      trampoline or the current target; for the store patcher also that the
+ *      5 bytes do not cross a cache line at their final address (a crossing
+ *      site is left alone: it keeps calling the trampoline); the new target
+ *      must be reachable with a rel32 from every site;
+ *   2. write, with the patcher chosen at set-up:
+ *      store:      the trampoline's rel32 first (so every site that is not
+ *                  rewritten, or not rewritten yet, already reaches the new
+ *                  target), then each site's rel32, each one 4-byte store;
+ *      breakpoint: text_poke_bp's batch over the trampoline and the sites:
+ *                  int3 on every first byte, sync, every rel32, sync, every
+ *                  first byte back, sync.
+ */
+#define _GNU_SOURCE
+#include "static_call.h"
+
+#include <cpuid.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC	0x0001U
+#endif
+#ifndef MFD_EXEC
+#define MFD_EXEC	0x0010U
+#endif
+
+/* Bracketed by static_call_sites.ld. */
+extern const struct static_call_site __start_static_call_sites[]
+	__attribute__((visibility("hidden")));
+extern const struct static_call_site __stop_static_call_sites[]
+	__attribute__((visibility("hidden")));
+
+static const unsigned char tramp_signature[3] = { 0x0f, 0xb9, 0xcc };
+
+#define INT3	0xcc
+
+static pthread_mutex_t static_call_mutex = PTHREAD_MUTEX_INITIALIZER;
+static enum static_call_policy current_policy = STATIC_CALL_POLICY_SEED;
+static enum static_call_patcher current_patcher = STATIC_CALL_PATCHER_STORE;
+static int configured;		/* static_call_setup succeeded */
+static int updated;		/* an update has been made: the choice is fixed */
+
+const struct static_call_site *static_call_sites_begin(void)
+{
+	return __start_static_call_sites;
+}
+
+const struct static_call_site *static_call_sites_end(void)
+{
+	return __stop_static_call_sites;
+}
+
+enum static_call_policy static_call_policy(void)
+{
+	return current_policy;
+}
+
+enum static_call_patcher static_call_patcher(void)
+{
+	return current_patcher;
+}
+
+/* ------------------------------------------------------------ text alias */
+
+struct text_alias {
+	uintptr_t start, end;	/* the R-X mapping of the memfd, where the code runs */
+	unsigned char *rw;	/* the same pages, RW-, somewhere else */
+};
+
+#define MAX_ALIASES	16
+static struct text_alias aliases[MAX_ALIASES];
+static int n_aliases;
+
+static const struct text_alias *alias_of(uintptr_t p)
+{
+	for (int i = 0; i < n_aliases; i++)
+		if (p >= aliases[i].start && p < aliases[i].end)
+			return &aliases[i];
+	return NULL;
+}
+
+/* The mapping of /proc/self/maps that holds p: its bounds and permissions. */
+static int find_mapping(uintptr_t p, uintptr_t *start, uintptr_t *end, char perms[5])
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	int found = 0;
+
+	if (!f)
+		return -1;
+	while (!found && fgets(line, sizeof(line), f)) {
+		uintptr_t s, e;
+
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %4s", &s, &e, perms) == 3 &&
+		    p >= s && p < e) {
+			*start = s;
+			*end = e;
+			found = 1;
+		}
+	}
+	fclose(f);
+	if (!found) {
+		errno = EFAULT;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Give the executable mapping that holds p a writable alias: copy it into a
+ * memfd, map the memfd over it R-X with MAP_FIXED (the kernel swaps the
+ * mapping under mmap_lock: a thread running there meanwhile faults and
+ * waits, then finds the same bytes), and map it RW- elsewhere.
+ */
+static int make_alias(uintptr_t p)
+{
+	uintptr_t start, end;
+	char perms[5];
+	size_t len, done;
+	unsigned char *rw;
+	void *rx;
+	int fd;
+
+	if (alias_of(p))
+		return 0;
+	if (n_aliases == MAX_ALIASES) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if (find_mapping(p, &start, &end, perms))
+		return -1;
+	if (perms[0] != 'r' || perms[2] != 'x') {
+		errno = EACCES;	/* a site or trampoline outside readable code */
+		return -1;
+	}
+	len = end - start;
+	fd = (int)syscall(SYS_memfd_create, "static_call_text", MFD_CLOEXEC | MFD_EXEC);
+	if (fd < 0 && errno == EINVAL)	/* kernels before 6.3 know no MFD_EXEC */
+		fd = (int)syscall(SYS_memfd_create, "static_call_text", MFD_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (ftruncate(fd, (off_t)len))
+		goto fail;
+	for (done = 0; done < len; ) {
+		ssize_t n = pwrite(fd, (const void *)(start + done), len - done, (off_t)done);
+
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n == 0)
+				errno = EIO;
+			goto fail;
+		}
+		done += (size_t)n;
+	}
+	rw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (rw == MAP_FAILED)
+		goto fail;
+	rx = mmap((void *)start, len, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED, fd, 0);
+	if (rx == MAP_FAILED) {
+		munmap(rw, len);
+		goto fail;
+	}
+	close(fd);
+	aliases[n_aliases++] = (struct text_alias){ start, end, rw };
+	return 0;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* The writable alias of the code byte at p (set up before any write). */
+static unsigned char *rw_of(const void *p)
+{
+	const struct text_alias *a = alias_of((uintptr_t)p);
+
+	if (!a)
+		abort();	/* set-up covered every site and trampoline */
+	return a->rw + ((uintptr_t)p - a->start);
+}
+
+/* One 4-byte store (movl): atomic when the 4 bytes stay inside a line. */
+static void poke32(void *code, uint32_t v)
+{
+	__asm__ volatile("movl %1, (%0)" : : "r"(rw_of(code)), "r"(v) : "memory");
+}
+
+static void poke8(void *code, uint8_t v)
+{
+	__asm__ volatile("movb %1, (%0)" : : "r"(rw_of(code)), "q"(v) : "memory");
+}
+
+/* ------------------------------------------------------------ serialising */
+
+static int have_serialize;	/* CPUID.(7,0):EDX[14] */
+static int sync_cmd;		/* membarrier command; 0: none */
+static const char *sync_name = "none";
+
+/* A serializing instruction on this CPU (SERIALIZE, or CPUID, which traps
+ * to the hypervisor in a VM and costs far more). */
+static void sync_core_self(void)
+{
+	unsigned int a = 0, b, c = 0, d;
+
+	if (have_serialize)
+		__asm__ volatile(".byte 0x0f, 0x01, 0xe8" : : : "memory");
+	else
+		__asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d) : : "memory");
+}
+
+static long membarrier(int cmd, unsigned int flags)
+{
+	return syscall(SYS_membarrier, cmd, flags, 0);
+}
+
+/*
+ * MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: every other thread of the
+ * process that is running executes a core-serializing instruction before
+ * the call returns; one that is not running will on its way back to user
+ * mode.  Fallback: PRIVATE_EXPEDITED, which interrupts every CPU running a
+ * thread of the process with an IPI; a thread interrupted in user mode
+ * returns through IRET, itself serializing, so for it the two are the same.
+ * What SYNC_CORE adds is a sync_core() for a thread that was in the kernel
+ * or not running, which may return to user mode by SYSRET; under the
+ * fallback such a thread relies on its stale prefetch being gone after a
+ * system call or a context switch (true in practice, not architectural).
+ * STATIC_CALL_SYNC=expedited in the environment forces the fallback (tests).
+ */
+static void detect_serialize(void)
+{
+	unsigned int a, b, c, d;
+
+	if (__get_cpuid_max(0, NULL) >= 7) {
+		__cpuid_count(7, 0, a, b, c, d);
+		have_serialize = (d >> 14) & 1;
+	}
+}
+
+static int sync_setup(void)
+{
+	const char *force = getenv("STATIC_CALL_SYNC");
+	long q;
+
+	if (sync_cmd)
+		return 0;
+	q = membarrier(MEMBARRIER_CMD_QUERY, 0);
+	if (q < 0) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (!(force && !strcmp(force, "expedited")) &&
+	    (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) &&
+	    !membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0)) {
+		sync_cmd = MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE;
+		sync_name = "membarrier-sync-core";
+		return 0;
+	}
+	if ((q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+	    !membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0)) {
+		sync_cmd = MEMBARRIER_CMD_PRIVATE_EXPEDITED;
+		sync_name = "membarrier-expedited";
+		return 0;
+	}
+	errno = ENOSYS;
+	return -1;
+}
+
+const char *static_call_sync_method(void)
+{
+	return current_patcher == STATIC_CALL_PATCHER_BREAKPOINT ? sync_name : "none";
+}
+
+/* Every thread of the process, this one included, serialises. */
+static void sync_all(void)
+{
+	sync_core_self();
+	if (membarrier(sync_cmd, 0)) {
+		perror("static_call_update: membarrier");
+		abort();	/* sites hold int3 or a half-written rel32 */
+	}
+}
+
+/* ------------------------------------------------------------ breakpoints */
+
+struct bp_site {
+	uintptr_t addr;			/* the E8/E9 instruction */
+	struct static_call_key *key;
+	int tail;			/* E9 (tail call, or the trampoline) */
+};
+
+static struct bp_site *bp_sites;	/* sorted by addr; never changes after set-up */
+static size_t n_bp_sites;
+static struct sigaction old_sigtrap;
+static unsigned long emulated;
+
+unsigned long static_call_emulated(void)
+{
+	return __atomic_load_n(&emulated, __ATOMIC_RELAXED);
+}
+
+static const struct bp_site *bp_lookup(uintptr_t addr)
+{
+	size_t lo = 0, hi = n_bp_sites;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (bp_sites[mid].addr == addr)
+			return &bp_sites[mid];
+		if (bp_sites[mid].addr < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/*
+ * int3 at a site (the trap leaves RIP after the int3 byte): do what the site
+ * does, to the key's current target.  key->func is stored before any int3 is
+ * written, so it is the new target or, if this handler runs late, one set by
+ * a later update: a valid target either way.  The call's return address
+ * goes where `call` would have put it, below RSP (the kernel placed the
+ * signal frame below the 128-byte red zone).
+ */
+static void bp_handler(int sig, siginfo_t *info, void *ctx)
+{
+	ucontext_t *uc = ctx;
+	greg_t *gregs = uc->uc_mcontext.gregs;
+	uintptr_t at = (uintptr_t)gregs[REG_RIP] - 1;
+	const struct bp_site *s = bp_lookup(at);
+	void *to;
+
+	if (!s) {
+		/* Not ours: hand it on, or re-execute the int3 with the
+		 * default action (the process dies of SIGTRAP as it would have). */
+		if (old_sigtrap.sa_flags & SA_SIGINFO) {
+			old_sigtrap.sa_sigaction(sig, info, ctx);
+		} else if (old_sigtrap.sa_handler != SIG_DFL && old_sigtrap.sa_handler != SIG_IGN) {
+			old_sigtrap.sa_handler(sig);
+		} else {
+			signal(SIGTRAP, SIG_DFL);
+			gregs[REG_RIP] = (greg_t)at;
+		}
+		return;
+	}
+	to = __atomic_load_n(&s->key->func, __ATOMIC_ACQUIRE);
+	if (!s->tail) {
+		gregs[REG_RSP] -= 8;
+		*(uint64_t *)gregs[REG_RSP] = at + STATIC_CALL_INSN_SIZE;
+	}
+	gregs[REG_RIP] = (greg_t)to;
+	__atomic_fetch_add(&emulated, 1, __ATOMIC_RELAXED);
+}
+
+static int bp_cmp(const void *a, const void *b)
+{
+	uintptr_t x = ((const struct bp_site *)a)->addr, y = ((const struct bp_site *)b)->addr;
+
+	return (x > y) - (x < y);
+}
+
+/* Every table site and the trampoline of every key in the table. */
+static int bp_setup(void)
+{
+	const struct static_call_site *s, *b = __start_static_call_sites,
+		*e = __stop_static_call_sites;
+	size_t n = 0, max = 2 * (size_t)(e - b);
+	struct sigaction sa;
+
+	if (bp_sites)
+		return 0;
+	bp_sites = calloc(max ? max : 1, sizeof(*bp_sites));
+	if (!bp_sites)
+		return -1;
+	/* one trampoline per key (sorted to drop repeats), then the sites */
+	for (s = b; s < e; s++)
+		bp_sites[n++] = (struct bp_site){ (uintptr_t)static_call_site_key(s)->tramp,
+			static_call_site_key(s), 1 };
+	qsort(bp_sites, n, sizeof(*bp_sites), bp_cmp);
+	max = n;
+	n = 0;
+	for (size_t i = 0; i < max; i++)
+		if (!n || bp_sites[i].addr != bp_sites[n - 1].addr)
+			bp_sites[n++] = bp_sites[i];
+	for (s = b; s < e; s++)
+		bp_sites[n++] = (struct bp_site){ (uintptr_t)static_call_site_addr(s),
+			static_call_site_key(s),
+			(int)(static_call_site_flags(s) & STATIC_CALL_SITE_TAIL) };
+	qsort(bp_sites, n, sizeof(*bp_sites), bp_cmp);
+	n_bp_sites = n;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = bp_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGTRAP, &sa, &old_sigtrap);
+}
+
+/* ------------------------------------------------------------ set-up */
+
+/* Writable aliases for every site and every trampoline of the table's keys. */
+static int alias_setup(void)
+{
+	for (const struct static_call_site *s = __start_static_call_sites;
+	     s < __stop_static_call_sites; s++)
+		if (make_alias((uintptr_t)static_call_site_addr(s)) ||
+		    make_alias((uintptr_t)static_call_site_key(s)->tramp))
+			return -1;
+	return 0;
+}
+
+static int setup_locked(enum static_call_policy policy, enum static_call_patcher patcher)
+{
+	if (policy != STATIC_CALL_POLICY_SEED && policy != STATIC_CALL_POLICY_KERNEL) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (patcher == STATIC_CALL_PATCHER_DEFAULT)
+		patcher = policy == STATIC_CALL_POLICY_SEED ? STATIC_CALL_PATCHER_STORE
+							    : STATIC_CALL_PATCHER_BREAKPOINT;
+	if (patcher < STATIC_CALL_PATCHER_STORE || patcher > STATIC_CALL_PATCHER_STORE_UNSAFE) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (updated && (policy != current_policy || patcher != current_patcher)) {
+		/* sites refused under one choice must not be judged by another */
+		errno = EBUSY;
+		return -1;
+	}
+	detect_serialize();
+	if (alias_setup())
+		return -1;
+	if (patcher == STATIC_CALL_PATCHER_BREAKPOINT && (sync_setup() || bp_setup()))
+		return -1;
+	current_policy = policy;
+	current_patcher = patcher;
+	configured = 1;
+	return 0;
+}
+
+int static_call_setup(enum static_call_policy policy, enum static_call_patcher patcher)
+{
+	int ret;
+
+	pthread_mutex_lock(&static_call_mutex);
+	ret = setup_locked(policy, patcher);
+	pthread_mutex_unlock(&static_call_mutex);
+	return ret;
+}
+
+int static_call_init(enum static_call_policy policy)
+{
+	return static_call_setup(policy, STATIC_CALL_PATCHER_DEFAULT);
+}
+
+/* ------------------------------------------------------------ updating */
+
+static int rel32_reaches(const unsigned char *insn, const void *dest)
+{
+	intptr_t d = (intptr_t)dest - (intptr_t)(insn + STATIC_CALL_INSN_SIZE);
+
+	return d >= INT32_MIN && d <= INT32_MAX;
+}
+
+int static_call_check_site(const struct static_call_site *site,
+			   const struct static_call_key *key, const void *old_func,
+			   enum static_call_patcher patcher, const char **why)
+{
+	const unsigned char *insn = static_call_site_addr(site);
+	unsigned long flags = static_call_site_flags(site);
+	int tail = flags & STATIC_CALL_SITE_TAIL;
+	const void *dest;
+	const char *dummy;
+
+	if (!why)
+		why = &dummy;
+	*why = NULL;
+	if (static_call_site_key(site) != key) {
+		*why = "entry belongs to another key";
+		return -1;
+	}
+	if (flags & ~STATIC_CALL_SITE_TAIL) {
+		*why = "unknown flag bits in the key field";
+		return -1;
+	}
+	if (insn[0] != (tail ? 0xe9 : 0xe8)) {
+		if (insn[0] == 0xe8 || insn[0] == 0xe9)
+			*why = tail ? "tail flag set but the site is a call (E8)"
+				    : "tail flag clear but the site is a jmp (E9)";
+		else
+			*why = "not an E8 call or E9 jmp rel32";
+		return -1;
+	}
+	dest = static_call_insn_dest(insn);
+	if (dest != key->tramp && dest != old_func) {
+		*why = "destination is neither the trampoline nor the current target";
+		return -1;
+	}
+	if (patcher == STATIC_CALL_PATCHER_STORE && static_call_crosses_line(insn)) {
+		*why = "crosses a cache line at its final address (left on the trampoline)";
+		return 0;
+	}
+	return 1;
+}
+
+static uint32_t rel32_to(const unsigned char *insn, const void *dest)
+{
+	return (uint32_t)((intptr_t)dest - (intptr_t)(insn + STATIC_CALL_INSN_SIZE));
+}
+
+static int fail(struct static_call_key *key, const void *where, const char *why, int err)
+{
+	fprintf(stderr, "static_call_update(%p): %p: %s; nothing changed\n",
+		(void *)key, where, why);
+	errno = err;
+	return -1;
+}
+
+/* Store patchers: the trampoline, then each site, one 4-byte store each. */
+static int write_store(struct static_call_key *key, unsigned char *tramp, void *func)
+{
+	const struct static_call_site *s;
+	int rewritten = 0;
+
+	poke32(tramp + 1, rel32_to(tramp, func));
+	__atomic_store_n(&key->func, func, __ATOMIC_RELEASE);
+	for (s = __start_static_call_sites; s < __stop_static_call_sites; s++) {
+		unsigned char *insn = static_call_site_addr(s);
+
+		if (static_call_site_key(s) != key)
+			continue;
+		if (current_patcher == STATIC_CALL_PATCHER_STORE && static_call_crosses_line(insn))
+			continue;	/* fallback, found in phase 1 */
+		poke32(insn + 1, rel32_to(insn, func));
+		rewritten++;
+	}
+	sync_core_self();
+	return rewritten;
+}
+
+/*
+ * Breakpoint patcher, text_poke_bp_batch() in user space: the trampoline (if
+ * the handler knows it) and every site of the key in one batch, three
+ * serialisations in all.  key->func is the new target before the first int3
+ * so that the handler emulates the new call.  The opcode (E8/E9) is never
+ * changed, so the third pass writes back the byte that was there.
+ */
+static int write_breakpoint(struct static_call_key *key, unsigned char *tramp, void *func)
+{
+	const struct static_call_site *s;
+	int tramp_bp = bp_lookup((uintptr_t)tramp) != NULL, rewritten = 0;
+
+	__atomic_store_n(&key->func, func, __ATOMIC_RELEASE);
+	if (!tramp_bp)		/* a key with no table entry: its trampoline is 8-aligned,
+				   so the store patcher's rule covers it */
+		poke32(tramp + 1, rel32_to(tramp, func));
+	else
+		poke8(tramp, INT3);
+	for (s = __start_static_call_sites; s < __stop_static_call_sites; s++)
+		if (static_call_site_key(s) == key)
+			poke8(static_call_site_addr(s), INT3);
+	sync_all();
+	if (tramp_bp)
+		poke32(tramp + 1, rel32_to(tramp, func));
+	for (s = __start_static_call_sites; s < __stop_static_call_sites; s++)
+		if (static_call_site_key(s) == key) {
+			unsigned char *insn = static_call_site_addr(s);
+
+			poke32(insn + 1, rel32_to(insn, func));
+			rewritten++;
+		}
+	sync_all();
+	if (tramp_bp)
+		poke8(tramp, 0xe9);
+	for (s = __start_static_call_sites; s < __stop_static_call_sites; s++)
+		if (static_call_site_key(s) == key)
+			poke8(static_call_site_addr(s),
+			      static_call_site_flags(s) & STATIC_CALL_SITE_TAIL ? 0xe9 : 0xe8);
+	sync_all();
+	return rewritten;
+}
+
+int __static_call_update(struct static_call_key *key, void *func)
+{
+	const struct static_call_site *s;
+	unsigned char *tramp = key->tramp;
+	void *old = key->func;
+	int ret;
+	const char *why;
+
+	if (!func)
+		return fail(key, NULL, "NULL target not supported", EINVAL);
+
+	pthread_mutex_lock(&static_call_mutex);
+	if (!configured && setup_locked(current_policy, STATIC_CALL_PATCHER_DEFAULT)) {
+		ret = -1;
+		perror("static_call_update: set-up");
+		goto out;
+	}
+	updated = 1;
+
+	/* Phase 1: check everything. */
+	if (tramp[0] != 0xe9 || static_call_insn_dest(tramp) != old ||
+	    memcmp(tramp + STATIC_CALL_INSN_SIZE, tramp_signature, sizeof(tramp_signature))) {
+		ret = fail(key, tramp, "not a static-call trampoline to the current target", EINVAL);
+		goto out;
+	}
+	if (!rel32_reaches(tramp, func)) {
+		ret = fail(key, tramp, "new target out of rel32 range", ERANGE);
+		goto out;
+	}
+	if (static_call_crosses_line(tramp)) {	/* DEFINE_STATIC_CALL 8-aligns it */
+		ret = fail(key, tramp, "trampoline crosses a cache line", EINVAL);
+		goto out;
+	}
+	if (make_alias((uintptr_t)tramp)) {	/* a key that no table entry names */
+		ret = fail(key, tramp, "cannot alias the trampoline's text", errno);
+		goto out;
+	}
+	for (s = __start_static_call_sites; s < __stop_static_call_sites; s++) {
+		if (static_call_site_key(s) != key)
+			continue;
+		if (static_call_check_site(s, key, old, current_patcher, &why) < 0) {
+			ret = fail(key, static_call_site_addr(s), why, EINVAL);
+			goto out;
+		}
+		if (!rel32_reaches(static_call_site_addr(s), func)) {
+			ret = fail(key, static_call_site_addr(s), "new target out of rel32 range", ERANGE);
+			goto out;
+		}
+	}
+
+	/* Phase 2. */
+	if (current_patcher == STATIC_CALL_PATCHER_BREAKPOINT)
+		ret = write_breakpoint(key, tramp, func);
+	else
+		ret = write_store(key, tramp, func);
+out:
+	pthread_mutex_unlock(&static_call_mutex);
+	return ret;
+}
