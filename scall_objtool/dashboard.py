@@ -1,0 +1,223 @@
+"""The dashboard: one self-contained HTML page from one or more JSON reports.
+
+The page embeds the reports' data as compact JSON and renders everything
+client-side (tables in pages, charts and cache-line pictures as SVG, built on
+demand for the visible rows), so it stays small and quick for a whole kernel.
+It loads nothing from the network (a Content-Security-Policy forbids it) and
+works from ``file://``.  The same reports give the same bytes.
+
+API for the CLI::
+
+    docs = [reportdoc.read(reportdoc.load(p), p) for p in paths]
+    html = render_docs(docs, labels_for(paths, labels))
+    # or, from already parsed documents:
+    html = render_dashboard(reports, labels)
+
+``python -m scall_objtool.dashboard REPORT.json... -o OUT.html [--label L]...``
+is a small developer entry point until the CLI has the command.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import sys
+from importlib import resources
+
+from . import lint
+from .errors import InputError, UsageError
+from .reportdoc import Doc, load, read
+
+#: bump when the embedded data layout changes (the page's JS checks it)
+DATA_VERSION = 1
+
+
+class _Strings:
+    """A string table: every repeated string is stored once."""
+
+    def __init__(self):
+        self.index: dict[str, int] = {}
+        self.items: list[str] = []
+
+    def __call__(self, s: str | None) -> int | None:
+        if s is None:
+            return None
+        i = self.index.get(s)
+        if i is None:
+            i = self.index[s] = len(self.items)
+            self.items.append(s)
+        return i
+
+
+def labels_for(paths: list[str], labels: list[str] | None) -> list[str]:
+    """The label of each report: ``--label`` values in order, then file names
+    (the path as given when two reports share a file name)."""
+    labels = list(labels or [])
+    if len(labels) > len(paths):
+        raise UsageError(f"{len(labels)} labels for {len(paths)} reports")
+    names = [os.path.basename(p) or p for p in paths]
+    out = []
+    for i, p in enumerate(paths):
+        if i < len(labels):
+            out.append(labels[i])
+        else:
+            out.append(names[i] if names.count(names[i]) == 1 else p)
+    return out
+
+
+def _verdict(s: lint.LintSite) -> str:
+    return "patchable" if s.patchable else f"fallback: {s.reason}"
+
+
+def _diff_data(old: Doc, new: Doc, st: _Strings) -> dict:
+    scope = "all" if old.kind == new.kind == "scan" else "fallback"
+
+    def sites(doc: Doc):
+        return doc.lint_sites if scope == "all" else [s for s in doc.lint_sites
+                                                      if not s.patchable]
+
+    d = lint.diff(sites(old), sites(new))
+    newfb = {id(s) for s in d.new_fallback}
+
+    def src(s):
+        return [st(s.source["file"]), s.source["line"]] if s.source else None
+
+    rows = []
+    for s in d.added:
+        rows.append(["added", st(new.rel(s.object)), st(s.where), st(s.kind), st(s.trampoline),
+                     None, st(_verdict(s)), src(s), id(s) in newfb])
+    for s in d.removed:
+        rows.append(["removed", st(old.rel(s.object)), st(s.where), st(s.kind),
+                     st(s.trampoline), st(_verdict(s)), None, src(s), False])
+    for o, n in d.changed:
+        kind = n.kind if o.kind == n.kind else f"{o.kind} -> {n.kind}"
+        rows.append(["changed", st(new.rel(n.object)), st(n.where), st(kind),
+                     st(n.trampoline), st(_verdict(o)), st(_verdict(n)), src(n),
+                     id(n) in newfb])
+    return {"scope": scope,
+            "counts": {"added": len(d.added), "removed": len(d.removed),
+                       "changed": len(d.changed), "unchanged": len(d.unchanged),
+                       "moved": d.moved, "new_fallback": len(d.new_fallback)},
+            "rows": rows}
+
+
+def build_data(docs: list[Doc], labels: list[str]) -> dict:
+    """The data the page embeds (compact: strings are indices into ``strings``)."""
+    if not docs:
+        raise UsageError("no reports")
+    if len(labels) != len(docs):
+        raise UsageError(f"{len(labels)} labels for {len(docs)} reports")
+    st = _Strings()
+    cur = docs[-1]
+    summ = cur.summary
+    trend = []
+    for doc, label in zip(docs, labels):
+        s = doc.summary
+        trend.append({"label": label, "kind": doc.kind, "version": doc.version,
+                      "policy": doc.policy.get("name"),
+                      **{k: s[k] for k in ("objects", "sites", "patchable", "fallback",
+                                           "references")},
+                      "by_reason": s["by_reason"]})
+    sites = []
+    for s in cur.sites:
+        src = s["source"]
+        inl = s["inlined"]
+        sites.append([
+            st(cur.rel(s["object"])), st(s["section"]), s["offset"], s["address"],
+            st(s["function"]), s["function_offset"], st(s["trampoline"]), st(s["kind"]),
+            s["length"], s["prefixes"], s["crossing"],
+            None if s["patchable"] else st(s["reason"]), s["alignment"],
+            st(src["file"]) if src else None, src["line"] if src else None,
+            [[st(f["function"]), st(f["file"]), f["line"]] for f in inl] if inl else None,
+            s["placement"]])
+    data = {
+        "v": DATA_VERSION,
+        "kind": cur.kind,
+        "label": labels[-1],
+        "version": cur.version,
+        "policy": cur.policy,
+        "line": cur.cache_line,
+        "root": cur.root,
+        "summary": {k: summ[k] for k in ("objects", "sites", "patchable", "fallback",
+                                         "references")},
+        "by_kind": sorted(summ["by_kind"].items()),
+        "by_reason": sorted(summ["by_reason"].items()),
+        "tramps": [[st(t), v["sites"], v["patchable"], v["fallback"]]
+                   for t, v in summ["by_trampoline"].items()],
+        "objs": [[st(cur.rel(o["path"])), o["sites"], o["patchable"], o["fallback"],
+                  o["references"]] for o in cur.objects],
+        "sites": sites,
+        "check": cur.check,
+        "trend": trend,
+        "diff": _diff_data(docs[-2], cur, st) if len(docs) > 1 else None,
+    }
+    data["strings"] = st.items
+    return data
+
+
+def _asset(name: str) -> str:
+    return resources.files("scall_objtool").joinpath("assets", name).read_text("utf-8")
+
+
+def _embed(data: dict) -> str:
+    """JSON that is safe inside <script>: no '<', '>' or '&' (escaped in strings,
+    the only place JSON can hold them)."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render_docs(docs: list[Doc], labels: list[str]) -> str:
+    data = build_data(docs, labels)
+    title = f"scall-objtool dashboard: {labels[-1]}"
+    parts = {"TITLE": html.escape(title), "CSS": _asset("dashboard.css"),
+             "DATA": _embed(data), "JS": _asset("dashboard.js")}
+    # one pass, so that nothing substituted is substituted again
+    return re.sub(r"\{\{([A-Z]+)\}\}", lambda m: parts[m.group(1)], _asset("dashboard.html"))
+
+
+def render_dashboard(reports: list[dict], labels: list[str]) -> str:
+    """The HTML page of parsed JSON reports (``scan``/``check --format json``),
+    oldest first; the last is the one shown in full, the others make the trend.
+    InputError (path = the report's label) when a document is malformed."""
+    if len(labels) != len(reports):
+        raise UsageError(f"{len(labels)} labels for {len(reports)} reports")
+    return render_docs([read(r, label) for r, label in zip(reports, labels)], labels)
+
+
+def dashboard_from_files(paths: list[str], labels: list[str] | None = None) -> str:
+    """Read the reports and render the page; InputError names the bad file."""
+    docs = [read(load(p), p) for p in paths]
+    return render_docs(docs, labels_for(paths, labels))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Developer entry: ``python -m scall_objtool.dashboard R.json... -o OUT.html``."""
+    import argparse
+
+    from .fileio import atomic_write
+    ap = argparse.ArgumentParser(prog="python -m scall_objtool.dashboard",
+                                 description="Render JSON reports as an HTML dashboard.")
+    ap.add_argument("reports", nargs="+", metavar="REPORT.json")
+    ap.add_argument("-o", "--output", required=True, metavar="OUT.html")
+    ap.add_argument("--label", action="append", default=[], metavar="L",
+                    help="label of the next report, in order (default: its file name)")
+    args = ap.parse_args(argv)
+    try:
+        page = dashboard_from_files(args.reports, args.label)
+        atomic_write(args.output, page.encode("utf-8"))
+    except InputError as e:
+        print(f"scall-objtool: error: {e}", file=sys.stderr)
+        return 2
+    except UsageError as e:
+        print(f"scall-objtool: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"scall-objtool: error: {args.output}: cannot write: {e.strerror}",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
