@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -13,18 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from browserlib import chromium, console_errors, number
+from dashlib import LAYOUT, chromium, console_errors, number, prebuilt_tree
 from scall_objtool import lint
 from scall_objtool.dashboard import dashboard_from_files, render_dashboard
 from scall_objtool.errors import InputError
-
-ROOT = Path(__file__).resolve().parent.parent
-PREBUILT = ROOT / "testdata" / "prebuilt"
-
-# the small tree: objects in a few directories
-LAYOUT = {"arch/x/crossing.o": "crossing.o", "arch/x/kinds.o": "kinds.o",
-          "lib/demo.o": "demo.o", "lib/sub/staticcall-O2.o": "staticcall-O2.o",
-          "nostatic-O2.o": "nostatic-O2.o"}
 
 
 def dev(*args) -> subprocess.CompletedProcess:
@@ -41,11 +32,7 @@ def scan_json(cli, out: Path, *args) -> dict:
 
 @pytest.fixture
 def tree(tmp_path) -> Path:
-    root = tmp_path / "build"
-    for rel, name in LAYOUT.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(PREBUILT / name, root / rel)
-    return root
+    return prebuilt_tree(tmp_path / "build")
 
 
 @pytest.fixture

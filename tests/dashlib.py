@@ -1,4 +1,5 @@
-"""Headless Chromium for the dashboard tests (Debian's chromium and
+"""Helpers of the dashboard and metrics tests: a small tree of prebuilt
+objects in a few directories, and headless Chromium (Debian's chromium and
 chromium-driver, listed in scripts/debian-packages/dashboard.txt, driven by
 selenium)."""
 from __future__ import annotations
@@ -8,6 +9,23 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PREBUILT = ROOT / "testdata" / "prebuilt"
+
+#: the small tree: tree path -> prebuilt object
+LAYOUT = {"arch/x/crossing.o": "crossing.o", "arch/x/kinds.o": "kinds.o",
+          "lib/demo.o": "demo.o", "lib/sub/staticcall-O2.o": "staticcall-O2.o",
+          "nostatic-O2.o": "nostatic-O2.o"}
+
+
+def prebuilt_tree(root: Path) -> Path:
+    """Copy the prebuilt objects into ``root`` as LAYOUT says."""
+    for rel, name in LAYOUT.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PREBUILT / name, root / rel)
+    return root
+
 
 CHROMIUM = "/usr/bin/chromium"
 DRIVER = "/usr/bin/chromedriver"
