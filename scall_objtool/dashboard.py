@@ -8,10 +8,12 @@ works from ``file://``.  The same reports give the same bytes.
 
 API for the CLI::
 
-    docs = [reportdoc.read(reportdoc.load(p), p) for p in paths]
-    html = render_docs(docs, labels_for(paths, labels))
-    # or, from already parsed documents:
-    html = render_dashboard(reports, labels)
+    html = dashboard_from_files(paths, labels)  # labels: --label values (may be fewer)
+    html = render_dashboard(reports, labels)    # parsed documents, one label each
+
+Both raise InputError for a report that cannot be read or is not a scan/check
+JSON document (its path, or label, as ``.path``) and UsageError for more
+labels than reports.  The caller writes the page (atomically).
 
 ``python -m scall_objtool.dashboard REPORT.json... -o OUT.html [--label L]...``
 is a small developer entry point until the CLI has the command.
@@ -182,13 +184,17 @@ def render_dashboard(reports: list[dict], labels: list[str]) -> str:
     InputError (path = the report's label) when a document is malformed."""
     if len(labels) != len(reports):
         raise UsageError(f"{len(labels)} labels for {len(reports)} reports")
-    return render_docs([read(r, label) for r, label in zip(reports, labels)], labels)
+    last = len(reports) - 1
+    return render_docs([read(r, label, detail=i == last)
+                        for i, (r, label) in enumerate(zip(reports, labels))], labels)
 
 
 def dashboard_from_files(paths: list[str], labels: list[str] | None = None) -> str:
     """Read the reports and render the page; InputError names the bad file."""
-    docs = [read(load(p), p) for p in paths]
-    return render_docs(docs, labels_for(paths, labels))
+    labels = labels_for(paths, labels)     # a usage error before any reading
+    # only the last report is shown site by site; the others make the trend
+    docs = [read(load(p), p, detail=i == len(paths) - 1) for i, p in enumerate(paths)]
+    return render_docs(docs, labels)
 
 
 def main(argv: list[str] | None = None) -> int:

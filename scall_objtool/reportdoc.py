@@ -98,8 +98,10 @@ def _check_map(name: str, where: str, d, allowed=None) -> None:
             _bad(name, f"{where}.{k} is not a count")
 
 
-def read(data, name: str) -> Doc:
-    """A scan or check document as a :class:`Doc`; InputError if malformed."""
+def read(data, name: str, detail: bool = True) -> Doc:
+    """A scan or check document as a :class:`Doc`; InputError if malformed.
+    Without ``detail`` the site dicts are left out (``sites`` is empty; the
+    lint sites and the summary are read and checked all the same)."""
     if not isinstance(data, dict):
         _bad(name, "the top level is not an object")
     if data.get("schema_version") != 1:
@@ -161,7 +163,7 @@ def read(data, name: str) -> Doc:
     except InputError as e:
         raise InputError(e.message.replace("(scan --format json)", "(scan or check "
                                            "--format json)"), name) from None
-    sites = [_site(name, obj, s, where) for obj, s, where in raw]
+    sites = [_site(name, obj, s, where) for obj, s, where in raw] if detail else []
     paths = [o["path"] for o in by_object] + [s["object"] for s in sites]
     return Doc(name=name, kind=kind, version=version, policy=policy, summary=summary,
                objects=by_object, sites=sites, lint_sites=lint_sites, check=check,
