@@ -354,7 +354,7 @@
        el("div", { "class": "bar" }, el("div", { style: "width:" + (100 * share).toFixed(2) + "%" }))),
     card("Fallback", sm.fallback, "sum-fallback", "bad"),
     card("References", sm.references, "sum-references"),
-    el("div", { "class": "card" }, el("div", { "class": "k", text: "Fallback by reason" }), reasonList),
+    el("div", { "class": "card wide" }, el("div", { "class": "k", text: "Fallback by reason" }), reasonList),
     el("div", { "class": "card" }, el("div", { "class": "k", text: "Sites by kind" }), kindList),
     D.check ? el("div", { "class": "card", id: "sum-check" },
       el("div", { "class": "k", text: "Check" }),
@@ -574,8 +574,9 @@
       root.appendChild(sv("text", { "class": "axis", x: l - 6, y: Y(v) + 4, "text-anchor": "end", text: fmt(Math.round(v)) }));
     }
     points.forEach(function (p, i) {
-      root.appendChild(sv("text", { "class": "axis", x: X(i), y: h - b + 16, "text-anchor": "middle",
-                                    text: clip(p.label, 24) }, title(p.label)));
+      var anchor = n > 1 && i === 0 ? "start" : n > 1 && i === n - 1 ? "end" : "middle";
+      root.appendChild(sv("text", { "class": "axis", x: X(i), y: h - b + 16, "text-anchor": anchor,
+                                    text: clip(p.label, 28) }, title(p.label)));
     });
     [["patchable", "ok"], ["fallback", "bad"]].forEach(function (ser) {
       var d = points.map(function (p, i) { return (i ? "L" : "M") + X(i).toFixed(1) + " " + Y(p[ser[0]]).toFixed(1); }).join(" ");
@@ -586,7 +587,9 @@
                             title(p.label + ": " + fmt(p[ser[0]]) + " " + ser[0])));
       });
     });
-    root.appendChild(sv("text", { "class": "axis", x: l, y: h - 6, text: "\u25cf patchable   \u25cf fallback" }));
+    root.appendChild(sv("text", { "class": "axis", x: l, y: h - 6 },
+      sv("tspan", { "class": "ok-fill", text: "\u25cf" }), " patchable   ",
+      sv("tspan", { "class": "bad-fill", text: "\u25cf" }), " fallback"));
     return root;
   }
   if (D.trend.length < 2) {
