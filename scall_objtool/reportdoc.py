@@ -126,6 +126,9 @@ def read(data, name: str, detail: bool = True) -> Doc:
     tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
     version = tool.get("version") if isinstance(tool.get("version"), str) else "?"
     policy = data.get("policy") if isinstance(data.get("policy"), dict) else {}
+    # only plain fields: the renderers show them as they are
+    policy = {k: v for k, v in policy.items() if isinstance(k, str) and (
+        v is None or isinstance(v, (str, bool)) or _count(v))}
     check = None
     if "findings" in data or "check" in data:
         kind = "check"
@@ -137,6 +140,10 @@ def read(data, name: str, detail: bool = True) -> Doc:
                                              "baselined", "fixed"))
         if not isinstance(check.get("passed"), bool):
             _bad(name, "check.passed is not true or false")
+        if check.get("baseline") is not None and not isinstance(check["baseline"], str):
+            _bad(name, "check.baseline is not a string")
+        check = {k: check[k] for k in ("passed", "findings", "failing", "max_fallback",
+                                       "baseline", "baselined", "fixed")}
         raw = []
         for i, f in enumerate(findings):
             if not isinstance(f, dict) or not isinstance(f.get("object"), str):
@@ -208,7 +215,13 @@ def _site(name: str, obj: str, s: dict, where: str) -> dict:
                 "file": f.get("file") if isinstance(f.get("file"), str) else None,
                 "line": f.get("line") if _count(f.get("line")) else None} for f in inl]
     out["inlined"] = inl
-    out["placement"] = s.get("placement")
+    placement = s.get("placement")
+    if placement is not None:
+        try:        # shown as it is: it must be plain JSON (no NaN, not absurdly deep)
+            json.dumps(placement, allow_nan=False)
+        except (ValueError, TypeError, RecursionError):
+            _bad(name, f"{where}.placement is not plain JSON")
+    out["placement"] = placement
     return out
 
 

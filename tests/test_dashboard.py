@@ -48,6 +48,8 @@ def small(cli, tree, tmp_path):
     site["inlined"] = [{"function": "inner_helper", "file": "include/x.h", "line": 12},
                        {"function": "d_03c", "file": "arch/x/crossing.c", "line": 40}]
     site["placement"] = {"model": "test", "region": ".text"}
+    site = next(s for o in doc["objects"] for s in o["sites"] if s["function"] == "d_04f")
+    site["placement"] = {"model": "test", "line_offset": 62}
     new.write_text(json.dumps(doc))
     return old, new, doc
 
@@ -196,6 +198,7 @@ def test_hostile_names_stay_data(small, tmp_path):
                 s["trampoline"] = evil
     t = doc["summary"]["by_trampoline"]
     t[evil] = t.pop("__SCT__bar")
+    doc["policy"]["cache_line"] = 1 << 40       # no picture, and no endless loop
     page = render_dashboard([doc], ["<b>label</b>"])
     assert page.count("</script>") == 2          # the data's and the code's
     assert "<b>label" not in page
@@ -209,6 +212,8 @@ def test_hostile_names_stay_data(small, tmp_path):
         assert total(d, "tramp") == 1
         assert column(d, "tramp", "name") == [evil]
         assert js(d, "return document.querySelectorAll('script').length") == 2
+        assert "too long to draw" in text_of(d, "#sites-table tr.site")
+        assert console_errors(d) == []
 
 
 @pytest.mark.parametrize("content, problem", [
@@ -236,6 +241,10 @@ def test_malformed_site_is_an_input_error(small):
     with pytest.raises(InputError, match="length is not a non-negative integer"):
         render_dashboard([doc], ["x"])
     doc["objects"][0]["sites"][0]["length"] = 5
+    doc["objects"][0]["sites"][0]["placement"] = {"line_offset": float("nan")}
+    with pytest.raises(InputError, match="placement is not plain JSON"):
+        render_dashboard([doc], ["x"])
+    del doc["objects"][0]["sites"][0]["placement"]
     doc["summary"]["by_object"] = None
     with pytest.raises(InputError, match="by_object is not a list"):
         render_dashboard([doc], ["x"])
@@ -320,6 +329,11 @@ def test_small_dashboard_in_chromium(small, tmp_path):
         detail = text_of(d, "#sites-table tr.detail")
         assert "inner_helper (include/x.h:12)" in detail and "arch/x/crossing.c:40" in detail
         assert 'model "test"' in detail
+        # a placement that knows the start in the line: one row, exact
+        show_site(d, "d_04f+0x0")
+        (row,) = picture_rows(d, big=False)
+        assert row["start"] == 62
+        assert_boundary(row, 5)
         # the inline chain also in the row, and searchable
         type_filter(d, "sites", "inner_helper")
         assert total(d, "sites") == 1

@@ -7,6 +7,7 @@
   var S = D.strings;
   var LINE = D.line;
   var NS = "http://www.w3.org/2000/svg";
+  var MAX_LINE = 256;     /* longer cache lines get no picture */
 
   function str(i) { return i === null || i === undefined ? null : S[i]; }
   function el(tag, attrs) {
@@ -133,9 +134,10 @@
 
   /* The cache-line picture of a site (small in the table, big in details). */
   function picture(s, big) {
-    var pl = placements(s);
+    var pl = LINE <= MAX_LINE ? placements(s) : null;
     if (!pl) return el("span", { "class": "note", text: s.len === null
-      ? "no length in a check report (use scan --format json)" : "no placement" });
+      ? "no length in a check report (use scan --format json)"
+      : LINE > MAX_LINE ? "a " + LINE + "-byte line is too long to draw" : "no placement" });
     var W = LINE + 16;
     var cw = big ? Math.max(3, Math.min(11, Math.floor(880 / W)))
                  : Math.max(1, Math.floor(320 / W));
@@ -549,7 +551,7 @@
     if (s.placement !== null && s.placement !== undefined) row("placement", typeof s.placement === "object" ?
       Object.keys(s.placement).map(function (k) { return k + " " + JSON.stringify(s.placement[k]); }).join(", ")
       : JSON.stringify(s.placement));
-    var pl = placements(s);
+    var pl = LINE <= MAX_LINE ? placements(s) : null;
     if (pl) row("placements", pl.starts.length + " possible start" + (pl.starts.length > 1 ? "s" : "") +
       " in the line (" + pl.basis + ")");
     return el("tr", { "class": "detail", "data-detail": s.i },
