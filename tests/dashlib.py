@@ -4,6 +4,7 @@ chromium-driver, listed in scripts/debian-packages/dashboard.txt, driven by
 selenium)."""
 from __future__ import annotations
 
+import json
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,23 @@ def prebuilt_tree(root: Path) -> Path:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(PREBUILT / name, root / rel)
     return root
+
+
+def scan_json(cli, out: Path, *args) -> dict:
+    """``scan --format json -o OUT ARGS`` through the ``cli`` fixture; the report."""
+    r = cli("scan", "--format", "json", "-o", out, *args)
+    assert r.rc == 0, r.stderr
+    return json.loads(Path(out).read_text())
+
+
+def rename_trampoline(doc: dict, old: str, new: str) -> None:
+    """Rename a trampoline throughout a scan report (sites and summary)."""
+    for o in doc["objects"]:
+        for s in o["sites"]:
+            if s["trampoline"] == old:
+                s["trampoline"] = new
+    t = doc["summary"]["by_trampoline"]
+    t[new] = t.pop(old)
 
 
 CHROMIUM = "/usr/bin/chromium"

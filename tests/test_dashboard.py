@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dashlib import LAYOUT, chromium, console_errors, number, prebuilt_tree
+from dashlib import (LAYOUT, chromium, console_errors, number, prebuilt_tree,
+                     rename_trampoline, scan_json)
 from scall_objtool import lint
 from scall_objtool.dashboard import dashboard_from_files, render_dashboard
 from scall_objtool.errors import InputError
@@ -22,12 +23,6 @@ def dev(*args) -> subprocess.CompletedProcess:
     """The developer entry: python -m scall_objtool.dashboard ARGS."""
     return subprocess.run([sys.executable, "-m", "scall_objtool.dashboard", *map(str, args)],
                           capture_output=True, text=True, timeout=120)
-
-
-def scan_json(cli, out: Path, *args) -> dict:
-    r = cli("scan", "--format", "json", "-o", out, *args)
-    assert r.rc == 0, r.stderr
-    return json.loads(out.read_text())
 
 
 @pytest.fixture
@@ -192,12 +187,7 @@ def test_page_is_self_contained_and_deterministic(small, tmp_path):
 def test_hostile_names_stay_data(small, tmp_path):
     _, new, doc = small
     evil = '__SCT__</script><script>alert(1)</script>&"\n\u2028'
-    for o in doc["objects"]:
-        for s in o["sites"]:
-            if s["trampoline"] == "__SCT__bar":
-                s["trampoline"] = evil
-    t = doc["summary"]["by_trampoline"]
-    t[evil] = t.pop("__SCT__bar")
+    rename_trampoline(doc, "__SCT__bar", evil)
     doc["policy"]["cache_line"] = 1 << 40       # no picture, and no endless loop
     page = render_dashboard([doc], ["<b>label</b>"])
     assert page.count("</script>") == 2          # the data's and the code's

@@ -9,15 +9,9 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_prom
 
-from dashlib import LAYOUT, prebuilt_tree
+from dashlib import LAYOUT, prebuilt_tree, rename_trampoline, scan_json
 from scall_objtool.errors import InputError
 from scall_objtool.openmetrics import escape_label, render_openmetrics
-
-
-def scan_json(cli, out, *args) -> dict:
-    r = cli("scan", "--format", "json", "-o", out, *args)
-    assert r.rc == 0, r.stderr
-    return json.loads(out.read_text())
 
 
 def samples(text: str) -> dict[str, list]:
@@ -117,12 +111,8 @@ def test_label_values_are_escaped(cli, tmp_path):
     tree = prebuilt_tree(tmp_path / "build")
     doc = scan_json(cli, tmp_path / "r.json", tree)
     evil = '__SCT__a"b\\c\nd}e,f="g" \u00e9\u2028'
-    for o in doc["objects"]:
-        for s in o["sites"]:
-            if s["trampoline"] == "__SCT__bar":
-                s["trampoline"] = evil
+    rename_trampoline(doc, "__SCT__bar", evil)
     bt = doc["summary"]["by_trampoline"]
-    bt[evil] = bt.pop("__SCT__bar")
     text = render_openmetrics(doc)
     assert escape_label(evil) in text and evil not in text
     m = samples(text)
