@@ -26,6 +26,7 @@ import os
 import re
 import sys
 from importlib import resources
+from math import gcd
 
 from . import lint
 from .errors import InputError, UsageError
@@ -122,11 +123,20 @@ def build_data(docs: list[Doc], labels: list[str]) -> dict:
                                            "references")},
                       "by_reason": s["by_reason"]})
     sites = []
+    line = cur.cache_line
     for s in cur.sites:
         src = s["source"]
         inl = s["inlined"]
+        addr, align = s["address"], s["alignment"]
+        g = gcd(align, line) if align is not None else None
+        # placement arithmetic here: JavaScript numbers lose a kernel address's
+        # low bits (above 2**53), so the page gets the address as text, its
+        # start in the line, and the offset modulo the known alignment
+        where = [None if addr is None else f"{addr:#x}",
+                 None if addr is None else addr % line,
+                 g, None if g is None else s["offset"] % g]
         sites.append([
-            st(cur.rel(s["object"])), st(s["section"]), s["offset"], s["address"],
+            st(cur.rel(s["object"])), st(s["section"]), s["offset"], where,
             st(s["function"]), s["function_offset"], st(s["trampoline"]), st(s["kind"]),
             s["length"], s["prefixes"], s["crossing"],
             None if s["patchable"] else st(s["reason"]), s["alignment"],

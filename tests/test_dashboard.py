@@ -45,6 +45,10 @@ def small(cli, tree, tmp_path):
     site["placement"] = {"model": "test", "region": ".text"}
     site = next(s for o in doc["objects"] for s in o["sites"] if s["function"] == "d_04f")
     site["placement"] = {"model": "test", "line_offset": 62}
+    # as in a linked kernel: an address above 2**53, which JavaScript's
+    # numbers cannot hold exactly; it starts at 0x3f of its line
+    site = next(s for o in doc["objects"] for s in o["sites"] if s["function"] == "c_0bf")
+    site["address"] = 0xffffffff8101cdbf
     new.write_text(json.dumps(doc))
     return old, new, doc
 
@@ -319,6 +323,12 @@ def test_small_dashboard_in_chromium(small, tmp_path):
         detail = text_of(d, "#sites-table tr.detail")
         assert "inner_helper (include/x.h:12)" in detail and "arch/x/crossing.c:40" in detail
         assert 'model "test"' in detail
+        # an image's address: exact, from all its bits
+        show_site(d, "c_0bf+0x0")
+        (row,) = picture_rows(d, big=False)
+        assert row["start"] == 0x3f
+        assert_boundary(row, 5)
+        assert "@0xffffffff8101cdbf" in text_of(d, "#sites-table tr.site")
         # a placement that knows the start in the line: one row, exact
         show_site(d, "d_04f+0x0")
         (row,) = picture_rows(d, big=False)

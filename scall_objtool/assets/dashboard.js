@@ -39,7 +39,6 @@
   function fmt(n) { return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ","); }
   function pct(a, b) { return b ? (100 * a / b).toFixed(1) + "%" : "\u2013"; }
   function hex(n) { return "0x" + n.toString(16); }
-  function gcd(a, b) { while (b) { var t = a % b; a = b; b = t; } return a; }
   function title(t) { return sv("title", { text: t }); }
   function clipTail(s, n) { return s.length > n ? s.slice(0, n - 1) + "\u2026" : s; }
   function clip(s, n) { return s.length > n ? "\u2026" + s.slice(s.length - n + 1) : s; }
@@ -57,7 +56,8 @@
   function site(i) {
     var r = D.sites[i];
     return {
-      i: i, obj: str(r[0]), sec: str(r[1]), off: r[2], addr: r[3], fn: str(r[4]), foff: r[5],
+      i: i, obj: str(r[0]), sec: str(r[1]), off: r[2], addr: r[3][0], addrLine: r[3][1],
+      g: r[3][2], base: r[3][3], fn: str(r[4]), foff: r[5],
       tramp: str(r[6]), kind: str(r[7]), len: r[8], pre: r[9], crossing: r[10],
       reason: str(r[11]), align: r[12], file: str(r[13]), line: r[14], inlined: r[15],
       placement: r[16]
@@ -74,10 +74,10 @@
     var pl = s.placement;
     if (pl && typeof pl === "object" && Number.isInteger(pl.line_offset))
       return { starts: [pl.line_offset % LINE], basis: "placement" };
-    if (s.addr !== null) return { starts: [s.addr % LINE], basis: "address " + hex(s.addr) };
-    if (s.align === null) return null;
-    var g = gcd(s.align, LINE), base = s.off % g, starts = [];
-    for (var p = base; p < LINE; p += g) starts.push(p);
+    if (s.addr !== null) return { starts: [s.addrLine], basis: "address " + s.addr };
+    if (s.g === null) return null;
+    var g = s.g, starts = [];
+    for (var p = s.base; p < LINE; p += g) starts.push(p);
     return { starts: starts, g: g,
              basis: g === LINE ? "offset " + hex(s.off) + ", section " + g + "-aligned"
                                : "offset " + hex(s.off) + " mod " + g };
@@ -515,7 +515,7 @@
       { key: "obj", label: "object", cls: "mono wrap", get: function (s) { return s.obj; } },
       { key: "where", label: "function+offset", cls: "mono wrap", get: function (s) { return where(s); },
         cell: function (s) { return el("span", null, where(s), el("br"),
-          el("span", { "class": "note", text: s.sec + "+" + hex(s.off) + (s.addr !== null ? " @" + hex(s.addr) : "") })); } },
+          el("span", { "class": "note", text: s.sec + "+" + hex(s.off) + (s.addr !== null ? " @" + s.addr : "") })); } },
       { key: "tramp", label: "trampoline", cls: "mono wrap", get: function (s) { return s.tramp; },
         cell: function (s) { return el("span", null, s.tramp, el("br"), el("span", { "class": "note", text: s.kind + (s.len !== null ? ", " + s.len + " bytes" : "") })); } },
       { key: "reason", label: "verdict", get: function (s) { return s.reason || ""; },
@@ -540,7 +540,7 @@
     row("object", s.obj);
     row("function", s.fn !== null ? where(s) : null);
     row("section", s.sec + "+" + hex(s.off));
-    row("address", s.addr !== null ? hex(s.addr) : null);
+    row("address", s.addr);
     row("instruction", s.kind + (s.len !== null ? ", " + s.len + " bytes" : "") + (s.pre ? ", prefixes " + s.pre : ""));
     row("trampoline", s.tramp);
     row("verdict", s.reason === null ? "patchable" : "fallback: " + s.reason);
