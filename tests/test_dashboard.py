@@ -110,6 +110,17 @@ def sort_by(driver, table_id, key) -> str:
     return th.get_attribute("aria-sort")
 
 
+def assert_pictures_agree(driver, doc: dict) -> None:
+    """Every site's picture crosses where the report says it does (but where
+    a made-up placement says otherwise)."""
+    drawn = js(driver, "return window.scallDashboard.pictureCrossing()")
+    sites = [s for o in doc["objects"] for s in o["sites"]]
+    assert len(drawn) == len(sites)
+    keep = [s["kind"] != "indirect" and "placement" not in s for s in sites]
+    assert [d for d, k in zip(drawn, keep) if k] \
+        == [s["crossing"] for s, k in zip(sites, keep) if k]
+
+
 def assert_summary(driver, doc: dict) -> None:
     s = doc["summary"]
     for k in ("objects", "sites", "patchable", "fallback", "references"):
@@ -268,6 +279,7 @@ def test_small_dashboard_in_chromium(small, tmp_path):
         open_page(d, page)
         assert console_errors(d) == []
         assert_summary(d, doc)
+        assert_pictures_agree(d, doc)
 
         # directories: counts per directory equal the JSON's
         select(d, "#dir-depth", "0")
@@ -391,6 +403,7 @@ def test_corpus_dashboard_in_chromium(cli, corpus, tmp_path):
         assert render_ms < 2000 and wall < 4.0
         assert console_errors(d) == []
         assert_summary(d, doc)
+        assert_pictures_agree(d, doc)
 
         # directories at depth 1, as the JSON's by_object adds them up
         select(d, "#dir-depth", "1")
