@@ -454,3 +454,12 @@ def test_corpus_dashboard_in_chromium(cli, corpus, tmp_path):
         assert total(d, "diff") == len(want.changed) + len(want.added) + len(want.removed)
         assert len(want.changed) == 1869
         assert console_errors(d) == []
+
+        # the first report alone: 1878 sites that depend on placement
+        first = tmp_path / "first.html"
+        first.write_text(dashboard_from_files([str(before)]))
+        open_page(d, first)
+        doc1 = json.loads(before.read_text())
+        assert_summary(d, doc1)
+        assert_pictures_agree(d, doc1)
+        assert console_errors(d) == []
