@@ -127,13 +127,19 @@ def build_data(docs: list[Doc], labels: list[str]) -> dict:
     for s in cur.sites:
         src = s["source"]
         inl = s["inlined"]
-        addr, align = s["address"], s["alignment"]
+        addr, align, pl = s["address"], s["alignment"], s["placement"]
         g = gcd(align, line) if align is not None else None
         # placement arithmetic here: JavaScript numbers lose a kernel address's
-        # low bits (above 2**53), so the page gets the address as text, its
-        # start in the line, and the offset modulo the known alignment
-        where = [None if addr is None else f"{addr:#x}",
-                 None if addr is None else addr % line,
+        # low bits (above 2**53), so the page gets the address as text, the
+        # exact start in the line where known (a placement's line_offset, else
+        # the address), and the offset modulo the known alignment
+        exact = basis = None
+        if isinstance(pl, dict) and isinstance(pl.get("line_offset"), int) \
+                and not isinstance(pl["line_offset"], bool):
+            exact, basis = pl["line_offset"] % line, "placement"
+        elif addr is not None:
+            exact, basis = addr % line, "address"
+        where = [None if addr is None else f"{addr:#x}", exact, basis,
                  g, None if g is None else s["offset"] % g]
         sites.append([
             st(cur.rel(s["object"])), st(s["section"]), s["offset"], where,

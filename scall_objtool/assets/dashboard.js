@@ -56,8 +56,8 @@
   function site(i) {
     var r = D.sites[i];
     return {
-      i: i, obj: str(r[0]), sec: str(r[1]), off: r[2], addr: r[3][0], addrLine: r[3][1],
-      g: r[3][2], base: r[3][3], fn: str(r[4]), foff: r[5],
+      i: i, obj: str(r[0]), sec: str(r[1]), off: r[2], addr: r[3][0], exact: r[3][1],
+      exactBasis: r[3][2], g: r[3][3], base: r[3][4], fn: str(r[4]), foff: r[5],
       tramp: str(r[6]), kind: str(r[7]), len: r[8], pre: r[9], crossing: r[10],
       reason: str(r[11]), align: r[12], file: str(r[13]), line: r[14], inlined: r[15],
       placement: r[16]
@@ -71,10 +71,9 @@
   /* The possible starts of a site within its cache line. */
   function placements(s) {
     if (s.len === null) return null;
-    var pl = s.placement;
-    if (pl && typeof pl === "object" && Number.isInteger(pl.line_offset))
-      return { starts: [pl.line_offset % LINE], basis: "placement" };
-    if (s.addr !== null) return { starts: [s.addrLine], basis: "address " + s.addr };
+    if (s.exact !== null)
+      return { starts: [s.exact], basis: s.exactBasis === "address" ? "address " + s.addr
+                                                                     : "placement" };
     if (s.g === null) return null;
     var g = s.g, starts = [];
     for (var p = s.base; p < LINE; p += g) starts.push(p);
