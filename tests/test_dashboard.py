@@ -393,14 +393,14 @@ def test_corpus_dashboard_in_chromium(cli, corpus, tmp_path):
     size = page.stat().st_size
     print(f"corpus dashboard: generated in {took:.2f} s, {size / 1e6:.2f} MB")
     assert size <= 5_000_000
-    assert took <= 3.0      # 1 s on an idle machine (scripts/bench --dashboard)
+    assert took <= 5.0      # a guard on a busy machine: scripts/bench --dashboard measures
 
     with chromium() as d:
         t0 = time.perf_counter()
         render_ms = open_page(d, page)
         wall = time.perf_counter() - t0
         print(f"corpus dashboard: rendered in {render_ms:.0f} ms, ready after {wall:.2f} s")
-        assert render_ms < 2000 and wall < 4.0
+        assert render_ms < 2000 and wall < 5.0
         assert console_errors(d) == []
         assert_summary(d, doc)
         assert_pictures_agree(d, doc)
