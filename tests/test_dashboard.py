@@ -194,9 +194,7 @@ def test_page_is_self_contained_and_deterministic(small, tmp_path):
     assert not re.search(r"<(img|iframe|object|embed)\b", text)
     assert re.findall(r"<script\b[^>]*\bsrc=", text) == []
     # labels: the given one, then the file name
-    data = json.loads(re.search(r'<script type="application/json" id="scall-data">(.*?)'
-                                r"</script>", text, re.S).group(1))
-    assert [t["label"] for t in data["trend"]] == ["before", "new.json"]
+    assert [t["label"] for t in embedded(text)["trend"]] == ["before", "new.json"]
 
 
 def test_hostile_names_stay_data(small, tmp_path):
@@ -270,6 +268,34 @@ def test_check_report_renders_its_findings(cli, tree, tmp_path):
         assert "failed" in text_of(d, "#sum-check")
 
 
+def embedded(page: str) -> dict:
+    return json.loads(re.search(r'<script type="application/json" id="scall-data">(.*?)'
+                                r"</script>", page, re.S).group(1))
+
+
+def test_trend_from_a_scan_to_a_check_report(cli, small, tmp_path):
+    """Between a scan and a check report only fallback sites are compared,
+    as diff would compare them."""
+    old, _, _ = small
+    tree = tmp_path / "build"
+    check = tmp_path / "check.json"
+    assert cli("check", "--format", "json", "-o", check, tree).rc == 1
+    data = embedded(dashboard_from_files([str(old), str(check)]))
+    assert data["diff"]["scope"] == "fallback"
+    fb_old = [s for s in lint.load_report(str(old)).sites if not s.patchable]
+    doc = json.loads(check.read_text())
+    fb_new = [lint.LintSite(**{k: f[k] for k in (
+        "object", "section", "offset", "function", "function_offset", "trampoline", "key",
+        "kind", "patchable", "reason", "crossing", "source")}) for f in doc["findings"]]
+    want = lint.diff(fb_old, fb_new)
+    assert data["diff"]["counts"] == {
+        "added": len(want.added), "removed": len(want.removed), "changed": len(want.changed),
+        "unchanged": len(want.unchanged), "moved": want.moved,
+        "new_fallback": len(want.new_fallback)}
+    assert data["diff"]["counts"]["added"] == 8      # kinds.o's fallback sites
+    assert [t["kind"] for t in data["trend"]] == ["scan", "check"]
+
+
 # ------------------------------------------------------------- small, live
 def test_small_dashboard_in_chromium(small, tmp_path):
     old, new, doc = small
@@ -303,6 +329,13 @@ def test_small_dashboard_in_chromium(small, tmp_path):
         assert sort_by(d, "tramp", "name") == "ascending"
         type_filter(d, "tramp", "")
         assert column(d, "tramp", "name") == sorted(tramps)
+        # and from the keyboard
+        from selenium.webdriver.common.keys import Keys
+        th = d.find_element("css selector", "#tramp-table th[data-key='fallback']")
+        th.send_keys(Keys.ENTER)
+        assert th.get_attribute("aria-sort") == "descending"
+        assert [number(x) for x in column(d, "tramp", "fallback")] == sorted(
+            (v["fallback"] for v in tramps.values()), reverse=True)
 
         # sites: the fallback ones by default, filtered by reason
         assert total(d, "sites") == doc["summary"]["fallback"]

@@ -36,6 +36,9 @@
     if (Array.isArray(c)) { c.forEach(function (x) { add(e, x); }); return; }
     e.appendChild(typeof c === "object" ? c : document.createTextNode(String(c)));
   }
+  function clickOnEnter(ev) {
+    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); ev.currentTarget.click(); }
+  }
   function fmt(n) { return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ","); }
   function pct(a, b) { return b ? (100 * a / b).toFixed(1) + "%" : "\u2013"; }
   function hex(n) { return "0x" + n.toString(16); }
@@ -202,10 +205,14 @@
     cfg.columns.forEach(function (c) {
       var th = el("th", { "class": (c.num ? "num " : "") + (c.get ? "sortable" : ""),
                           "data-key": c.key, scope: "col", text: c.label });
-      if (c.get) th.addEventListener("click", function () {
-        if (st.key === c.key) st.dir = -st.dir; else { st.key = c.key; st.dir = c.num ? -1 : 1; }
-        st.page = 0; draw();
-      });
+      if (c.get) {
+        th.tabIndex = 0;
+        th.addEventListener("click", function () {
+          if (st.key === c.key) st.dir = -st.dir; else { st.key = c.key; st.dir = c.num ? -1 : 1; }
+          st.page = 0; draw();
+        });
+        th.addEventListener("keydown", clickOnEnter);
+      }
       hr.appendChild(th);
     });
     thead.appendChild(hr);
@@ -527,7 +534,10 @@
     after: function (tr, s, tbody) {
       tr.setAttribute("data-site", s.i);
       if (open[s.i]) { tr.classList.add("open"); tbody.appendChild(detail(s)); }
+      tr.tabIndex = 0;
+      tr.setAttribute("aria-expanded", open[s.i] ? "true" : "false");
       tr.addEventListener("click", function () { open[s.i] = !open[s.i]; siteTable.draw(); });
+      tr.addEventListener("keydown", clickOnEnter);
     }
   });
   [verdictSel, reasonSel, crossSel].forEach(function (x) {
