@@ -213,6 +213,13 @@ def dashboard_from_files(paths: list[str], labels: list[str] | None = None) -> s
     return render_docs(docs, labels)
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Developer entry: ``python -m scall_objtool.dashboard R.json... -o OUT.html``."""
     import argparse
@@ -226,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="label of the next report, in order (default: its file name)")
     args = ap.parse_args(argv)
     try:
+        for r in args.reports:
+            if _same_file(r, args.output):
+                raise UsageError(f"{args.output}: is one of the reports; it would be "
+                                 "overwritten")
         page = dashboard_from_files(args.reports, args.label)
         atomic_write(args.output, page.encode("utf-8"))
     except InputError as e:

@@ -238,6 +238,14 @@ def test_bad_report_is_one_line_exit_2(tmp_path, small, content, problem):
     assert not out.exists()
 
 
+def test_output_over_a_report_is_refused(small):
+    _, new, _ = small
+    before = new.read_bytes()
+    r = dev(new, "-o", new)
+    assert r.returncode == 2 and "is one of the reports" in r.stderr
+    assert new.read_bytes() == before
+
+
 def test_malformed_site_is_an_input_error(small):
     _, _, doc = small
     doc["objects"][0]["sites"][0]["length"] = "five"
