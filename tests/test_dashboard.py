@@ -53,11 +53,19 @@ def small(cli, tree, tmp_path):
     return old, new, doc
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the module's tests (starting one costs seconds)."""
+    with chromium() as d:
+        yield d
+
+
 def js(driver, script, *args):
     return driver.execute_script(script, *args)
 
 
 def open_page(driver, page: Path) -> float:
+    driver.get_log("browser")           # what earlier pages logged is theirs
     driver.get(page.as_uri())
     deadline = time.time() + 10
     while js(driver, "return document.documentElement.dataset.ready") != "1":
@@ -197,7 +205,7 @@ def test_page_is_self_contained_and_deterministic(small, tmp_path):
     assert [t["label"] for t in embedded(text)["trend"]] == ["before", "new.json"]
 
 
-def test_hostile_names_stay_data(small, tmp_path):
+def test_hostile_names_stay_data(small, tmp_path, browser):
     _, new, doc = small
     evil = '__SCT__</script><script>alert(1)</script>&"\n\u2028'
     rename_trampoline(doc, "__SCT__bar", evil)
@@ -208,15 +216,15 @@ def test_hostile_names_stay_data(small, tmp_path):
     assert evil not in page
     out = tmp_path / "evil.html"
     out.write_text(page)
-    with chromium() as d:
-        open_page(d, out)
-        assert console_errors(d) == []
-        type_filter(d, "tramp", "alert")
-        assert total(d, "tramp") == 1
-        assert column(d, "tramp", "name") == [evil]
-        assert js(d, "return document.querySelectorAll('script').length") == 2
-        assert "too long to draw" in text_of(d, "#sites-table tr.site")
-        assert console_errors(d) == []
+    d = browser
+    open_page(d, out)
+    assert console_errors(d) == []
+    type_filter(d, "tramp", "alert")
+    assert total(d, "tramp") == 1
+    assert column(d, "tramp", "name") == [evil]
+    assert js(d, "return document.querySelectorAll('script').length") == 2
+    assert "too long to draw" in text_of(d, "#sites-table tr.site")
+    assert console_errors(d) == []
 
 
 @pytest.mark.parametrize("content, problem", [
@@ -261,19 +269,19 @@ def test_malformed_site_is_an_input_error(small):
         render_dashboard([doc], ["x"])
 
 
-def test_check_report_renders_its_findings(cli, tree, tmp_path):
+def test_check_report_renders_its_findings(cli, tree, tmp_path, browser):
     out = tmp_path / "check.json"
     r = cli("check", "--format", "json", "-o", out, tree)
     assert r.rc == 1, r.stderr
     doc = json.loads(out.read_text())
     page = tmp_path / "check.html"
     page.write_text(dashboard_from_files([str(out)]))
-    with chromium() as d:
-        open_page(d, page)
-        assert console_errors(d) == []
-        assert_summary(d, doc)
-        assert total(d, "sites") == len(doc["findings"]) == doc["summary"]["fallback"]
-        assert "failed" in text_of(d, "#sum-check")
+    d = browser
+    open_page(d, page)
+    assert console_errors(d) == []
+    assert_summary(d, doc)
+    assert total(d, "sites") == len(doc["findings"]) == doc["summary"]["fallback"]
+    assert "failed" in text_of(d, "#sum-check")
 
 
 def embedded(page: str) -> dict:
@@ -305,119 +313,119 @@ def test_trend_from_a_scan_to_a_check_report(cli, small, tmp_path):
 
 
 # ------------------------------------------------------------- small, live
-def test_small_dashboard_in_chromium(small, tmp_path):
+def test_small_dashboard_in_chromium(small, tmp_path, browser):
     old, new, doc = small
     page = tmp_path / "small.html"
     page.write_text(dashboard_from_files([str(old), str(new)]))
-    with chromium() as d:
-        open_page(d, page)
-        assert console_errors(d) == []
-        assert_summary(d, doc)
-        assert_pictures_agree(d, doc)
+    d = browser
+    open_page(d, page)
+    assert console_errors(d) == []
+    assert_summary(d, doc)
+    assert_pictures_agree(d, doc)
 
-        # directories: counts per directory equal the JSON's
-        select(d, "#dir-depth", "0")
-        want = Counter()
-        for o in doc["summary"]["by_object"]:
-            rel = o["path"].split("/build/", 1)[1]
-            want[rel.rsplit("/", 1)[0] if "/" in rel else "."] += o["fallback"]
-        assert total(d, "dir") == len(want)
-        assert dict(zip(column(d, "dir", "name"), map(number, column(d, "dir", "fallback")))) \
-            == dict(want)
+    # directories: counts per directory equal the JSON's
+    select(d, "#dir-depth", "0")
+    want = Counter()
+    for o in doc["summary"]["by_object"]:
+        rel = o["path"].split("/build/", 1)[1]
+        want[rel.rsplit("/", 1)[0] if "/" in rel else "."] += o["fallback"]
+    assert total(d, "dir") == len(want)
+    assert dict(zip(column(d, "dir", "name"), map(number, column(d, "dir", "fallback")))) \
+        == dict(want)
 
-        # trampolines: filter and sort
-        tramps = doc["summary"]["by_trampoline"]
-        type_filter(d, "tramp", "sc_")
-        assert total(d, "tramp") == sum("sc_" in t for t in tramps) == 3
-        assert sort_by(d, "tramp", "sites") == "descending"
-        want_sites = sorted((v["sites"] for t, v in tramps.items() if "sc_" in t), reverse=True)
-        assert [number(x) for x in column(d, "tramp", "sites")] == want_sites
-        assert sort_by(d, "tramp", "sites") == "ascending"
-        assert [number(x) for x in column(d, "tramp", "sites")] == sorted(want_sites)
-        assert sort_by(d, "tramp", "name") == "ascending"
-        type_filter(d, "tramp", "")
-        assert column(d, "tramp", "name") == sorted(tramps)
-        # and from the keyboard
-        from selenium.webdriver.common.keys import Keys
-        th = d.find_element("css selector", "#tramp-table th[data-key='fallback']")
-        th.send_keys(Keys.ENTER)
-        assert th.get_attribute("aria-sort") == "descending"
-        assert [number(x) for x in column(d, "tramp", "fallback")] == sorted(
-            (v["fallback"] for v in tramps.values()), reverse=True)
+    # trampolines: filter and sort
+    tramps = doc["summary"]["by_trampoline"]
+    type_filter(d, "tramp", "sc_")
+    assert total(d, "tramp") == sum("sc_" in t for t in tramps) == 3
+    assert sort_by(d, "tramp", "sites") == "descending"
+    want_sites = sorted((v["sites"] for t, v in tramps.items() if "sc_" in t), reverse=True)
+    assert [number(x) for x in column(d, "tramp", "sites")] == want_sites
+    assert sort_by(d, "tramp", "sites") == "ascending"
+    assert [number(x) for x in column(d, "tramp", "sites")] == sorted(want_sites)
+    assert sort_by(d, "tramp", "name") == "ascending"
+    type_filter(d, "tramp", "")
+    assert column(d, "tramp", "name") == sorted(tramps)
+    # and from the keyboard
+    from selenium.webdriver.common.keys import Keys
+    th = d.find_element("css selector", "#tramp-table th[data-key='fallback']")
+    th.send_keys(Keys.ENTER)
+    assert th.get_attribute("aria-sort") == "descending"
+    assert [number(x) for x in column(d, "tramp", "fallback")] == sorted(
+        (v["fallback"] for v in tramps.values()), reverse=True)
 
-        # sites: the fallback ones by default, filtered by reason
-        assert total(d, "sites") == doc["summary"]["fallback"]
-        select(d, "#sites-reason", "may-cross-cache-line")
-        assert total(d, "sites") == doc["summary"]["by_reason"]["may-cross-cache-line"]
-        select(d, "#sites-reason", "")
+    # sites: the fallback ones by default, filtered by reason
+    assert total(d, "sites") == doc["summary"]["fallback"]
+    select(d, "#sites-reason", "may-cross-cache-line")
+    assert total(d, "sites") == doc["summary"]["by_reason"]["may-cross-cache-line"]
+    select(d, "#sites-reason", "")
 
-        # an exact crossing: c_07c at .text+0x7c, section 64-aligned: starts
-        # at 0x3c of its line, so the boundary falls after byte 4 of 5
-        show_site(d, "c_07c+0x0")
-        (row,) = picture_rows(d, big=False)
-        assert row["start"] == 0x7c % 64
-        assert_boundary(row, 5)
-        # a prefixed call crossing after byte 5 of 6 (2e e8 rel32 at 0x3b)
-        show_site(d, "c_2fb+0x0")
-        (row,) = picture_rows(d, big=False)
-        assert row["start"] == 0x2fb % 64 and row["byte"] == 5
-        assert_boundary(row, 6)
-        # depends, section 16-aligned at 0x3c: four placements, only 0x3c crosses
-        i = show_site(d, "d_03c+0x0")
-        rows = picture_rows(d, big=False)
-        assert [r["start"] for r in rows] == [0x0c, 0x1c, 0x2c, 0x3c]
-        for r in rows[:3]:
-            assert_fits(r, 5)
-        assert_boundary(rows[3], 5)
-        d.find_element("css selector", f"#sites-table tr.site[data-site='{i}']").click()
-        big = picture_rows(d, big=True)
-        assert [r["start"] for r in big] == [0x0c, 0x1c, 0x2c, 0x3c]
-        assert_boundary(big[3], 5)
-        detail = text_of(d, "#sites-table tr.detail")
-        assert "inner_helper (include/x.h:12)" in detail and "arch/x/crossing.c:40" in detail
-        assert 'model "test"' in detail
-        # an image's address: exact, from all its bits
-        show_site(d, "c_0bf+0x0")
-        (row,) = picture_rows(d, big=False)
-        assert row["start"] == 0x3f
-        assert_boundary(row, 5)
-        assert "@0xffffffff8101cdbf" in text_of(d, "#sites-table tr.site")
-        # a placement that knows the start in the line: one row, exact
-        show_site(d, "d_04f+0x0")
-        (row,) = picture_rows(d, big=False)
-        assert row["start"] == 62
-        assert_boundary(row, 5)
-        # the inline chain also in the row, and searchable
-        type_filter(d, "sites", "inner_helper")
-        assert total(d, "sites") == 1
-        # depends, section 1-aligned: 64 possible starts, the last 4 cross
-        show_site(d, "e_03e+0x0")
-        starts = js(d, """return Array.from(document.querySelectorAll(
-            '#sites-table tr.site svg.pic g.startmap rect.start')).map(function (r) {
-            return r.getAttribute('class'); });""")
-        assert starts == ["start fit"] * 60 + ["start cross"] * 4
-        (row,) = picture_rows(d, big=False)
-        assert row["start"] == 60
-        assert_boundary(row, 5)
-        assert console_errors(d) == []
+    # an exact crossing: c_07c at .text+0x7c, section 64-aligned: starts
+    # at 0x3c of its line, so the boundary falls after byte 4 of 5
+    show_site(d, "c_07c+0x0")
+    (row,) = picture_rows(d, big=False)
+    assert row["start"] == 0x7c % 64
+    assert_boundary(row, 5)
+    # a prefixed call crossing after byte 5 of 6 (2e e8 rel32 at 0x3b)
+    show_site(d, "c_2fb+0x0")
+    (row,) = picture_rows(d, big=False)
+    assert row["start"] == 0x2fb % 64 and row["byte"] == 5
+    assert_boundary(row, 6)
+    # depends, section 16-aligned at 0x3c: four placements, only 0x3c crosses
+    i = show_site(d, "d_03c+0x0")
+    rows = picture_rows(d, big=False)
+    assert [r["start"] for r in rows] == [0x0c, 0x1c, 0x2c, 0x3c]
+    for r in rows[:3]:
+        assert_fits(r, 5)
+    assert_boundary(rows[3], 5)
+    d.find_element("css selector", f"#sites-table tr.site[data-site='{i}']").click()
+    big = picture_rows(d, big=True)
+    assert [r["start"] for r in big] == [0x0c, 0x1c, 0x2c, 0x3c]
+    assert_boundary(big[3], 5)
+    detail = text_of(d, "#sites-table tr.detail")
+    assert "inner_helper (include/x.h:12)" in detail and "arch/x/crossing.c:40" in detail
+    assert 'model "test"' in detail
+    # an image's address: exact, from all its bits
+    show_site(d, "c_0bf+0x0")
+    (row,) = picture_rows(d, big=False)
+    assert row["start"] == 0x3f
+    assert_boundary(row, 5)
+    assert "@0xffffffff8101cdbf" in text_of(d, "#sites-table tr.site")
+    # a placement that knows the start in the line: one row, exact
+    show_site(d, "d_04f+0x0")
+    (row,) = picture_rows(d, big=False)
+    assert row["start"] == 62
+    assert_boundary(row, 5)
+    # the inline chain also in the row, and searchable
+    type_filter(d, "sites", "inner_helper")
+    assert total(d, "sites") == 1
+    # depends, section 1-aligned: 64 possible starts, the last 4 cross
+    show_site(d, "e_03e+0x0")
+    starts = js(d, """return Array.from(document.querySelectorAll(
+        '#sites-table tr.site svg.pic g.startmap rect.start')).map(function (r) {
+        return r.getAttribute('class'); });""")
+    assert starts == ["start fit"] * 60 + ["start cross"] * 4
+    (row,) = picture_rows(d, big=False)
+    assert row["start"] == 60
+    assert_boundary(row, 5)
+    assert console_errors(d) == []
 
-        # trend and the diff of the last two, as lint.diff matches them
-        oldsites = lint.load_report(str(old)).sites
-        newsites = lint.load_report(str(new)).sites
-        want = lint.diff(oldsites, newsites)
-        assert js(d, "return document.querySelectorAll('#trend-chart circle').length") == 4
-        assert total(d, "diff") == len(want.added) + len(want.removed) + len(want.changed)
-        select(d, "#diff-type", "added")
-        assert total(d, "diff") == len(want.added) == 10
-        assert set(column(d, "diff", "where")) == {s.where for s in want.added}
-        sub = text_of(d, "#diff-panel h2")
-        assert f"{len(want.unchanged)} unchanged" in sub
-        assert f"{len(want.new_fallback)} new fallback" in sub
-        assert console_errors(d) == []
+    # trend and the diff of the last two, as lint.diff matches them
+    oldsites = lint.load_report(str(old)).sites
+    newsites = lint.load_report(str(new)).sites
+    want = lint.diff(oldsites, newsites)
+    assert js(d, "return document.querySelectorAll('#trend-chart circle').length") == 4
+    assert total(d, "diff") == len(want.added) + len(want.removed) + len(want.changed)
+    select(d, "#diff-type", "added")
+    assert total(d, "diff") == len(want.added) == 10
+    assert set(column(d, "diff", "where")) == {s.where for s in want.added}
+    sub = text_of(d, "#diff-panel h2")
+    assert f"{len(want.unchanged)} unchanged" in sub
+    assert f"{len(want.new_fallback)} new fallback" in sub
+    assert console_errors(d) == []
 
 
 # ------------------------------------------------------------------- corpus
-def test_corpus_dashboard_in_chromium(cli, corpus, tmp_path):
+def test_corpus_dashboard_in_chromium(cli, corpus, tmp_path, browser):
     """The whole 6.1 module corpus, twice (section alignment, then
     --assume-align 4096) as a trend of two reports."""
     before, after = tmp_path / "align.json", tmp_path / "assume4096.json"
@@ -436,71 +444,71 @@ def test_corpus_dashboard_in_chromium(cli, corpus, tmp_path):
     assert size <= 5_000_000
     assert took <= 5.0      # a guard on a busy machine: scripts/bench --dashboard measures
 
-    with chromium() as d:
-        t0 = time.perf_counter()
-        render_ms = open_page(d, page)
-        wall = time.perf_counter() - t0
-        print(f"corpus dashboard: rendered in {render_ms:.0f} ms, ready after {wall:.2f} s")
-        assert render_ms < 2000 and wall < 5.0
-        assert console_errors(d) == []
-        assert_summary(d, doc)
-        assert_pictures_agree(d, doc)
+    d = browser
+    t0 = time.perf_counter()
+    render_ms = open_page(d, page)
+    wall = time.perf_counter() - t0
+    print(f"corpus dashboard: rendered in {render_ms:.0f} ms, ready after {wall:.2f} s")
+    assert render_ms < 2000 and wall < 5.0
+    assert console_errors(d) == []
+    assert_summary(d, doc)
+    assert_pictures_agree(d, doc)
 
-        # directories at depth 1, as the JSON's by_object adds them up
-        select(d, "#dir-depth", "1")
-        root = corpus.as_posix() + "/"
-        want = Counter()
-        for o in doc["summary"]["by_object"]:
-            rel = o["path"][len(root):]
-            want[rel.split("/")[0] if "/" in rel else "."] += o["sites"]
-        assert total(d, "dir") == len(want)
-        select(d, "#dir-size", "100")
-        assert dict(zip(column(d, "dir", "name"), map(number, column(d, "dir", "sites")))) \
-            == dict(want)
-        # filter and sort the trampolines
-        tramps = doc["summary"]["by_trampoline"]
-        type_filter(d, "tramp", "kvm_x86")
-        assert total(d, "tramp") == sum("kvm_x86" in t for t in tramps)
-        assert sort_by(d, "tramp", "fallback") == "ascending"      # was the default, descending
-        assert sort_by(d, "tramp", "fallback") == "descending"
-        want_fb = sorted((v["fallback"] for t, v in tramps.items() if "kvm_x86" in t),
-                         reverse=True)[:20]
-        assert [number(x) for x in column(d, "tramp", "fallback")] == want_fb
+    # directories at depth 1, as the JSON's by_object adds them up
+    select(d, "#dir-depth", "1")
+    root = corpus.as_posix() + "/"
+    want = Counter()
+    for o in doc["summary"]["by_object"]:
+        rel = o["path"][len(root):]
+        want[rel.split("/")[0] if "/" in rel else "."] += o["sites"]
+    assert total(d, "dir") == len(want)
+    select(d, "#dir-size", "100")
+    assert dict(zip(column(d, "dir", "name"), map(number, column(d, "dir", "sites")))) \
+        == dict(want)
+    # filter and sort the trampolines
+    tramps = doc["summary"]["by_trampoline"]
+    type_filter(d, "tramp", "kvm_x86")
+    assert total(d, "tramp") == sum("kvm_x86" in t for t in tramps)
+    assert sort_by(d, "tramp", "fallback") == "ascending"      # was the default, descending
+    assert sort_by(d, "tramp", "fallback") == "descending"
+    want_fb = sorted((v["fallback"] for t, v in tramps.items() if "kvm_x86" in t),
+                     reverse=True)[:20]
+    assert [number(x) for x in column(d, "tramp", "fallback")] == want_fb
 
-        # the sites: every fallback one is listed; pages
-        assert total(d, "sites") == doc["summary"]["fallback"] == 496
-        assert len(column(d, "sites", "obj")) == 20
-        # a known crossing site: kvm-amd.ko svm_update_soft_interrupt_rip+0xdc,
-        # .text+0x217c in a page-aligned .text: at 0x3c of its line, the
-        # boundary after byte 4 of the call's 5
-        site = next(s for o in doc["objects"] if o["path"].endswith("/kvm-amd.ko")
-                    for s in o["sites"] if s["function"] == "svm_update_soft_interrupt_rip"
-                    and s["function_offset"] == 0xdc)
-        assert site["crossing"] == "always" and site["offset"] % 64 == 0x3c
-        i = show_site(d, "kvm-amd.ko svm_update_soft_interrupt_rip+0xdc")
-        (row,) = picture_rows(d, big=False)
-        assert row["start"] == 0x3c
-        assert_boundary(row, 5)
-        d.find_element("css selector", f"#sites-table tr.site[data-site='{i}']").click()
-        (row,) = picture_rows(d, big=True)
-        assert_boundary(row, 5)
-        assert "crosses the line after byte 4 of 5" in text_of(d, "#sites-table tr.detail")
+    # the sites: every fallback one is listed; pages
+    assert total(d, "sites") == doc["summary"]["fallback"] == 496
+    assert len(column(d, "sites", "obj")) == 20
+    # a known crossing site: kvm-amd.ko svm_update_soft_interrupt_rip+0xdc,
+    # .text+0x217c in a page-aligned .text: at 0x3c of its line, the
+    # boundary after byte 4 of the call's 5
+    site = next(s for o in doc["objects"] if o["path"].endswith("/kvm-amd.ko")
+                for s in o["sites"] if s["function"] == "svm_update_soft_interrupt_rip"
+                and s["function_offset"] == 0xdc)
+    assert site["crossing"] == "always" and site["offset"] % 64 == 0x3c
+    i = show_site(d, "kvm-amd.ko svm_update_soft_interrupt_rip+0xdc")
+    (row,) = picture_rows(d, big=False)
+    assert row["start"] == 0x3c
+    assert_boundary(row, 5)
+    d.find_element("css selector", f"#sites-table tr.site[data-site='{i}']").click()
+    (row,) = picture_rows(d, big=True)
+    assert_boundary(row, 5)
+    assert "crosses the line after byte 4 of 5" in text_of(d, "#sites-table tr.detail")
 
-        # trend: both reports; the diff as lint.diff
-        points = js(d, """return Array.from(document.querySelectorAll('#trend-chart circle'))
-            .map(function (c) { return [c.dataset.series, +c.dataset.value]; });""")
-        assert sorted(points) == sorted([["patchable", 5201], ["fallback", 1912],
-                                         ["patchable", 6617], ["fallback", 496]])
-        want = lint.diff(lint.load_report(str(before)).sites, lint.load_report(str(after)).sites)
-        assert total(d, "diff") == len(want.changed) + len(want.added) + len(want.removed)
-        assert len(want.changed) == 1869
-        assert console_errors(d) == []
+    # trend: both reports; the diff as lint.diff
+    points = js(d, """return Array.from(document.querySelectorAll('#trend-chart circle'))
+        .map(function (c) { return [c.dataset.series, +c.dataset.value]; });""")
+    assert sorted(points) == sorted([["patchable", 5201], ["fallback", 1912],
+                                     ["patchable", 6617], ["fallback", 496]])
+    want = lint.diff(lint.load_report(str(before)).sites, lint.load_report(str(after)).sites)
+    assert total(d, "diff") == len(want.changed) + len(want.added) + len(want.removed)
+    assert len(want.changed) == 1869
+    assert console_errors(d) == []
 
-        # the first report alone: 1878 sites that depend on placement
-        first = tmp_path / "first.html"
-        first.write_text(dashboard_from_files([str(before)]))
-        open_page(d, first)
-        doc1 = json.loads(before.read_text())
-        assert_summary(d, doc1)
-        assert_pictures_agree(d, doc1)
-        assert console_errors(d) == []
+    # the first report alone: 1878 sites that depend on placement
+    first = tmp_path / "first.html"
+    first.write_text(dashboard_from_files([str(before)]))
+    open_page(d, first)
+    doc1 = json.loads(before.read_text())
+    assert_summary(d, doc1)
+    assert_pictures_agree(d, doc1)
+    assert console_errors(d) == []
