@@ -84,6 +84,10 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
     if format == "json":
         from .report.jsondoc import scan_json
         text = scan_json(results, options)
+    elif format == "openmetrics":
+        from .report.jsondoc import scan_doc
+        from .report.openmetrics import render_openmetrics
+        text = render_openmetrics(scan_doc(results, options))
     else:
         from .report.text import scan_text, stats_text
         text = scan_text(results, options) + (stats_text(results) if stats else "")
@@ -155,9 +159,15 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     if format == "sarif":
         from .report.sarif import sarif_json
         text = sarif_json(verdict, options, summary, plain, source_root)
-    elif format == "json":
-        from .report.jsondoc import check_json
-        text = check_json(verdict, summary, options, plain)
+    elif format in ("json", "openmetrics"):
+        from .report import dump
+        from .report.jsondoc import check_doc
+        doc = check_doc(verdict, summary, options, plain)
+        if format == "json":
+            text = dump(doc)
+        else:
+            from .report.openmetrics import render_openmetrics
+            text = render_openmetrics(doc)
     else:
         from .report.text import check_text, stats_text
         text = (check_text(verdict, summary, options.policy, source_root)
@@ -181,7 +191,23 @@ def diff(old: str, new: str, format: str = "text", output: str | None = None) ->
     return 1 if d.new_fallback else 0
 
 
-COMMANDS = {"scan": scan, "verify": verify, "write": write, "check": check, "diff": diff}
+def dashboard(reports: list[str], output: str | None = None,
+              label: list[str] | None = None) -> int:
+    """Render reports as one HTML page: 0, or 2 on a bad report."""
+    from .report.dashboard import dashboard_from_files
+    page = dashboard_from_files(reports, label)
+    return 0 if _deliver([], page, output) else 2
+
+
+def runtime_path() -> int:
+    """Print the directory of the C runtime shipped with the package."""
+    from .runtime import path
+    sys.stdout.write(f"{path()}\n")
+    return 0
+
+
+COMMANDS = {"scan": scan, "verify": verify, "write": write, "check": check, "diff": diff,
+            "dashboard": dashboard, "runtime-path": runtime_path}
 
 
 def run(name: str, values: dict) -> int:

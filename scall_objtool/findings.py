@@ -26,6 +26,7 @@ import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 _CLONE_NUMBER = re.compile(r"\.\d+(?=\.|$)")
@@ -81,10 +82,20 @@ class LintSite:
 
 
 def norm_object(path: str) -> str:
+    try:
+        cwd = os.getcwd()
+    except OSError:             # the current directory is gone
+        cwd = None
+    return _norm_object(path, cwd)
+
+
+@lru_cache(maxsize=1 << 16)
+def _norm_object(path: str, cwd: str | None) -> str:
+    # matching asks for the same few paths once per site and sort: cached
     p = os.path.normpath(path)
-    if os.path.isabs(p):
+    if os.path.isabs(p) and cwd is not None:
         try:
-            rel = os.path.relpath(p)
+            rel = os.path.relpath(p, cwd)
         except ValueError:
             return p
         if rel != ".." and not rel.startswith(".." + os.sep):

@@ -95,6 +95,8 @@ CANDIDATES = Opt("candidates", ("--candidates",), "choice",
                  "present (auto)", default="auto", choices=("auto", "relocs", "code"))
 FORMAT = Opt("format", ("--format", "-f"), "choice", "report format", default="text",
              choices=("text", "json"))
+METRICS_HELP = ("; openmetrics: counts per directory, trampoline, kind and reason for "
+                "node_exporter's textfile collector")
 OUTPUT = Opt("output", ("-o", "--output"), "str", "write the report to FILE",
              metavar="FILE")
 LINT_OUTPUT = Opt("output", ("-o", "--output"), "str", "write the output to FILE",
@@ -106,7 +108,10 @@ STATS = Opt("stats", ("--stats",), "flag",
 # ------------------------------------------------------------ commands
 COMMANDS = {c.name: c for c in (
     Command("scan", "Report every static-call site and how it is classified.",
-            (PATHS,), (FORMAT, OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES)),
+            (PATHS,),
+            (Opt("format", ("--format", "-f"), "choice", "report format" + METRICS_HELP,
+                 default="text", choices=("text", "json", "openmetrics")),
+             OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES)),
     Command("verify",
             "Check existing tables: every entry must point at an instruction that calls or "
             "jumps to its key's trampoline, with the right tail flag; report sites the "
@@ -126,8 +131,8 @@ COMMANDS = {c.name: c for c in (
     Command("check", "Fail (exit 1) when a static-call site is fallback under the policy: "
                      "a CI gate.",
             (PATHS,),
-            (Opt("format", ("--format", "-f"), "choice", "output format", default="text",
-                 choices=("text", "json", "sarif")),
+            (Opt("format", ("--format", "-f"), "choice", "output format" + METRICS_HELP,
+                 default="text", choices=("text", "json", "sarif", "openmetrics")),
              LINT_OUTPUT,
              Opt("baseline", ("--baseline",), "str",
                  "a report from `scan --format json`: fail only on fallback sites it lacks",
@@ -149,6 +154,19 @@ COMMANDS = {c.name: c for c in (
                  choices=("text", "json")),
              LINT_OUTPUT),
             policy=False),
+    Command("dashboard", "Render JSON reports (scan or check --format json, oldest first) "
+                         "as one self-contained HTML page: summary, breakdowns, fallback "
+                         "sites with cache-line pictures, and the trend over the reports.",
+            (Arg("reports", "REPORT.json...", "the reports, oldest first", many=True),),
+            (Opt("output", ("-o", "--output"), "str",
+                 "write the page to FILE (default: standard output)", metavar="FILE"),
+             Opt("label", ("--label",), "list",
+                 "label of the next report, in order (repeatable; default: its file name)",
+                 metavar="L")),
+            policy=False),
+    Command("runtime-path", "Print the directory of the C runtime (headers, sources, "
+                            "linker-script fragment) that patches the sites at run time.",
+            (), (), policy=False),
 )}
 
 

@@ -47,8 +47,8 @@ def verify_json(verdicts, options: Options) -> str:
     })
 
 
-def check_json(res, summary: dict, options: Options, errors: list[str]) -> str:
-    return dump({
+def check_doc(res, summary: dict, options: Options, errors: list[str]) -> dict:
+    return {
         "schema_version": SCHEMA_VERSION,
         "tool": tool(),
         "policy": options.to_json(),
@@ -58,7 +58,7 @@ def check_json(res, summary: dict, options: Options, errors: list[str]) -> str:
                   "fixed": len(res.gone), "errors": errors},
         "findings": [{**f.site.to_json(), "baselined": f.baselined} for f in res.findings],
         "summary": summary,
-    })
+    }
 
 
 def diff_json(d, old: str, new: str) -> str:
@@ -75,18 +75,24 @@ def diff_json(d, old: str, new: str) -> str:
 
 
 # ------------------------------------------------------------------- reading
-def load_report(path: str):
-    """Read a schema-1 JSON report; InputError for anything else."""
+def read_json(path: str):
+    """A JSON file, parsed; InputError when it cannot be read or parsed."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            return json.load(f)
     except FileNotFoundError:
         raise InputError("cannot open: No such file or directory", path) from None
+    except IsADirectoryError:
+        raise InputError("cannot read: Is a directory", path) from None
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", path) from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"not a JSON report: {e}", path) from None
-    return report_from_json(data, path)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise InputError(f"not a JSON report: {str(e)[:200]}", path) from None
+
+
+def load_report(path: str):
+    """Read a schema-1 JSON report; InputError for anything else."""
+    return report_from_json(read_json(path), path)
 
 
 def report_from_json(data, path: str):
