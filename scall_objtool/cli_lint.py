@@ -42,8 +42,9 @@ def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
     diffs = policy_mismatch(report.policy, other_policy)
     if not diffs:
         return []
-    return [f"{PROG}: warning: {report.path}: {what} was taken with different options "
-            f"({'; '.join(diffs)}); its fallback sites may not match"]
+    from .lint import esc
+    return [esc(f"{PROG}: warning: {report.path}: {what} was taken with different options "
+                f"({'; '.join(diffs)}); its fallback sites may not match")]
 
 
 def cmd_check(paths: list[str], options, fmt: str = "text", output: str | None = None,
@@ -64,7 +65,9 @@ def cmd_check(paths: list[str], options, fmt: str = "text", output: str | None =
     outs = run_batch("scan", inputs, options, candidates_from, jobs)
     results = []
     for o in outs:
-        if o.ok and o.result is not None:
+        if o.ok and o.result is not None and o.result.no_code:
+            errors.append(f"{PROG}: error: {o.display}: {o.result.no_code}")
+        elif o.ok and o.result is not None:
             results.append(o.result)
             messages.extend(o.messages)     # the scan's warnings (e.g. unreadable DWARF)
         else:

@@ -127,26 +127,45 @@ class Report:
 
 def load_report(path: str) -> Report:
     """Read a schema-1 JSON report; InputError for anything else."""
+    from .inputs import show
+    shown = show(path)
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise InputError("cannot open: No such file or directory", path) from None
+        raise InputError("cannot open: No such file or directory", shown) from None
     except OSError as e:
-        raise InputError(f"cannot read: {e.strerror}", path) from None
+        raise InputError(f"cannot read: {e.strerror}", shown) from None
     except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"not a JSON report: {e}", path) from None
-    return report_from_json(data, path)
+        raise InputError(f"not a JSON report: {esc(str(e))}", shown) from None
+    except RecursionError:
+        raise InputError("not a JSON report: nested too deeply", shown) from None
+    except MemoryError:
+        raise InputError("not a JSON report: too large to load", shown) from None
+    return report_from_json(data, shown)
+
+
+def esc(text: str) -> str:
+    """Text from a report, safe for a terminal or a log: control characters,
+    bidi overrides, newlines and lone surrogates escaped (as ``scan`` does)."""
+    if text.isprintable():
+        return text
+    from .elf import printable
+    return printable(text.encode("utf-8", "surrogatepass"))
 
 
 def report_from_json(data, path: str) -> Report:
     def bad(why: str):
-        raise InputError(f"not a scall-objtool JSON report (scan --format json): {why}", path)
+        raise InputError(f"not a scall-objtool JSON report (scan --format json): {esc(why)}",
+                         path)
 
-    if not isinstance(data, dict):
-        bad("the top level is not an object")
-    if data.get("schema_version") != 1:
-        bad(f"schema_version is {data.get('schema_version')!r}, expected 1")
+    from .jsonvalid import Invalid, shipped
+    try:
+        shipped("report-v1.json").validate(data)
+    except Invalid as e:
+        bad(str(e))
+    except RecursionError:
+        bad("nested too deeply")
     objects = data.get("objects")
     if not isinstance(objects, list):
         bad("no 'objects' list")
@@ -349,7 +368,7 @@ def finding_line(site: LintSite, root: str | None = None) -> str:
         head = f"{display_path(site.source['file'], root)}:{site.source['line']}"
     else:
         head = f"{site.object}: {site.where}"
-    return f"{head}: warning: {site.message} [scall-objtool]"
+    return esc(f"{head}: warning: {site.message} [scall-objtool]")
 
 
 def _plural(n: int, word: str) -> str:
@@ -393,7 +412,7 @@ def render_check_json(res: CheckResult, summary: dict, options, errors: list[str
 def _site_text(s: LintSite) -> str:
     verdict = "patchable" if s.patchable else f"fallback: {s.reason}"
     src = f" ({s.source['file']}:{s.source['line']})" if s.source else ""
-    return f"{s.object}: {s.where}: {s.kind} {s.trampoline}: {verdict}{src}"
+    return esc(f"{s.object}: {s.where}: {s.kind} {s.trampoline}: {verdict}{src}")
 
 
 def render_diff_text(d: Diff) -> str:
@@ -410,8 +429,8 @@ def render_diff_text(d: Diff) -> str:
         kind = f"{o.kind} -> {n.kind}" if o.kind != n.kind else n.kind
         src = f" ({n.source['file']}:{n.source['line']})" if n.source else ""
         mark = "  [new fallback]" if id(n) in newfb else ""
-        lines.append(f"changed  {n.object}: {n.where}: {kind} {n.trampoline}: "
-                     f"{was} -> {now}{src}{mark}")
+        lines.append(esc(f"changed  {n.object}: {n.where}: {kind} {n.trampoline}: "
+                         f"{was} -> {now}{src}{mark}"))
     lines.append(f"summary: {len(d.added)} added, {len(d.removed)} removed, "
                  f"{len(d.changed)} changed, {len(d.unchanged)} unchanged "
                  f"({d.moved} moved); {_plural(len(d.new_fallback), 'new fallback site')}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .elf import R_X86_64_PC32, SHT_REL, SHT_RELA, STT_SECTION, ElfFile
+from .elf import R_X86_64_PC32, SHT_NOBITS, SHT_REL, SHT_RELA, STT_SECTION, ElfFile, Section
 from .errors import InputError
 from .model import TAIL_KINDS, ObjectResult, Options, Site
 
@@ -61,7 +61,24 @@ def image_table_bounds(elf: ElfFile) -> tuple[int, int] | None:
     if stop < start or (stop - start) % 8:
         raise InputError(f"__start/__stop_static_call_sites ({start:#x}..{stop:#x}) do not "
                          "bound a whole number of 8-byte entries", elf.path)
+    if stop > start:
+        sec = elf.section_at(start)
+        if sec is None or sec.type == SHT_NOBITS or stop > sec.addr + sec.size:
+            raise InputError(f"the table at {start:#x}..{stop:#x} is not in the file", elf.path)
     return start, stop
+
+
+def object_table_section(elf: ElfFile) -> Section | None:
+    """The object's table section, its size checked against the file, or None."""
+    sec = elf.section_by_name(TABLE)
+    if sec is None:
+        return None
+    if sec.type == SHT_NOBITS:
+        raise InputError(f"{TABLE} is SHT_NOBITS: it claims {sec.size:#x} bytes but has no "
+                         "contents in the file", elf.path)
+    if sec.size % 8:
+        raise InputError(f"{TABLE} size {sec.size:#x} is not a multiple of 8", elf.path)
+    return sec
 
 
 def read_table(elf: ElfFile, options: Options) -> list[TableEntry] | None:
@@ -72,13 +89,10 @@ def read_table(elf: ElfFile, options: Options) -> list[TableEntry] | None:
 
 
 def _read_object_table(elf: ElfFile) -> list[TableEntry] | None:
-    sec = elf.section_by_name(TABLE)
+    sec = object_table_section(elf)
     if sec is None:
         return None
-    n = sec.size // 8
-    entries = [TableEntry(i) for i in range(n)]
-    if sec.size % 8:
-        raise InputError(f"{TABLE} size {sec.size:#x} is not a multiple of 8", elf.path)
+    entries = [TableEntry(i) for i in range(sec.size // 8)]
     rsecs = [r for r in elf.relocation_sections()
              if r.info == sec.index and r.type in (SHT_RELA, SHT_REL)]
     fields: dict[int, list] = {}
