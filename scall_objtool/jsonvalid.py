@@ -37,6 +37,9 @@ _KNOWN = _ANNOTATIONS | {"type", "const", "enum", "required", "properties",
                          "pattern"}
 
 
+_EMPTY: dict = {}
+
+
 class SchemaError(Exception):
     """The schema uses something this validator does not implement."""
 
@@ -70,6 +73,7 @@ class Validator:
     def __init__(self, schema: dict):
         self.root = schema
         self._patterns: dict[str, re.Pattern] = {}
+        self._refs: dict[str, dict] = {}
         self._check_keywords(schema)
 
     def _check_keywords(self, node, seen=None) -> None:
@@ -99,76 +103,98 @@ class Validator:
 
     def validate(self, doc) -> None:
         """Raise ``Invalid`` at the first place ``doc`` does not match."""
-        self._check(self.root, doc, "")
+        err = self._check(self.root, doc, "")
+        if err is not None:
+            raise Invalid(*err)
 
     def is_valid(self, schema, value) -> bool:
-        try:
-            self._check(schema, value, "")
-        except Invalid:
-            return False
-        return True
+        return self._check(schema, value, "") is None
 
-    def _check(self, s, v, where: str) -> None:       # noqa: C901 (one keyword per branch)
+    def _check(self, s, v, where: str):     # noqa: C901 (one keyword per branch)
+        """None if ``v`` matches ``s``, else (where, why).  (Errors are returned,
+        not raised: oneOf and if/then/else try alternatives on every site.)"""
         if s is True:
-            return
+            return None
         if s is False:
-            raise Invalid(where, "no value is allowed here")
-        if "$ref" in s:
-            self._check(self._resolve(s["$ref"]), v, where)
-        if "type" in s:
-            types = s["type"] if isinstance(s["type"], list) else [s["type"]]
-            if not any(_TYPES[t](v) for t in types):
-                raise Invalid(where, f"expected {' or '.join(types)}, not {_short(v)}")
+            return where, "no value is allowed here"
+        ref = s.get("$ref")
+        if ref is not None:
+            target = self._refs.get(ref)
+            if target is None:
+                target = self._refs[ref] = self._resolve(ref)
+            err = self._check(target, v, where)
+            if err is not None:
+                return err
+        t = s.get("type")
+        if t is not None:
+            types = t if isinstance(t, list) else (t,)
+            if not any(_TYPES[x](v) for x in types):
+                return where, f"expected {' or '.join(types)}, not {_short(v)}"
         if "const" in s and not _same(v, s["const"]):
-            raise Invalid(where, f"expected {s['const']!r}, not {_short(v)}")
+            return where, f"expected {s['const']!r}, not {_short(v)}"
         if "enum" in s and not any(_same(v, e) for e in s["enum"]):
-            raise Invalid(where, f"unknown value {_short(v)}")
+            return where, f"unknown value {_short(v)}"
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             if "minimum" in s and v < s["minimum"]:
-                raise Invalid(where, f"{v} is less than {s['minimum']}")
+                return where, f"{v} is less than {s['minimum']}"
             if "maximum" in s and v > s["maximum"]:
-                raise Invalid(where, f"{v} is more than {s['maximum']}")
-        if isinstance(v, str):
+                return where, f"{v} is more than {s['maximum']}"
+        elif isinstance(v, str):
             if "minLength" in s and len(v) < s["minLength"]:
-                raise Invalid(where, f"shorter than {s['minLength']} characters")
+                return where, f"shorter than {s['minLength']} characters"
             if "pattern" in s:
                 pat = self._patterns.get(s["pattern"])
                 if pat is None:
                     pat = self._patterns[s["pattern"]] = re.compile(s["pattern"])
                 if not pat.search(v):
-                    raise Invalid(where, f"{_short(v)} does not match {s['pattern']!r}")
-        if isinstance(v, dict):
+                    return where, f"{_short(v)} does not match {s['pattern']!r}"
+        elif isinstance(v, dict):
             for key in s.get("required", ()):
                 if key not in v:
-                    raise Invalid(where, f"{key!r} is required")
-            props = s.get("properties", {})
+                    return where, f"{key!r} is required"
+            props = s.get("properties", _EMPTY)
             extra = s.get("additionalProperties", True)
             names = s.get("propertyNames")
             for key, val in v.items():
+                sub = props.get(key)
+                if sub is None and extra is True and names is None:
+                    continue
                 at = f"{where}.{key}" if where else key
                 if names is not None:
-                    self._check(names, key, at)
-                if key in props:
-                    self._check(props[key], val, at)
+                    err = self._check(names, key, at)
+                    if err is not None:
+                        return err
+                if sub is not None:
+                    err = self._check(sub, val, at)
                 elif extra is False:
-                    raise Invalid(where, f"unexpected property {_short(key)}")
+                    return where, f"unexpected property {_short(key)}"
                 elif extra is not True:
-                    self._check(extra, val, at)
-        if isinstance(v, list) and "items" in s:
+                    err = self._check(extra, val, at)
+                else:
+                    err = None
+                if err is not None:
+                    return err
+        elif isinstance(v, list) and "items" in s:
             item = s["items"]
             for i, x in enumerate(v):
-                self._check(item, x, f"{where}[{i}]")
+                err = self._check(item, x, f"{where}[{i}]")
+                if err is not None:
+                    return err
         for sub in s.get("allOf", ()):
-            self._check(sub, v, where)
-        if "oneOf" in s:
-            hits = sum(self.is_valid(sub, v) for sub in s["oneOf"])
+            err = self._check(sub, v, where)
+            if err is not None:
+                return err
+        alts = s.get("oneOf")
+        if alts is not None:
+            hits = sum(self._check(sub, v, where) is None for sub in alts)
             if hits != 1:
-                raise Invalid(where, f"{_short(v)} matches {hits} of the allowed forms, "
-                                     "not exactly one")
-        if "if" in s:
-            branch = s.get("then") if self.is_valid(s["if"], v) else s.get("else")
+                return where, f"{_short(v)} matches {hits} of the allowed forms, not exactly one"
+        cond = s.get("if")
+        if cond is not None:
+            branch = s.get("then") if self._check(cond, v, where) is None else s.get("else")
             if branch is not None:
-                self._check(branch, v, where)
+                return self._check(branch, v, where)
+        return None
 
 
 _CACHE: dict[str, Validator] = {}
