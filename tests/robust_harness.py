@@ -682,11 +682,12 @@ def _verify(path: str):
 
 def _code_sections(data: bytes) -> list[bytes] | None:
     """The contents of every executable SHT_PROGBITS section, sorted (None if
-    this struct-only reader cannot lay the file out)."""
+    this struct-only reader cannot lay the file out).  A section laid over the
+    ELF header is left out: its bytes are the header's, which a write updates."""
     try:
         lay = Layout(data)
         return sorted(lay.bytes_of(s) for s in lay.sections
-                      if s.type == 1 and s.flags & SHF_EXECINSTR)
+                      if s.type == 1 and s.flags & SHF_EXECINSTR and s.offset >= EHDR.size)
     except (struct.error, ValueError, IndexError):
         return None
 
