@@ -557,7 +557,9 @@ def test_thin_archives(tmp_path, totals):
             ar = lib / "t.a"
             ar.write_bytes(H.thin_archive(names, sizes))
             ar_bytes = ar.read_bytes()
-            for args in (["scan"], ["write"], ["write", "--force"], ["verify"], ["check"]):
+            commands = ([["scan"], ["write"], ["write", "--force"], ["verify"]]
+                        if sizes[0] == len(orig) else [["scan"], ["write"]])
+            for args in commands:
                 r = run_cli(*args, ar, cwd=lib, timeout=60)
                 what = f"{' '.join(args)} thin[{label}, size {sizes[0]}]"
                 if "Traceback" in r.stderr or r.rc not in (0, 1, 2):
@@ -593,7 +595,8 @@ def _output_targets(tmp_path: Path, obj: Path):
 
 
 @pytest.mark.parametrize("command", [["scan"], ["scan", "--format", "json"], ["verify"],
-                                     ["check", "--format", "sarif"], ["write"]])
+                                     ["check", "--format", "sarif"], ["write"]],
+                         ids=["scan", "scan-json", "verify", "check-sarif", "write"])
 def test_outputs_that_are_devices_fifos_or_inputs(command, tmp_path):
     obj = tmp_path / "k.o"
     obj.write_bytes((PREBUILT / "kinds.o").read_bytes())
