@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from .batch import run_batch, scan_one, verify_one, write_one
+from .batch import Outcome, run_batch, scan_one, verify_one, write_one
 from .errors import ScallError, UsageError, error_line, warning_line
 from .inputs import expand, show
 from .model import Options
@@ -51,12 +51,16 @@ def _collect(paths: list[str], include: list[str] | None):
                     for e in errors]
 
 
-def _batch(worker, paths, include, args: tuple, jobs):
+def _batch(worker, paths, include, args: tuple, jobs, refuse=None):
     """Run a batch: (results of the inputs that worked, every stderr line in input
-    order, the error lines among them)."""
+    order, the error lines among them).  ``refuse(result)`` may name a reason to
+    count a result as an error instead."""
     inputs, errors = _collect(paths, include)
     results, messages = [], list(errors)
     for o in run_batch(worker, inputs, args, jobs):
+        why = refuse(o.result) if refuse and o.ok and o.result is not None else None
+        if why:
+            o = Outcome(o.display, ok=False, messages=[error_line(f"{o.display}: {why}")])
         messages.extend(o.messages)
         if o.ok and o.result is not None:
             results.append(o.result)
@@ -70,9 +74,10 @@ def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
     diffs = policy_mismatch(report.policy, other_policy)
     if not diffs:
         return []
-    return [warning_line(report.path, f"{what} was taken with different options "
-                                      f"({'; '.join(diffs)}); its fallback sites may not "
-                                      "match")]
+    from .report import esc
+    return [esc(warning_line(report.path, f"{what} was taken with different options "
+                                          f"({'; '.join(diffs)}); its fallback sites may "
+                                          "not match"))]
 
 
 # ----------------------------------------------------------------- commands
@@ -150,7 +155,9 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     base = None
     if baseline is not None:
         base = load_report(baseline)               # InputError: exit 2 (run_guarded)
-    results, messages, errors = _batch(scan_one, paths, include, (options, candidates), jobs)
+    # an object without machine code (slim LTO) has nothing to check: not a pass
+    results, messages, errors = _batch(scan_one, paths, include, (options, candidates), jobs,
+                                       refuse=lambda r: r.no_code)
     if base is not None:
         messages[:0] = _policy_warning(base, options.to_json(), "the baseline")
     summary = {"objects": len(results), **summarize(results, per_object=True)}

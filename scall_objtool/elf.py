@@ -36,6 +36,7 @@ MACHINE_NAMES = {3: "i386", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "S/39
 SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA = 0, 1, 2, 3, 4
 SHT_NOBITS, SHT_REL, SHT_DYNSYM, SHT_GROUP, SHT_SYMTAB_SHNDX = 8, 9, 11, 17, 18
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR, SHF_INFO_LINK = 0x1, 0x2, 0x4, 0x40
+SHF_COMPRESSED = 0x800
 SHN_UNDEF, SHN_LORESERVE, SHN_ABS, SHN_COMMON, SHN_XINDEX = 0, 0xFF00, 0xFFF1, 0xFFF2, 0xFFFF
 
 # symbol binding and type
@@ -62,6 +63,9 @@ RELOC_NAMES = {
 
 #: addresses are 64-bit: arithmetic on them wraps modulo 2**64
 ADDRESS_MASK = (1 << 64) - 1
+
+#: raw LLVM bitcode, and the bitcode wrapper (0x0B17C0DE little-endian)
+LLVM_BITCODE_MAGIC = (b"BC\xc0\xde", b"\xde\xc0\x17\x0b")
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -139,6 +143,9 @@ class ElfFile:
 
     def _parse_header(self) -> None:
         data = self.data
+        if data[:4] in LLVM_BITCODE_MAGIC:
+            self._fail("LLVM bitcode (clang -flto), not an ELF object: it has no machine code "
+                       "to scan; build without -flto or scan the final link")
         if len(data) < 4 or data[:4] != ELFMAG:
             self._fail("not an ELF file" if len(data) >= 4 or not ELFMAG.startswith(data)
                        else f"truncated ELF header ({len(data)} bytes)")
@@ -230,6 +237,7 @@ class ElfFile:
                     self._fail(f"section {i} ({sec.offset:#x}+{sec.size:#x}) extends past the "
                                f"end of the file ({size} bytes)")
             secs.append(sec)
+        compressed = [s for s in secs if s.flags & SHF_COMPRESSED and s.flags & SHF_EXECINSTR]
         if shstrndx == SHN_UNDEF or shstrndx >= shnum:
             self._fail(f"section name string table index {shstrndx} is out of range")
         strsec = secs[shstrndx]
@@ -242,6 +250,11 @@ class ElfFile:
             raw = self._cstring(names, sec.name_off, "section name")
             sec.name_bytes = raw
             sec.name = printable(raw)
+        if compressed:
+            # the gABI forbids SHF_COMPRESSED on allocated sections; decoding the
+            # compressed bytes as instructions would report nonsense
+            self._fail(f"code section {compressed[0].name} is compressed (SHF_COMPRESSED): "
+                       "compressed code cannot be scanned or patched")
 
     def _cstring(self, table: bytes, off: int, what: str) -> bytes:
         if off >= len(table):

@@ -57,6 +57,8 @@ def find_trampolines(elf: ElfFile, prefix: bytes) -> dict[int, Symbol]:
         if info[idx] >> 4 != STB_GLOBAL:
             continue
         sym = elf.symbol(idx)
+        if sym.shndx >= SHN_LORESERVE:
+            continue        # SHN_ABS, SHN_COMMON: a value or data, not code
         if len(sym.name_bytes) > len(prefix):       # the bare prefix names no call
             out[idx] = sym
     return out

@@ -107,6 +107,7 @@ class ObjectResult:
     references: list[Reference] = LIST
     existing_table: dict | None = None
     warnings: list[str] = LIST
+    no_code: str | None = None      # why the object has no machine code to check (LTO)
 
     def summary(self) -> dict:
         return summarize([self])

@@ -10,13 +10,8 @@
 from __future__ import annotations
 
 from .classify import apply_policy, crossing, effective_alignment
-from .elf import ElfFile, open_elf, reloc_name
-from .find import (
-    find_candidates,
-    find_code_candidates,
-    find_trampolines,
-    has_code_relocations,
-)
+from .elf import SHT_NOBITS, ElfFile, open_elf, reloc_name
+from .find import find_candidates, find_code_candidates, find_trampolines, has_code_relocations
 from .model import ObjectResult, Options, Reference, Site
 from .sitetable import ENTRY_SIZE, TABLE, key_name
 
@@ -42,9 +37,18 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
             result.existing_table = {"entries": (bounds[1] - bounds[0]) // ENTRY_SIZE}
     else:
         existing = elf.section_by_name(TABLE)
-        if existing is not None:
+        if existing is not None and existing.type == SHT_NOBITS:
+            # its sh_size is not backed by the file: never a count of entries
+            result.warnings.append(f"{TABLE} is SHT_NOBITS: its size {existing.size:#x} "
+                                   "has no contents in the file")
+            result.existing_table = {"entries": 0}
+        elif existing is not None:
             result.existing_table = {"entries": existing.size // ENTRY_SIZE}
 
+    if not linked:
+        result.no_code = _lto_without_code(elf)
+        if result.no_code:
+            result.warnings.append(result.no_code)
     tramps = find_trampolines(elf, options.tramp_prefix.encode())
     if linked and (candidates_from == "code" or (
             candidates_from == "auto" and not has_code_relocations(elf))):
@@ -98,7 +102,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
     refs.sort(key=lambda r: r[:2])
     result.references = [r[2] for r in refs]
     debug_line = elf.section_by_name(".debug_line") if sources and result.sites else None
-    if debug_line is not None:
+    if debug_line is not None and debug_line.type != SHT_NOBITS:
         if debug_line.size <= MAX_LINE_TABLE:
             from .lines import attach_sources
             attach_sources(elf, result)
@@ -107,6 +111,17 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
                 f"source lines skipped: .debug_line is {debug_line.size >> 20} MiB, more than "
                 f"the {MAX_LINE_TABLE >> 20} MiB this tool decodes")
     return result
+
+
+def _lto_without_code(elf: ElfFile) -> str | None:
+    """A GCC LTO object whose only contents are GIMPLE (``.gnu.lto_*``): the
+    machine code, and so every static call, only exists after the link."""
+    if not any(s.name.startswith(".gnu.lto_") for s in elf.sections):
+        return None
+    if any(s.executable and s.size and s.type != SHT_NOBITS for s in elf.sections):
+        return None             # a fat LTO object: its machine code is here
+    return ("GCC LTO object (.gnu.lto_* sections only): no machine code to check; "
+            "build with -ffat-lto-objects or check the final link")
 
 
 def scan_path(path: str, options: Options | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 
+from .elf import SHT_NOBITS
 from .errors import InputError
 
 TABLE = ".static_call_sites"
@@ -48,4 +49,21 @@ def image_table_bounds(elf) -> tuple[int, int] | None:
     if stop < start or (stop - start) % ENTRY_SIZE:
         raise InputError(f"__start/__stop_static_call_sites ({start:#x}..{stop:#x}) do not "
                          "bound a whole number of 8-byte entries", elf.path)
+    if stop > start:
+        sec = elf.section_at(start)
+        if sec is None or sec.type == SHT_NOBITS or stop > sec.addr + sec.size:
+            raise InputError(f"the table at {start:#x}..{stop:#x} is not in the file", elf.path)
     return start, stop
+
+
+def object_table_section(elf):
+    """The object's table section, its size checked against the file, or None."""
+    sec = elf.section_by_name(TABLE)
+    if sec is None:
+        return None
+    if sec.type == SHT_NOBITS:
+        raise InputError(f"{TABLE} is SHT_NOBITS: it claims {sec.size:#x} bytes but has no "
+                         "contents in the file", elf.path)
+    if sec.size % ENTRY_SIZE:
+        raise InputError(f"{TABLE} size {sec.size:#x} is not a multiple of 8", elf.path)
+    return sec

@@ -18,15 +18,8 @@ from dataclasses import dataclass, field
 from .elf import ADDRESS_MASK, R_X86_64_PC32, SHT_REL, SHT_RELA, STT_SECTION, ElfFile
 from .errors import InputError
 from .model import TAIL_KINDS, ObjectResult, Options, Site
-from .sitetable import (
-    ENTRY,
-    ENTRY_SIZE,
-    FLAG_MASK,
-    FLAG_TAIL,
-    TABLE,
-    image_table_bounds,
-    key_name,
-)
+from .sitetable import (ENTRY, ENTRY_SIZE, FLAG_MASK, FLAG_TAIL, TABLE, image_table_bounds,
+                        key_name, object_table_section)
 
 
 @dataclass(slots=True)
@@ -57,13 +50,10 @@ def read_table(elf: ElfFile, options: Options) -> list[TableEntry] | None:
 
 
 def _read_object_table(elf: ElfFile) -> list[TableEntry] | None:
-    sec = elf.section_by_name(TABLE)
+    sec = object_table_section(elf)
     if sec is None:
         return None
-    n = sec.size // ENTRY_SIZE
-    entries = [TableEntry(i) for i in range(n)]
-    if sec.size % ENTRY_SIZE:
-        raise InputError(f"{TABLE} size {sec.size:#x} is not a multiple of 8", elf.path)
+    entries = [TableEntry(i) for i in range(sec.size // ENTRY_SIZE)]
     rsecs = [r for r in elf.relocation_sections()
              if r.info == sec.index and r.type in (SHT_RELA, SHT_REL)]
     fields: dict[int, list] = {}

@@ -436,6 +436,124 @@ def byte_flips(data: bytes, n: int, seed: int, regions=None):
         yield f"flip#{k}[{','.join(edits)}]", bytes(d)
 
 
+# ------------------------------------------- sizes, NOBITS, names (issue 10)
+SIZES = (1 << 40, (1 << 63) - 8, (1 << 64) - 8)
+
+
+def nobits_and_size_mutations(data: bytes):
+    """Every section made SHT_NOBITS, keeping its size or claiming far more than
+    the file holds, and every section's sh_size pushed past the file: each size
+    must be checked against the file before it is used (no 2^37-entry lists)."""
+    lay = Layout(data)
+    for s in lay.sections[1:]:
+        nm = s.name.decode("ascii", "replace")
+        for size in (None, len(data) + 8, *SIZES):
+            d = bytearray(data)
+            struct.pack_into("<I", d, s.hdr_off + 4, SHT_NOBITS)
+            if size is not None:
+                struct.pack_into("<Q", d, s.hdr_off + 32, size)
+            yield f"nobits:{nm}:size={size}", bytes(d)
+        for size in (len(data) - s.offset + 8, *SIZES):
+            d = bytearray(data)
+            struct.pack_into("<Q", d, s.hdr_off + 32, size & MAX["Q"])
+            yield f"oversize:{nm}:{size}", bytes(d)
+
+
+def table_name_mutations(data: bytes):
+    """Sections that carry the table's name without being a table: each section
+    in turn (.text, .symtab, .strtab, the section-name table, ...) gets its
+    sh_name pointed at ".static_call_sites" -- beside the real table, and with
+    the real table renamed away.  Needs a base whose .shstrtab has the name."""
+    lay = Layout(data)
+    names = lay.bytes_of(lay.sections[lay.shstrndx])
+    at = names.find(TABLE_NAME + b"\0")
+    if at < 0:
+        return
+    real = [s for s in lay.sections if s.name == TABLE_NAME]
+    for s in lay.sections[1:]:
+        if s.name == TABLE_NAME:
+            continue
+        d = bytearray(data)
+        struct.pack_into("<I", d, s.hdr_off, at)
+        nm = s.name.decode("ascii", "replace")
+        yield f"table-name:{nm}", bytes(d)
+        for r in real:
+            struct.pack_into("<I", d, r.hdr_off, at + 1)    # "static_call_sites"
+            yield f"table-name-only:{nm}", bytes(d)
+
+
+def dwarf_shared_lines_source(n_units: int, rows: int) -> str:
+    """gas source: ``n_units`` compile units that all share one line program of
+    ``rows`` rows (DW_AT_stmt_list 0).  Memory must not grow with units x rows."""
+    o = ['.file 1 "a.c"', ".text", ".globl f", ".type f,@function", "f:", ".loc 1 1",
+         "call __SCT__x"]
+    for i in range(rows):
+        o += [f".loc 1 {i + 2}", "nop"]
+    o += [".size f,.-f", ".globl __SCT__x", ".globl __SCK__x",
+          '.section .debug_abbrev,"",@progbits', ".uleb128 1", ".uleb128 0x11", ".byte 0",
+          ".uleb128 0x10", ".uleb128 0x17", ".byte 0,0", ".byte 0",
+          ".macro cu", ".long .Le\\@ - .Ls\\@", ".Ls\\@:", ".short 4", ".long 0",
+          ".byte 8", ".uleb128 1", ".long 0", ".Le\\@:", ".endm",
+          '.section .debug_info,"",@progbits', f".rept {n_units}", "cu", ".endr"]
+    return "\n".join(o) + "\n"
+
+
+def thin_archive(names: list[str], sizes: list[int]) -> bytes:
+    """A GNU thin archive (``ar rcT``) whose members are ``names`` (any path:
+    ``../x.o``, absolute): only the headers, the members stay where they are."""
+    table = b"".join(n.encode() + b"/\n" for n in names)
+
+    def hdr(name: bytes, size: int) -> bytes:
+        return (name.ljust(16) + b"0".ljust(12) + b"0".ljust(6) + b"0".ljust(6)
+                + b"644".ljust(8) + str(size).encode().ljust(10) + b"`\n")
+    out = b"!<thin>\n" + hdr(b"//", len(table)) + table + (b"\n" if len(table) % 2 else b"")
+    off = 0
+    for n, size in zip(names, sizes):
+        out += hdr(b"/" + str(off).encode(), size)
+        off += len(n.encode()) + 2
+    return out
+
+
+def hostile_reports(doc: dict):
+    """(label, text) variants of a valid JSON report: nesting far deeper than
+    any parser's stack, every field of a site dropped or retyped, schema
+    versions that compare equal to 1, names with terminal controls."""
+    for depth in (1000, 100_000):
+        yield f"deep-array-{depth}", "[" * depth + "]" * depth
+        yield f"deep-object-{depth}", '{"a":' * depth + "0" + "}" * depth
+        yield f"deep-in-site-{depth}", json.dumps(doc).replace(
+            '"sites": [', '"sites": [' + "[" * depth + "]" * depth + ",", 1)
+    for v in (True, 1.0, "1", None, 2, [1]):
+        yield f"schema_version={v!r}", json.dumps({**doc, "schema_version": v})
+    sites = [(i, j) for i, o in enumerate(doc.get("objects", []))
+             for j, _ in enumerate(o.get("sites", []))]
+    if sites:
+        i, j = sites[0]
+        site = doc["objects"][i]["sites"][j]
+        for key in list(site):
+            for label, value in (("drop", None), ("null", None), ("str", "x"), ("int", -1),
+                                 ("list", []), ("obj", {}), ("float", 1.5),
+                                 ("big", 1 << 70), ("ctl", "\x1b[2J\u202e\n")):
+                d = json.loads(json.dumps(doc))
+                s = d["objects"][i]["sites"][j]
+                if label == "drop":
+                    del s[key]
+                else:
+                    s[key] = value
+                yield f"site.{key}:{label}", json.dumps(d)
+        for src in ({"line": 1}, {"file": "a.c"}, {"file": 1, "line": 1}, "a.c:1",
+                    {"file": "a.c", "line": -1, "x": 0}):
+            d = json.loads(json.dumps(doc))
+            d["objects"][i]["sites"][j]["source"] = src
+            yield f"source={src!r}", json.dumps(d)
+    for key in list(doc):
+        d = dict(doc)
+        del d[key]
+        yield f"drop:{key}", json.dumps(d)
+    yield "nan", json.dumps(doc).replace('"offset": 0', '"offset": NaN', 1)
+    yield "not-utf8", json.dumps(doc)[:-2] + "\udcff"
+
+
 # ------------------------------------------------------------------ checking
 def _signature(exc: BaseException) -> str:
     """ExceptionType@module.function of the innermost frame in the package."""
@@ -511,6 +629,8 @@ def check_bytes(data: bytes, workdir: str) -> dict:
                 sigs.append(_message_sig("warning", w))
 
     kernel = Options(policy="kernel", module=True)
+    if TABLE_NAME in data:      # a table (or its name): verify reads it entry by entry
+        call("verify", _verify, case)
     warnings_ok("scan seed", call("scan seed", scan_path, case, Options()))
     warnings_ok("scan kernel", call("scan kernel", scan_path, case, kernel))
     # write to -o: the input must stay as it was, whatever happens
@@ -521,6 +641,7 @@ def check_bytes(data: bytes, workdir: str) -> dict:
         sigs.append("changed-input")
     if res is not None and res.action == "written":
         _check_output(out, "write -o", problems, sigs, res.entries, Options())
+        _code_kept(data, out, "write -o", problems, sigs)
     elif res is not None and os.path.exists(out) and _read(out) != data:
         problems.append(f"write -o ({res.action}) produced bytes different from the input")
         sigs.append("bad-copy")
@@ -535,6 +656,7 @@ def check_bytes(data: bytes, workdir: str) -> dict:
         problems.append(f"in-place write ({res.action}) changed the input")
         sigs.append("changed-input")
     elif res is not None and res.action == "written":
+        _code_kept(data, case, "write --force", problems, sigs)
         _check_output(case, "write --force", problems, sigs, res.entries, kernel)
     left = sorted(set(os.listdir(workdir)) - {"case.o", "out.o"})
     if left:
@@ -543,6 +665,43 @@ def check_bytes(data: bytes, workdir: str) -> dict:
     status = "bug" if problems else ("accepted" if accepted else "rejected")
     return {"status": status, "problems": problems, "signatures": sorted(set(sigs)),
             "errors": errors, "accepted": accepted}
+
+
+TABLE_NAME = b".static_call_sites"
+
+
+def _verify(path: str):
+    """``verify`` as the CLI runs it, in-process."""
+    from scall_objtool.elf import ElfFile
+    from scall_objtool.model import Options
+    from scall_objtool.pipeline import scan_elf
+    from scall_objtool.verify import verify
+    elf = ElfFile(_read(path), path)
+    return verify(elf, scan_elf(elf, Options(), "auto", sources=False), Options())
+
+
+def _code_sections(data: bytes) -> list[bytes] | None:
+    """The contents of every executable SHT_PROGBITS section, sorted (None if
+    this struct-only reader cannot lay the file out).  A section laid over the
+    ELF header is left out: its bytes are the header's, which a write updates."""
+    try:
+        lay = Layout(data)
+        return sorted(lay.bytes_of(s) for s in lay.sections
+                      if s.type == 1 and s.flags & SHF_EXECINSTR and s.offset >= EHDR.size)
+    except (struct.error, ValueError, IndexError):
+        return None
+
+
+def _code_kept(before: bytes, path: str, what: str, problems: list, sigs: list) -> None:
+    """``write`` adds a table; it never drops or changes code.  (A section that
+    merely carries the table's name -- .text renamed -- must survive --force.)"""
+    old = _code_sections(before)
+    if old is None:
+        return
+    new = _code_sections(_read(path))
+    if new is None or any(new.count(c) < old.count(c) for c in set(old)):
+        problems.append(f"{what}: code sections of the input are missing from the output")
+        sigs.append("code-lost")
 
 
 def _read(path: str) -> bytes:

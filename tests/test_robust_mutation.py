@@ -455,3 +455,229 @@ def test_added_key_warning_is_escaped(tmp_path):
         lines = res.stderr.splitlines()
         assert len(lines) == 1 and "__SCK__ba" in lines[0] and "added" in lines[0], lines
         assert lines[0].isprintable(), repr(lines[0])
+
+
+# ------------------------------------------------ issue 10: the new classes
+# NOBITS and oversized sizes, sections that only carry the table's name,
+# shared DWARF line programs, thin archives, outputs that are devices, FIFOs
+# or the input itself, and hostile JSON reports.  The byte-level classes go
+# through check_bytes (which now also runs verify on anything with a table
+# and checks that no code section is lost by a write).
+@pytest.fixture(scope="module")
+def small_bases(tmp_path_factory) -> dict[str, bytes]:
+    """kinds.o as gas writes it, and as this tool writes it (with a table)."""
+    d = tmp_path_factory.mktemp("small-bases")
+    w = d / "written-kinds.o"
+    w.write_bytes((PREBUILT / "kinds.o").read_bytes())
+    assert run_cli("write", "-q", w).rc == 0
+    return {"gas:kinds.o": (PREBUILT / "kinds.o").read_bytes(),
+            "written:kinds.o": w.read_bytes()}
+
+
+@pytest.mark.parametrize("base", ["gas:kinds.o", "written:kinds.o"])
+def test_nobits_and_oversized_sizes(base, small_bases, pool, totals):
+    cases = list(H.nobits_and_size_mutations(small_bases[base]))
+    tally = pool.run(cases, KNOWN)
+    totals.append((f"NOBITS/oversized sizes {base}", tally))
+    _check(tally, base)
+    assert tally.cases == len(cases) and tally.rejected > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("base", BASE_NAMES)
+def test_nobits_and_oversized_sizes_all_bases(base, bases, pool, totals):
+    tally = pool.run(H.nobits_and_size_mutations(bases[base]), KNOWN)
+    totals.append((f"NOBITS/oversized sizes {base}", tally))
+    _check(tally, base)
+
+
+def test_sections_named_like_the_table(small_bases, pool, totals):
+    """.text, .symtab, .strtab, .shstrtab ... renamed .static_call_sites: the
+    table is recognised by its structure; --force never drops code."""
+    cases = list(H.table_name_mutations(small_bases["written:kinds.o"]))
+    assert len(cases) > 10
+    tally = pool.run(cases, KNOWN)
+    totals.append(("table-name impostors written:kinds.o", tally))
+    _check(tally, "table-name impostors")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("base", ["ko:async_memcpy.ko", "written:async_memcpy.ko"])
+def test_sections_named_like_the_table_modules(base, bases, pool, totals):
+    tally = pool.run(H.table_name_mutations(bases[base]), KNOWN)
+    totals.append((f"table-name impostors {base}", tally))
+    _check(tally, base)
+
+
+def _assemble_text(src: str, out: Path) -> bytes:
+    s = out.with_suffix(".s")
+    s.write_text(src)
+    import subprocess
+    subprocess.run(["as", "--64", "-o", str(out), str(s)], check=True, capture_output=True)
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("units,rows", [(400, 20000)])
+def test_shared_dwarf_line_programs(units, rows, pool, totals, tmp_path):
+    """Compile units sharing one line program: within the worker's 1 GiB and
+    the per-case timeout (units x rows decoded rows would not be)."""
+    data = _assemble_text(H.dwarf_shared_lines_source(units, rows), tmp_path / "shared.o")
+    assert len(data) < 200_000
+    tally = pool.run([(f"shared-lines {units}x{rows}", data)], KNOWN)
+    totals.append((f"shared DWARF line programs {units}x{rows}", tally))
+    _check(tally, "shared DWARF line programs")
+    assert tally.accepted == 1
+
+
+def _thin_cases(tmp_path: Path) -> list[tuple[str, list[str]]]:
+    src = tmp_path / "src"
+    src.mkdir()
+    obj = src / "k.o"
+    obj.write_bytes((PREBUILT / "kinds.o").read_bytes())
+    return [("relative", ["../src/k.o"]),
+            ("absolute", [str(obj)]),
+            ("both", ["../src/k.o", str(obj)]),
+            ("missing", ["../src/nope.o"]),
+            ("directory", ["../src"]),
+            ("dev-zero", ["/dev/zero"]),
+            ("itself", ["t.a"])]
+
+
+def test_thin_archives(tmp_path, totals):
+    """A thin archive's members live elsewhere: scan reads them, write is exit 2
+    and touches nothing -- neither the archive nor any member."""
+    cases = _thin_cases(tmp_path)
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    obj = tmp_path / "src" / "k.o"
+    orig = obj.read_bytes()
+    problems = []
+    for label, names in cases:
+        for sizes in ([len(orig)] * len(names), [1 << 40] * len(names)):
+            ar = lib / "t.a"
+            ar.write_bytes(H.thin_archive(names, sizes))
+            ar_bytes = ar.read_bytes()
+            commands = ([["scan"], ["write"], ["write", "--force"], ["verify"]]
+                        if sizes[0] == len(orig) else [["scan"], ["write"]])
+            for args in commands:
+                r = run_cli(*args, ar, cwd=lib, timeout=60)
+                what = f"{' '.join(args)} thin[{label}, size {sizes[0]}]"
+                if "Traceback" in r.stderr or r.rc not in (0, 1, 2):
+                    problems.append(f"{what}: rc {r.rc}: {r.stderr[-300:]}")
+                if args[0] == "write" and r.rc != 2:
+                    problems.append(f"{what}: exit {r.rc}, expected 2")
+                if obj.read_bytes() != orig or ar.read_bytes() != ar_bytes:
+                    problems.append(f"{what}: changed a member or the archive")
+                    obj.write_bytes(orig)
+                leftovers = sorted(set(os.listdir(lib)) - {"t.a"}) + sorted(
+                    set(os.listdir(obj.parent)) - {"k.o"})
+                if leftovers:
+                    problems.append(f"{what}: left {leftovers}")
+    assert not problems, "\n".join(problems)
+
+
+def _output_targets(tmp_path: Path, obj: Path):
+    """(label, path, checker) of outputs that are not new regular files."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    yield "fifo", fifo, lambda: fifo.is_fifo()
+    dev = tmp_path / "null"
+    try:
+        os.mknod(dev, 0o666 | 0o020000, os.makedev(1, 3))     # a private /dev/null
+    except (PermissionError, OSError):
+        pass
+    else:
+        yield "char-device", dev, lambda: dev.is_char_device()
+    yield "the-input", obj, None
+    link = tmp_path / "hardlink.o"
+    os.link(obj, link)
+    yield "hard-link-to-input", link, None
+
+
+@pytest.mark.parametrize("command", [["scan"], ["scan", "--format", "json"], ["verify"],
+                                     ["check", "--format", "sarif"], ["write"]],
+                         ids=["scan", "scan-json", "verify", "check-sarif", "write"])
+def test_outputs_that_are_devices_fifos_or_inputs(command, tmp_path):
+    obj = tmp_path / "k.o"
+    obj.write_bytes((PREBUILT / "kinds.o").read_bytes())
+    if command[0] == "verify":
+        assert run_cli("write", "-q", obj).rc == 0
+    orig = obj.read_bytes()
+    problems = []
+    for label, target, still in _output_targets(tmp_path, obj):
+        reader = os.open(target, os.O_RDONLY | os.O_NONBLOCK) if label == "fifo" else None
+        try:
+            r = run_cli(*command, "-o", target, obj, timeout=60)
+        finally:
+            got = b""
+            if reader is not None:
+                try:
+                    got = os.read(reader, 1 << 20)
+                except BlockingIOError:
+                    pass
+                os.close(reader)
+        what = f"{' '.join(command)} -o {label}"
+        if "Traceback" in r.stderr:
+            problems.append(f"{what}: traceback")
+        if still is not None:
+            if not still():
+                problems.append(f"{what}: the {label} was replaced by a regular file")
+            if label == "fifo" and r.rc in (0, 1) and not got:
+                problems.append(f"{what}: nothing reached the FIFO")
+            if obj.read_bytes() != orig:
+                problems.append(f"{what}: the input changed")
+        elif command[0] != "write" or label != "the-input":
+            # an output that is an input (same inode) is refused; write -o X X is
+            # the in-place write and allowed
+            if r.rc != 2 or obj.read_bytes() != orig:
+                problems.append(f"{what}: rc {r.rc}, input "
+                                f"{'unchanged' if obj.read_bytes() == orig else 'CHANGED'}")
+        obj.write_bytes(orig)
+        left = [n for n in os.listdir(tmp_path) if n.endswith(H.TEMP_GLOB[2:])]
+        if left:
+            problems.append(f"{what}: left {left}")
+    empty = run_cli(*command, "-o", "", obj)
+    if empty.rc != 2 or obj.read_bytes() != orig:
+        problems.append(f"{' '.join(command)} -o '': rc {empty.rc}")
+    assert not problems, "\n".join(problems)
+
+
+def test_hostile_reports(tmp_path, totals):
+    """Every variant of a report is read by load_report: only an InputError
+    (one printable line) may come out; a sample goes through the CLI (exit 2)."""
+    from scall_objtool.errors import InputError
+    from scall_objtool.report.jsondoc import load_report
+    obj = tmp_path / "k.o"
+    obj.write_bytes((PREBUILT / "kinds.o").read_bytes())
+    r = run_cli("scan", "--format", "json", obj)
+    doc = json.loads(r.stdout)
+    good = tmp_path / "good.json"
+    good.write_text(r.stdout)
+    load_report(str(good))
+    problems = []
+    tally = H.Tally()
+    cases = list(H.hostile_reports(doc))
+    for label, text in cases:
+        p = tmp_path / "bad.json"
+        p.write_text(text, errors="surrogateescape")
+        try:
+            load_report(str(p))
+            tally.add(label, {"status": "accepted"}, {})
+        except InputError as e:
+            tally.add(label, {"status": "rejected"}, {})
+            if not str(e).isprintable():
+                problems.append(f"{label}: message not one printable line: {str(e)!r}")
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"{label}: {type(e).__name__}: {e}"[:300])
+    totals.append(("hostile JSON reports", tally))
+    assert tally.rejected > 0.8 * len(cases), tally.line("reports")
+    for label, text in cases[::29]:
+        p = tmp_path / "bad.json"
+        p.write_text(text, errors="surrogateescape")
+        for args in (["diff", good, p], ["diff", p, good], ["check", "--baseline", p, obj]):
+            r = run_cli(*args)
+            if "Traceback" in r.stderr or r.rc not in (0, 1, 2):
+                problems.append(f"{args[0]} {label}: rc {r.rc} {r.stderr[-200:]}")
+            if r.rc == 2 and len(r.stderr.splitlines()) != 1:
+                problems.append(f"{args[0]} {label}: stderr {r.stderr!r}"[:300])
+    assert not problems, "\n".join(problems)

@@ -26,5 +26,14 @@ def verdict(patchable: bool, reason: str | None) -> str:
     return "patchable" if patchable else f"fallback: {reason}"
 
 
+def esc(text: str) -> str:
+    """Text from a report, safe for a terminal or a log: control characters,
+    bidi overrides, newlines and lone surrogates escaped (as ``scan`` does)."""
+    if text.isprintable():
+        return text
+    from ..elf import printable
+    return printable(text.encode("utf-8", "surrogatepass"))
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"

@@ -9,7 +9,7 @@ import json
 from ..errors import InputError
 from ..findings import LintSite, Report
 from ..model import KINDS, REASONS, ObjectResult, Options, summarize
-from . import dump, tool
+from . import dump, esc, tool
 
 SCHEMA_VERSION = 1
 
@@ -76,33 +76,45 @@ def diff_json(d, old: str, new: str) -> str:
 
 # ------------------------------------------------------------------- reading
 def read_json(path: str):
-    """A JSON file, parsed; InputError when it cannot be read or parsed."""
+    """A JSON file, parsed; InputError (naming the path, escaped) when it cannot be
+    read or parsed."""
+    from ..inputs import show
+    shown = show(path)
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
-        raise InputError("cannot open: No such file or directory", path) from None
+        raise InputError("cannot open: No such file or directory", shown) from None
     except IsADirectoryError:
-        raise InputError("cannot read: Is a directory", path) from None
+        raise InputError("cannot read: Is a directory", shown) from None
     except OSError as e:
-        raise InputError(f"cannot read: {e.strerror}", path) from None
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise InputError(f"not a JSON report: {str(e)[:200]}", path) from None
+        raise InputError(f"cannot read: {e.strerror}", shown) from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"not a JSON report: {esc(str(e)[:200])}", shown) from None
+    except RecursionError:
+        raise InputError("not a JSON report: nested too deeply", shown) from None
+    except MemoryError:
+        raise InputError("not a JSON report: too large to load", shown) from None
 
 
 def load_report(path: str):
     """Read a schema-1 JSON report; InputError for anything else."""
-    return report_from_json(read_json(path), path)
+    from ..inputs import show
+    return report_from_json(read_json(path), show(path))
 
 
 def report_from_json(data, path: str):
     def bad(why: str):
-        raise InputError(f"not a scall-objtool JSON report (scan --format json): {why}", path)
+        raise InputError(f"not a scall-objtool JSON report (scan --format json): {esc(why)}",
+                         path)
 
-    if not isinstance(data, dict):
-        bad("the top level is not an object")
-    if data.get("schema_version") != 1:
-        bad(f"schema_version is {data.get('schema_version')!r}, expected 1")
+    from .jsonvalid import Invalid, shipped
+    try:
+        shipped("report-v1.json").validate(data)
+    except Invalid as e:
+        bad(str(e))
+    except RecursionError:
+        bad("nested too deeply")
     objects = data.get("objects")
     if not isinstance(objects, list):
         bad("no 'objects' list")

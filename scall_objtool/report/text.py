@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from ..model import ObjectResult, Options, summarize
-from . import plural, verdict
+from . import esc, plural, verdict
 
 
 def _lines(lines: list[str]) -> str:
@@ -138,7 +138,7 @@ def finding_line(site, root: str | None = None) -> str:
         head = f"{display_path(site.source['file'], root)}:{site.source['line']}"
     else:
         head = f"{site.object}: {site.where}"
-    return f"{head}: warning: {site.message} [scall-objtool]"
+    return esc(f"{head}: warning: {site.message} [scall-objtool]")
 
 
 def check_text(res, summary: dict, policy: str, root: str | None = None) -> str:
@@ -170,8 +170,8 @@ def diff_text(d) -> str:
         return "  [new fallback]" if id(s) in newfb else ""
 
     def site(s) -> str:
-        return (f"{s.object}: {s.where}: {s.kind} {s.trampoline}: "
-                f"{verdict(s.patchable, s.reason)}{_source(s)}")
+        return esc(f"{s.object}: {s.where}: {s.kind} {s.trampoline}: "
+                   f"{verdict(s.patchable, s.reason)}{_source(s)}")
 
     for s in d.added:
         lines.append(f"added    {site(s)}{mark(s)}")
@@ -179,9 +179,9 @@ def diff_text(d) -> str:
         lines.append(f"removed  {site(s)}")
     for o, n in d.changed:
         kind = f"{o.kind} -> {n.kind}" if o.kind != n.kind else n.kind
-        lines.append(f"changed  {n.object}: {n.where}: {kind} {n.trampoline}: "
-                     f"{verdict(o.patchable, o.reason)} -> {verdict(n.patchable, n.reason)}"
-                     f"{_source(n)}{mark(n)}")
+        lines.append(esc(f"changed  {n.object}: {n.where}: {kind} {n.trampoline}: "
+                         f"{verdict(o.patchable, o.reason)} -> "
+                         f"{verdict(n.patchable, n.reason)}{_source(n)}{mark(n)}"))
     lines.append(f"summary: {len(d.added)} added, {len(d.removed)} removed, "
                  f"{len(d.changed)} changed, {len(d.unchanged)} unchanged "
                  f"({d.moved} moved); {plural(len(d.new_fallback), 'new fallback site')}")
