@@ -19,6 +19,7 @@ from .elf import (R_X86_64_GOTPCREL, R_X86_64_GOTPCRELX, R_X86_64_PC32, R_X86_64
                   R_X86_64_REX_GOTPCRELX, STB_GLOBAL, STB_WEAK, STT_FILE,
                   STT_FUNC, STT_SECTION, ElfFile, Section)
 from .find import Candidate
+from .intervals import Innermost
 
 LEGACY_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
 DIRECT_RELOCS = frozenset({R_X86_64_PC32, R_X86_64_PLT32})
@@ -154,31 +155,20 @@ class FunctionIndex:
             (funcs if s.type == STT_FUNC else labels).append(entry)
         funcs.sort()
         self.funcs = funcs
-        self.func_starts = [f[0] for f in funcs]
-        # the longest function reach, for bounding the backwards search
-        self.max_size = max((f[3] for f in funcs), default=0)
+        self._innermost = Innermost([(f[0], f[0] + f[3], f[1:], f) for f in funcs if f[3] > 0])
         labels = sorted(labels + funcs)
         self.labels = labels
         self.label_starts = [lb[0] for lb in labels]
 
     def containing(self, off: int):
-        """(name, start, end) of the function holding ``off``; else the nearest
-        preceding symbol; else (None, 0, None)."""
-        best = None
-        k = bisect_right(self.func_starts, off)
-        while k > 0:
-            k -= 1
-            value, _rank, name, size, _i = self.funcs[k]
-            if best is not None and value < best[1]:
-                break
-            if best is None and off - value >= self.max_size:
-                break           # no function this far back reaches ``off``
-            if off < value + size:
-                # walking backwards, the last hit at one address is the
-                # first in (rank, name) order: a global before a local alias
-                best = (name, value, value + size)
-        if best:
-            return best
+        """(name, start, end) of the function holding ``off`` (the innermost:
+        the greatest start, then the first in (rank, name) order, a global
+        before a local alias); else the nearest preceding symbol; else
+        (None, 0, None).  Cheapest when asked in increasing order of ``off``."""
+        best = self._innermost.query(off)
+        if best is not None:
+            value, _rank, name, size, _i = best
+            return (name, value, value + size)
         k = bisect_right(self.label_starts, off)
         if k == 0:
             return (None, 0, None)
@@ -295,13 +285,28 @@ def _judge_image(c: Candidate, insn: Insn, code: bytes, image: ElfFile,
 def instruction_at(elf: ElfFile, sec: Section, off: int):
     """(start, length, mnemonic, " in func+x") of the instruction holding
     ``off``, decoding its function from the start; None if not reached."""
+    return instructions_at(elf, sec, [off])[off]
+
+
+def instructions_at(elf: ElfFile, sec: Section, offsets) -> dict[int, tuple | None]:
+    """:func:`instruction_at` for many offsets of one section: one function
+    index, and each function decoded once, up to the last offset it holds."""
     index = FunctionIndex(elf, sec)
-    fname, fstart, fend = index.containing(off)
     code = elf.section_bytes(sec)
-    end = min(fend if fend is not None else len(code), len(code), off + 16)
-    starts, sizes, mnemonic = disassemble(code[fstart:end], fstart)
-    k = bisect_right(starts, off) - 1
-    if k < 0 or off >= starts[k] + sizes[k]:
-        return None
-    where = f" in {fname}+{starts[k] - fstart:#x}" if fname else ""
-    return starts[k], sizes[k], mnemonic(k), where
+    groups: dict[tuple, list[int]] = {}
+    for off in sorted(set(offsets)):
+        groups.setdefault(index.containing(off), []).append(off)
+    out: dict[int, tuple | None] = {}
+    for (fname, fstart, fend), offs in groups.items():
+        end = min(fend if fend is not None else len(code), len(code), offs[-1] + 16)
+        # an instruction is at most 15 bytes: the one holding an offset ends
+        # before offset + 16, so decoding further changes nothing before it
+        starts, sizes, mnemonic = disassemble(code[fstart:max(end, fstart)], fstart)
+        for off in offs:
+            k = bisect_right(starts, off) - 1
+            if k < 0 or off >= starts[k] + sizes[k]:
+                out[off] = None
+                continue
+            where = f" in {fname}+{starts[k] - fstart:#x}" if fname else ""
+            out[off] = (starts[k], sizes[k], mnemonic(k), where)
+    return out
