@@ -22,8 +22,9 @@ class Innermost:
     non-decreasing order cost O(log n) each, amortised; a query below the
     previous one restarts the sweep (still correct, only slower)."""
 
-    def __init__(self, items: list[tuple[int, int, Any, Any]]):
-        self._items = sorted(items, key=lambda t: (t[0], t[2]))
+    def __init__(self, items: list[tuple[int, int, Any, Any]], presorted: bool = False):
+        """``presorted``: the items are already in (start, order) order."""
+        self._items = items if presorted else sorted(items, key=lambda t: (t[0], t[2]))
         self._restart()
 
     def _restart(self) -> None:

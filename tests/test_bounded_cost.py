@@ -3,7 +3,7 @@
 Each input below is one that once cost minutes for a few hundred KB (issue
 10, items 12-14 and 17).  Every test builds it at two sizes, 1x and 4x, runs
 the command in process (the least CPU time of a few runs, so that a busy
-machine adds no cost) and asserts that the 4x input costs at most ~6x the
+machine adds no cost) and asserts that the 4x input costs at most 7x the
 time: a quadratic path costs 16x.  A crafted ~1 MB input of each kind must
 finish in seconds (the bound is generous: it only guards against a hang).
 """
@@ -144,7 +144,8 @@ def test_cost_grows_near_linearly(case, tmp_path):
     fn(small)                                   # warm imports and caches
     t_small = _best_time(fn, small, 5)
     t_large = _best_time(fn, large, 4)
-    assert t_large <= 6 * t_small, (
+    # n log n would be ~4.5x; a shared machine's caches add some; quadratic is 16x
+    assert t_large <= 7 * t_small, (
         f"{case}: {len(small)} bytes took {t_small:.3f} s, {len(large)} bytes "
         f"{t_large:.3f} s: {t_large / t_small:.1f}x for 4x the input")
 
@@ -186,3 +187,84 @@ def test_results_unchanged_by_the_indexes(tmp_path):
     elf = ElfFile(_build(tmp_path, many_key_names(30), "k"), "k.o")
     plan = Plan(elf, scan_elf(elf, KERNEL), KERNEL)
     assert plan.new_keys == [b"__SCK__x"]
+
+
+def _code_samples(tmp_path: Path) -> list[bytes]:
+    """Code to decode: compiled C, padding and crafted byte patterns (two
+    decodings of b0 b0 ... never meet; 0f 0f ... does not decode)."""
+    import random
+    rng = random.Random(10)
+    src = tmp_path / "c.c"
+    src.write_text("int g(int);\n" + "".join(
+        f"int f{i}(int x) {{ for (int k = 0; k < x; k++) x ^= g(x * {i} + k); return x; }}\n"
+        for i in range(40)))
+    obj = tmp_path / "c.o"
+    subprocess.run(["gcc", "-O2", "-c", "-o", str(obj), str(src)], check=True)
+    elf = ElfFile(obj.read_bytes(), "c.o")
+    text = elf.section_bytes(next(s for s in elf.sections if s.name == ".text"))
+    mixed = bytearray(text)
+    for at in rng.sample(range(len(mixed)), len(mixed) // 50):
+        mixed[at] = rng.randrange(256)
+    return [text, bytes(mixed), b"\xb0" * 3000, b"\x90" * 500 + b"\x0f\x0f" * 40 + text[:800],
+            bytes(rng.randrange(256) for _ in range(3000))]
+
+
+def test_shared_decoder_decodes_as_one_linear_pass(tmp_path):
+    """SectionDecoder.decode(start, limit) finds, for every offset, the same
+    instruction as decoding code[start:limit] on its own, and stops at the
+    same place, whatever the decodes before it on the same code."""
+    import random
+
+    from scall_objtool.decode import SectionDecoder, disassemble
+    rng = random.Random(14)
+    for code in _code_samples(tmp_path):
+        decoder = SectionDecoder(code)
+        for _ in range(60):
+            start = rng.randrange(len(code))
+            limit = min(len(code), start + rng.choice((1, 7, 16, 70, 300, len(code))))
+            got = decoder.decode(start, limit)
+            starts, sizes, mnemonic = disassemble(code[start:limit], start)
+            assert got.stop == (starts[-1] + sizes[-1] if starts else start)
+            want = {}
+            for k, (s, n) in enumerate(zip(starts, sizes)):
+                for off in range(s, s + n):
+                    want[off] = (s, n, mnemonic(k))
+            for off in range(start - 2, limit + 2):
+                assert got.at(off) == want.get(off), (start, limit, off)
+
+
+def test_nested_functions_decode_each_byte_a_bounded_number_of_times(tmp_path):
+    """Functions nested like [i, 2n - i) with a call in each one's own right
+    end: every group starts at a different place and reaches far right, yet
+    the bytes are decoded about once, not once per function."""
+    import scall_objtool.decode as decode
+
+    def nested(n: int) -> str:
+        out = [".text", ".globl __SCT__x"]
+        for i in range(n):
+            out += [f".type g{i},@function", f"g{i}:", "nop"]
+        for i in reversed(range(n)):
+            out += ["call __SCT__x", "nop;nop", f"e{i}:"]
+        out += [f".size g{i}, e{i} - g{i}" for i in range(n)]
+        return "\n".join(out) + "\n"
+
+    decoded = []
+    real = decode.disassemble
+
+    def counting(code, base):
+        decoded.append(len(code))
+        return real(code, base)
+    counts = []
+    for n in (300, 1200):
+        data = _build(tmp_path, nested(n), f"n{n}")
+        decoded.clear()
+        decode.disassemble = counting
+        try:
+            sites = scan_elf(ElfFile(data, "n.o"), KERNEL).sites
+        finally:
+            decode.disassemble = real
+        assert len(sites) == n and {s.function for s in sites} == {f"g{i}" for i in range(n)}
+        counts.append(sum(decoded))
+    # 8 code bytes a function; a fresh decode reads at most one small chunk
+    # past the point where it meets an earlier one
+    assert counts[1] <= 6 * counts[0] and counts[1] < 2 * 8 * 1200 + 64 * 1200, counts
