@@ -31,6 +31,7 @@ from .elf import (
     Section,
 )
 from .find import Candidate
+from .intervals import Innermost
 
 LEGACY_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
 DIRECT_RELOCS = frozenset({R_X86_64_PC32, R_X86_64_PLT32})
@@ -100,6 +101,139 @@ def disassemble(code: bytes, base: int) -> tuple[list[int], list[int], object]:
     return starts, sizes, mnemonic
 
 
+#: a fresh decode's largest chunk (for one capstone call)
+MAX_CHUNK = 16 << 10
+#: the longest x86 instruction: one that does not decode with this many bytes
+#: available does not decode with fewer either
+MAX_INSN = 15
+
+
+class _Run:
+    """Instructions decoded by one capstone call (a prefix of its result).
+    Its mnemonics stay with the decode that made it (capstone's records are
+    large): a later decode that follows it decodes the one instruction it
+    needs a mnemonic for again."""
+    __slots__ = ("starts", "sizes", "final")
+
+    def __init__(self, starts, sizes, final: bool):
+        self.starts, self.sizes = starts, sizes
+        self.final = final          # decoding fails right after it, whatever the limit
+
+
+class Decoding:
+    """The result of one linear decode: consecutive pieces of runs."""
+
+    def __init__(self, code: bytes, start: int, pieces: list[tuple[_Run, int, int]],
+                 mnemonics: dict[int, object]):
+        self.code = code
+        self.pieces = pieces
+        self.mnemonics = mnemonics          # id(run) -> mnemonic, for the runs made here
+        self.firsts = [run.starts[i] for run, i, _j in pieces] if len(pieces) > 1 else None
+        last = pieces[-1] if pieces else None
+        self.stop = last[0].starts[last[2] - 1] + last[0].sizes[last[2] - 1] if last else start
+
+    def at(self, off: int) -> tuple[int, int, str] | None:
+        """(start, length, mnemonic) of the decoded instruction holding ``off``."""
+        if self.firsts is None:             # one piece (or none): the common case
+            if not self.pieces:
+                return None
+            run, i, j = self.pieces[0]
+        else:
+            p = bisect_right(self.firsts, off) - 1
+            if p < 0:
+                return None
+            run, i, j = self.pieces[p]
+        k = bisect_right(run.starts, off, i, j) - 1
+        if k < i or off >= run.starts[k] + run.sizes[k]:
+            return None
+        start, size = run.starts[k], run.sizes[k]
+        mnemonic = self.mnemonics.get(id(run))
+        if mnemonic is not None:
+            return start, size, mnemonic(k)
+        _s, _z, again = disassemble(self.code[start:start + size], start)
+        return start, size, again(0)
+
+
+class SectionDecoder:
+    """Linear decodes of one section's code from many starts, sharing work.
+
+    Decoding from two starts goes on identically once both reach a common
+    instruction boundary (an instruction depends only on its own bytes), so
+    each instruction is decoded once: a decode that reaches a boundary an
+    earlier one decoded follows that one's result instead.  A fresh decode
+    that may meet an earlier one works in chunks that double (64 bytes first,
+    up to MAX_CHUNK) and stops at the first known boundary, so it costs
+    O(the new bytes + 64); one past every earlier decode (functions that do
+    not overlap) decodes in a single call.  ``decode(start, limit)``
+    is exactly ``disassemble(code[start:limit], start)``: nested or
+    overlapping functions no longer cost their overlap once per function."""
+
+    def __init__(self, code: bytes):
+        self.code = code
+        self.owner: dict[int, _Run] = {}    # boundary -> the run that decoded it
+        self.unindexed: list[_Run] = []     # runs not yet in ``owner``
+        self.high = 0                       # every decoded boundary lies below this
+
+    def _index(self) -> None:
+        """Index the boundaries of the runs so far (only once decodes may meet:
+        functions that do not overlap never pay for it).  A run's boundaries
+        are new when it is made, so no boundary has two owners."""
+        for run in self.unindexed:
+            self.owner.update(dict.fromkeys(run.starts, run))
+        self.unindexed.clear()
+
+    def decode(self, start: int, limit: int) -> Decoding:
+        code = self.code
+        pieces: list[tuple[_Run, int, int]] = []
+        mnemonics: dict[int, object] = {}
+        pos, chunk = start, 64
+        while pos < limit:
+            ahead = pos < self.high         # may an earlier boundary lie at or after pos?
+            if ahead:
+                self._index()
+                run = self.owner.get(pos)
+                if run is not None:
+                    starts, sizes = run.starts, run.sizes
+                    i = bisect_left(starts, pos)
+                    j = bisect_right(starts, limit - 1) - 1  # the last one starting before limit
+                    if j >= i and starts[j] + sizes[j] > limit:
+                        j -= 1                              # ... and ending within it
+                    if j < i:
+                        break               # the instruction at pos does not fit
+                    pieces.append((run, i, j + 1))
+                    if j + 1 < len(starts) or run.final:
+                        break               # the next one does not fit, or does not decode
+                    pos = starts[j] + sizes[j]
+                    continue
+            else:
+                chunk = MAX_CHUNK           # nothing decoded ahead: nothing to meet
+            lim = min(limit, pos + chunk)
+            chunk = min(2 * chunk, MAX_CHUNK)
+            starts, sizes, mnemonic = disassemble(code[pos:lim], pos)
+            cut = len(starts)
+            if ahead and cut > 1:
+                met = self.owner.keys() & starts       # pos itself is not among them
+                if met:
+                    cut = bisect_left(starts, min(met))
+            whole = cut == len(starts)      # not cut short at an earlier decode
+            end = starts[cut - 1] + sizes[cut - 1] if cut else pos
+            # stopped short of lim: invalid for good if MAX_INSN bytes were there
+            final = whole and end < lim and (
+                end + MAX_INSN <= lim or lim == len(code))
+            if cut:
+                if cut < len(starts):
+                    starts, sizes = starts[:cut], sizes[:cut]
+                run = _Run(starts, sizes, final)
+                mnemonics[id(run)] = mnemonic
+                self.unindexed.append(run)
+                self.high = max(self.high, starts[-1] + 1)
+                pieces.append((run, 0, cut))
+            if whole and (final or lim == limit):
+                break
+            pos = end
+        return Decoding(code, start, pieces, mnemonics)
+
+
 @dataclass(slots=True)
 class Insn:
     start: int
@@ -166,31 +300,22 @@ class FunctionIndex:
             (funcs if s.type == STT_FUNC else labels).append(entry)
         funcs.sort()
         self.funcs = funcs
-        self.func_starts = [f[0] for f in funcs]
-        # the longest function reach, for bounding the backwards search
-        self.max_size = max((f[3] for f in funcs), default=0)
+        # funcs are in (start, rank, name, ...) order already
+        self._innermost = Innermost([(f[0], f[0] + f[3], f[1:], f) for f in funcs if f[3] > 0],
+                                    presorted=True)
         labels = sorted(labels + funcs)
         self.labels = labels
         self.label_starts = [lb[0] for lb in labels]
 
     def containing(self, off: int):
-        """(name, start, end) of the function holding ``off``; else the nearest
-        preceding symbol; else (None, 0, None)."""
-        best = None
-        k = bisect_right(self.func_starts, off)
-        while k > 0:
-            k -= 1
-            value, _rank, name, size, _i = self.funcs[k]
-            if best is not None and value < best[1]:
-                break
-            if best is None and off - value >= self.max_size:
-                break           # no function this far back reaches ``off``
-            if off < value + size:
-                # walking backwards, the last hit at one address is the
-                # first in (rank, name) order: a global before a local alias
-                best = (name, value, value + size)
-        if best:
-            return best
+        """(name, start, end) of the function holding ``off`` (the innermost:
+        the greatest start, then the first in (rank, name) order, a global
+        before a local alias); else the nearest preceding symbol; else
+        (None, 0, None).  Cheapest when asked in increasing order of ``off``."""
+        best = self._innermost.query(off)
+        if best is not None:
+            value, _rank, name, size, _i = best
+            return (name, value, value + size)
         k = bisect_right(self.label_starts, off)
         if k == 0:
             return (None, 0, None)
@@ -219,13 +344,16 @@ def prove(elf: ElfFile, candidates: list[Candidate]) -> list[Proof]:
         for c in cands:
             groups.setdefault(index.containing(c.offset), []).append(c)
         image = elf if elf.linked else None
+        decoder = SectionDecoder(code)
         for (fname, fstart, fend), group in groups.items():
-            proofs.extend(_prove_function(code, fname, fstart, fend, group, image, sec))
+            proofs.extend(_prove_function(decoder, fname, fstart, fend, group, image, sec))
     return proofs
 
 
-def _prove_function(code: bytes, fname, fstart: int, fend, group: list[Candidate],
-                    image: ElfFile | None = None, sec: Section | None = None):
+def _prove_function(decoder: SectionDecoder, fname, fstart: int, fend,
+                    group: list[Candidate], image: ElfFile | None = None,
+                    sec: Section | None = None):
+    code = decoder.code
     end = min(fend if fend is not None else len(code), len(code))
     group.sort(key=lambda c: c.offset)
     found: dict[int, tuple[int, int, str]] = {}
@@ -234,13 +362,12 @@ def _prove_function(code: bytes, fname, fstart: int, fend, group: list[Candidate
     if pending:
         # decode up to the instruction holding the last candidate, no further
         limit = min(end, pending[-1].offset + 16)
-        starts, sizes, mnemonic = disassemble(code[fstart:limit], fstart)
-        if starts:
-            stop = starts[-1] + sizes[-1]
+        decoded = decoder.decode(fstart, limit)
+        stop = decoded.stop
         for c in pending:
-            k = bisect_right(starts, c.offset) - 1
-            if k >= 0 and c.offset < starts[k] + sizes[k]:
-                found[c.offset] = (starts[k], sizes[k], mnemonic(k))
+            hit = decoded.at(c.offset)
+            if hit is not None:
+                found[c.offset] = hit
     out = []
     for c in group:
         fofs = c.offset - fstart if fname is not None else None
@@ -307,13 +434,29 @@ def _judge_image(c: Candidate, insn: Insn, code: bytes, image: ElfFile,
 def instruction_at(elf: ElfFile, sec: Section, off: int):
     """(start, length, mnemonic, " in func+x") of the instruction holding
     ``off``, decoding its function from the start; None if not reached."""
+    return instructions_at(elf, sec, [off])[off]
+
+
+def instructions_at(elf: ElfFile, sec: Section, offsets) -> dict[int, tuple | None]:
+    """:func:`instruction_at` for many offsets of one section: one function
+    index, and each function decoded once, up to the last offset it holds."""
     index = FunctionIndex(elf, sec)
-    fname, fstart, fend = index.containing(off)
     code = elf.section_bytes(sec)
-    end = min(fend if fend is not None else len(code), len(code), off + 16)
-    starts, sizes, mnemonic = disassemble(code[fstart:end], fstart)
-    k = bisect_right(starts, off) - 1
-    if k < 0 or off >= starts[k] + sizes[k]:
-        return None
-    where = f" in {fname}+{starts[k] - fstart:#x}" if fname else ""
-    return starts[k], sizes[k], mnemonic(k), where
+    groups: dict[tuple, list[int]] = {}
+    for off in sorted(set(offsets)):
+        groups.setdefault(index.containing(off), []).append(off)
+    out: dict[int, tuple | None] = {}
+    decoder = SectionDecoder(code)
+    for (fname, fstart, fend), offs in groups.items():
+        end = min(fend if fend is not None else len(code), len(code), offs[-1] + 16)
+        # an instruction is at most 15 bytes: the one holding an offset ends
+        # before offset + 16, so decoding further changes nothing before it
+        decoded = decoder.decode(fstart, end)
+        for off in offs:
+            hit = decoded.at(off)
+            if hit is None:
+                out[off] = None
+                continue
+            where = f" in {fname}+{hit[0] - fstart:#x}" if fname else ""
+            out[off] = (*hit, where)
+    return out

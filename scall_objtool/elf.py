@@ -15,8 +15,10 @@ kvm.ko).
 """
 from __future__ import annotations
 
+import heapq
 import os
 import struct
+from bisect import bisect_right
 from functools import cached_property
 
 from .errors import InputError
@@ -180,11 +182,32 @@ class ElfFile:
         return self.e_type in (ET_EXEC, ET_DYN)
 
     def section_at(self, address: int) -> Section | None:
-        """The allocated section holding ``address`` (linked images)."""
-        for sec in self.sections:
-            if sec.flags & SHF_ALLOC and sec.size and sec.addr <= address < sec.addr + sec.size:
-                return sec
-        return None
+        """The allocated section holding ``address`` (linked images); of
+        overlapping sections, the one with the lowest index."""
+        bounds, owners = self._address_map
+        k = bisect_right(bounds, address) - 1
+        return owners[k] if k >= 0 else None
+
+    @cached_property
+    def _address_map(self) -> tuple[list[int], list[Section | None]]:
+        """The allocated sections' start and end addresses, sorted, and for
+        each the section holding the addresses from it to the next: built once
+        (a sweep with a heap of the open sections by index), so that
+        ``section_at`` is a bisection however many sections and queries."""
+        spans = sorted((s.addr, s.addr + s.size, s.index) for s in self.sections
+                       if s.flags & SHF_ALLOC and s.size)
+        bounds = sorted({b for start, end, _i in spans for b in (start, end)})
+        owners: list[Section | None] = []
+        open_: list[tuple[int, int]] = []
+        k = 0
+        for b in bounds:
+            while k < len(spans) and spans[k][0] <= b:
+                heapq.heappush(open_, (spans[k][2], spans[k][1]))
+                k += 1
+            while open_ and open_[0][1] <= b:
+                heapq.heappop(open_)
+            owners.append(self.sections[open_[0][0]] if open_ else None)
+        return bounds, owners
 
     def read_at(self, address: int, size: int) -> bytes | None:
         """``size`` file bytes at a virtual address, or None if not in the file."""
@@ -426,7 +449,15 @@ class SymbolColumns:
         return self.info[i] >> 4
 
     def in_section(self, index: int) -> list[int]:
-        return [i for i, v in enumerate(self.shndx) if v == index]
+        """Indices of the symbols whose st_shndx is ``index``, ascending."""
+        return list(self._by_section.get(index, ()))
+
+    @cached_property
+    def _by_section(self) -> dict[int, list[int]]:
+        by: dict[int, list[int]] = {}
+        for i, v in enumerate(self.shndx):
+            by.setdefault(v, []).append(i)
+        return by
 
 
 class RelocColumns:
@@ -444,6 +475,7 @@ class RelocColumns:
         else:
             self.addend = [0] * len(self.offset)
             self._target = (elf, sec.info)
+            self._code: bytes | None = None     # the target's bytes, read once
 
     def __len__(self) -> int:
         return len(self.offset)
@@ -452,8 +484,10 @@ class RelocColumns:
         """SHT_REL: the addend stored in the relocated field."""
         if not hasattr(self, "_target"):
             return self.addend[i]
-        elf, target = self._target
-        code = elf.section_bytes(elf.sections[target])
+        code = self._code
+        if code is None:
+            elf, target = self._target
+            code = self._code = elf.section_bytes(elf.sections[target])
         off = self.offset[i]
         if off + 4 <= len(code):
             return int.from_bytes(code[off:off + 4], "little", signed=True)

@@ -22,6 +22,7 @@ refer to it stay valid) and its headers are repointed at the new data.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from .elf import (
@@ -48,6 +49,7 @@ from .elf import (
     printable,
 )
 from .errors import InputError, KeyMissingError
+from .intervals import Innermost
 from .model import TAIL_KINDS, ObjectResult, Options, Site
 from .records import fields
 from .sitetable import FLAG_TAIL, RELA_TABLE, TABLE, key_name
@@ -79,7 +81,7 @@ class Plan:
         if not sites:
             return
         keys = self._key_symbols()
-        addr_cache: dict[int, int | None] = {}
+        addr_cache: dict[int, _Addressing] = {}
         added: dict[bytes, int] = {}
         nsyms = elf.num_symbols
         for site in sites:
@@ -117,32 +119,70 @@ class Plan:
             out.setdefault(elf.symbol(i).name_bytes, i)
         return out
 
-    def _addressing(self, site: Site, cache: dict[int, int | None]) -> tuple[int, int]:
+    def _addressing(self, site: Site, cache: dict[int, _Addressing]) -> tuple[int, int]:
         """Symbol and addend that address the site: the section symbol, else
         the (non-weak) function symbol containing it."""
         elf = self.elf
         idx = site.section_index
         if idx not in cache:
-            cache[idx] = _section_symbol(elf, idx)
-        secsym = cache[idx]
-        if secsym is not None:
-            return secsym, _addend(elf, site.offset - elf.symbol(secsym).value)
-        best = None
-        for i in _symbols_in_section(elf, idx):
-            s = elf.symbol(i)
-            if s.bind == STB_WEAK or s.type in (STT_SECTION, STT_FILE):
-                continue
-            if s.value > site.offset:
-                continue
-            inside = s.type == STT_FUNC and site.offset < s.value + s.size
-            rank = (inside, s.type in (STT_FUNC, STT_NOTYPE), s.value, -i)
-            if best is None or rank > best[0]:
-                best = (rank, i, s.value)
-        if best is None:
+            cache[idx] = _Addressing(elf, idx)
+        found = cache[idx].symbol_for(site.offset)
+        if found is None:
             raise InputError(f"cannot address the site at {site.section}+{site.offset:#x}: "
                              "the section has no section symbol and no non-weak symbol "
                              "before it", elf.path)
-        return best[1], _addend(elf, site.offset - best[2])
+        return found[0], _addend(elf, site.offset - found[1])
+
+
+class _Addressing:
+    """How sites of one section are addressed, indexed once per section so
+    that each site costs O(log symbols): the section symbol when there is
+    one; else, of the non-weak symbols at or before the site (sections and
+    files aside), a function containing it (the innermost), else the last
+    function or untyped symbol, else the last symbol of any type -- the
+    lowest index among symbols at one address."""
+
+    def __init__(self, elf: ElfFile, index: int):
+        self.secsym = _section_symbol(elf, index)
+        if self.secsym is not None:
+            self.secsym_value = elf.symbol(self.secsym).value
+            return
+        funcs, named, anything = [], [], []
+        for i in _symbols_in_section(elf, index):
+            s = elf.symbol(i)
+            if s.bind == STB_WEAK or s.type in (STT_SECTION, STT_FILE):
+                continue
+            if s.type == STT_FUNC:
+                funcs.append((s.value, s.value + s.size, i, (i, s.value)))
+            if s.type in (STT_FUNC, STT_NOTYPE):
+                named.append((s.value, i))
+            anything.append((s.value, i))
+        self.inside = Innermost(funcs)
+        self.named = _LastBefore(named)
+        self.anything = _LastBefore(anything)
+
+    def symbol_for(self, offset: int) -> tuple[int, int] | None:
+        """(symbol index, symbol value) to address ``offset`` with, or None.
+        Cheapest when asked in increasing order of ``offset``."""
+        if self.secsym is not None:
+            return self.secsym, self.secsym_value
+        return self.inside.query(offset) or self.named.at(offset) or self.anything.at(offset)
+
+
+class _LastBefore:
+    """Of (value, index) pairs, the greatest value at or below a point, the
+    lowest index at that value: a bisection."""
+
+    def __init__(self, pairs: list[tuple[int, int]]):
+        self.pairs = sorted(pairs)
+        self.values = [v for v, _i in self.pairs]
+
+    def at(self, point: int) -> tuple[int, int] | None:
+        k = bisect_right(self.values, point)
+        if k == 0:
+            return None
+        value, index = self.pairs[bisect_left(self.values, self.values[k - 1])]
+        return index, value
 
 
 def _addend(elf: ElfFile, value: int) -> int:
@@ -178,20 +218,34 @@ class _Image:
         return off
 
 
+class _StringTable(bytearray):
+    """A string table being extended, with the offset of the first
+    occurrence of each whole string in it (indexed once, kept up to date),
+    so that adding a name costs O(its length), not O(table)."""
+
+    def __init__(self, data: bytes):
+        super().__init__(data)
+        if self and self[-1:] != b"\0":
+            self += b"\0"
+        self.first: dict[bytes, int] = {}
+        pos = 0
+        for piece in bytes(self).split(b"\0")[:-1]:     # the last is not NUL-terminated
+            self.first.setdefault(piece, pos)
+            pos += len(piece) + 1
+
+
 def _add_string(tables: dict[int, bytearray], elf: ElfFile, index: int, name: bytes) -> int:
+    """The offset of ``name`` as a whole string of the table: an existing
+    one (the first), else appended."""
     tab = tables.get(index)
     if tab is None:
-        tab = tables[index] = bytearray(elf.section_bytes(elf.sections[index]))
-        if tab and tab[-1:] != b"\0":
-            tab += b"\0"
-    needle = name + b"\0"
-    pos = bytes(tab).find(needle)
-    while pos > 0 and tab[pos - 1] != 0:
-        pos = bytes(tab).find(needle, pos + 1)
-    if pos >= 0:
+        tab = tables[index] = _StringTable(elf.section_bytes(elf.sections[index]))
+    pos = tab.first.get(name)
+    if pos is not None:
         return pos
     pos = len(tab)
-    tab += needle
+    tab += name + b"\0"
+    tab.first[name] = pos
     return pos
 
 

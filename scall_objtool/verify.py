@@ -150,6 +150,7 @@ def verify(elf: ElfFile, result: ObjectResult, options: Options) -> Verdict:
     v.entries = len(entries)
     sites = {(s.section_index, s.offset): s for s in result.sites}
     seen: dict[tuple[int, int], int] = {}
+    unexplained: list[tuple[int, str, TableEntry]] = []   # (mismatch slot, tag, entry)
     for e in entries:
         tag = f"entry {e.index} ({e.where()})"
         if e.problem:
@@ -162,7 +163,8 @@ def verify(elf: ElfFile, result: ObjectResult, options: Options) -> Verdict:
         seen[where] = e.index
         site = sites.get(where)
         if site is None:
-            v.mismatches.append(f"{tag}: {_explain(elf, e)}")
+            unexplained.append((len(v.mismatches), tag, e))
+            v.mismatches.append("")         # filled below, once every function is decoded
             continue
         want_key = key_name(elf.symbol(site.tramp_sym).name_bytes, options)
         if e.key not in (want_key.decode("utf-8", "backslashreplace"), site.trampoline):
@@ -175,6 +177,9 @@ def verify(elf: ElfFile, result: ObjectResult, options: Options) -> Verdict:
         if not site.patchable:
             v.mismatches.append(f"{tag}: the site is not patchable under policy "
                                 f"{options.policy}: {site.reason}")
+    explained = _explain_all(elf, [e for _slot, _tag, e in unexplained])
+    for slot, tag, e in unexplained:
+        v.mismatches[slot] = f"{tag}: {explained[e.index]}"
     for s in result.sites:
         if s.patchable and (s.section_index, s.offset) not in seen:
             v.missing.append(f"{_site_where(s)}: {s.kind} to {s.trampoline} is not in the "
@@ -193,17 +198,31 @@ def _site_where(s: Site) -> str:
     return loc
 
 
-def _explain(elf: ElfFile, e: TableEntry) -> str:
-    """Why an entry does not point at a proven site."""
-    from .decode import instruction_at
-    sec = elf.sections[e.section_index]
+def _explain_all(elf: ElfFile, entries: list[TableEntry]) -> dict[int, str]:
+    """Why each entry does not point at a proven site, by entry index.  The
+    instructions are found section by section, each function decoded once."""
+    from .decode import instructions_at
+    wanted: dict[int, list[int]] = {}
+    for e in entries:
+        wanted.setdefault(e.section_index, []).append(e.offset)
+    found = {}
+    for index, offsets in wanted.items():
+        sec = elf.sections[index]
+        if sec.executable:
+            found[index] = instructions_at(elf, sec, offsets)
+    return {e.index: _explain(elf.sections[e.section_index], e.offset,
+                              found.get(e.section_index, {}).get(e.offset)) for e in entries}
+
+
+def _explain(sec, offset: int, found: tuple | None) -> str:
+    """Why an entry at ``sec``+``offset`` is not a site, given the instruction
+    decoding found there (None: not reached)."""
     if not sec.executable:
         return f"points into {sec.name}, which is not executable"
-    found = instruction_at(elf, sec, e.offset)
     if found is None:
         return "points where decoding its function does not reach"
     start, length, mnem, func = found
-    if start != e.offset:
-        return (f"is not an instruction start: it points {e.offset - start} byte(s) into "
+    if start != offset:
+        return (f"is not an instruction start: it points {offset - start} byte(s) into "
                 f"'{mnem}' at {sec.name}+{start:#x}{func}")
     return f"the instruction there ('{mnem}'{func}) is not a call or jump to a trampoline"
