@@ -41,14 +41,22 @@ def _symbol_exact(elf, name: bytes) -> int | None:
 
 
 def image_table_bounds(elf) -> tuple[int, int] | None:
-    """[start, stop) addresses of the table in a linked image, or None."""
+    """[start, stop) addresses of the table in a linked image, or None.
+
+    The bracket symbols are what a runtime walks; GNU ld defines them only for
+    sections named like C identifiers, so an image linked without a script
+    that provides them is read from its ``.static_call_sites`` section."""
     a, b = _symbol_exact(elf, START), _symbol_exact(elf, STOP)
     if a is None or b is None:
-        return None
-    start, stop = elf.symbol(a).value, elf.symbol(b).value
+        sec = elf.section_by_name(TABLE)
+        if sec is None:
+            return None
+        start, stop = sec.addr, sec.addr + sec.size
+    else:
+        start, stop = elf.symbol(a).value, elf.symbol(b).value
     if stop < start or (stop - start) % ENTRY_SIZE:
-        raise InputError(f"__start/__stop_static_call_sites ({start:#x}..{stop:#x}) do not "
-                         "bound a whole number of 8-byte entries", elf.path)
+        raise InputError(f"the table at {start:#x}..{stop:#x} is not a whole number of "
+                         "8-byte entries", elf.path)
     if stop > start:
         sec = elf.section_at(start)
         if sec is None or sec.type == SHT_NOBITS or stop > sec.addr + sec.size:
