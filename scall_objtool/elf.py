@@ -448,16 +448,21 @@ class SymbolColumns:
     def bind(self, i: int) -> int:
         return self.info[i] >> 4
 
+    #: ``in_section`` scans the column this many times before it builds an
+    #: index of every section (cheaper when few sections are asked about)
+    SCANS_BEFORE_INDEX = 8
+
     def in_section(self, index: int) -> list[int]:
         """Indices of the symbols whose st_shndx is ``index``, ascending."""
-        return list(self._by_section.get(index, ()))
-
-    @cached_property
-    def _by_section(self) -> dict[int, list[int]]:
-        by: dict[int, list[int]] = {}
-        for i, v in enumerate(self.shndx):
-            by.setdefault(v, []).append(i)
-        return by
+        by = self.__dict__.get("_by_section")
+        if by is None:
+            self._scans = getattr(self, "_scans", 0) + 1
+            if self._scans <= self.SCANS_BEFORE_INDEX:
+                return [i for i, v in enumerate(self.shndx) if v == index]
+            by = self._by_section = {}
+            for i, v in enumerate(self.shndx):
+                by.setdefault(v, []).append(i)
+        return list(by.get(index, ()))
 
 
 class RelocColumns:
