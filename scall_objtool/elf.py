@@ -69,6 +69,11 @@ ADDRESS_MASK = (1 << 64) - 1
 #: raw LLVM bitcode, and the bitcode wrapper (0x0B17C0DE little-endian)
 LLVM_BITCODE_MAGIC = (b"BC\xc0\xde", b"\xde\xc0\x17\x0b")
 
+#: the bytes of distinct symbol names read from one file stay below
+#: FACTOR x the string table's size + BASE (see ElfFile.symbol_name_bytes)
+NAME_BUDGET_FACTOR = 8
+NAME_BUDGET_BASE = 64 << 20
+
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
 SYM_SIZE = 24
@@ -136,6 +141,7 @@ class ElfFile:
     def __init__(self, data: bytes, path: str | None = None):
         self.data = data
         self.path = path
+        self._name_bytes = 0            # bytes of distinct symbol names read so far
         self._parse_header()
         self._parse_sections()
 
@@ -345,7 +351,20 @@ class ElfFile:
         return sec.size // SYM_SIZE if sec else 0
 
     def symbol_name_bytes(self, name_off: int) -> bytes:
-        return self._cstring(self.strtab, int(name_off), "symbol name")
+        """A symbol's name.  Names are shared by offset, and the bytes of distinct
+        names read from one file are bounded: a hostile string table whose many
+        symbols point into one long name (each at another offset) would otherwise
+        cost names x length in time and memory."""
+        off = int(name_off)
+        names = self.__dict__.setdefault("_names", {})
+        raw = names.get(off)
+        if raw is None:
+            raw = names[off] = self._cstring(self.strtab, off, "symbol name")
+            self._name_bytes += len(raw)
+            if self._name_bytes > NAME_BUDGET_FACTOR * len(self.strtab) + NAME_BUDGET_BASE:
+                self._fail("symbol names overlap beyond any compiler's output (a hostile "
+                           "string table): refusing to read them all")
+        return raw
 
     def symbol(self, index: int) -> Symbol:
         if not 0 <= index < self.num_symbols:

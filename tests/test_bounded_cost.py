@@ -17,7 +17,7 @@ import pytest
 
 from scall_objtool import Options
 from scall_objtool.elf import ElfFile
-from scall_objtool.scan import scan_elf
+from scall_objtool.pipeline import scan_elf
 
 # ---------------------------------------------------------------- generators
 # The logic of the reproduction generators that accompanied the issue.
@@ -92,7 +92,7 @@ def do_write(data: bytes) -> int:
 
 
 def do_verify(data: bytes) -> int:
-    from scall_objtool.table import verify
+    from scall_objtool.verify import verify
     elf = ElfFile(data, "x.o")
     verdict = verify(elf, scan_elf(elf, KERNEL, sources=False), KERNEL)
     return len(verdict.mismatches)
@@ -165,7 +165,7 @@ def test_results_unchanged_by_the_indexes(tmp_path):
     holding each site, the symbol each entry is addressed through, the
     reason an entry is not a site, and the string offsets."""
     from scall_objtool.emit import Plan
-    from scall_objtool.table import verify
+    from scall_objtool.verify import verify
 
     elf = ElfFile(_build(tmp_path, huge_function(50, 20), "h"), "h.o")
     sites = scan_elf(elf, KERNEL).sites
@@ -268,3 +268,38 @@ def test_nested_functions_decode_each_byte_a_bounded_number_of_times(tmp_path):
     # 8 code bytes a function; a fresh decode reads at most one small chunk
     # past the point where it meets an earlier one
     assert counts[1] <= 6 * counts[0] and counts[1] < 2 * 8 * 1200 + 64 * 1200, counts
+
+
+def overlapping_names(tmp_path: Path, n: int, length: int) -> bytes:
+    """An object whose N function symbols are named by the suffixes of one long
+    name (each st_name points one byte further into it): names x length bytes if
+    each name is read apart."""
+    import struct
+    name = "a" * length
+    lines = [".text", ".globl __SCT__x", "f0:", " call __SCT__x", " ret",
+             f".globl {name}", f".type {name},@function", f"{name}: ret", f".size {name},1"]
+    lines += [f".set s{i}, f0\n.type s{i},@function\n.size s{i},6" for i in range(1, n)]
+    data = bytearray(_build(tmp_path, "\n".join(lines) + "\n", f"names{n}"))
+    elf = ElfFile(bytes(data), "x.o")
+    sym = elf.symtab
+    long_off = elf.strtab.index(name.encode())
+    for i in range(elf.num_symbols):
+        at = sym.offset + 24 * i
+        (st_name,) = struct.unpack_from("<I", data, at)
+        raw = elf.symbol_name_bytes(st_name)
+        if raw[:1] == b"s" and raw[1:].isdigit():
+            struct.pack_into("<I", data, at, long_off + int(raw[1:]))
+    return bytes(data)
+
+
+def test_overlapping_symbol_names_are_refused_not_multiplied(tmp_path):
+    """A 0.5 MB object whose 20000 symbols point into one 60 KB name would make
+    every reader of the section's symbols copy gigabytes: it is refused at once;
+    the same shape at a size compilers produce is read as usual."""
+    from scall_objtool.errors import InputError
+    hostile = overlapping_names(tmp_path, 20000, 60000)
+    start = time.process_time()
+    with pytest.raises(InputError, match="symbol names overlap"):
+        do_scan(hostile)
+    assert time.process_time() - start < 30
+    assert do_scan(overlapping_names(tmp_path, 200, 400)) == 1
