@@ -18,7 +18,7 @@ import typer
 from .cli import (AllowTailOpt, AssumeAlignOpt, CacheLineOpt, CandOpt, Candidates, IncludeOpt,
                   JobsOpt, KeyOpt, ModuleOpt, PathsArg, Policy, PolicyOpt, StrictOpt, TrampOpt,
                   _finish, _options, app)
-from .commands import PROG, _deliver, collect, run_batch, run_guarded
+from .commands import PROG, _deliver, check_output, collect, run_batch, run_guarded
 from .errors import UsageError
 
 
@@ -55,12 +55,14 @@ def cmd_check(paths: list[str], options, fmt: str = "text", output: str | None =
     from .model import summarize
     if max_fallback < 0:
         raise UsageError(f"--max-fallback must not be negative, not {max_fallback}")
+    check_output(output, [])
     messages: list[str] = []
     base = None
     if baseline is not None:
         base = lint.load_report(baseline)           # InputError: exit 2 (run_guarded)
         messages.extend(_policy_warning(base, options.to_json(), "the baseline"))
     inputs, errors = collect(paths, include)
+    check_output(output, [i.path for i in inputs])
     outs = run_batch("scan", inputs, options, candidates_from, jobs)
     results = []
     for o in outs:
@@ -91,6 +93,7 @@ def cmd_check(paths: list[str], options, fmt: str = "text", output: str | None =
 def cmd_diff(old: str, new: str, fmt: str = "text", output: str | None = None) -> int:
     """``diff``: 0 no new fallback site, 1 a new one, 2 errors."""
     from . import lint
+    check_output(output, [old, new])
     rep_old = lint.load_report(old)
     rep_new = lint.load_report(new)
     d = lint.diff(rep_old.sites, rep_new.sites)

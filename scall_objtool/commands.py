@@ -16,6 +16,9 @@ from .inputs import Input, expand, show
 from .model import ObjectResult, Options
 
 PROG = "scall-objtool"
+#: what ``write DIR`` looks for: objects, not archives (whose members are
+#: never written; ``--include '*.a'`` makes each one an error)
+WRITE_INCLUDE = ["*.o", "*.ko"]
 
 
 @record
@@ -230,13 +233,37 @@ def _progress(total: int):
 
 
 # ----------------------------------------------------------------- commands
+def check_output(output: str | None, inputs: list[str]) -> None:
+    """-o must name something, and never one of the inputs (same device and
+    inode): UsageError, before any work."""
+    if output is None or output == "-":
+        return
+    if output == "":
+        raise UsageError("-o/--output must not be empty (use - for standard output)")
+    import stat
+    try:
+        st = os.stat(output)
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(st.st_mode):
+        return                  # a device, FIFO or terminal is written into, not replaced
+    for p in inputs:
+        try:
+            s = os.stat(p)
+        except (OSError, ValueError):
+            continue
+        if (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino):
+            raise UsageError(f"-o {show(output)}: is also an input ({show(p)}); "
+                             "refusing to overwrite it")
+
+
 def _write_text(text: str, output: str | None) -> None:
-    if output is None:
+    if output is None or output == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from .fileio import atomic_write
-    atomic_write(output, text.encode())
+    from .fileio import write_output
+    write_output(output, text.encode())
 
 
 def _emit_messages(lines: list[str]) -> None:
@@ -251,9 +278,11 @@ def collect(paths: list[str], include: list[str] | None, archives: bool = True):
                     for e in errors]
 
 
-def _batch_results(kind: str, paths, include, options, params, jobs):
+def _batch_results(kind: str, paths, include, options, params, jobs, output=None):
     """Run a batch; (results of the inputs that worked, stderr lines, failed?)."""
+    check_output(output, [])
     inputs, messages = collect(paths, include)
+    check_output(output, [i.path for i in inputs])
     outs = run_batch(kind, inputs, options, params, jobs)
     results = [o.result for o in outs if o.ok and o.result is not None]
     failed = bool(messages) or any(not o.ok for o in outs)
@@ -264,11 +293,15 @@ def _batch_results(kind: str, paths, include, options, params, jobs):
 
 def _deliver(messages: list[str], text: str, output: str | None) -> bool:
     """Messages to stderr, the report to stdout or OUTPUT; False if it failed."""
+    from .fileio import UnsafeWrite
     _emit_messages(messages)
     try:
         _write_text(text, output)
     except OSError as e:
         _emit_messages([err_line(f"{show(output)}: cannot write: {e.strerror}")])
+        return False
+    except UnsafeWrite as e:
+        _emit_messages([err_line(f"{show(output)}: {e}")])
         return False
     return True
 
@@ -277,7 +310,7 @@ def cmd_scan(paths: list[str], options: Options, fmt: str = "text", output: str 
              include: list[str] | None = None, jobs: int | None = None,
              stats: bool = False, candidates_from: str = "auto") -> int:
     results, messages, failed = _batch_results("scan", paths, include, options,
-                                               candidates_from, jobs)
+                                               candidates_from, jobs, output)
     from .report import render_json, render_text
     if fmt == "json":
         text = render_json(results, options)
@@ -293,12 +326,27 @@ def cmd_scan(paths: list[str], options: Options, fmt: str = "text", output: str 
 
 def cmd_write(paths: list[str], options: Options, params: WriteParams,
               include: list[str] | None = None, jobs: int | None = None) -> int:
+    check_output(params.output, [])
     if params.output is not None and len(paths) != 1:
         raise UsageError("-o/--output takes exactly one input file")
-    inputs, messages = collect(paths, include)
+    # archives are not expanded: one is refused as a whole (write_path), and
+    # a directory walk does not look for them unless --include asks
+    inputs, messages = collect(paths, include or WRITE_INCLUDE, archives=False)
     if params.output is not None and (len(inputs) != 1 or inputs[0].path != paths[0]):
         raise UsageError("-o/--output takes exactly one input file")
-    params = WriteParams(**{**params.__dict__, "details": len(inputs) == 1})
+    if params.output is not None:
+        check_output(params.output, [inputs[0].path])
+    params = WriteParams(**{**params.__dict__, "details": len(inputs) == 1,
+                            "quiet": params.quiet or params.output == "-"})
+    if not params.dry_run:
+        # stale temporaries: one listing per directory, before the workers
+        # fork (they inherit what was cleaned)
+        from .fileio import clean_directory
+        dirs = {os.path.dirname(os.path.abspath(i.path)) for i in inputs}
+        if params.output not in (None, "-"):
+            dirs = {os.path.dirname(os.path.abspath(params.output))}
+        for d in sorted(dirs):
+            clean_directory(d)
     outs = run_batch("write", inputs, options, params, jobs)
     failed = bool(messages) or any(not o.ok for o in outs)
     lines = []
@@ -319,7 +367,7 @@ def cmd_verify(paths: list[str], options: Options, fmt: str = "text",
                jobs: int | None = None, candidates_from: str = "auto") -> int:
     """Check existing tables; exit 1 on any mismatch or missing site."""
     verdicts, messages, failed = _batch_results("verify", paths, include, options,
-                                                candidates_from, jobs)
+                                                candidates_from, jobs, output)
     if fmt == "json":
         import json
         doc = {"schema_version": 1, "policy": options.to_json(),

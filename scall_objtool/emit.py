@@ -31,7 +31,7 @@ from .elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF_WRITE
 from ._record import fields
 from .errors import InputError, KeyMissingError
 from .model import TAIL_KINDS, ObjectResult, Options, Site
-from .scan import RELA_TABLE, TABLE, key_name
+from .scan import RELA_TABLE, TABLE, key_name, table_sections
 
 SYM = struct.Struct("<IBBHQQ")
 RELA = struct.Struct("<QQq")
@@ -200,7 +200,7 @@ def table_up_to_date(elf: ElfFile, plan: Plan) -> bool:
     """Does the object's existing table hold exactly what ``plan`` would write?"""
     if plan.new_keys:
         return False
-    table = elf.section_by_name(TABLE)
+    table = table_sections(elf)[0]
     if table is None:
         return False
     rsec = _table_relocations(elf, table)
@@ -249,7 +249,10 @@ def render(elf: ElfFile, plan: Plan, force: bool) -> bytes:
                 s.size = sym_sec.size // 24 * 4
                 s.offset = img.append(old + b"\0" * (s.size - len(old)), 4)
 
-    existing = elf.section_by_name(TABLE)
+    existing, foreign = table_sections(elf)
+    if foreign:
+        raise InputError(f"a section named {TABLE} is not a static-call table; not replaced",
+                         elf.path)
     if existing is not None and not force:
         raise AssertionError("render called on an object that has a table")
     if existing is not None:
@@ -321,7 +324,7 @@ def recover_original(elf: ElfFile) -> bytes | None:
     replaces the table in place instead)."""
     secs = elf.sections
     n = len(secs)
-    table = elf.section_by_name(TABLE)
+    table = table_sections(elf)[0]
     if table is None or n < 4 or table.index != n - 2:
         return None
     rela = secs[n - 1]

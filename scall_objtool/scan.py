@@ -44,6 +44,35 @@ def open_elf(path: str) -> ElfFile:
     return ElfFile(read_file(path), path)
 
 
+def is_table(elf: ElfFile, sec) -> bool:
+    """Is ``sec`` a static-call table by its structure (its name aside)?
+    A table is allocated, writable-or-not data (SHT_PROGBITS, SHF_ALLOC, not
+    code), a whole number of 8-byte entries inside the file, with exactly one
+    relocation section against the symbol table applying to it, holding two
+    relocations an entry (the site and the key)."""
+    from .elf import SHF_ALLOC, SHF_EXECINSTR, SHT_PROGBITS, SHT_REL, SHT_RELA
+    if sec.type != SHT_PROGBITS or not sec.flags & SHF_ALLOC or sec.flags & SHF_EXECINSTR:
+        return False
+    if sec.size % 8 or sec.entsize not in (0, 8) or sec.offset + sec.size > len(elf.data):
+        return False
+    symtab = elf.symtab
+    rels = [r for r in elf.sections if r.type in (SHT_RELA, SHT_REL) and r.info == sec.index]
+    if symtab is None or len(rels) != 1:
+        return False
+    rel = rels[0]
+    per = 24 if rel.type == SHT_RELA else 16
+    return rel.link == symtab.index and rel.size == sec.size // 8 * 2 * per
+
+
+def table_sections(elf: ElfFile):
+    """(the object's static-call table or None, the other sections named
+    ``.static_call_sites``: not tables, never to be taken for one)."""
+    named = [s for s in elf.sections if s.name == TABLE]
+    tables = [s for s in named if is_table(elf, s)]
+    table = tables[0] if len(tables) == 1 else None
+    return table, [s for s in named if s is not table]
+
+
 def key_name(tramp_name: bytes, options: Options) -> bytes:
     return options.key_prefix.encode() + tramp_name[len(options.tramp_prefix.encode()):]
 
@@ -70,9 +99,12 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
         if bounds is not None:
             result.existing_table = {"entries": (bounds[1] - bounds[0]) // 8}
     else:
-        existing = elf.section_by_name(TABLE)
+        existing, foreign = table_sections(elf)
         if existing is not None:
             result.existing_table = {"entries": existing.size // 8}
+        if foreign:
+            result.warnings.append(f"a section named {TABLE} is not a static-call table "
+                                   "(its type, flags, size or relocations do not fit); ignored")
 
     tramps = find_trampolines(elf, options.tramp_prefix.encode())
     if linked and (candidates_from == "code" or (

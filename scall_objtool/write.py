@@ -7,7 +7,7 @@ from ._record import LIST, record
 from .errors import InputError
 from .elf import ElfFile
 from .model import ObjectResult, Options
-from .scan import open_elf, scan_elf
+from .scan import scan_elf
 
 
 @record
@@ -26,21 +26,49 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     """Add (or with ``force`` replace) the static-call table of ``path``.
 
     The input is never modified unless the new object is complete; with
-    ``output`` the input is not modified at all."""
+    ``output`` the input is not modified at all.  What is written is
+    described in the README's "Safety" section: archives are refused; a
+    symlink is written through; a hard-linked file is written through its
+    inode (or refused); owner, group, mode and xattrs are kept; a file that
+    changed on disk meanwhile is not replaced; ``output`` "-" is stdout and a
+    device or FIFO is written into, never replaced."""
     from .elf import printable
-    from .fileio import atomic_write, remove_stale_temporaries
-    from .inputs import show
+    from .errors import UsageError
+    from .fileio import (UnsafeWrite, atomic_write, clean_directory, replace_in_place,
+                         same_file, write_output)
+    from .inputs import AR_MAGIC, THIN_MAGIC, show
+    from .scan import TABLE, read_file, table_sections
 
-    def put(target: str, data: bytes) -> None:
+    if output == "":
+        raise UsageError("-o/--output must not be empty (use - for standard output)")
+
+    def put(target: str, fn, *args, **kw) -> None:
         try:
-            atomic_write(target, data, mode_from=path)
+            fn(*args, **kw)
+        except UnsafeWrite as e:
+            raise InputError(str(e) if target == path else f"{show(target)}: {e}",
+                             path) from None
         except OSError as e:
             raise InputError(f"cannot write {show(target)}: {e.strerror}", path) from None
 
-    elf = open_elf(path)
+    try:
+        before = os.stat(path)
+    except OSError as e:
+        raise InputError(f"cannot open: {e.strerror}", path) from None
+    on_disk = read_file(path)           # the bytes a backup keeps, whatever is rewritten
+    if on_disk[:8] in (AR_MAGIC, THIN_MAGIC):
+        raise InputError("is an ar archive: write rewrites objects, never an archive or its "
+                         "members (run write on the objects before archiving them)", path)
+    if output is not None and output != "-" and same_file(output, path):
+        raise InputError(f"-o {show(output)} is the input itself: refusing to overwrite it "
+                         "(omit -o to write in place)", path)
+    elf = ElfFile(on_disk, path)
     if elf.linked:
         raise InputError(f"write adds tables to relocatable objects; this is a linked image "
                          f"(ELF type {elf.elf_type}): use scan or verify", path)
+    if table_sections(elf)[1]:
+        raise InputError(f"has a section named {TABLE} that is not a static-call table (its "
+                         "type, flags, size or relocations do not fit); left untouched", path)
     result = scan_elf(elf, options, sources=False)
     recovered = False
     up_to_date = False
@@ -58,8 +86,6 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
             recovered = True
             plan = None
     dest = output or path
-    if not dry_run:
-        remove_stale_temporaries(dest)      # left by an earlier run that was killed
     out = WriteOutcome(path, dest, result, "unchanged")
     if up_to_date:
         data = None                      # --force, and the table is already this one
@@ -89,19 +115,20 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     if dry_run:
         out.action = "dry-run" if data is not None else out.action
         return out
-    if output is not None and os.path.islink(output):
-        out.warnings.append(f"-o {show(output)} is a symlink: replacing the link itself, "
-                            "not the file it points to")
-    if data is not None and output is None and os.path.islink(path):
-        out.warnings.append("is a symlink: replacing the link with the written object; "
-                            "the file it points to is left as it was")
-    if data is None:
-        if output is not None and os.path.abspath(output) != os.path.abspath(path):
-            put(output, elf.data)
+    if dest != "-":                     # left by an earlier run that was killed
+        clean_directory(os.path.dirname(os.path.realpath(dest)))
+    if output is not None:
+        if os.path.islink(output) and os.path.isfile(output):
+            out.warnings.append(f"-o {show(output)} is a symlink: replacing the link itself "
+                                "(as objcopy does), not the file it points to")
+        if data is None:
+            data = on_disk
             out.action = "copied"
+        put(output, write_output, output, data, meta_from=path)
         return out
-    if backup and output is None:
-        put(path + ".orig", elf.data)
-    put(dest, data)
+    if data is None:
+        return out
+    if backup:                          # exactly the bytes that were on disk
+        put(path + ".orig", atomic_write, path + ".orig", on_disk, meta_from=path, clone=True)
+    put(path, replace_in_place, path, data, on_disk, expect=before)
     return out
-
