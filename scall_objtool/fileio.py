@@ -26,7 +26,7 @@ TMP_SUFFIX = ".tmp"
 #: temporaries of earlier versions: ``.NAME.PID-XXXXXXXX.scall-tmp``
 OLD_TMP_SUFFIX = ".scall-tmp"
 _TMP = re.compile(r"\.scall-(\d+)-[A-Za-z0-9_]+\.tmp\Z")
-_OLD_TMP = re.compile(r"\..*\.(\d+)-[A-Za-z0-9_]+\.scall-tmp\Z", re.S)
+_OLD_TMP = re.compile(r"\..*\.(\d+)-[A-Za-z0-9_]+\.scall-tmp\Z", re.DOTALL)
 #: the first bytes a first ``write`` changes (the ELF header)
 HEADER = 64
 
