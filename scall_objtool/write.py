@@ -57,8 +57,9 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
         raise InputError(f"cannot open: {e.strerror}", path) from None
     on_disk = read_file(path)           # the bytes a backup keeps, whatever is rewritten
     if on_disk[:8] in (AR_MAGIC, THIN_MAGIC):
-        raise InputError("is an ar archive: write rewrites objects, never an archive or its "
-                         "members (run write on the objects before archiving them)", path)
+        raise InputError("is an ar archive: archive members are scanned, not rewritten, and "
+                         "write never rewrites an archive (run write on the objects before "
+                         "archiving them)", path)
     if output is not None and output != "-" and same_file(output, path):
         raise InputError(f"-o {show(output)} is the input itself: refusing to overwrite it "
                          "(omit -o to write in place)", path)
