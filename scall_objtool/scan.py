@@ -47,9 +47,10 @@ def open_elf(path: str) -> ElfFile:
 def is_table(elf: ElfFile, sec) -> bool:
     """Is ``sec`` a static-call table by its structure (its name aside)?
     A table is allocated, writable-or-not data (SHT_PROGBITS, SHF_ALLOC, not
-    code), a whole number of 8-byte entries inside the file, with exactly one
-    relocation section against the symbol table applying to it, holding two
-    relocations an entry (the site and the key)."""
+    code), a whole number of 8-byte entries inside the file, with one
+    relocation section against the symbol table applying to it (the one named
+    ``.rela.static_call_sites`` if several do), holding two relocations an
+    entry (the site and the key)."""
     from .elf import SHF_ALLOC, SHF_EXECINSTR, SHT_PROGBITS, SHT_REL, SHT_RELA
     if sec.type != SHT_PROGBITS or not sec.flags & SHF_ALLOC or sec.flags & SHF_EXECINSTR:
         return False
@@ -57,6 +58,9 @@ def is_table(elf: ElfFile, sec) -> bool:
         return False
     symtab = elf.symtab
     rels = [r for r in elf.sections if r.type in (SHT_RELA, SHT_REL) and r.info == sec.index]
+    named = [r for r in rels if r.name == RELA_TABLE]
+    if len(named) == 1:
+        rels = named            # the one named for it, when others point there too
     if symtab is None or len(rels) != 1:
         return False
     rel = rels[0]

@@ -119,7 +119,7 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     if dest != "-":                     # left by an earlier run that was killed
         clean_directory(os.path.dirname(os.path.realpath(dest)))
     if output is not None:
-        if os.path.islink(output) and os.path.isfile(output):
+        if os.path.islink(output) and (os.path.isfile(output) or not os.path.exists(output)):
             out.warnings.append(f"-o {show(output)} is a symlink: replacing the link itself "
                                 "(as objcopy does), not the file it points to")
         if data is None:
