@@ -13,6 +13,7 @@ or diff a new fallback site, 2 for input or usage errors.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from .batch import Outcome, run_batch, scan_one, verify_one, write_one
@@ -21,7 +22,36 @@ from .inputs import expand, show
 from .model import Options
 
 
+#: what ``write DIR`` looks for: objects, not archives (whose members are
+#: never written; ``--include '*.a'`` makes each one an error)
+WRITE_INCLUDE = ["*.o", "*.ko"]
+
+
 # ---------------------------------------------------------------- plumbing
+def check_output(output: str | None, inputs: list[str]) -> None:
+    """-o must name something, and never one of the inputs (same device and
+    inode): UsageError, before any work."""
+    if output is None or output == "-":
+        return
+    if output == "":
+        raise UsageError("-o/--output must not be empty (use - for standard output)")
+    import stat
+    try:
+        st = os.stat(output)
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(st.st_mode):
+        return                  # a device, FIFO or terminal is written into, not replaced
+    for p in inputs:
+        try:
+            s = os.stat(p)
+        except (OSError, ValueError):
+            continue
+        if (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino):
+            raise UsageError(f"-o {show(output)}: is also an input ({show(p)}); "
+                             "refusing to overwrite it")
+
+
 def _emit_messages(lines: list[str]) -> None:
     if lines:
         sys.stderr.write("".join(m + "\n" for m in lines))
@@ -29,33 +59,40 @@ def _emit_messages(lines: list[str]) -> None:
 
 
 def _deliver(messages: list[str], text: str, output: str | None) -> bool:
-    """Messages to stderr, the report to stdout or OUTPUT; False if it failed."""
+    """Messages to stderr, the report to stdout or OUTPUT (``-``: stdout; a
+    device or FIFO is written into, a regular file replaced atomically); False
+    if it failed."""
+    from .fileio import UnsafeWrite, write_output
     _emit_messages(messages)
     try:
-        if output is None:
+        if output is None or output == "-":
             sys.stdout.write(text)
             sys.stdout.flush()
         else:
-            from .fileio import atomic_write
-            atomic_write(output, text.encode())
+            write_output(output, text.encode())
     except OSError as e:
         _emit_messages([error_line(f"{show(output)}: cannot write: {e.strerror}")])
+        return False
+    except UnsafeWrite as e:
+        _emit_messages([error_line(f"{show(output)}: {e}")])
         return False
     return True
 
 
-def _collect(paths: list[str], include: list[str] | None):
+def _collect(paths: list[str], include: list[str] | None, archives: bool = True):
     """The inputs, and one error line for each path that could not be expanded."""
-    inputs, errors = expand(paths, include)
+    inputs, errors = expand(paths, include, archives)
     return inputs, [error_line(f"{show(e.path)}: {e.message}" if e.path else e.message)
                     for e in errors]
 
 
-def _batch(worker, paths, include, args: tuple, jobs, refuse=None):
+def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None):
     """Run a batch: (results of the inputs that worked, every stderr line in input
-    order, the error lines among them).  ``refuse(result)`` may name a reason to
-    count a result as an error instead."""
+    order, the error lines among them).  ``output`` (-o) must not be an input;
+    ``refuse(result)`` may name a reason to count a result as an error instead."""
+    check_output(output, [])
     inputs, errors = _collect(paths, include)
+    check_output(output, [i.path for i in inputs])
     results, messages = [], list(errors)
     for o in run_batch(worker, inputs, args, jobs):
         why = refuse(o.result) if refuse and o.ok and o.result is not None else None
@@ -85,7 +122,8 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
          include: list[str] | None = None, jobs: int | None = None,
          stats: bool = False, candidates: str = "auto") -> int:
     """Report every site: 0, or 2 when an input failed (the report is still written)."""
-    results, messages, errors = _batch(scan_one, paths, include, (options, candidates), jobs)
+    results, messages, errors = _batch(scan_one, paths, include, (options, candidates), jobs,
+                                       output)
     if format == "json":
         from .report.jsondoc import scan_json
         text = scan_json(results, options)
@@ -105,7 +143,7 @@ def verify(paths: list[str], options: Options, format: str = "text",
            jobs: int | None = None, candidates: str = "auto") -> int:
     """Check existing tables: 1 on any mismatch or missing site, 2 on errors."""
     verdicts, messages, errors = _batch(verify_one, paths, include, (options, candidates),
-                                        jobs)
+                                        jobs, output)
     if format == "json":
         from .report.jsondoc import verify_json
         text = verify_json(verdicts, options)
@@ -122,11 +160,26 @@ def write(paths: list[str], options: Options, output: str | None = None,
           quiet: bool = False, include: list[str] | None = None,
           jobs: int | None = None) -> int:
     """Write each object's table: 0, or 2 when an input failed."""
+    check_output(output, [])
     if output is not None and len(paths) != 1:
         raise UsageError("-o/--output takes exactly one input file")
-    inputs, messages = _collect(paths, include)
+    # archives are not expanded: one is refused as a whole (write_path), and a
+    # directory walk does not look for them unless --include asks
+    inputs, messages = _collect(paths, include or WRITE_INCLUDE, archives=False)
     if output is not None and (len(inputs) != 1 or inputs[0].path != paths[0]):
         raise UsageError("-o/--output takes exactly one input file")
+    if output is not None:
+        check_output(output, [inputs[0].path])
+    quiet = quiet or output == "-"          # the object itself goes to stdout
+    if not dry_run:
+        # stale temporaries: one listing per directory, before the workers fork
+        # (they inherit what was cleaned)
+        from .fileio import clean_directory
+        dirs = {os.path.dirname(os.path.abspath(i.path)) for i in inputs}
+        if output not in (None, "-"):
+            dirs = {os.path.dirname(os.path.abspath(output))}
+        for d in sorted(dirs):
+            clean_directory(d)
     from .report.text import write_lines
     outs = run_batch(write_one, inputs, (options, output, force, dry_run, backup), jobs)
     failed = bool(messages) or any(not o.ok for o in outs)
@@ -152,12 +205,13 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     from .report.jsondoc import load_report
     if max_fallback < 0:
         raise UsageError(f"--max-fallback must not be negative, not {max_fallback}")
+    check_output(output, [])
     base = None
     if baseline is not None:
         base = load_report(baseline)               # InputError: exit 2 (run_guarded)
     # an object without machine code (slim LTO) has nothing to check: not a pass
     results, messages, errors = _batch(scan_one, paths, include, (options, candidates), jobs,
-                                       refuse=lambda r: r.no_code)
+                                       output, refuse=lambda r: r.no_code)
     if base is not None:
         messages[:0] = _policy_warning(base, options.to_json(), "the baseline")
     summary = {"objects": len(results), **summarize(results, per_object=True)}
@@ -189,6 +243,7 @@ def diff(old: str, new: str, format: str = "text", output: str | None = None) ->
     from . import findings
     from .report.jsondoc import diff_json, load_report
     from .report.text import diff_text
+    check_output(output, [old, new])
     rep_old = load_report(old)
     rep_new = load_report(new)
     d = findings.diff(rep_old.sites, rep_new.sites)
@@ -202,6 +257,7 @@ def dashboard(reports: list[str], output: str | None = None,
               label: list[str] | None = None) -> int:
     """Render reports as one HTML page: 0, or 2 on a bad report."""
     from .report.dashboard import dashboard_from_files
+    check_output(output, reports)
     page = dashboard_from_files(reports, label)
     return 0 if _deliver([], page, output) else 2
 

@@ -25,34 +25,15 @@ import struct
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
-from .elf import (
-    EHDR,
-    R_X86_64_PC32,
-    SHDR,
-    SHF_ALLOC,
-    SHF_INFO_LINK,
-    SHF_WRITE,
-    SHN_LORESERVE,
-    SHN_UNDEF,
-    SHT_PROGBITS,
-    SHT_REL,
-    SHT_RELA,
-    SHT_SYMTAB_SHNDX,
-    STB_GLOBAL,
-    STB_WEAK,
-    STT_FILE,
-    STT_FUNC,
-    STT_NOTYPE,
-    STT_SECTION,
-    ElfFile,
-    Section,
-    printable,
-)
+from .elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF_WRITE,
+                  SHN_LORESERVE, SHN_UNDEF, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_SYMTAB_SHNDX,
+                  STB_GLOBAL, STB_WEAK, STT_FILE, STT_FUNC, STT_NOTYPE, STT_SECTION, ElfFile,
+                  Section, printable)
 from .errors import InputError, KeyMissingError
 from .intervals import Innermost
 from .model import TAIL_KINDS, ObjectResult, Options, Site
 from .records import fields
-from .sitetable import FLAG_TAIL, RELA_TABLE, TABLE, key_name
+from .sitetable import FLAG_TAIL, RELA_TABLE, TABLE, key_name, table_sections
 
 SYM = struct.Struct("<IBBHQQ")
 RELA = struct.Struct("<QQq")
@@ -268,11 +249,12 @@ def _table_relocations(elf: ElfFile, table: Section) -> Section | None:
     return rsecs[0] if len(rsecs) == 1 else None
 
 
-def table_up_to_date(elf: ElfFile, plan: Plan) -> bool:
+def table_up_to_date(plan: Plan) -> bool:
     """Does the object's existing table hold exactly what ``plan`` would write?"""
+    elf = plan.elf
     if plan.new_keys:
         return False
-    table = elf.section_by_name(TABLE)
+    table = table_sections(elf)[0]
     if table is None:
         return False
     rsec = _table_relocations(elf, table)
@@ -293,8 +275,10 @@ def table_up_to_date(elf: ElfFile, plan: Plan) -> bool:
     return elf.section_bytes(table) == want_table and elf.section_bytes(rsec) == want_rela
 
 
-def render(elf: ElfFile, plan: Plan, force: bool) -> bytes:
-    """The bytes of the rewritten object."""
+def render(plan: Plan) -> bytes:
+    """The bytes of the rewritten object: the table appended, or (an object whose
+    table is not one we appended, under --force) replaced in place."""
+    elf = plan.elf
     secs = [Section(**{f: getattr(s, f) for f in fields(Section)}) for s in elf.sections]
     img = _Image(elf.data)
     symtab = elf.symtab
@@ -321,9 +305,10 @@ def render(elf: ElfFile, plan: Plan, force: bool) -> bytes:
                 s.size = sym_sec.size // 24 * 4
                 s.offset = img.append(old + b"\0" * (s.size - len(old)), 4)
 
-    existing = elf.section_by_name(TABLE)
-    if existing is not None and not force:
-        raise AssertionError("render called on an object that has a table")
+    existing, foreign = table_sections(elf)
+    if foreign:
+        raise InputError(f"a section named {TABLE} is not a static-call table; not replaced",
+                         elf.path)
     if existing is not None:
         tsec = secs[existing.index]
         found = _table_relocations(elf, existing)
@@ -393,7 +378,7 @@ def recover_original(elf: ElfFile) -> bytes | None:
     replaces the table in place instead)."""
     secs = elf.sections
     n = len(secs)
-    table = elf.section_by_name(TABLE)
+    table = table_sections(elf)[0]
     if table is None or n < 4 or table.index != n - 2:
         return None
     rela = secs[n - 1]

@@ -1,17 +1,38 @@
-"""Atomic, durable file replacement.
+"""Safe output: atomic replacement of regular files, direct writes elsewhere.
 
-The new content goes to a temporary file in the destination's directory, is
-flushed and fsync'ed, gets the mode of the file it replaces, and is renamed
-over it; the directory is synced after the rename.  A crash at any point
-leaves either the old file or the complete new one, plus at worst a
-temporary file named ``.NAME.*.scall-tmp`` that a later run removes.
+``atomic_write`` puts new content in a temporary file in the destination's
+directory, flushes and fsyncs it, gives it the owner, group, mode and extended
+attributes (ACLs included) of the file it replaces, checks that the file did
+not change since it was read (``expect``), and renames it over the file; the
+directory is synced after the rename.  A crash at any point leaves either the
+old file or the complete new one, plus at worst a temporary file named
+``.scall-PID-XXXXXXXX.tmp`` that a later run removes.
+
+What is not a regular file is never replaced: a character or block device, a
+FIFO or a terminal is written into directly, and ``-`` is standard output.
+A file with several hard links is written in place through its inode (as
+binutils' objcopy and strip do), and only when the new content is the old one
+with its first bytes changed and data appended -- what a first ``write``
+produces -- so that a crash leaves the old object; otherwise it is refused.
 """
 from __future__ import annotations
 
 import os
+import re
 import stat
 
-TMP_SUFFIX = ".scall-tmp"
+TMP_PREFIX = ".scall-"
+TMP_SUFFIX = ".tmp"
+#: temporaries of earlier versions: ``.NAME.PID-XXXXXXXX.scall-tmp``
+OLD_TMP_SUFFIX = ".scall-tmp"
+_TMP = re.compile(r"\.scall-(\d+)-[A-Za-z0-9_]+\.tmp\Z")
+_OLD_TMP = re.compile(r"\..*\.(\d+)-[A-Za-z0-9_]+\.scall-tmp\Z", re.DOTALL)
+#: the first bytes a first ``write`` changes (the ELF header)
+HEADER = 64
+
+
+class UnsafeWrite(Exception):
+    """The write was refused to protect data (a message for the user)."""
 
 
 def _fsync_dir(directory: str) -> None:
@@ -27,25 +48,49 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def stale_temporaries(path: str) -> list[str]:
-    import glob
-    d, base = os.path.split(os.path.abspath(path))
-    return glob.glob(os.path.join(glob.escape(d), f".{glob.escape(base)}.*{TMP_SUFFIX}"))
+# ------------------------------------------------------- stale temporaries
+_cleaned: set[str] = set()
 
 
-def remove_stale_temporaries(path: str) -> None:
-    """Remove temporaries that an interrupted earlier run left beside ``path``."""
-    for tmp in stale_temporaries(path):
-        try:
-            pid = int(tmp.rsplit(".", 2)[-2].split("-")[0])
-        except (ValueError, IndexError):
-            pid = None
-        if pid is not None and pid != os.getpid() and _alive(pid):
-            continue        # another process is writing right now
+def stale_temporaries(directory: str) -> list[str]:
+    """Temporaries in ``directory`` whose writer is gone (one listing)."""
+    out = []
+    try:
+        entries = list(os.scandir(directory or "."))
+    except OSError:
+        return out
+    for e in entries:
+        name = e.name
+        if not name.startswith("."):
+            continue
+        m = _TMP.match(name) if name.endswith(TMP_SUFFIX) else (
+            _OLD_TMP.match(name) if name.endswith(OLD_TMP_SUFFIX) else None)
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        if pid != os.getpid() and _alive(pid):
+            continue                    # another process is writing right now
+        out.append(os.path.join(directory, name))
+    return sorted(out)
+
+
+def clean_directory(directory: str) -> None:
+    """Remove temporaries an interrupted earlier run left in ``directory``;
+    done once per directory per process (a batch lists each directory once)."""
+    directory = os.path.abspath(directory)
+    if directory in _cleaned:
+        return
+    _cleaned.add(directory)
+    for tmp in stale_temporaries(directory):
         try:
             os.unlink(tmp)
         except OSError:
             pass
+
+
+def remove_stale_temporaries(path: str) -> None:
+    """Clean the directory ``path`` is in (see ``clean_directory``)."""
+    clean_directory(os.path.dirname(os.path.abspath(path)))
 
 
 def _alive(pid: int) -> bool:
@@ -55,6 +100,8 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except OverflowError:
+        return False
     try:                                # a zombie is dead, only not reaped yet
         with open(f"/proc/{pid}/stat", "rb") as f:
             state = f.read().rsplit(b")", 1)[1].split()[0]
@@ -63,28 +110,206 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def atomic_write(path: str, data: bytes, mode_from: str | None = None) -> None:
-    """Replace ``path`` with ``data`` atomically.  ``path`` itself is replaced
-    even if it is a symlink (its target is never written through)."""
-    import tempfile
-    d, base = os.path.split(os.path.abspath(path))
-    mode = None
-    src = mode_from or path
+# ---------------------------------------------------------------- identity
+def identity(st: os.stat_result) -> tuple:
+    """What must not change between reading a file and replacing it."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def same_file(a: str, b: str) -> bool:
+    """Are ``a`` and ``b`` the same file (device and inode)?"""
     try:
-        mode = stat.S_IMODE(os.stat(src).st_mode)
+        sa, sb = os.stat(a), os.stat(b)
+    except (OSError, ValueError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _check_unchanged(path: str, expect: os.stat_result | None, st=None) -> None:
+    if expect is None:
+        return
+    try:
+        now = st if st is not None else os.stat(path)
     except OSError:
-        pass
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{base}.{os.getpid()}-", suffix=TMP_SUFFIX)
+        now = None
+    if now is None or identity(now) != identity(expect):
+        raise UnsafeWrite("changed on disk while it was being processed (a parallel build?); "
+                          "left as it is now, not replaced")
+
+
+# ---------------------------------------------------------------- metadata
+def _copy_metadata(fd: int, tmp: str, src: os.stat_result | None, src_path: str | None,
+                   full: bool) -> None:
+    """Give the temporary ``src``'s mode and, if ``full``, its owner, group
+    and extended attributes.  A set-id bit is kept only with the owner
+    (group) it was set for."""
+    if src is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        return
+    mode = stat.S_IMODE(src.st_mode)
+    mine = os.fstat(fd)
+    if full and (mine.st_uid, mine.st_gid) != (src.st_uid, src.st_gid):
+        try:
+            os.fchown(fd, src.st_uid, src.st_gid)
+        except OSError:
+            try:
+                os.fchown(fd, -1, src.st_gid)       # a member of the group keeps it
+            except OSError:
+                pass
+        mine = os.fstat(fd)
+    if mine.st_uid != src.st_uid:
+        mode &= ~stat.S_ISUID
+    if mine.st_gid != src.st_gid:
+        mode &= ~stat.S_ISGID
+    if full and src_path is not None:
+        _copy_xattrs(src_path, fd, keep_caps=mine.st_uid == src.st_uid)
+    os.chmod(tmp, mode)                 # after chown, which may clear set-id bits
+
+
+def _copy_xattrs(src_path: str, fd: int, keep_caps: bool) -> None:
+    """Extended attributes, ACLs (system.posix_acl_*) included, as ``cp -a``
+    does; those the file system or our privileges refuse are dropped."""
+    try:
+        names = os.listxattr(src_path)
+    except OSError:
+        return
+    for name in names:
+        if name == "security.capability" and not keep_caps:
+            continue                    # like a set-id bit: not for another owner
+        try:
+            os.setxattr(fd, name, os.getxattr(src_path, name))
+        except OSError:
+            pass
+
+
+# ------------------------------------------------------------------ writes
+def _write_all(fd: int, data: bytes, offset: int | None = None) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
+        if offset is not None:
+            offset += n
+        view = view[n:]
+
+
+def _write_direct(path: str, data: bytes) -> None:
+    """Into a device, FIFO or terminal: opened for writing, never created,
+    never replaced."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _std_stream(st: os.stat_result) -> int | None:
+    """1 or 2 when ``st`` is the file our stdout or stderr writes to."""
+    for fd in (1, 2):
+        try:
+            s = os.fstat(fd)
+        except OSError:
+            continue
+        if (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino):
+            return fd
+    return None
+
+
+def write_output(path: str, data: bytes, meta_from: str | None = None) -> None:
+    """Write an output the user named (``-o``).  ``-`` is stdout; a device,
+    FIFO or terminal (``/dev/null``, ``/dev/stdout``) is written into; the
+    file our stdout or stderr is redirected to is written through that
+    stream; anything else is replaced atomically (the name itself, as
+    objcopy does, even if it is a symlink)."""
+    if path == "-":
+        _write_all(1, data)
+        return
+    if path == "":
+        raise UnsafeWrite("an empty output path")
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None:
+        fd = _std_stream(st)
+        if fd is not None:
+            _write_all(fd, data)
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, os.strerror(21), path)
+        if not stat.S_ISREG(st.st_mode):
+            _write_direct(path, data)
+            return
+    atomic_write(path, data, meta_from=meta_from)
+
+
+def replace_in_place(path: str, data: bytes, old: bytes,
+                     expect: os.stat_result | None = None) -> None:
+    """Replace the object ``path`` (read as ``old``) with ``data``, as
+    objcopy does in place: through a symlink to its target; a file with
+    several hard links through its inode, so that every name sees it."""
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    st = os.stat(target)
+    if st.st_nlink > 1:
+        _write_through_inode(target, data, old, expect)
+    else:
+        atomic_write(target, data, expect=expect)
+
+
+def _write_through_inode(path: str, data: bytes, old: bytes,
+                         expect: os.stat_result | None) -> None:
+    if not (len(data) >= len(old) and data[HEADER:len(old)] == old[HEADER:]
+            and len(old) >= HEADER):
+        raise UnsafeWrite("has several hard links and this rewrite is not an append: "
+                          "refusing to split the links or to rewrite it in place "
+                          "(use -o, then move the result)")
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        _check_unchanged(path, expect, st)
+        # the appended data first; a crash before the header is written
+        # leaves the old object (with unreferenced bytes at its end)
+        _write_all(fd, data[len(old):], len(old))
+        os.fsync(fd)
+        _write_all(fd, data[:HEADER], 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes, meta_from: str | None = None,
+                 expect: os.stat_result | None = None, clone: bool = False) -> None:
+    """Replace the regular file (or create the new path) ``path`` with
+    ``data`` atomically; the name itself is replaced (a symlink is not
+    followed).  The new file keeps the owner, group, mode and extended
+    attributes of the file it replaces; a new file gets ``meta_from``'s mode
+    and the caller's owner (set-id bits only if the owner/group are the
+    same); with ``clone``, all of ``meta_from``'s metadata (``cp -a``, for a
+    backup).  With ``expect``, the file must still be the one described
+    (inode, size, mtime, ctime) just before the rename."""
+    import tempfile
+    d = os.path.dirname(os.path.abspath(path))
+    try:
+        old = os.lstat(path)
+    except OSError:
+        old = None
+    if old is not None and stat.S_ISREG(old.st_mode) and not clone:
+        src, src_path, full = old, path, True
+    else:
+        src_path, full = meta_from, clone
+        try:
+            src = os.stat(meta_from) if meta_from else None
+        except OSError:
+            src = None
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            _copy_metadata(f.fileno(), tmp, src, src_path, full)
             os.fsync(f.fileno())
-        if mode is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)
+        _check_unchanged(path, expect)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -2,7 +2,8 @@
 
 A path may be a file, a directory (walked recursively, in sorted order,
 keeping files that match ``--include`` globs), or an ``ar`` archive (``.a``;
-its members are scanned, never rewritten).  The order of the result is the
+its members, regular or thin, are scanned, never rewritten; ``write`` does
+not expand archives at all).  The order of the result is the
 order of the arguments, then sorted order within a directory, then member
 order within an archive: deterministic whatever the file system returns.
 """
@@ -26,10 +27,13 @@ class Input:
     path: str                       # the file on disk (the archive for a member)
     member_offset: int | None = None
     member_size: int | None = None
+    archive: str | None = None      # the archive a member (regular or thin) belongs to
 
     @property
     def is_member(self) -> bool:
-        return self.member_offset is not None
+        """A member of an archive: read, never written (a thin archive's
+        members are files elsewhere, but still not the archive's to rewrite)."""
+        return self.member_offset is not None or self.archive is not None
 
     def read(self) -> bytes:
         from .elf import read_file
@@ -107,9 +111,9 @@ def archive_members(path: str, data: bytes) -> list[Input]:
             text = printable(display)
             if thin:
                 member = os.path.join(os.path.dirname(path), os.fsdecode(display))
-                out.append(Input(f"{show(path)}({text})", member))
+                out.append(Input(f"{show(path)}({text})", member, archive=path))
             else:
-                out.append(Input(f"{show(path)}({text})", path, payload, length))
+                out.append(Input(f"{show(path)}({text})", path, payload, length, archive=path))
             if len(out) > MAX_MEMBERS:
                 raise InputError("archive has too many members", path)
         pos = body + stored

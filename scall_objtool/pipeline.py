@@ -13,7 +13,7 @@ from .classify import apply_policy, crossing, effective_alignment
 from .elf import SHT_NOBITS, ElfFile, open_elf, reloc_name
 from .find import find_candidates, find_code_candidates, find_trampolines, has_code_relocations
 from .model import ObjectResult, Options, Reference, Site
-from .sitetable import ENTRY_SIZE, TABLE, key_name
+from .sitetable import ENTRY_SIZE, foreign_table_problem, key_name, table_sections
 
 #: DWARF line tables above this size are not decoded (vmlinux's is 16 MiB,
 #: which pyelftools takes minutes over); sites then carry no source line
@@ -36,14 +36,10 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
         if bounds is not None:
             result.existing_table = {"entries": (bounds[1] - bounds[0]) // ENTRY_SIZE}
     else:
-        existing = elf.section_by_name(TABLE)
-        if existing is not None and existing.type == SHT_NOBITS:
-            # its sh_size is not backed by the file: never a count of entries
-            result.warnings.append(f"{TABLE} is SHT_NOBITS: its size {existing.size:#x} "
-                                   "has no contents in the file")
-            result.existing_table = {"entries": 0}
-        elif existing is not None:
+        existing, foreign = table_sections(elf)
+        if existing is not None:
             result.existing_table = {"entries": existing.size // ENTRY_SIZE}
+        result.warnings.extend(f"{foreign_table_problem(s)}; ignored" for s in foreign)
 
     if not linked:
         result.no_code = _lto_without_code(elf)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 
-from .elf import SHT_NOBITS
+from .elf import SHF_ALLOC, SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, SHT_REL, SHT_RELA
 from .errors import InputError
 
 TABLE = ".static_call_sites"
@@ -64,14 +64,50 @@ def image_table_bounds(elf) -> tuple[int, int] | None:
     return start, stop
 
 
+def is_table(elf, sec) -> bool:
+    """Is ``sec`` a static-call table by its structure (its name aside)?
+    A table is allocated, writable-or-not data (SHT_PROGBITS, SHF_ALLOC, not
+    code), a whole number of 8-byte entries inside the file, with one
+    relocation section against the symbol table applying to it (the one named
+    ``.rela.static_call_sites`` if several do), holding two relocations an
+    entry (the site and the key)."""
+    if sec.type != SHT_PROGBITS or not sec.flags & SHF_ALLOC or sec.flags & SHF_EXECINSTR:
+        return False
+    if sec.size % ENTRY_SIZE or sec.entsize not in (0, ENTRY_SIZE) \
+            or sec.offset + sec.size > len(elf.data):
+        return False
+    symtab = elf.symtab
+    rels = [r for r in elf.sections if r.type in (SHT_RELA, SHT_REL) and r.info == sec.index]
+    named = [r for r in rels if r.name == RELA_TABLE]
+    if len(named) == 1:
+        rels = named            # the one named for it, when others point there too
+    if symtab is None or len(rels) != 1:
+        return False
+    rel = rels[0]
+    per = 24 if rel.type == SHT_RELA else 16
+    return rel.link == symtab.index and rel.size == sec.size // ENTRY_SIZE * 2 * per
+
+
+def table_sections(elf):
+    """(the object's static-call table or None, the other sections named
+    ``.static_call_sites``: not tables, never to be taken for one)."""
+    named = [s for s in elf.sections if s.name == TABLE]
+    tables = [s for s in named if is_table(elf, s)]
+    table = tables[0] if len(tables) == 1 else None
+    return table, [s for s in named if s is not table]
+
+
+def foreign_table_problem(sec) -> str:
+    """Why a section named like the table is not one."""
+    why = (f"SHT_NOBITS: its size {sec.size:#x} has no contents in the file"
+           if sec.type == SHT_NOBITS else "its type, flags, size or relocations do not fit")
+    return f"a section named {TABLE} is not a static-call table ({why})"
+
+
 def object_table_section(elf):
-    """The object's table section, its size checked against the file, or None."""
-    sec = elf.section_by_name(TABLE)
-    if sec is None:
-        return None
-    if sec.type == SHT_NOBITS:
-        raise InputError(f"{TABLE} is SHT_NOBITS: it claims {sec.size:#x} bytes but has no "
-                         "contents in the file", elf.path)
-    if sec.size % ENTRY_SIZE:
-        raise InputError(f"{TABLE} size {sec.size:#x} is not a multiple of 8", elf.path)
-    return sec
+    """The object's table section, or None when it has none; InputError when a
+    section of that name is not a table."""
+    table, foreign = table_sections(elf)
+    if table is None and foreign:
+        raise InputError(foreign_table_problem(foreign[0]), elf.path)
+    return table

@@ -1,24 +1,144 @@
-"""Write one object: scan it, plan the table, render and replace atomically."""
+"""Write one object's table: ``decide`` what to write, then ``apply`` it.
+
+``decide`` is pure: from the parsed object and the options it returns a
+:class:`WriteAction` that holds the complete new object (or none, when there
+is nothing to write) and what the report says about it.  ``apply`` puts the
+bytes on disk under the rules of the README's "Safety" section: a symlink is
+written through, a hard-linked file through its inode (or refused), owner,
+group, mode and xattrs are kept, a file that changed on disk meanwhile is not
+replaced, ``-`` is stdout and a device or FIFO is written into, never
+replaced.  ``write_path`` is the two together, for one file.
+"""
 from __future__ import annotations
 
 import os
 
-from .elf import ElfFile, open_elf
+from .elf import ElfFile, printable
 from .errors import InputError
 from .model import ObjectResult, Options
 from .pipeline import scan_elf
 from .records import LIST, record
+from .sitetable import TABLE, table_sections
+
+
+@record
+class WriteAction:
+    """What writing one object comes to, before any byte is written.
+
+    ``data`` is the complete new object, or None when the object stays as it
+    is: ``state`` says why (``unchanged``: nothing to add, or --force and the
+    table is already this one; ``skipped-existing``: it has a table and no
+    --force)."""
+    result: ObjectResult
+    data: bytes | None = None
+    state: str = "unchanged"
+    entries: int = 0
+    added_keys: list[str] = LIST
+    warnings: list[str] = LIST
 
 
 @record
 class WriteOutcome:
+    """What ``write_path`` did: ``action`` is written, unchanged, skipped-existing,
+    dry-run or copied (``-o`` given and nothing to add)."""
     path: str
     output: str
     result: ObjectResult
-    action: str          # written | unchanged | skipped-existing | dry-run | copied
+    action: str
     entries: int = 0
     added_keys: list[str] = LIST
     warnings: list[str] = LIST
+
+
+def decide(elf: ElfFile, options: Options, force: bool = False) -> WriteAction:
+    """What to write to a relocatable object (pure; InputError when it cannot be)."""
+    if elf.linked:
+        raise InputError(f"write adds tables to relocatable objects; this is a linked image "
+                         f"(ELF type {elf.elf_type}): use scan or verify", elf.path)
+    if table_sections(elf)[1]:
+        raise InputError(f"has a section named {TABLE} that is not a static-call table (its "
+                         "type, flags, size or relocations do not fit); left untouched",
+                         elf.path)
+    result = scan_elf(elf, options, sources=False)
+    if result.existing_table is None:
+        return _fresh(elf, result, options, recovered=False)
+    if not force:
+        return WriteAction(result, state="skipped-existing", warnings=[
+            f"already has a {TABLE} table; left untouched (use --force to replace it)"])
+    from .emit import Plan, recover_original, render, table_up_to_date
+    plan = Plan(elf, result, options)
+    if table_up_to_date(plan):
+        return WriteAction(result)
+    original = recover_original(elf)
+    if original is not None:
+        # a table we appended: rewrite from the original, so that --force gives
+        # exactly the bytes a first write would
+        base = ElfFile(original, elf.path)
+        return _fresh(base, scan_elf(base, options, sources=False), options, recovered=True)
+    # another tool's table (objtool's): replaced in place
+    return _planned(plan, render(plan), result)
+
+
+def _fresh(elf: ElfFile, result: ObjectResult, options: Options,
+           recovered: bool) -> WriteAction:
+    """The action for an object without a table (``recovered``: the original of
+    one whose appended table --force replaces)."""
+    if not result.sites:
+        # nothing to add: the common case (or the original, restored)
+        return WriteAction(result, elf.data if recovered else None)
+    from .emit import Plan, render
+    plan = Plan(elf, result, options)
+    if not plan.entries:
+        return _planned(plan, elf.data if recovered else None, result)
+    return _planned(plan, render(plan), result)
+
+
+def _planned(plan, data: bytes | None, result: ObjectResult) -> WriteAction:
+    return WriteAction(result, data, entries=len(plan.entries),
+                       added_keys=[printable(k) for k in plan.new_keys],
+                       warnings=list(plan.warnings))
+
+
+def apply(path: str, action: WriteAction, on_disk: bytes, before: os.stat_result,
+          output: str | None = None, backup: bool = False) -> WriteOutcome:
+    """Put ``action`` on disk: in place (with ``backup``, ``PATH.orig`` first) or
+    at ``output``.  ``on_disk`` and ``before`` are the bytes and the stat of
+    ``path`` as read: a file that changed since is not replaced."""
+    from .fileio import UnsafeWrite, atomic_write, clean_directory, replace_in_place, write_output
+    from .inputs import show
+
+    def put(target: str, fn, *args, **kw) -> None:
+        try:
+            fn(*args, **kw)
+        except UnsafeWrite as e:
+            raise InputError(str(e) if target == path else f"{show(target)}: {e}",
+                             path) from None
+        except OSError as e:
+            raise InputError(f"cannot write {show(target)}: {e.strerror}", path) from None
+
+    out = _outcome(path, output or path, action)
+    if out.output != "-":                   # left by an earlier run that was killed
+        clean_directory(os.path.dirname(os.path.realpath(out.output)))
+    if output is not None:
+        if os.path.islink(output) and (os.path.isfile(output) or not os.path.exists(output)):
+            out.warnings.append(f"-o {show(output)} is a symlink: replacing the link itself "
+                                "(as objcopy does), not the file it points to")
+        if action.data is None:
+            out.action = "copied"
+        put(output, write_output, output, action.data or on_disk, meta_from=path)
+        return out
+    if action.data is None:
+        return out
+    if backup:                              # exactly the bytes that were on disk
+        put(path + ".orig", atomic_write, path + ".orig", on_disk, meta_from=path, clone=True)
+    put(path, replace_in_place, path, action.data, on_disk, expect=before)
+    return out
+
+
+def _outcome(path: str, output: str, action: WriteAction) -> WriteOutcome:
+    state = "written" if action.data is not None else action.state
+    return WriteOutcome(path, output, action.result, state, action.entries,
+                        list(action.added_keys), list(action.warnings))
 
 
 def write_path(path: str, options: Options, output: str | None = None, force: bool = False,
@@ -26,82 +146,29 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     """Add (or with ``force`` replace) the static-call table of ``path``.
 
     The input is never modified unless the new object is complete; with
-    ``output`` the input is not modified at all."""
-    from .elf import printable
-    from .fileio import atomic_write, remove_stale_temporaries
-    from .inputs import show
+    ``output`` the input is not modified at all; an archive is never written."""
+    from .elf import read_file
+    from .errors import UsageError
+    from .fileio import same_file
+    from .inputs import AR_MAGIC, THIN_MAGIC, show
 
-    def put(target: str, data: bytes) -> None:
-        try:
-            atomic_write(target, data, mode_from=path)
-        except OSError as e:
-            raise InputError(f"cannot write {show(target)}: {e.strerror}", path) from None
-
-    elf = open_elf(path)
-    if elf.linked:
-        raise InputError(f"write adds tables to relocatable objects; this is a linked image "
-                         f"(ELF type {elf.elf_type}): use scan or verify", path)
-    result = scan_elf(elf, options, sources=False)
-    recovered = False
-    up_to_date = False
-    plan = None
-    if force and result.existing_table is not None:
-        from .emit import Plan, recover_original, table_up_to_date
-        plan = Plan(elf, result, options)
-        up_to_date = table_up_to_date(elf, plan)
-        original = None if up_to_date else recover_original(elf)
-        if original is not None:
-            # a table we appended: rewrite from the original, so that --force
-            # gives exactly the bytes a first write would
-            elf = ElfFile(original, path)
-            result = scan_elf(elf, options, sources=False)
-            recovered = True
-            plan = None
-    dest = output or path
-    if not dry_run:
-        remove_stale_temporaries(dest)      # left by an earlier run that was killed
-    out = WriteOutcome(path, dest, result, "unchanged")
-    if up_to_date:
-        data = None                      # --force, and the table is already this one
-    elif result.existing_table is not None and not force:
-        out.action = "skipped-existing"
-        out.warnings.append("already has a .static_call_sites table; left untouched "
-                            "(use --force to replace it)")
-        data = None
-    elif not result.sites and not recovered and result.existing_table is None:
-        data = None                      # nothing to write: the common case
-    else:
-        from .emit import Plan, render
-        if plan is None:
-            plan = Plan(elf, result, options)
-        out.entries = len(plan.entries)
-        out.added_keys = [printable(k) for k in plan.new_keys]
-        out.warnings.extend(plan.warnings)
-        if not plan.entries and result.existing_table is None:
-            # nothing to add: leave the object as it is (or, when a table we
-            # had appended is being replaced by none, as it was before)
-            data = elf.data if recovered else None
-            if recovered:
-                out.action = "written"
-        else:
-            data = render(elf, plan, force)
-            out.action = "written"
+    if output == "":
+        raise UsageError("-o/--output must not be empty (use - for standard output)")
+    try:
+        before = os.stat(path)
+    except OSError as e:
+        raise InputError(f"cannot open: {e.strerror}", path) from None
+    on_disk = read_file(path)           # the bytes a backup keeps, whatever is rewritten
+    if on_disk[:8] in (AR_MAGIC, THIN_MAGIC):
+        raise InputError("is an ar archive: archive members are scanned, not rewritten, and "
+                         "write never rewrites an archive (run write on the objects before "
+                         "archiving them)", path)
+    if output is not None and output != "-" and same_file(output, path):
+        raise InputError(f"-o {show(output)} is the input itself: refusing to overwrite it "
+                         "(omit -o to write in place)", path)
+    action = decide(ElfFile(on_disk, path), options, force)
     if dry_run:
-        out.action = "dry-run" if data is not None else out.action
+        out = _outcome(path, output or path, action)
+        out.action = "dry-run" if action.data is not None else out.action
         return out
-    if output is not None and os.path.islink(output):
-        out.warnings.append(f"-o {show(output)} is a symlink: replacing the link itself, "
-                            "not the file it points to")
-    if data is not None and output is None and os.path.islink(path):
-        out.warnings.append("is a symlink: replacing the link with the written object; "
-                            "the file it points to is left as it was")
-    if data is None:
-        if output is not None and os.path.abspath(output) != os.path.abspath(path):
-            put(output, elf.data)
-            out.action = "copied"
-        return out
-    if backup and output is None:
-        put(path + ".orig", elf.data)
-    put(dest, data)
-    return out
-
+    return apply(path, action, on_disk, before, output, backup)

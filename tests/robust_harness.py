@@ -63,7 +63,7 @@ PREBUILT = os.path.join(ROOT, "testdata", "prebuilt")
 SRC = os.path.join(ROOT, "testdata", "src")
 #: the corpus module the mutation suite uses (small: 38 sections, a table of 2)
 CORPUS_MODULE = "crypto/async_tx/async_memcpy.ko"
-TEMP_GLOB = ".*.scall-tmp"
+TEMP_GLOB = ".scall-*.tmp"
 
 
 def strip_table(src: str, dst: str) -> str:

@@ -251,7 +251,7 @@ def test_output_over_a_report_is_refused(small):
     _, new, _ = small
     before = new.read_bytes()
     r = dev(new, "-o", new)
-    assert r.returncode == 2 and "is one of the reports" in r.stderr
+    assert r.returncode == 2 and "is also an input" in r.stderr
     assert new.read_bytes() == before
 
 

@@ -260,8 +260,9 @@ def test_pool_workers_do_not_outlive_a_killed_parent(kill_set, tmp_path):
 # --------------------------------------------------------------- concurrency
 @pytest.mark.parametrize("module", ["arch/x86/kvm/kvm.ko", H.CORPUS_MODULE])
 def test_two_writers_on_one_object(corpus, tmp_path, module, capsys):
-    """Two `write` processes started together on one object, six times: both
-    exit 0 (the later one may only warn that the table exists), the result is
+    """Two `write` processes started together on one object, six times: one
+    exits 0; the other too (it may only warn that the table exists), or 2 when
+    the first replaced the file after it was read (lost update); the result is
     the reference output, its mode is kept, nothing is left beside it."""
     src = tmp_path / "stripped.ko"
     H.strip_table(str(corpus / module), str(src))
@@ -284,16 +285,20 @@ def test_two_writers_on_one_object(corpus, tmp_path, module, capsys):
             out, err = p.communicate(timeout=120)
             res.append((p.returncode, out, err))
         for rc, _out, err in res:
-            assert rc == 0, f"repetition {rep}: exit {rc}: {err}"
             lines = err.splitlines()
+            if rc == 2:         # the other one replaced it after this one read it
+                assert len(lines) == 1 and "changed on disk" in err, err
+                continue
+            assert rc == 0, f"repetition {rep}: exit {rc}: {err}"
             assert all(ln.startswith("scall-objtool: warning: ") and "already has" in ln
                        for ln in lines), err
+        assert any(rc == 0 for rc, _o, _e in res), res
         outcomes.append(sum(bool(err) for _rc, _o, err in res))
         assert target.read_bytes() == reference, f"repetition {rep}: not the reference output"
         assert stat.S_IMODE(target.stat().st_mode) == MODE
         assert sorted(x.name for x in work.iterdir()) == ["obj.ko"], list(work.iterdir())
-    # outcomes: how many of the two found the table already written (0: both
-    # wrote it, racing to the rename)
+    # outcomes: how many of the two found the table already written or the
+    # file changed (0: both wrote it, the second after the first's rename)
     with capsys.disabled():
         print(f"\ntwo writers on {module}: 6 runs, both wrote the table in "
               f"{outcomes.count(0)}, one skipped it in {outcomes.count(1)}; all results "

@@ -1,0 +1,521 @@
+"""Data safety of `write` and of every `-o` (issue 10, items 1-10 and 18).
+
+Each test damages nothing outside its tmp_path: device nodes and FIFOs are
+made there (os.mknod, os.mkfifo), never the real /dev/null.  Tests that need
+root (chown, mknod) are skipped without it; CI runs as root.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from scall_testlib import read_table
+
+ROOT = Path(__file__).resolve().parent.parent
+PREBUILT = ROOT / "testdata" / "prebuilt"
+SRC = ROOT / "testdata" / "src"
+KINDS = PREBUILT / "kinds.o"
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def obj(tmp_path: Path, name: str = "k.o", src: Path = KINDS) -> Path:
+    p = tmp_path / name
+    shutil.copy(src, p)
+    return p
+
+
+def one_error(res, *words: str) -> str:
+    assert res.rc == 2, (res.rc, res.stdout, res.stderr)
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scall-objtool: error: "), lines
+    assert "Traceback" not in res.stderr and "internal error" not in res.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def written_bytes(cli, tmp_path: Path, src: Path = KINDS, *args: str) -> bytes:
+    """What `write` makes of ``src`` (in a scratch directory)."""
+    d = tmp_path / "ref"
+    d.mkdir(exist_ok=True)
+    p = obj(d, src.name, src)
+    assert cli("write", *args, p).rc == 0
+    return p.read_bytes()
+
+
+def ar(cwd: Path, flags: str, archive: str, *members) -> Path:
+    subprocess.run(["ar", flags, archive, *map(str, members)], check=True, cwd=cwd)
+    return cwd / archive
+
+
+def tree(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+# ------------------------------------------------------ 1. archives
+@pytest.mark.parametrize("thin", [True, False])
+def test_write_refuses_an_archive_and_touches_nothing(cli, tmp_path, thin):
+    outside = tmp_path / "src"
+    lib = tmp_path / "lib"
+    outside.mkdir()
+    lib.mkdir()
+    obj(outside, "victim.o")
+    absolute = obj(tmp_path, "abs.o")
+    ar(lib, "rcT" if thin else "rc", "t.a", "../src/victim.o", absolute)
+    before = tree(tmp_path)
+    one_error(cli("write", lib / "t.a"), "t.a", "archive")
+    one_error(cli("write", "--force", "--backup", lib / "t.a"), "archive")
+    assert tree(tmp_path) == before
+    # reading the members is fine: both have sites
+    res = cli("scan", "-f", "json", lib / "t.a")
+    assert res.rc == 0, res.stderr
+    assert [len(o["sites"]) for o in res.json()["objects"]] == [10, 10]
+
+
+def test_write_dir_does_not_follow_a_thin_archive_out_of_the_tree(cli, tmp_path):
+    outside = tmp_path / "outside"
+    build = tmp_path / "build"
+    outside.mkdir()
+    build.mkdir()
+    victim = obj(outside, "victim.o")
+    own = obj(build, "own.o")
+    ar(build, "rcT", "built-in.a", "../outside/victim.o")
+    before = victim.read_bytes()
+    res = cli("write", build)
+    assert res.rc == 0, res.stderr
+    assert read_table(own), "the directory's own object is written"
+    assert victim.read_bytes() == before, "a thin archive's member outside the tree was written"
+    # asked for explicitly, an archive is an error, still nothing written through it
+    one_error(cli("write", "--include", "*.a", build), "built-in.a", "archive")
+    assert victim.read_bytes() == before
+
+
+def test_archive_members_are_members_even_when_thin(tmp_path):
+    from scall_objtool.batch import write_one
+    from scall_objtool.inputs import archive_members
+    from scall_objtool.model import Options
+    victim = obj(tmp_path, "victim.o")
+    t = ar(tmp_path, "rcT", "t.a", "victim.o")
+    members = archive_members(str(t), t.read_bytes())
+    assert [m.path for m in members] == [str(tmp_path / "victim.o")]
+    assert all(m.is_member for m in members)
+    before = victim.read_bytes()
+    out = write_one(members[0], Options())
+    assert not out.ok and victim.read_bytes() == before
+
+
+# ------------------------------------------------------ 2. outputs that are not files
+@root_only
+def test_write_into_a_device_node_keeps_it_a_device(cli, tmp_path):
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    k = obj(tmp_path)
+    before = k.read_bytes()
+    for args in (["write", "-o", null, k], ["scan", "-o", null, k],
+                 ["verify", "-o", null, k], ["check", "-f", "sarif", "-o", null, k]):
+        res = cli(*args)
+        assert res.rc in (0, 1), (args, res.stderr)
+        assert stat.S_ISCHR(os.lstat(null).st_mode), f"{args}: the device node was replaced"
+        assert os.lstat(null).st_rdev == os.makedev(1, 3)
+    assert k.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.o", "null"]
+
+
+def test_output_into_a_fifo_is_written_not_replaced(cli, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+
+    def read():
+        with open(fifo, "rb") as f:
+            got.append(f.read())
+    reader = threading.Thread(target=read)
+    reader.start()
+    res = cli("scan", "-f", "json", "-o", fifo, obj(tmp_path), timeout=30)
+    reader.join(30)
+    assert res.rc == 0, res.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert b'"sites"' in got[0]
+
+
+def test_dash_and_dev_stdout_mean_stdout(cli, tmp_path):
+    k = obj(tmp_path)
+    plain = cli("scan", k).stdout
+    assert cli("scan", "-o", "-", k).stdout == plain
+    # a link to our stdout (what /dev/stdout is), whether stdout is a pipe or a file
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    res = cli("check", "-f", "sarif", "-o", link, k)
+    assert res.rc in (0, 1) and '"runs"' in res.stdout, res.stderr
+    assert link.is_symlink()
+    with open(tmp_path / "captured", "wb") as f:
+        p = subprocess.run([sys.executable, "-m", "scall_objtool", "scan", "-o", str(link),
+                            str(k)], stdout=f, stderr=subprocess.PIPE, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "captured").read_text() == plain
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
+
+
+def test_write_dash_puts_the_object_on_stdout(cli, tmp_path):
+    k = obj(tmp_path)
+    before = k.read_bytes()
+    p = subprocess.run([sys.executable, "-m", "scall_objtool", "write", "-o", "-", str(k)],
+                       capture_output=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == written_bytes(cli, tmp_path)
+    assert k.read_bytes() == before
+
+
+# ------------------------------------------------------ 3. -o ""
+@pytest.mark.parametrize("cmd", [["scan"], ["verify"], ["check"], ["write"],
+                                 ["write", "--backup"], ["write", "--force", "--backup"]])
+def test_empty_output_is_a_usage_error(cli, tmp_path, cmd):
+    k = obj(tmp_path)
+    before = tree(tmp_path)
+    one_error(cli(*cmd, "-o", "", k), "empty")
+    assert tree(tmp_path) == before
+
+
+def test_empty_output_for_diff(cli, tmp_path):
+    k = obj(tmp_path)
+    rep = tmp_path / "r.json"
+    rep.write_text(cli("scan", "-f", "json", k).stdout)
+    one_error(cli("diff", "-o", "", rep, rep), "empty")
+
+
+# ------------------------------------------------------ 4. output is an input
+def test_output_that_is_an_input_is_refused(cli, tmp_path):
+    k = obj(tmp_path)
+    other = obj(tmp_path, "other.o")
+    os.link(k, tmp_path / "hard.o")
+    (tmp_path / "sym.o").symlink_to("k.o")
+    before = tree(tmp_path)
+    for args in (["scan", "-o", k, k], ["scan", "-o", tmp_path / "hard.o", other, k],
+                 ["verify", "-o", tmp_path / "sym.o", k],
+                 ["check", "-f", "sarif", "-o", k, k],
+                 ["scan", "-o", k, tmp_path],          # found by walking the directory
+                 ["write", "-o", k, k], ["write", "-o", tmp_path / "hard.o", k],
+                 ["write", "-o", tmp_path / "sym.o", k]):
+        one_error(cli(*args), "input")
+        assert tree(tmp_path) == before, args
+    rep = tmp_path / "r.json"
+    rep.write_text(cli("scan", "-f", "json", k).stdout)
+    saved = rep.read_bytes()
+    one_error(cli("diff", "-o", rep, rep, rep), "input")
+    assert rep.read_bytes() == saved
+
+
+# ------------------------------------------------------ 5. a name is not a table
+EH = struct.Struct("<16sHHIQQQIHHHHHH")
+SH = struct.Struct("<IIQQQQIIQQ")
+
+
+def _headers(data: bytes):
+    h = EH.unpack_from(data, 0)
+    shoff, shnum, shstrndx = h[6], h[12], h[13]
+    secs = [list(SH.unpack_from(data, shoff + 64 * i)) for i in range(shnum)]
+    strtab = secs[shstrndx]
+    names = data[strtab[4]:strtab[4] + strtab[5]]
+    return shoff, secs, names
+
+
+def foreign(tmp_path: Path, victim: str) -> Path:
+    """The test object with section ``victim`` renamed .static_call_sites."""
+    base = tmp_path / "base.o"
+    if not base.exists():
+        subprocess.run(["as", "--64", "-o", str(base), str(SRC / "foreign_table_name.s")],
+                       check=True)
+    data = bytearray(base.read_bytes())
+    shoff, secs, names = _headers(data)
+    target = names.index(b".foo.static_call_sites\0") + len(".foo")
+    index = next(i for i, s in enumerate(secs)
+                 if names[s[0]:names.index(b"\0", s[0])].decode() == victim)
+    secs[index][0] = target
+    SH.pack_into(data, shoff + 64 * index, *secs[index])
+    out = tmp_path / f"renamed{victim.replace('.', '_')}.o"
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("victim", [".text", ".symtab", ".strtab", ".shstrtab",
+                                    ".foo.static_call_sites", ".data"])
+def test_a_section_named_like_the_table_is_not_taken_for_one(cli, tmp_path, victim):
+    p = foreign(tmp_path, victim)
+    before = p.read_bytes()
+    for args in (["write"], ["write", "--force"], ["write", "--force", "--backup"]):
+        res = cli(*args, p)
+        one_error(res, "not a static-call table")
+        assert "already has" not in res.stderr
+        assert p.read_bytes() == before, f"{args} changed the object"
+        assert not Path(str(p) + ".orig").exists()
+    res = cli("scan", "-f", "json", p)
+    if victim not in (".symtab", ".strtab", ".shstrtab"):   # those break the object itself
+        assert res.rc == 0, res.stderr
+        assert res.json()["objects"][0]["existing_table"] is None
+        assert "not a static-call table" in res.stderr
+
+
+def test_a_real_table_is_still_recognised_and_replaced(cli, tmp_path):
+    from scall_objtool.elf import open_elf
+    from scall_objtool.sitetable import table_sections
+    k = obj(tmp_path)
+    assert cli("write", k).rc == 0
+    table, others = table_sections(open_elf(str(k)))
+    assert table is not None and others == []
+    res = cli("write", "--force", "--allow-tail", k)
+    assert res.rc == 0 and "wrote" in res.stdout, res.stderr
+    assert len(read_table(k)) > 2
+
+
+def test_a_table_with_the_wrong_relocation_count_is_not_replaced(cli, tmp_path):
+    k = obj(tmp_path)
+    assert cli("write", k).rc == 0
+    data = bytearray(k.read_bytes())
+    shoff, secs, names = _headers(data)
+    rela = next(i for i, s in enumerate(secs)
+                if names[s[0]:names.index(b"\0", s[0])] == b".rela.static_call_sites")
+    secs[rela][5] -= 24                                  # one relocation fewer
+    SH.pack_into(data, shoff + 64 * rela, *secs[rela])
+    k.write_bytes(bytes(data))
+    one_error(cli("write", "--force", k), "not a static-call table")
+    assert k.read_bytes() == bytes(data)
+
+
+# ------------------------------------------------------ 6. owner, set-id bits, xattrs
+@root_only
+def test_owner_group_and_setid_bits_are_kept(cli, tmp_path):
+    import grp
+    import pwd
+    uid, gid = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    k = obj(tmp_path)
+    os.chown(k, uid, gid)
+    os.chmod(k, 0o6755)
+    assert cli("write", "--backup", k).rc == 0
+    assert read_table(k)
+    for p in (k, tmp_path / "k.o.orig"):
+        st = p.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, 0o6755), p
+
+
+def test_setid_bits_are_cleared_when_the_owner_cannot_be_kept(tmp_path, monkeypatch):
+    from scall_objtool import fileio
+    from scall_objtool.model import Options
+    from scall_objtool.write import write_path
+    k = obj(tmp_path)
+    os.chmod(k, 0o6755)
+    st = k.stat()
+
+    def refuse(*_a):
+        raise PermissionError(1, "Operation not permitted")
+    # pretend the file belongs to someone else whom we cannot give it to
+    real_fstat = os.fstat
+    monkeypatch.setattr(fileio.os, "fchown", refuse)
+    monkeypatch.setattr(fileio.os, "lstat", lambda p: _as_other(os.stat(p, follow_symlinks=False)))
+    monkeypatch.setattr(fileio.os, "fstat", real_fstat)
+    write_path(str(k), Options())
+    monkeypatch.undo()
+    assert read_table(k)
+    mode = stat.S_IMODE(k.stat().st_mode)
+    assert mode == 0o755, oct(mode)
+    assert k.stat().st_uid == st.st_uid
+
+
+def _as_other(st: os.stat_result) -> os.stat_result:
+    fields = list(st)
+    fields[4] += 1          # st_uid
+    fields[5] += 1          # st_gid
+    return os.stat_result(fields)
+
+
+def _acl() -> bytes:
+    entries = [(1, 6, 0xFFFFFFFF), (2, 4, 65534), (4, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF),
+               (0x20, 4, 0xFFFFFFFF)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def test_xattrs_and_acls_are_kept(cli, tmp_path):
+    k = obj(tmp_path)
+    try:
+        os.setxattr(k, "user.origin", b"kbuild")
+        os.setxattr(k, "system.posix_acl_access", _acl())
+    except OSError as e:
+        pytest.skip(f"no xattrs/ACLs here: {e}")
+    mode = stat.S_IMODE(k.stat().st_mode)
+    assert cli("write", "--backup", k).rc == 0
+    assert read_table(k)
+    for p in (k, tmp_path / "k.o.orig"):
+        assert os.getxattr(p, "user.origin") == b"kbuild", p
+        assert os.getxattr(p, "system.posix_acl_access") == _acl(), p
+        assert stat.S_IMODE(p.stat().st_mode) == mode
+
+
+# ------------------------------------------------------ 7. links
+def test_symlink_is_written_through_like_objcopy(cli, tmp_path):
+    real = obj(tmp_path, "real.o")
+    link = tmp_path / "link.o"
+    link.symlink_to("real.o")
+    assert cli("write", link).rc == 0
+    assert link.is_symlink() and os.readlink(link) == "real.o"
+    assert real.read_bytes() == written_bytes(cli, tmp_path, KINDS)
+
+
+def test_hard_link_is_written_through_the_inode(cli, tmp_path):
+    a = obj(tmp_path, "a.o")
+    b = tmp_path / "b.o"
+    os.link(a, b)
+    ino = a.stat().st_ino
+    assert cli("write", b).rc == 0
+    assert a.stat().st_ino == b.stat().st_ino == ino and a.stat().st_nlink == 2
+    assert a.read_bytes() == written_bytes(cli, tmp_path, KINDS)
+
+
+def test_hard_link_rewrite_that_is_not_an_append_is_refused(cli, tmp_path):
+    a = obj(tmp_path, "a.o")
+    assert cli("write", a).rc == 0
+    os.link(a, tmp_path / "b.o")
+    before = a.read_bytes()
+    one_error(cli("write", "--force", "--allow-tail", a), "hard links")
+    assert a.read_bytes() == before == (tmp_path / "b.o").read_bytes()
+    assert a.stat().st_nlink == 2
+
+
+# ------------------------------------------------------ 8. lost update
+@pytest.mark.parametrize("links", [1, 2])
+def test_a_file_changed_meanwhile_is_not_replaced(tmp_path, monkeypatch, links):
+    from scall_objtool import emit
+    from scall_objtool.errors import InputError
+    from scall_objtool.model import Options
+    from scall_objtool.write import write_path
+    k = obj(tmp_path)
+    if links == 2:
+        os.link(k, tmp_path / "other.o")
+    rebuilt = (PREBUILT / "nostatic-O2.o").read_bytes()
+    real_render = emit.render
+
+    def render_while_rebuilt(*a, **kw):
+        out = real_render(*a, **kw)
+        with open(k, "r+b") as f:           # a parallel build rewrites it in place
+            f.write(rebuilt)
+            f.truncate()
+        return out
+    monkeypatch.setattr(emit, "render", render_while_rebuilt)
+    with pytest.raises(InputError, match="changed on disk"):
+        write_path(str(k), Options())
+    assert k.read_bytes() == rebuilt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.o", "other.o"][:links]
+
+
+# ------------------------------------------------------ 9. long names, temporaries
+def test_a_242_byte_name_can_be_written(cli, tmp_path):
+    k = obj(tmp_path, "a" * 240 + ".o")
+    assert len(k.name) == 242
+    assert cli("write", "--backup", k).rc == 0
+    assert read_table(k)
+    assert (tmp_path / (k.name + ".orig")).read_bytes() == KINDS.read_bytes()
+    longest = obj(tmp_path, "b" * 253 + ".o")
+    assert cli("write", longest).rc == 0 and read_table(longest)
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_temporaries_are_short_and_stale_ones_are_removed(cli, tmp_path):
+    from scall_objtool import fileio
+    k = obj(tmp_path)
+    dead = _dead_pid()
+    stale = [tmp_path / f".scall-{dead}-abcdefgh.tmp",
+             tmp_path / f".k.o.{dead}-abcdefgh.scall-tmp"]        # an earlier version's
+    for s in stale:
+        s.write_bytes(b"half an object")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".scall-{sleeper.pid}-abcdefgh.tmp"
+        live.write_bytes(b"in progress")
+        assert cli("write", k).rc == 0
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "k.o"])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    name = f"{fileio.TMP_PREFIX}{4194304}-abcdefgh{fileio.TMP_SUFFIX}"
+    assert len(name) <= 32 and fileio._TMP.match(name)
+
+
+# ------------------------------------------------------ 10. the backup is the file
+def test_force_backup_keeps_the_bytes_that_were_on_disk(cli, tmp_path):
+    k = obj(tmp_path)
+    assert cli("write", k).rc == 0
+    with_table = k.read_bytes()
+    assert cli("write", "--force", "--backup", "--allow-tail", k).rc == 0
+    assert (tmp_path / "k.o.orig").read_bytes() == with_table
+    assert k.read_bytes() != with_table
+
+
+# ------------------------------------------------------ 18. stale temporaries cost
+def _batch_dir(d: Path, n: int, side: int = 0) -> None:
+    """n objects, each with ``side`` other files beside it (.cmd, .d, ... as
+    in a kernel build directory)."""
+    d.mkdir()
+    data = KINDS.read_bytes()
+    for i in range(n):
+        (d / f"m{i:05d}.o").write_bytes(data)
+        for j in range(side):
+            (d / f".m{i:05d}.o.{j}.cmd").touch()
+
+
+def test_a_batch_lists_each_directory_once(tmp_path, monkeypatch):
+    from scall_objtool import commands, fileio
+    from scall_objtool.model import Options
+    for sub in ("a", "b"):
+        _batch_dir(tmp_path / sub, 30)
+    calls = []
+    real = fileio.stale_temporaries
+    monkeypatch.setattr(fileio, "stale_temporaries", lambda d: calls.append(d) or real(d))
+    monkeypatch.setattr(fileio, "_cleaned", set())
+    monkeypatch.setenv("SCALL_OBJTOOL_NO_PROGRESS", "1")
+    rc = commands.write([str(tmp_path)], Options(), quiet=True, jobs=1)
+    assert rc == 0
+    assert sorted(calls) == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert read_table(tmp_path / "a" / "m00029.o")
+
+
+def _timed_write(d: Path, dry: bool) -> float:
+    from scall_objtool import commands, fileio
+    from scall_objtool.model import Options
+    getattr(fileio, "_cleaned", set()).clear()
+    t = time.perf_counter()
+    rc = commands.write([str(d)], Options(), quiet=True, dry_run=dry, jobs=1)
+    assert rc == 0
+    return time.perf_counter() - t
+
+
+def test_batch_write_cost_grows_linearly(tmp_path, monkeypatch):
+    """200 and 800 objects in one directory, with 20 other files each: the
+    write costs about what the dry run costs plus the writes, at both sizes
+    (a listing of the directory per object made this quadratic)."""
+    monkeypatch.setenv("SCALL_OBJTOOL_NO_PROGRESS", "1")
+    # fsync's cost depends on the disk and on what else the machine writes;
+    # it is the same per object either way, and measuring it only adds noise
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    costs = {}
+    for n in (200, 800):
+        d = tmp_path / str(n)
+        _batch_dir(d, n, 20)
+        dry = _timed_write(d, True)
+        wet = _timed_write(d, False)
+        costs[n] = (dry, wet)
+    # (a listing per object took 2.2 s and 32 s here: 14x)
+    ratio = costs[800][1] / costs[200][1]
+    assert ratio < 6.5, f"write of 4x the objects cost {ratio:.1f}x ({costs})"
