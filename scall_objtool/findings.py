@@ -86,16 +86,17 @@ def norm_object(path: str) -> str:
         cwd = os.getcwd()
     except OSError:             # the current directory is gone
         cwd = None
-    return _norm_object(path, cwd)
+    return relative_below(path, cwd)
 
 
 @lru_cache(maxsize=1 << 16)
-def _norm_object(path: str, cwd: str | None) -> str:
-    # matching asks for the same few paths once per site and sort: cached
+def relative_below(path: str, base: str | None) -> str:
+    """``path`` normalized, and relative to ``base`` when it is absolute and lies
+    below it (cached: matching asks for the same few paths once per site)."""
     p = os.path.normpath(path)
-    if os.path.isabs(p) and cwd is not None:
+    if os.path.isabs(p) and base is not None:
         try:
-            rel = os.path.relpath(p, cwd)
+            rel = os.path.relpath(p, base)
         except ValueError:
             return p
         if rel != ".." and not rel.startswith(".." + os.sep):

@@ -120,16 +120,8 @@ def write_lines(display: str, outcome, options: Options, details: bool) -> list[
 def display_path(path: str, root: str | None = None) -> str:
     """A source or object path as shown to a user: relative to ``root`` (the
     current directory by default) when it lies below it."""
-    p = os.path.normpath(path)
-    if os.path.isabs(p):
-        base = os.path.abspath(root or os.curdir)
-        try:
-            rel = os.path.relpath(p, base)
-        except ValueError:
-            return p
-        if rel != ".." and not rel.startswith(".." + os.sep):
-            return rel
-    return p
+    from ..findings import relative_below
+    return relative_below(path, os.path.abspath(root or os.curdir))
 
 
 def finding_line(site, root: str | None = None) -> str:

@@ -1,0 +1,107 @@
+"""The package's shape: no import cycle between its modules (imports inside
+functions included), and one option table that both command lines follow."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import scall_objtool
+from scall_objtool import options as table
+from scall_objtool.fastcli import parse
+from scall_objtool.model import Options
+
+PKG = Path(scall_objtool.__file__).parent
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in sorted(PKG.rglob("*.py")):
+        rel = p.relative_to(PKG.parent).with_suffix("")
+        name = ".".join(rel.parts)
+        out[name.removesuffix(".__init__")] = p
+    return out
+
+
+def _imports(name: str, path: Path, mods: dict) -> set[str]:
+    """The package modules ``name`` imports, anywhere in its code."""
+    pkg = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = pkg.split(".")[:len(pkg.split(".")) - (node.level - 1)]
+            target = ".".join(base + ([node.module] if node.module else []))
+            for cand in (target, *(f"{target}.{a.name}" for a in node.names)):
+                if cand in mods and cand != name:
+                    out.add(cand)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name in mods and a.name != name)
+    return out
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, comps = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                comps.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return comps
+
+
+def test_no_import_cycle_inside_the_package():
+    mods = _modules()
+    graph = {m: _imports(m, p, mods) for m, p in mods.items()}
+    # the package's own __init__ re-exports the API lazily; it must not be part
+    # of a cycle either
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
+
+
+def test_policy_defaults_come_from_the_options_record():
+    defaults = Options()
+    for opt in table.POLICY:
+        assert opt.default == getattr(defaults, opt.dest), opt.dest
+
+
+def test_the_fast_path_parses_every_option_of_every_command():
+    """Each option of the table, given on a command line, reaches the command's
+    values under its dest; both parsers are built from the same table."""
+    for cmd in table.COMMANDS.values():
+        positional = ["x.o"] if cmd.args and cmd.args[0].many else ["a"] * len(cmd.args)
+        for opt in table.all_options(cmd):
+            if opt.kind == "flag":
+                argv, want = [opt.flags[0]], True
+            elif opt.kind == "int":
+                argv, want = [opt.flags[0], "4"], 4
+            elif opt.kind == "choice":
+                argv, want = [opt.flags[0], opt.choices[-1]], opt.choices[-1]
+            elif opt.kind == "list":
+                argv, want = [opt.flags[0], "g1", opt.flags[0], "g2"], ["g1", "g2"]
+            else:
+                argv, want = [opt.flags[0], "v"], "v"
+            name, values = parse([cmd.name, *argv, *positional])
+            assert name == cmd.name and values[opt.dest] == want, (cmd.name, opt.dest)
