@@ -84,11 +84,10 @@ def do_scan(data: bytes) -> int:
 
 def do_write(data: bytes) -> int:
     """What `write` computes: scan, plan, render (the bytes, not the file)."""
-    from scall_objtool.emit import Plan, render
-    elf = ElfFile(data, "x.o")
-    plan = Plan(elf, scan_elf(elf, KERNEL), KERNEL)
-    assert plan.entries, "the input must give the writer something to do"
-    return len(render(elf, plan, force=False))
+    from scall_objtool.write import decide
+    action = decide(ElfFile(data, "x.o"), KERNEL)
+    assert action.entries, "the input must give the writer something to do"
+    return len(action.data)
 
 
 def do_verify(data: bytes) -> int:
