@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import SRC, run_cli
+from scall_testlib import PREBUILT, SRC, run_cli
 
 from scall_objtool import Options
 from scall_objtool.elf import ElfFile
@@ -179,6 +179,7 @@ def test_write_refuses_linked_images(prog):
     assert exe.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_verify_all_modules_of_the_corpus(corpus):
     res = run_cli("verify", "--policy", "kernel", "--module", corpus, timeout=600)
     assert res.rc == 0, res.stdout[-2000:] + res.stderr
@@ -186,12 +187,7 @@ def test_verify_all_modules_of_the_corpus(corpus):
     assert last == "verify: 1121 objects, 7113 entries, 0 failed (policy kernel)"
 
 
-@pytest.fixture(scope="session")
-def vmlinux():
-    from conftest import _fetch
-    return _fetch("vmlinux")
-
-
+@pytest.mark.slow
 def test_vmlinux_scan_matches_its_own_table(vmlinux):
     data = vmlinux.read_bytes()
     elf = ElfFile(data, str(vmlinux))
@@ -217,8 +213,6 @@ def test_vmlinux_scan_matches_its_own_table(vmlinux):
 
 
 def test_verify_path_library_api(tmp_path):
-    from conftest import PREBUILT
-
     from scall_objtool import verify_path, write_path
     out = tmp_path / "demo.o"
     write_path(str(PREBUILT / "demo.o"), Options(), output=str(out))

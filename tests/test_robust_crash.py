@@ -6,7 +6,8 @@
   byte-identical to the original or to the output of the uninterrupted run
   (never a mix), written ones keep their mode; temporaries may exist right
   after the kill, but a following complete run writes the rest and leaves
-  none.  Once with --jobs 1 and once with --jobs 2.
+  none.  Once with --jobs 1 and once with --jobs 2 (both marked slow); the
+  everyday run kills a --jobs 2 run at 2 points.
 * Injected failures (ENOSPC/EIO from write, fsync, chmod, rename) make
   write_path raise an InputError, leave the input byte-identical and leave
   no temporary file -- in place, with -o, when -o only copies, with --backup.
@@ -31,7 +32,7 @@ from pathlib import Path
 import pytest
 
 import robust_harness as H
-from conftest import PREBUILT, ROOT, run_cli
+from scall_testlib import PREBUILT, ROOT, run_cli
 
 KILL_POINTS = int(os.environ.get("SCALL_KILL_POINTS", "24"))
 PR_SET_CHILD_SUBREAPER = 36
@@ -134,13 +135,13 @@ def _group(pgid: int, zombies: bool = False) -> list[int]:
 
 
 def _kill_run(work: Path, origs: dict, refs: dict, duration: float, jobs: int, label: str,
-              capsys):
+              capsys, points: int | None = None):
     counts = {"kill points": 0, "killed mid-run": 0, "finished before the kill": 0,
               "runs with partial progress": 0, "files original": 0, "files new": 0,
               "files mixed": 0, "mode lost": 0, "temporaries after kill": 0,
               "temporaries after rerun": 0, "orphans killed": 0}
     problems = []
-    n = KILL_POINTS if jobs == 1 else max(1, KILL_POINTS // 2)
+    n = points or (KILL_POINTS if jobs == 1 else max(1, KILL_POINTS // 2))
     for k in range(n):
         _restore(work, origs)
         delay = duration * (k + 0.5) / n
@@ -216,14 +217,25 @@ def _kill_run(work: Path, origs: dict, refs: dict, duration: float, jobs: int, l
     return counts, problems, summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_sigkill_during_write(kill_set, tmp_path, capsys, jobs):
+    _sigkill_sweep(kill_set, tmp_path, capsys, jobs)
+
+
+def test_sigkill_during_write_sample(kill_set, tmp_path, capsys):
+    """The everyday run's sample of the sweep above: 2 kill points, --jobs 2."""
+    _sigkill_sweep(kill_set, tmp_path, capsys, 2, points=2)
+
+
+def _sigkill_sweep(kill_set, tmp_path, capsys, jobs: int, points: int | None = None):
     origs, refs, duration = kill_set
     reaper = _subreaper(True)
     try:
         counts, problems, summary = _kill_run(
             tmp_path / "work", origs, refs, duration, jobs,
-            f"SIGKILL write --jobs {jobs} ({len(origs)} modules, run {duration:.2f} s)", capsys)
+            f"SIGKILL write --jobs {jobs} ({len(origs)} modules, run {duration:.2f} s)", capsys,
+            points)
     finally:
         if reaper:
             _subreaper(False)

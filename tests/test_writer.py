@@ -9,7 +9,7 @@ import subprocess
 import lief
 import pytest
 
-from conftest import PREBUILT, SRC, assemble, run_cli
+from scall_testlib import PREBUILT, SRC, assemble, run_cli
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
