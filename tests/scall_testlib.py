@@ -344,9 +344,9 @@ def scan_lib(*args) -> dict:
     object file): the same report, as a dict."""
     from scall_objtool import scan_path
     from scall_objtool.report import to_json    # the JSON renderer
-    options, _kw, paths = parse_args(args)
+    options, kw, paths = parse_args(args, {"--candidates": ("candidates_from", str)})
     assert paths, "no objects"
-    results = [scan_path(p, options) for p in paths]
+    results = [scan_path(p, options, **kw) for p in paths]
     return json.loads(json.dumps(to_json(results, options)))
 
 

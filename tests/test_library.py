@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from scall_testlib import PREBUILT, copy, run_cli, scan, scan_lib, write_lib, write_ok
+from scall_testlib import PREBUILT, SRC, copy, run_cli, scan, scan_lib, write_lib, write_ok
 
 CASES = [
     ("kinds.o", []),
@@ -53,3 +53,16 @@ def test_write_options(tmp_path):
         write_lib("--jobs", "2", src)
     r = run_cli("write", "--policy", "kernel", "-o", tmp_path / "cli.o", src)
     assert r.rc == 0 and (tmp_path / "cli.o").read_bytes() == out.read_bytes()
+
+
+def test_candidates_option_reaches_the_library(build, tmp_path):
+    """scan_lib passes --candidates on as scan_path's candidates_from."""
+    import subprocess
+    obj = build("linkprog.c", "-O2", "-fno-pie")
+    exe = tmp_path / "prog"
+    subprocess.run(["gcc", "-no-pie", f"-Wl,-T,{SRC / 'static_call_sites.ld'}", "-o", str(exe),
+                    str(obj), str(build("linktramp.S"))], check=True, capture_output=True)
+    for how in ("code", "auto"):
+        assert scan_lib("--policy", "kernel", "--candidates", how, exe) == \
+            run_cli("scan", "--policy", "kernel", "--format", "json", "--candidates", how,
+                    exe).json()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import robust_harness as H
-from scall_testlib import PREBUILT, ROOT, read_table_raw, run_cli
+from scall_testlib import PREBUILT, ROOT, read_table_raw, run_cli, write_lib
 
 OBJECTS = ["kinds.o", "crossing.o", "staticcall-O2.o", "demo.o", "nostatic-O2.o"]
 
@@ -178,7 +178,7 @@ def test_force_rewrites_the_same_table(tmp_path, name, corpus_set):
         else PREBUILT / name
     obj = tmp_path / "obj.o"
     shutil.copy(src, obj)
-    assert run_cli("write", "--policy", "kernel", "--module", obj).rc == 0
+    write_lib("--policy", "kernel", "--module", obj)
     first = read_table_raw(obj)
     r = run_cli("write", "--force", "--policy", "kernel", "--module", obj)
     assert r.rc == 0 and not r.stderr, r.stderr
@@ -195,10 +195,10 @@ def test_force_gives_the_bytes_of_the_first_write(tmp_path, name, corpus_set):
         else PREBUILT / name
     obj = tmp_path / "obj.o"
     shutil.copy(src, obj)
-    assert run_cli("write", obj).rc == 0
+    write_lib(obj)
     first = obj.read_bytes()
     for _ in range(3):
-        assert run_cli("write", "--force", obj).rc == 0
+        write_lib("--force", obj)
         assert len(obj.read_bytes()) == len(first), "the file grew"
         assert obj.read_bytes() == first
 
@@ -223,15 +223,15 @@ def test_force_is_byte_stable(tmp_path, case, corpus):
     if case == "objtool-table":
         shutil.copy(corpus / H.CORPUS_MODULE, obj)
         args = ["--policy", "kernel", "--module"]
-        assert run_cli("write", "--force", *args, obj).rc == 0     # replaces objtool's table
+        write_lib("--force", *args, obj)     # replaces objtool's table
     else:
         shutil.copy(Path(__file__).resolve().parent / "fuzz_repro" / "null-section-size.o", obj)
         args = []
-        assert run_cli("write", *args, obj).rc == 0
+        write_lib(*args, obj)
     first = obj.read_bytes()
     sizes = [len(first)]
     for _ in range(2):
-        assert run_cli("write", "--force", *args, obj).rc == 0
+        write_lib("--force", *args, obj)
         sizes.append(len(obj.read_bytes()))
     assert obj.read_bytes() == first, f"sizes after each --force: {sizes}"
 
@@ -248,12 +248,12 @@ def test_force_is_byte_stable_on_hostile_input(tmp_path, case, first_write, args
     obj = tmp_path / case
     shutil.copy(REPRO / case, obj)
     if first_write:
-        assert run_cli("write", *args, obj).rc == 0
+        write_lib(*args, obj)
     else:
-        assert run_cli("write", "--force", *args, obj).rc == 0
+        write_lib("--force", *args, obj)
     first = obj.read_bytes()
     sizes = [len(first)]
     for _ in range(2):
-        assert run_cli("write", "--force", *args, obj).rc == 0
+        write_lib("--force", *args, obj)
         sizes.append(len(obj.read_bytes()))
         assert obj.read_bytes() == first, f"sizes: {sizes}"
