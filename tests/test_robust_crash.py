@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 import robust_harness as H
-from scall_testlib import PREBUILT, ROOT, run_cli
+from scall_testlib import PREBUILT, ROOT, run_cli, write_lib
 
 KILL_POINTS = int(os.environ.get("SCALL_KILL_POINTS", "24"))
 PR_SET_CHILD_SUBREAPER = 36
@@ -417,7 +417,7 @@ def test_write_keeps_the_mode(tmp_path, mode):
     obj = tmp_path / "k.o"
     shutil.copy(PREBUILT / "kinds.o", obj)
     os.chmod(obj, mode)
-    assert run_cli("write", "--backup", obj).rc == 0
+    write_lib("--backup", obj)
     assert obj.read_bytes() != (PREBUILT / "kinds.o").read_bytes()
     assert stat.S_IMODE(obj.stat().st_mode) == mode
     assert stat.S_IMODE((tmp_path / "k.o.orig").stat().st_mode) == mode
@@ -439,7 +439,7 @@ def test_stale_temporaries_are_removed_by_the_next_write(tmp_path, args):
              tmp_path / f".k.o.orig.{_dead_pid()}-ijklmnop.scall-tmp"]
     for s in stale:
         s.write_bytes(b"half an object")
-    assert run_cli(*args, obj).rc == 0
+    write_lib(*args[1:], obj)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["k.o", "k.o.orig"][:len(args)]
 
 
@@ -451,7 +451,7 @@ def test_live_writers_temporary_is_kept(tmp_path):
     try:
         live = tmp_path / f".k.o.{sleeper.pid}-abcdefgh.scall-tmp"
         live.write_bytes(b"in progress")
-        assert run_cli("write", obj).rc == 0
+        write_lib(obj)
         assert live.exists()
     finally:
         sleeper.kill()
@@ -463,8 +463,8 @@ def test_stale_temporary_beside_a_skipped_object_is_removed(tmp_path):
     object (its table exists) but still removes the temporary."""
     obj = tmp_path / "k.o"
     shutil.copy(PREBUILT / "kinds.o", obj)
-    assert run_cli("write", obj).rc == 0         # has a table now; the next write skips it
+    write_lib(obj)         # has a table now; the next write skips it
     stale = tmp_path / f".k.o.{_dead_pid()}-abcdefgh.scall-tmp"
     stale.write_bytes(b"half an object")
-    assert run_cli("write", obj).rc == 0
+    write_lib(obj)
     assert not stale.exists(), sorted(x.name for x in tmp_path.iterdir())
