@@ -1,11 +1,21 @@
-"""Independent readers used by the tests to check what scall-objtool reports
-and writes: the .static_call_sites table (pyelftools), objdump's view of the
-branches to trampolines, symbols, sections, and the crossing rule."""
+"""Shared test helpers (conftest.py keeps only the fixtures).
+
+- paths of the checkout and its test data; running the CLI (`run_cli`),
+  objtool (`run_objtool`), `as` and `gcc`; fetching the Debian data;
+- independent readers used to check what scall-objtool reports and writes:
+  the .static_call_sites table (pyelftools), objdump's view of the branches to
+  trampolines, symbols, sections, and the crossing rule;
+- the same report through the CLI (`scan`) or the library (`scan_lib`)."""
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
+import shutil
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
@@ -13,6 +23,77 @@ from elftools.elf.elffile import ELFFile
 R_X86_64_PC32 = 2
 TABLE = ".static_call_sites"
 RELA_TABLE = ".rela.static_call_sites"
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTDATA = ROOT / "testdata"
+SRC = TESTDATA / "src"
+PREBUILT = TESTDATA / "prebuilt"
+
+
+# ------------------------------------------------------------ processes
+@dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        return json.loads(self.stdout)
+
+
+def run_cli(*args, cwd=None, env=None, timeout=120) -> Result:
+    """Run `python -m scall_objtool ARGS` and capture everything."""
+    full_env = dict(os.environ)
+    full_env.pop("SRCARCH", None)
+    if env:
+        full_env.update(env)
+    p = subprocess.run([sys.executable, "-m", "scall_objtool", *map(str, args)],
+                       capture_output=True, text=True, cwd=cwd, env=full_env,
+                       timeout=timeout)
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+def assemble(src: Path, out: Path, *flags: str) -> Path:
+    subprocess.run(["as", "--64", *flags, "-o", str(out), str(src)], check=True,
+                   capture_output=True, text=True)
+    return out
+
+
+def compile_c(src: Path, out: Path, *flags: str) -> Path:
+    subprocess.run(["gcc", "-c", *flags, "-o", str(out), str(src)], check=True,
+                   capture_output=True, text=True)
+    return out
+
+
+def build_source(name: str, dst: Path, *flags: str) -> Path:
+    """Assemble or compile testdata/src/NAME into DST."""
+    src = SRC / name
+    if src.suffix in (".S", ".s"):
+        return assemble(src, dst, *flags)
+    return compile_c(src, dst, *flags)
+
+
+class FetchError(Exception):
+    pass
+
+
+def fetch_debian(what: str) -> Path:
+    """scripts/fetch-debian WHAT (objtool, corpus, vmlinux): the path it prints."""
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch-debian"), what],
+                       capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise FetchError(f"cannot fetch {what}: {p.stderr.strip()}")
+    return Path(p.stdout.strip().splitlines()[-1])
+
+
+def run_objtool(objtool: Path, obj: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(objtool), "--static-call", *flags, str(obj)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def copy(src: Path, dst: Path) -> Path:
+    shutil.copyfile(src, dst)
+    return dst
 
 
 # --------------------------------------------------------------------- ELF
@@ -224,3 +305,38 @@ def assert_error_line(r, path=None):
     if path is not None:
         assert errs[0].startswith(f"scall-objtool: error: {path}: "), errs[0]
     return errs[0]
+
+
+# ------------------------------------------------------------ the library
+def parse_args(command: str, args):
+    """CLI-style arguments of ``command`` -> (scall_objtool.Options, the
+    command's other values by option dest), parsed by the same option table the
+    CLI uses, for tests that state options as the CLI spells them but call the
+    library."""
+    from scall_objtool import Options
+    from scall_objtool.fastcli import parse
+    from scall_objtool.options import POLICY
+    parsed = parse([command, *map(str, args)])
+    assert parsed is not None, f"{command} {args}: not a well-formed command line"
+    values = parsed[1]
+    return Options(**{o.dest: values.pop(o.dest) for o in POLICY}), values
+
+
+def scan_lib(*args) -> dict:
+    """`scan --format json ARGS` through the library (scan_path on each
+    object file): the same report, as a dict."""
+    from scall_objtool import scan_path
+    from scall_objtool.report.jsondoc import scan_doc    # the JSON renderer
+    options, values = parse_args("scan", args)
+    results = [scan_path(p, options, values["candidates"]) for p in values["paths"]]
+    return json.loads(json.dumps(scan_doc(results, options)))
+
+
+def write_lib(*args):
+    """`write ARGS` on one object through the library (scall_objtool.write_path);
+    returns its outcome."""
+    from scall_objtool import write_path
+    options, values = parse_args("write", args)
+    assert len(values["paths"]) == 1, f"write_lib takes one object, not {values['paths']}"
+    return write_path(values["paths"][0], options, values["output"], values["force"],
+                      values["dry_run"], values["backup"])

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import PREBUILT, run_cli
+from scall_testlib import PREBUILT, run_cli
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")

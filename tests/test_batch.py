@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import PREBUILT, run_cli
+from scall_testlib import PREBUILT, run_cli
 
 OBJS = sorted(PREBUILT.glob("*.o"))
 

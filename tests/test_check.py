@@ -10,7 +10,7 @@ import struct
 import jsonschema
 import pytest
 
-from conftest import SRC, run_cli
+from scall_testlib import SRC, run_cli
 
 from scall_objtool.elf import ElfFile
 from scall_objtool.findings import LintSite, Report, check, match, norm_function

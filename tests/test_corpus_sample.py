@@ -7,6 +7,9 @@ runs ONE `scall-objtool write --policy kernel --module` over them and compares
 every table with the original.  With --objtool it also re-runs objtool 6.1 on
 the stripped modules, and with --readelf it checks the written modules with
 `readelf -a -W`.  The full run is `scripts/kernel-parity` (all 1121 modules).
+
+The sample is a corpus run (its fixed cost, reading all 1121 original tables,
+is most of it), marked slow.
 """
 from __future__ import annotations
 
@@ -16,13 +19,17 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "kernel-parity"
 
 
-def test_kernel_parity_sample(corpus, objtool, tmp_path):
+def _parity(tmp_path, *select: str):
+    """Run kernel-parity with --objtool --readelf: (exit, stdout, all output,
+    seconds, the counts of its summary line)."""
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, str(SCRIPT), "--sample", "60", "--objtool",
+    p = subprocess.run([sys.executable, str(SCRIPT), *select, "--objtool",
                         "--readelf", "--keep", str(tmp_path / "work")],
                        capture_output=True, text=True, timeout=300)
     elapsed = time.monotonic() - t0
@@ -31,10 +38,17 @@ def test_kernel_parity_sample(corpus, objtool, tmp_path):
     m = re.search(r"^modules: (\d+)/(\d+) identical; sites: (\d+)/(\d+); "
                   r"calls (\d+), tail calls (\d+)", p.stdout, re.M)
     assert m, out
-    ok, n, matched, sites, calls, tails = map(int, m.groups())
+    assert re.search(r"^objtool 6\.1: .* unexpected mismatches 0$", p.stdout, re.M), out
+    assert "without new warnings" in p.stdout and "READELF" not in p.stdout, out
+    return p.stdout, out, elapsed, tuple(map(int, m.groups()))
+
+
+@pytest.mark.slow
+def test_kernel_parity_sample(corpus, objtool, tmp_path):
+    _stdout, out, elapsed, counts = _parity(tmp_path, "--sample", "60")
+    ok, n, matched, sites, calls, tails = counts
     assert n >= 60 and ok == n, out
     assert matched == sites == calls + tails and sites > 1000, out
     assert tails == 43, out           # every module with a tail call is in the sample
-    assert re.search(r"^objtool 6\.1: .* unexpected mismatches 0$", p.stdout, re.M), out
-    assert "without new warnings" in p.stdout and "READELF" not in p.stdout, out
     assert elapsed < 120, f"the sample took {elapsed:.0f} s:\n{out}"
+

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from scall_testlib import run_cli
 
 
 @pytest.fixture

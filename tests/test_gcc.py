@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import PREBUILT, copy
-from scall_testlib import (assert_error_line, crossing, expected_table, functions,
-                           objdump_branches, read_table, scan, sections, sites_of, symbol,
-                           write_ok)
+from scall_testlib import (PREBUILT, assert_error_line, copy, crossing, expected_table,
+                           functions, objdump_branches, read_table, scan_lib, sections,
+                           sites_of, symbol, write_lib)
 
 VARIANTS = [(o, fs) for o in ("-O0", "-O2", "-Os") for fs in ((), ("-ffunction-sections",))]
 IDS = [o + ("-fs" if fs else "") for o, fs in VARIANTS]
@@ -23,10 +22,10 @@ def variant(request, build):
     return opt, bool(fs), build("staticcall.c", opt, *fs)
 
 
-def test_sites_match_objdump(cli, variant):
+def test_sites_match_objdump(variant):
     opt, fs, obj = variant
     od = objdump_branches(obj)
-    rep = scan(cli, obj)
+    rep = scan_lib(obj)
     mine = {(s["section"], s["offset"]): (s["kind"], s["trampoline"]) for s in sites_of(rep)}
     assert mine == od["sites"]
     kinds = [k for k, _ in mine.values()]
@@ -47,11 +46,11 @@ def test_sites_match_objdump(cli, variant):
         assert len({sec for sec, _ in mine}) == 5   # one section per function
 
 
-def test_functions_keys_and_crossing(cli, variant):
+def test_functions_keys_and_crossing(variant):
     opt, fs, obj = variant
     funcs = functions(obj)
     secs = sections(obj)
-    rep = scan(cli, obj)
+    rep = scan_lib(obj)
     for s in sites_of(rep):
         sec, start, size = funcs[s["function"]]
         assert sec == s["section"] and start <= s["offset"] < start + size
@@ -69,13 +68,13 @@ def test_functions_keys_and_crossing(cli, variant):
             assert sc_tail[0]["section"] == ".text.sc_tail"
 
 
-def test_kernel_write_lists_every_direct_branch(cli, variant):
+def test_kernel_write_lists_every_direct_branch(variant):
     opt, fs, obj = variant
     od = objdump_branches(obj)["sites"]
     want = sorted((sec, off, "__SCK__" + sym[len("__SCT__"):], 1 if kind != "call" else 0)
                   for (sec, off), (kind, sym) in od.items())
     before = obj.read_bytes()
-    write_ok(cli, "--policy", "kernel", obj)
+    write_lib("--policy", "kernel", obj)
     if opt == "-O0":
         assert want == [] and obj.read_bytes() == before
     else:
@@ -83,10 +82,10 @@ def test_kernel_write_lists_every_direct_branch(cli, variant):
         assert read_table(obj) == want
 
 
-def test_seed_write(cli, variant):
+def test_seed_write(variant):
     opt, fs, obj = variant
-    rep = scan(cli, obj)
-    write_ok(cli, obj)
+    rep = scan_lib(obj)
+    write_lib(obj)
     want = expected_table(rep)
     assert read_table(obj) == (want or None)
     assert all(flag == 0 for *_, flag in want)
@@ -94,27 +93,27 @@ def test_seed_write(cli, variant):
 
 # ------------------------------------------------------------- no statics
 @pytest.mark.parametrize("opt", ["-O0", "-O2"])
-def test_nostatic_object_is_left_alone(cli, build, tmp_path, opt):
+def test_nostatic_object_is_left_alone(build, tmp_path, opt):
     obj = build("nostatic.c", opt)
-    rep = scan(cli, obj)
+    rep = scan_lib(obj)
     assert rep["objects"][0]["sites"] == [] and rep["objects"][0]["references"] == []
     assert rep["summary"]["sites"] == 0 and rep["summary"]["references"] == 0
     before = obj.read_bytes()
     for args in ([], ["--policy", "kernel"], ["--force", "--module"], ["--strict-keys"]):
-        write_ok(cli, *args, obj)
+        write_lib(*args, obj)
         assert obj.read_bytes() == before, args
     out = tmp_path / "copy.o"
-    write_ok(cli, "-o", out, obj)
+    write_lib("-o", out, obj)
     assert obj.read_bytes() == before
     assert out.read_bytes() == before
 
 
-def test_nostatic_prebuilt(cli, tmp_path):
+def test_nostatic_prebuilt(tmp_path):
     obj = copy(PREBUILT / "nostatic-O2.o", tmp_path / "nostatic.o")
     before = obj.read_bytes()
-    rep = scan(cli, obj)
+    rep = scan_lib(obj)
     assert rep["summary"]["sites"] == 0 and rep["summary"]["references"] == 0
-    write_ok(cli, "--policy", "kernel", obj)
+    write_lib("--policy", "kernel", obj)
     assert obj.read_bytes() == before
 
 
@@ -129,15 +128,15 @@ def test_module_object_without_keys(cli, build):
     assert_error_line(r, obj)
     assert obj.read_bytes() == before
     od = objdump_branches(obj)["sites"]
-    write_ok(cli, "--policy", "kernel", "--module", obj)
+    write_lib("--policy", "kernel", "--module", obj)
     assert read_table(obj) == sorted((sec, off, sym, 1 if kind != "call" else 0)
                                      for (sec, off), (kind, sym) in od.items())
     assert symbol(obj, "__SCK__sc_alpha") is None
 
 
-def test_non_module_object_without_keys_gets_them(cli, build):
+def test_non_module_object_without_keys_gets_them(build):
     obj = build("staticcall.c", "-Os", "-DSCALL_MOD")
-    write_ok(cli, "--policy", "kernel", obj)
+    write_lib("--policy", "kernel", obj)
     for n in ("sc_alpha", "sc_beta", "sc_notify"):
         sym = symbol(obj, "__SCK__" + n)
         assert sym is not None and sym["bind"] == "STB_GLOBAL" and sym["shndx"] == "SHN_UNDEF"
@@ -160,31 +159,31 @@ PREBUILT_SC = [
 ]
 
 
-def test_prebuilt_staticcall(cli, tmp_path):
+def test_prebuilt_staticcall(tmp_path):
     obj = copy(PREBUILT / "staticcall-O2.o", tmp_path / "sc.o")
-    rep = scan(cli, obj)
+    rep = scan_lib(obj)
     got = [(s["offset"], s["function"], s["function_offset"], s["trampoline"], s["kind"],
             s["crossing"], s["reason"]) for s in sites_of(rep)]
     assert got == [(o, f, fo, "__SCT__" + t, k, c, r) for o, f, fo, t, k, c, r in PREBUILT_SC]
     assert all(s["section"] == ".text" and s["alignment"] == 16 for s in sites_of(rep))
     # --allow-tail: the tail that never crosses becomes patchable, the other
     # one now falls back for its crossing
-    rep = scan(cli, "--allow-tail", obj)
+    rep = scan_lib("--allow-tail", obj)
     reasons = {s["offset"]: s["reason"] for s in sites_of(rep)}
     assert reasons[0xda] is None and reasons[0xee] == "may-cross-cache-line"
     # --assume-align 64: 0x2f % 64 = 47 -> never
-    rep = scan(cli, "--assume-align", "64", obj)
+    rep = scan_lib("--assume-align", "64", obj)
     assert [s["offset"] for s in sites_of(rep) if s["patchable"]] == [0x01, 0x26, 0x2f, 0x40, 0x82]
-    write_ok(cli, obj)
+    write_lib(obj)
     assert read_table(obj) == [(".text", o, "__SCK__" + t, 0)
                                for o, _, _, t, _, _, r in PREBUILT_SC if r is None]
 
 
-def test_prebuilt_demo(cli, tmp_path):
+def test_prebuilt_demo(tmp_path):
     """The README quick start's object: 3 calls + 1 tail call of demo_hook."""
     obj = copy(PREBUILT / "demo.o", tmp_path / "demo.o")
     assert symbol(obj, "__SCK__demo_hook")["shndx"] == "SHN_UNDEF"
-    rep = scan(cli, obj)
+    rep = scan_lib(obj)
     got = [(s["function"], s["kind"], s["patchable"], s["reason"]) for s in sites_of(rep)]
     assert got == [("demo_sum", "call", True, None), ("demo_sum", "call", True, None),
                    ("demo_twice", "call", True, None),
@@ -192,21 +191,21 @@ def test_prebuilt_demo(cli, tmp_path):
     # -g: the debug info's relocations are not references
     assert rep["objects"][0]["references"] == []
     out = tmp_path / "demo-kernel.o"
-    write_ok(cli, "--policy", "kernel", "-o", out, obj)
+    write_lib("--policy", "kernel", "-o", out, obj)
     assert read_table(out) == [(".text", 0x08, "__SCK__demo_hook", 0),
                                (".text", 0x11, "__SCK__demo_hook", 0),
                                (".text", 0x24, "__SCK__demo_hook", 0),
                                (".text", 0x33, "__SCK__demo_hook", 1)]
-    write_ok(cli, obj)
+    write_lib(obj)
     assert read_table(obj) == [(".text", 0x08, "__SCK__demo_hook", 0),
                                (".text", 0x11, "__SCK__demo_hook", 0),
                                (".text", 0x24, "__SCK__demo_hook", 0)]
 
 
-def test_demo_source_matches_prebuilt(cli, build):
+def test_demo_source_matches_prebuilt(build):
     """demo.c still builds to the same sites as the committed demo.o."""
     obj = build("demo.c", "-O2", "-g")
-    rep = scan(cli, obj)
+    rep = scan_lib(obj)
     assert [(s["function"], s["kind"]) for s in sites_of(rep)] == [
         ("demo_sum", "call"), ("demo_sum", "call"), ("demo_twice", "call"),
         ("demo_forward", "tail")]

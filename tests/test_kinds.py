@@ -7,9 +7,8 @@ import re
 
 import pytest
 
-from conftest import PREBUILT, copy
-from scall_testlib import (assert_error_line, by_pos, functions, objdump_branches,
-                           scan, section_bytes, sections, sites_of)
+from scall_testlib import (PREBUILT, assert_error_line, by_pos, copy, functions,
+                           objdump_branches, scan_lib, section_bytes, sections, sites_of)
 
 # (section, offset, function, function_offset, trampoline, key, kind, length,
 #  prefixes, reloc_type, crossing) in the order the report must list them.
@@ -43,8 +42,8 @@ def kinds_obj(request, build, tmp_path):
     return copy(PREBUILT / "kinds.o", tmp_path / "kinds-prebuilt.o")
 
 
-def test_every_kind_is_found_and_classified(cli, kinds_obj):
-    rep = scan(cli, kinds_obj)
+def test_every_kind_is_found_and_classified(kinds_obj):
+    rep = scan_lib(kinds_obj)
     got = [(s["section"], s["offset"], s["function"], s["function_offset"], s["trampoline"],
             s["key"], s["kind"], s["length"], s["prefixes"], s["reloc_type"], s["crossing"])
            for s in sites_of(rep)]
@@ -54,10 +53,10 @@ def test_every_kind_is_found_and_classified(cli, kinds_obj):
         assert s["alignment"] == 16          # .text is .p2align 4
 
 
-def test_site_bytes_match_kind(cli, kinds_obj):
+def test_site_bytes_match_kind(kinds_obj):
     """Each reported instruction really has the encoding its kind names."""
     text = section_bytes(kinds_obj, ".text")
-    rep = scan(cli, kinds_obj)
+    rep = scan_lib(kinds_obj)
     assert len(sites_of(rep)) == len(EXPECTED_SITES)
     for s in sites_of(rep):
         insn = text[s["offset"]:s["offset"] + s["length"]]
@@ -77,13 +76,13 @@ def test_site_bytes_match_kind(cli, kinds_obj):
             pytest.fail(f"unknown kind {s['kind']}")
 
 
-def test_objdump_agrees_on_direct_branches(cli, kinds_obj):
+def test_objdump_agrees_on_direct_branches(kinds_obj):
     """The direct branches objdump shows to a GLOBAL trampoline's entry are
     exactly the call/tail/jcc-tail/prefixed-call sites (the one to the LOCAL
     __SCT__local and the undecodable one in f_bad excepted)."""
     od = objdump_branches(kinds_obj)["sites"]
     od = {k: v for k, v in od.items() if v[1] != "__SCT__local" and k != (".text", 0xb1)}
-    rep = scan(cli, kinds_obj)
+    rep = scan_lib(kinds_obj)
     mine = {(s["section"], s["offset"]): ("call" if s["kind"] == "prefixed-call" else s["kind"],
                                           s["trampoline"])
             for s in sites_of(rep) if s["kind"] != "indirect"}
@@ -92,8 +91,8 @@ def test_objdump_agrees_on_direct_branches(cli, kinds_obj):
     assert mine == od
 
 
-def test_references(cli, kinds_obj):
-    rep = scan(cli, kinds_obj)
+def test_references(kinds_obj):
+    rep = scan_lib(kinds_obj)
     refs = rep["objects"][0]["references"]
     got = sorted((r["section"], r["offset"], r["function"], r["symbol"], r["reloc_type"], r["kind"])
                  for r in refs)
@@ -102,11 +101,11 @@ def test_references(cli, kinds_obj):
         assert isinstance(r["detail"], str) and r["detail"]
 
 
-def test_reference_function_offset_matches_offset(cli, kinds_obj):
+def test_reference_function_offset_matches_offset(kinds_obj):
     """A reference's function_offset locates the same byte as its section
     offset: offset - (function's start) for a reference inside a function."""
     funcs = functions(kinds_obj)
-    rep = scan(cli, kinds_obj)
+    rep = scan_lib(kinds_obj)
     refs = rep["objects"][0]["references"]
     assert len(refs) == len(EXPECTED_REFS)
     for r in refs:
@@ -118,17 +117,17 @@ def test_reference_function_offset_matches_offset(cli, kinds_obj):
         assert r["function_offset"] == r["offset"] - start, r
 
 
-def test_site_function_offset_matches_offset(cli, kinds_obj):
+def test_site_function_offset_matches_offset(kinds_obj):
     funcs = functions(kinds_obj)
-    for s in sites_of(scan(cli, kinds_obj)):
+    for s in sites_of(scan_lib(kinds_obj)):
         sec, start, size = funcs[s["function"]]
         assert sec == s["section"]
         assert s["function_offset"] == s["offset"] - start
         assert s["offset"] + s["length"] <= start + size
 
 
-def test_non_sites_are_not_reported(cli, kinds_obj):
-    rep = scan(cli, kinds_obj)
+def test_non_sites_are_not_reported(kinds_obj):
+    rep = scan_lib(kinds_obj)
     obj = rep["objects"][0]
     sites = by_pos(rep)
     refs = {(r["section"], r["offset"]) for r in obj["references"]}
@@ -144,8 +143,8 @@ def test_non_sites_are_not_reported(cli, kinds_obj):
     assert not [s for s in obj["sites"] if s["section"] in (".static_call.text", ".text.local")]
 
 
-def test_summaries(cli, kinds_obj):
-    rep = scan(cli, kinds_obj)
+def test_summaries(kinds_obj):
+    rep = scan_lib(kinds_obj)
     want = {"sites": 10, "patchable": 2, "fallback": 8, "references": 5,
             "by_kind": {"call": 3, "tail": 2, "jcc-tail": 1, "prefixed-call": 2, "indirect": 2},
             "by_reason": {"tail-call": 2, "conditional-tail-call": 1, "prefixed": 2,
@@ -157,8 +156,8 @@ def test_summaries(cli, kinds_obj):
     assert rep["summary"]["objects"] == 1
 
 
-def test_json_top_level(cli, kinds_obj):
-    rep = scan(cli, kinds_obj)
+def test_json_top_level(kinds_obj):
+    rep = scan_lib(kinds_obj)
     assert rep["schema_version"] == 1
     assert rep["tool"]["name"] == "scall-objtool" and rep["tool"]["version"]
     pol = rep["policy"]
@@ -177,7 +176,7 @@ def test_text_output_mentions_every_site(cli, kinds_obj):
     assert r.rc == 0, r.stderr
     lines = r.stdout.splitlines()
     used = set()
-    for s in sites_of(scan(cli, kinds_obj)):
+    for s in sites_of(scan_lib(kinds_obj)):
         offs = {hex(s["offset"]), hex(s["function_offset"])}
         hits = [i for i, l in enumerate(lines)
                 if s["function"] in l and s["trampoline"] in l
@@ -205,9 +204,9 @@ def test_scan_several_objects_and_output_file(cli, build, tmp_path):
     assert rep["summary"]["references"] == 5
 
 
-def test_custom_prefixes(cli, kinds_obj):
+def test_custom_prefixes(kinds_obj):
     # only __SCT__b* are trampolines; the key is key-prefix + (name - prefix)
-    rep = scan(cli, "--tramp-prefix", "__SCT__b", "--key-prefix", "KEY_", kinds_obj)
+    rep = scan_lib("--tramp-prefix", "__SCT__b", "--key-prefix", "KEY_", kinds_obj)
     got = [(s["offset"], s["trampoline"], s["key"], s["kind"]) for s in sites_of(rep)]
     assert got == [(0x22, "__SCT__bar", "KEY_ar", "jcc-tail"),
                    (0x56, "__SCT__bar", "KEY_ar", "indirect"),
@@ -219,10 +218,10 @@ def test_custom_prefixes(cli, kinds_obj):
     assert rep["objects"][0]["references"] == []
 
 
-def test_site_order_is_section_then_offset(cli, build):
+def test_site_order_is_section_then_offset(build):
     obj = build("crossing.S")
     secs = sections(obj)
-    rep = scan(cli, obj)
+    rep = scan_lib(obj)
     keys = [(secs[s["section"]]["index"], s["offset"]) for s in sites_of(rep)]
     assert keys == sorted(keys)
     assert len({s["section"] for s in sites_of(rep)}) == 3

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import PREBUILT, SRC
+from scall_testlib import PREBUILT, SRC
 
 from scall_objtool import Options, scan_path
 from scall_objtool.elf import SHF_EXECINSTR, ElfFile

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import SRC, run_cli
+from scall_testlib import PREBUILT, SRC, run_cli, scan_lib, write_lib
 
 from scall_objtool import Options
 from scall_objtool.elf import ElfFile
@@ -29,8 +29,8 @@ def prog(request, build, tmp_path):
     """linkprog with its table written (kernel policy), linked as PIE / non-PIE."""
     pic = "-fPIE" if request.param == "-pie" else "-fno-pie"
     objs = [build("linkprog.c", "-O2", pic), build("linktramp.S")]
-    res = run_cli("write", "--policy", "kernel", *objs)
-    assert res.rc == 0, res.stderr
+    for o in objs:
+        write_lib("--policy", "kernel", o)
     out = tmp_path / f"prog{request.param}"
     subprocess.run(["gcc", request.param, f"-Wl,-T,{LDSCRIPT}", "-o", str(out),
                     *map(str, objs)], check=True, capture_output=True)
@@ -42,12 +42,12 @@ def prog(request, build, tmp_path):
 
 def test_scan_linked_image_has_exact_addresses_and_crossing(prog):
     exe, _, objs = prog
-    report = run_cli("scan", "--policy", "kernel", "--format", "json", exe).json()
+    report = scan_lib("--policy", "kernel", exe)
     obj = report["objects"][0]
     assert obj["elf_type"] in ("EXEC", "DYN")
     sites = obj["sites"]
-    want = sum(o["summary"]["sites"] for o in run_cli(
-        "scan", "--policy", "kernel", "--format", "json", *objs).json()["objects"])
+    want = sum(o["summary"]["sites"]
+               for o in scan_lib("--policy", "kernel", *objs)["objects"])
     assert len(sites) == want > 0
     assert obj["existing_table"] == {"entries": want}
     syms = _symbols(exe)
@@ -72,11 +72,9 @@ def test_relocations_and_code_scanning_agree(prog):
     exe, relocs, _ = prog
 
     def sites(path, how):
-        r = run_cli("scan", "--policy", "kernel", "--format", "json", "--candidates", how,
-                    path)
-        assert r.rc == 0, r.stderr
+        rep = scan_lib("--policy", "kernel", "--candidates", how, path)
         return [(s["section"], s["offset"], s["address"], s["kind"], s["trampoline"])
-                for s in r.json()["objects"][0]["sites"]]
+                for s in rep["objects"][0]["sites"]]
 
     from_code = sites(exe, "code")
     assert from_code == sites(exe, "auto")
@@ -111,7 +109,7 @@ def test_verify_names_an_entry_altered_by_one_byte(prog, tmp_path):
 
 def test_verify_catches_a_wrong_tail_flag_and_key(build, tmp_path):
     obj = build("linktramp.S")
-    assert run_cli("write", "--policy", "kernel", obj).rc == 0
+    write_lib("--policy", "kernel", obj)
     data = bytearray(obj.read_bytes())
     # flip the tail flag of the first entry: find .rela.static_call_sites
     with open(obj, "rb") as f:
@@ -130,7 +128,7 @@ def test_verify_catches_a_wrong_tail_flag_and_key(build, tmp_path):
 
 def test_verify_reports_an_entry_inside_an_instruction(build, tmp_path):
     obj = build("linktramp.S")
-    assert run_cli("write", "--policy", "kernel", obj).rc == 0
+    write_lib("--policy", "kernel", obj)
     data = bytearray(obj.read_bytes())
     with open(obj, "rb") as f:
         rsec = ELFFile(f).get_section_by_name(".rela.static_call_sites")
@@ -180,6 +178,7 @@ def test_write_refuses_linked_images(prog):
     assert exe.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_verify_all_modules_of_the_corpus(corpus):
     res = run_cli("verify", "--policy", "kernel", "--module", corpus, timeout=600)
     assert res.rc == 0, res.stdout[-2000:] + res.stderr
@@ -187,12 +186,7 @@ def test_verify_all_modules_of_the_corpus(corpus):
     assert last == "verify: 1121 objects, 7113 entries, 0 failed (policy kernel)"
 
 
-@pytest.fixture(scope="session")
-def vmlinux():
-    from conftest import _fetch
-    return _fetch("vmlinux")
-
-
+@pytest.mark.slow
 def test_vmlinux_scan_matches_its_own_table(vmlinux):
     data = vmlinux.read_bytes()
     elf = ElfFile(data, str(vmlinux))
@@ -218,8 +212,6 @@ def test_vmlinux_scan_matches_its_own_table(vmlinux):
 
 
 def test_verify_path_library_api(tmp_path):
-    from conftest import PREBUILT
-
     from scall_objtool import verify_path, write_path
     out = tmp_path / "demo.o"
     write_path(str(PREBUILT / "demo.o"), Options(), output=str(out))

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import SRC, run_objtool
+from scall_testlib import SRC, run_objtool, write_lib
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -70,11 +70,10 @@ def run(*cmd, cwd=None) -> subprocess.CompletedProcess:
     return p
 
 
-def write(cli, paths, policy: str, module: bool = False):
-    args = ["write", "--policy", policy] + (["--module"] if module else []) + list(paths)
-    r = cli(*args)
-    assert r.rc == 0, f"scall-objtool {' '.join(map(str, args))}: exit {r.rc}\n{r.stderr}"
-    return r
+def write(paths, policy: str, module: bool = False):
+    """Write the table of each of PATHS in place (through the library)."""
+    for p in paths:
+        write_lib("--policy", policy, *(["--module"] if module else []), p)
 
 
 def table(path: Path) -> list[Entry]:
@@ -195,11 +194,11 @@ EXACT = ("linkprog", "linktramp", "staticcall-O0", "staticcall-O2", "staticcall-
 @pytest.mark.parametrize("policy,module", [("seed", False), ("kernel", False),
                                            ("kernel", True)],
                          ids=["seed", "kernel", "kernel-module"])
-def test_written_objects_are_valid(cli, build, policy, module):
+def test_written_objects_are_valid(build, policy, module):
     objs = build_set(build)
     before = {n: p.read_bytes() for n, p in objs.items()}
     expected = {n: naive_sites(objs[n]) for n in EXACT if n in objs}
-    write(cli, objs.values(), policy, module)          # one process for all
+    write(objs.values(), policy, module)
     for name, path in objs.items():
         readelf_clean(path)
         entries = check_object_table(path, module)
@@ -219,9 +218,9 @@ def test_written_objects_are_valid(cli, build, policy, module):
 
 
 @pytest.mark.parametrize("policy", ["seed", "kernel"])
-def test_ld_r_merges_tables(cli, build, tmp_path, policy):
+def test_ld_r_merges_tables(build, tmp_path, policy):
     objs = build_set(build)
-    write(cli, objs.values(), policy)
+    write(objs.values(), policy)
     groups = [["linkprog", "linktramp"],
               ["staticcall-fs", "kinds", "crossing", "nostatic"]]
     for gi, group in enumerate(groups):
@@ -292,7 +291,7 @@ def check_linked_table(prog: Path, n_expected: int) -> list[tuple[int, str, int]
 
 @pytest.mark.parametrize("policy", ["seed", "kernel"])
 @pytest.mark.parametrize("pie", [False, True], ids=["no-pie", "pie"])
-def test_final_link_and_run(cli, build, tmp_path, policy, pie):
+def test_final_link_and_run(build, tmp_path, policy, pie):
     cflag, lflag = ("-fPIE", "-pie") if pie else ("-fno-pie", "-no-pie")
     prog_o = build("linkprog.c", "-O2", cflag)
     tramp_o = build("linktramp.S")
@@ -306,7 +305,7 @@ def test_final_link_and_run(cli, build, tmp_path, policy, pie):
 
     expected = naive_sites(prog_o) + naive_sites(tramp_o)
     assert len(expected) == 10 and sum(e.flags for e in expected) == 3
-    write(cli, [prog_o, tramp_o], policy)
+    write([prog_o, tramp_o], policy)
     entries = [check_object_table(prog_o), check_object_table(tramp_o)]
     n = sum(map(len, entries))
     if policy == "kernel":
@@ -332,7 +331,7 @@ def test_final_link_and_run(cli, build, tmp_path, policy, pie):
         assert run(prog).stdout == PROG_OUTPUT + f"sites {n}\n"
 
 
-def test_module_table_matches_original(cli, corpus, objtool, tmp_path):
+def test_module_table_matches_original(corpus, objtool, tmp_path):
     src = corpus / "crypto" / "async_tx" / "async_memcpy.ko"
     original = read_table(src)
     assert original, f"{src} has no table"
@@ -344,7 +343,7 @@ def test_module_table_matches_original(cli, corpus, objtool, tmp_path):
     stripped = tmp_path / "stripped.ko"
     shutil.copyfile(ko, stripped)
 
-    write(cli, [ko], "kernel", module=True)
+    write([ko], "kernel", module=True)
     readelf_clean(ko)
     assert read_table(ko) == original
     check_object_table(ko, module=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import PREBUILT, copy, run_objtool
-from scall_testlib import (assert_error_line, read_table, scan, sites_of, write_ok)
+from scall_testlib import (PREBUILT, assert_error_line, copy, read_table, run_objtool, scan_lib,
+                           sites_of, write_lib, write_ok)
 
 # id -> (source, build flags, module?)  Non-module objects have every key.
 CASES = {
@@ -47,12 +47,12 @@ def _objtool_table(objtool, obj, module):
     return read_table(obj)
 
 
-def _diff(cli, objtool, tmp_path, src_obj, module, case):
+def _diff(objtool, tmp_path, src_obj, module, case):
     flags = ["--module"] if module else []
     a = copy(src_obj, tmp_path / "objtool.o")
     b = copy(src_obj, tmp_path / "scall.o")
     theirs = _objtool_table(objtool, a, module)
-    write_ok(cli, "--policy", "kernel", *flags, b)
+    write_lib("--policy", "kernel", *flags, b)
     ours = read_table(b)
     assert ours == theirs
     if case in NO_SITES:
@@ -60,7 +60,7 @@ def _diff(cli, objtool, tmp_path, src_obj, module, case):
     else:
         assert theirs, "objtool found nothing: the case tests nothing"
     # the report's patchable sites are objtool's entries
-    rep = scan(cli, "--policy", "kernel", *flags, src_obj)
+    rep = scan_lib("--policy", "kernel", *flags, src_obj)
     patchable = sorted((s["section"], s["offset"], 1 if s["kind"] in ("tail", "jcc-tail") else 0)
                        for s in sites_of(rep) if s["patchable"])
     assert patchable == sorted((sec, off, fl) for sec, off, _k, fl in theirs or [])
@@ -68,22 +68,22 @@ def _diff(cli, objtool, tmp_path, src_obj, module, case):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_same_table_as_objtool(cli, objtool, build, tmp_path, case):
+def test_same_table_as_objtool(objtool, build, tmp_path, case):
     src, flags, module = CASES[case]
     obj = build(src, *flags)
-    _diff(cli, objtool, tmp_path, obj, module, case)
+    _diff(objtool, tmp_path, obj, module, case)
 
 
 @pytest.mark.parametrize("case", list(PREBUILT_CASES))
-def test_same_table_as_objtool_prebuilt(cli, objtool, tmp_path, case):
+def test_same_table_as_objtool_prebuilt(objtool, tmp_path, case):
     name, module = PREBUILT_CASES[case]
     obj = copy(PREBUILT / name, tmp_path / name)
-    _diff(cli, objtool, tmp_path, obj, module, case)
+    _diff(objtool, tmp_path, obj, module, case)
 
 
-def test_module_key_fallback_matches_objtool(cli, objtool, build, tmp_path):
+def test_module_key_fallback_matches_objtool(objtool, build, tmp_path):
     obj = build("kinds.S", "--defsym", "OBJTOOL=1")
-    theirs = _diff(cli, objtool, tmp_path, obj, True, "kinds-nobarkey-module")
+    theirs = _diff(objtool, tmp_path, obj, True, "kinds-nobarkey-module")
     assert {k for _, _, k, _ in theirs} == {"__SCK__foo", "__SCK__baz", "__SCT__bar"}
     assert sum(fl for *_, fl in theirs) == 3            # jmp foo, jne bar, jmp baz
 
@@ -101,7 +101,7 @@ def test_missing_key_strict_like_objtool(cli, objtool, build, tmp_path):
 
 
 @pytest.mark.parametrize("which", ["src", "prebuilt"])
-def test_known_divergence_on_full_kinds(cli, objtool, build, tmp_path, which):
+def test_known_divergence_on_full_kinds(objtool, build, tmp_path, which):
     """kinds.S without OBJTOOL=1 has two constructs objtool counts as sites
     and scall-objtool deliberately does not: `call __SCT__foo+8` (objtool
     ignores the addend of a call's relocation) and the call after the
@@ -110,11 +110,11 @@ def test_known_divergence_on_full_kinds(cli, objtool, build, tmp_path, which):
     a = copy(obj, tmp_path / "objtool.o")
     theirs = _objtool_table(objtool, a, True)
     b = copy(obj, tmp_path / "scall.o")
-    write_ok(cli, "--policy", "kernel", "--module", b)
+    write_lib("--policy", "kernel", "--module", b)
     ours = read_table(b)
     extra = [(".text", 0x80, "__SCK__foo", 0), (".text", 0xb1, "__SCK__foo", 0)]
     assert theirs == sorted(ours + extra)
-    rep = scan(cli, "--policy", "kernel", "--module", obj)
+    rep = scan_lib("--policy", "kernel", "--module", obj)
     refs = {(r["section"], r["offset"]): r["kind"] for r in rep["objects"][0]["references"]}
     assert refs[(".text", 0x81)] == "address" and refs[(".text", 0xb2)] == "unproven"
 
@@ -123,13 +123,13 @@ def test_objtool_output_has_an_existing_table(cli, objtool, build, tmp_path):
     obj = build("staticcall.c", "-O2")
     _objtool_table(objtool, obj, False)
     theirs = read_table(obj)
-    rep = scan(cli, obj)
+    rep = scan_lib(obj)
     assert rep["objects"][0]["existing_table"] == {"entries": len(theirs)}
     before = obj.read_bytes()
     r = write_ok(cli, "--policy", "kernel", obj)
     assert f"scall-objtool: warning: {obj}: " in r.stderr
     assert obj.read_bytes() == before
-    write_ok(cli, "--policy", "kernel", "--force", obj)
+    write_lib("--policy", "kernel", "--force", obj)
     assert read_table(obj) == theirs
     # and objtool, in turn, finds ours and leaves it alone
     mine = obj.read_bytes()

@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 
-from conftest import PREBUILT, copy
-from scall_testlib import (assert_error_line, by_pos, crossing, effective_alignment,
-                           expected_table, read_table, read_table_raw, scan, section_bytes,
-                           section_names, sections, sites_of, symbol, symbols, write_ok)
+from scall_testlib import (PREBUILT, assert_error_line, by_pos, copy, crossing,
+                           effective_alignment, expected_table, read_table, read_table_raw,
+                           scan_lib, section_bytes, section_names, sections, sites_of, symbol,
+                           symbols, write_lib, write_ok)
 
 K = "__SCK__foo"
 
@@ -83,8 +83,8 @@ def test_expectations_follow_the_rule(crossing_obj):
     (["--assume-align", "64"], 4, 64, 64),
     (["--assume-align", "16"], None, 64, 16),  # raises .text.a1 to 16, leaves .text at 64
 ])
-def test_crossing(cli, crossing_obj, opts, col, cl, aa):
-    rep = scan(cli, *opts, crossing_obj)
+def test_crossing(crossing_obj, opts, col, cl, aa):
+    rep = scan_lib(*opts, crossing_obj)
     got = by_pos(rep)
     assert set(got) == set(CROSSING)
     for pos, exp in CROSSING.items():
@@ -98,10 +98,10 @@ def test_crossing(cli, crossing_obj, opts, col, cl, aa):
     assert rep["policy"]["assume_align"] == aa
 
 
-def test_always_boundary(cli, crossing_obj):
+def test_always_boundary(crossing_obj):
     """(o mod g) + L == C is not yet "always": with a line of 8 and the
     sections 4-aligned, a 5-byte call at 131 % 4 = 3 (3 + 5 = 8) may fit."""
-    rep = scan(cli, "--cache-line", "8", "--assume-align", "4", crossing_obj)
+    rep = scan_lib("--cache-line", "8", "--assume-align", "4", crossing_obj)
     got = by_pos(rep)
     s = got[(".text.a1", 0x083)]
     assert (s["alignment"], s["crossing"]) == (4, "depends")
@@ -113,8 +113,8 @@ def test_always_boundary(cli, crossing_obj):
     assert got[(".text", 0x07c)]["crossing"] == "always"
 
 
-def test_prefixed_site_offset_includes_prefix(cli, crossing_obj):
-    s = by_pos(scan(cli, crossing_obj))[(".text", 0x2fb)]
+def test_prefixed_site_offset_includes_prefix(crossing_obj):
+    s = by_pos(scan_lib(crossing_obj))[(".text", 0x2fb)]
     assert s["prefixes"] == "2e" and s["length"] == 6
     assert section_bytes(crossing_obj, ".text")[0x2fb:0x2fd] == b"\x2e\xe8"
 
@@ -141,8 +141,8 @@ def _reasons(rep):
     return out
 
 
-def test_seed_policy(cli, crossing_obj):
-    rep = scan(cli, crossing_obj)
+def test_seed_policy(crossing_obj):
+    rep = scan_lib(crossing_obj)
     assert rep["policy"]["name"] == "seed"
     assert _reasons(rep) == SEED_REASONS
     assert rep["summary"]["patchable"] == 4 and rep["summary"]["fallback"] == 13
@@ -151,8 +151,8 @@ def test_seed_policy(cli, crossing_obj):
                                            "may-cross-cache-line": 6}
 
 
-def test_seed_allow_tail(cli, crossing_obj):
-    rep = scan(cli, "--allow-tail", crossing_obj)
+def test_seed_allow_tail(crossing_obj):
+    rep = scan_lib("--allow-tail", crossing_obj)
     want = dict(SEED_REASONS)
     want[(".text", 0x1c0)] = None                       # never crosses: patchable
     want[(".text", 0x17d)] = "crosses-cache-line"       # always crosses
@@ -160,8 +160,8 @@ def test_seed_allow_tail(cli, crossing_obj):
     assert rep["policy"]["allow_tail"] is True
 
 
-def test_seed_assume_align(cli, crossing_obj):
-    rep = scan(cli, "--assume-align", "64", crossing_obj)
+def test_seed_assume_align(crossing_obj):
+    rep = scan_lib("--assume-align", "64", crossing_obj)
     want = dict(SEED_REASONS)
     want.update({(".text.a16", 0x01c): None, (".text.a16", 0x03c): "crosses-cache-line",
                  (".text.a16", 0x04f): None, (".text.a1", 0x000): None,
@@ -169,19 +169,19 @@ def test_seed_assume_align(cli, crossing_obj):
     assert _reasons(rep) == want
 
 
-def test_seed_cache_line_32(cli, crossing_obj):
-    rep = scan(cli, "--cache-line", "32", crossing_obj)
+def test_seed_cache_line_32(crossing_obj):
+    rep = scan_lib("--cache-line", "32", crossing_obj)
     want = dict(SEED_REASONS)
     want[(".text", 0x11e)] = "crosses-cache-line"
     assert _reasons(rep) == want
 
 
-def test_kernel_policy(cli, crossing_obj, kinds_obj):
-    rep = scan(cli, "--policy", "kernel", crossing_obj)
+def test_kernel_policy(crossing_obj, kinds_obj):
+    rep = scan_lib("--policy", "kernel", crossing_obj)
     assert rep["policy"]["name"] == "kernel"
     assert all(r is None for r in _reasons(rep).values())
     assert rep["summary"]["patchable"] == 17
-    rep = scan(cli, "--policy", "kernel", kinds_obj)
+    rep = scan_lib("--policy", "kernel", kinds_obj)
     for s in sites_of(rep):
         if s["kind"] == "indirect":
             assert not s["patchable"] and s["reason"] == "indirect"
@@ -190,16 +190,16 @@ def test_kernel_policy(cli, crossing_obj, kinds_obj):
     assert rep["summary"]["patchable"] == 8 and rep["summary"]["by_reason"] == {"indirect": 2}
 
 
-def test_kinds_seed_allow_tail(cli, kinds_obj):
-    rep = scan(cli, "--allow-tail", kinds_obj)
+def test_kinds_seed_allow_tail(kinds_obj):
+    rep = scan_lib("--allow-tail", kinds_obj)
     patchable = {s["offset"]: s["kind"] for s in sites_of(rep) if s["patchable"]}
     assert patchable == {0x00: "call", 0x10: "tail", 0xa0: "call", 0xa5: "tail"}
     reasons = {s["offset"]: s["reason"] for s in sites_of(rep)}
     assert reasons[0x22] == "conditional-tail-call"
 
 
-def test_policy_block(cli, kinds_obj):
-    rep = scan(cli, "--policy", "kernel", "--allow-tail", "--cache-line", "128",
+def test_policy_block(kinds_obj):
+    rep = scan_lib("--policy", "kernel", "--allow-tail", "--cache-line", "128",
                "--assume-align", "32", "--module", "--tramp-prefix", "__SCT__",
                "--key-prefix", "__SCK__", kinds_obj)
     pol = rep["policy"]
@@ -224,10 +224,10 @@ SEED_TABLE = _tab([(".text", 0), (".text", 0x3b), (".text", 0x11e), (".text.a16"
     (["--cache-line", "32"], [e for e in SEED_TABLE if e[1] != 0x11e]),
     (["--policy", "kernel"], _tab(CROSSING)),
 ])
-def test_write_table(cli, crossing_obj, opts, want):
-    rep = scan(cli, *opts, crossing_obj)
+def test_write_table(crossing_obj, opts, want):
+    rep = scan_lib(*opts, crossing_obj)
     assert expected_table(rep) == want
-    write_ok(cli, *opts, crossing_obj)
+    write_lib(*opts, crossing_obj)
     assert read_table(crossing_obj) == want
     raw = read_table_raw(crossing_obj)
     secs = sections(crossing_obj)
@@ -235,7 +235,7 @@ def test_write_table(cli, crossing_obj, opts, want):
         (secs[e[0]]["index"], e[1]) for e in raw), "entries not in (section, offset) order"
 
 
-def test_write_keeps_code_and_relocations(cli, kinds_w, tmp_path):
+def test_write_keeps_code_and_relocations(kinds_w, tmp_path):
     """write adds a table; the code, its relocations (by symbol name) and the
     other sections' contents are unchanged, and binutils accept the result."""
     def relocs(path):
@@ -258,7 +258,7 @@ def test_write_keeps_code_and_relocations(cli, kinds_w, tmp_path):
     before = {n: section_bytes(kinds_w, n) for n in (".text", ".data", ".static_call.text",
                                                        ".text.local")}
     before_rel = relocs(kinds_w)
-    write_ok(cli, "--policy", "kernel", kinds_w)
+    write_lib("--policy", "kernel", kinds_w)
     for n, data in before.items():
         assert section_bytes(kinds_w, n) == data, n
     assert relocs(kinds_w) == before_rel
@@ -288,9 +288,9 @@ KINDS_KERNEL = [(".text", 0x00, "__SCK__foo", 0), (".text", 0x10, "__SCK__foo", 
                 (".text", 0xa0, "__SCK__baz", 0), (".text", 0xa5, "__SCK__baz", 1)]
 
 
-def test_missing_key_is_added_as_undefined_global(cli, kinds_w):
+def test_missing_key_is_added_as_undefined_global(kinds_w):
     assert symbol(kinds_w, "__SCK__bar") is None
-    write_ok(cli, "--policy", "kernel", kinds_w)
+    write_lib("--policy", "kernel", kinds_w)
     sym = symbol(kinds_w, "__SCK__bar")
     assert sym is not None and sym["bind"] == "STB_GLOBAL" and sym["shndx"] == "SHN_UNDEF"
     out = subprocess.run(["readelf", "-s", "-W", str(kinds_w)], check=True,
@@ -302,24 +302,24 @@ def test_missing_key_is_added_as_undefined_global(cli, kinds_w):
     assert [s["name"] for s in symbols(kinds_w)].count("__SCK__foo") == 1
 
 
-def test_seed_write_adds_only_needed_keys(cli, kinds_w):
-    write_ok(cli, kinds_w)
+def test_seed_write_adds_only_needed_keys(kinds_w):
+    write_lib(kinds_w)
     assert read_table(kinds_w) == [(".text", 0x00, "__SCK__foo", 0),
                                      (".text", 0xa0, "__SCK__baz", 0)]
     assert symbol(kinds_w, "__SCK__bar") is None      # no bar site is written
 
 
-def test_assume_align_makes_bar_call_patchable(cli, kinds_w):
+def test_assume_align_makes_bar_call_patchable(kinds_w):
     # f_refs's call __SCT__bar at 0x6e: 0x6e % 64 = 46 -> never with 64
-    write_ok(cli, "--assume-align", "64", kinds_w)
+    write_lib("--assume-align", "64", kinds_w)
     assert read_table(kinds_w) == [(".text", 0x00, "__SCK__foo", 0),
                                      (".text", 0x6e, "__SCK__bar", 0),
                                      (".text", 0xa0, "__SCK__baz", 0)]
     assert symbol(kinds_w, "__SCK__bar")["shndx"] == "SHN_UNDEF"
 
 
-def test_module_points_missing_key_at_trampoline(cli, kinds_w):
-    write_ok(cli, "--policy", "kernel", "--module", kinds_w)
+def test_module_points_missing_key_at_trampoline(kinds_w):
+    write_lib("--policy", "kernel", "--module", kinds_w)
     want = sorted((sec, off, "__SCT__bar" if key == "__SCK__bar" else key, fl)
                   for sec, off, key, fl in KINDS_KERNEL)
     assert read_table(kinds_w) == want
@@ -333,15 +333,15 @@ def test_strict_keys(cli, kinds_w, crossing_w):
     assert "__SCK__bar" in line
     assert kinds_w.read_bytes() == before
     # with every key present --strict-keys is no obstacle
-    write_ok(cli, "--policy", "kernel", "--strict-keys", crossing_w)
+    write_lib("--policy", "kernel", "--strict-keys", crossing_w)
     assert read_table(crossing_w) == _tab(CROSSING)
 
 
 def test_existing_table_is_left_alone_then_forced(cli, crossing_w):
-    write_ok(cli, "--policy", "kernel", crossing_w)
+    write_lib("--policy", "kernel", crossing_w)
     first = crossing_w.read_bytes()
     table = read_table(crossing_w)
-    rep = scan(cli, crossing_w)
+    rep = scan_lib(crossing_w)
     assert rep["objects"][0]["existing_table"] == {"entries": 17}
     r = write_ok(cli, "--policy", "kernel", crossing_w)
     warns = [l for l in r.stderr.splitlines()
@@ -349,11 +349,11 @@ def test_existing_table_is_left_alone_then_forced(cli, crossing_w):
     assert warns, r.stderr
     assert crossing_w.read_bytes() == first
     # --force: the same options give the same table, once
-    write_ok(cli, "--policy", "kernel", "--force", crossing_w)
+    write_lib("--policy", "kernel", "--force", crossing_w)
     assert read_table(crossing_w) == table
     assert section_names(crossing_w).count(".static_call_sites") == 1
     # --force with another policy really replaces the table
-    write_ok(cli, "--force", crossing_w)
+    write_lib("--force", crossing_w)
     assert read_table(crossing_w) == SEED_TABLE
 
 

@@ -9,7 +9,7 @@ import sys
 import jsonschema
 import pytest
 
-from conftest import PREBUILT, run_cli
+from scall_testlib import PREBUILT, run_cli
 
 import scall_objtool
 from scall_objtool import Options, scan_path

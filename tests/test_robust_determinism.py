@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 import robust_harness as H
-from conftest import PREBUILT, ROOT, run_cli
-from scall_testlib import read_table_raw
+from scall_testlib import PREBUILT, ROOT, read_table_raw, run_cli, write_lib
 
 OBJECTS = ["kinds.o", "crossing.o", "staticcall-O2.o", "demo.o", "nostatic-O2.o"]
 
@@ -50,17 +49,33 @@ def corpus_set(corpus, tmp_path_factory):
 
 
 # ----------------------------------------------------------- same bytes
+VARIANTS = [
+    ({"PYTHONHASHSEED": "0"}, False),
+    ({"PYTHONHASHSEED": "1"}, True),
+    ({"PYTHONHASHSEED": "12345", "SCALL_OBJTOOL_NO_FASTPATH": "1"}, False),
+    ({"PYTHONHASHSEED": "random"}, True),
+]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", [["--policy", "seed"], ["--policy", "kernel", "--module"]])
 def test_write_is_deterministic_across_environments(tmp_path, policy, corpus_set):
     """Hash seed, cwd, relative/absolute path, fast path or typer: same bytes."""
     objs = [PREBUILT / o for o in OBJECTS] + [corpus_set / "arch_x86_kvm_kvm.ko",
                                               corpus_set / H.CORPUS_MODULE.replace("/", "_")]
-    variants = [
-        ({"PYTHONHASHSEED": "0"}, False),
-        ({"PYTHONHASHSEED": "1"}, True),
-        ({"PYTHONHASHSEED": "12345", "SCALL_OBJTOOL_NO_FASTPATH": "1"}, False),
-        ({"PYTHONHASHSEED": "random"}, True),
-    ]
+    _same_across_environments(tmp_path, policy, objs, VARIANTS)
+
+
+def test_write_is_deterministic_across_environments_sample(tmp_path):
+    """The everyday run's sample of the test above: the gas and gcc objects,
+    kernel policy, two environments (hash seed, cwd and relative paths, fast
+    path or typer all differ between them)."""
+    objs = [PREBUILT / o for o in OBJECTS]
+    _same_across_environments(tmp_path, ["--policy", "kernel"], objs,
+                              [VARIANTS[0], ({**VARIANTS[2][0], **VARIANTS[3][0]}, True)])
+
+
+def _same_across_environments(tmp_path, policy, objs, variants):
     results: dict[str, set] = {}
     reports: dict[str, set] = {}
     for k, (env, relative) in enumerate(variants):
@@ -96,6 +111,7 @@ def test_repeated_in_process_writes_are_identical(tmp_path, corpus_set):
         assert len(outs) == 1, src.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["write", "scan"])
 def test_same_result_across_jobs(tmp_path, corpus_set, command):
     """--jobs 1, 2, 3: byte-identical objects, identical stdout and stderr."""
@@ -162,7 +178,7 @@ def test_force_rewrites_the_same_table(tmp_path, name, corpus_set):
         else PREBUILT / name
     obj = tmp_path / "obj.o"
     shutil.copy(src, obj)
-    assert run_cli("write", "--policy", "kernel", "--module", obj).rc == 0
+    write_lib("--policy", "kernel", "--module", obj)
     first = read_table_raw(obj)
     r = run_cli("write", "--force", "--policy", "kernel", "--module", obj)
     assert r.rc == 0 and not r.stderr, r.stderr
@@ -179,10 +195,10 @@ def test_force_gives_the_bytes_of_the_first_write(tmp_path, name, corpus_set):
         else PREBUILT / name
     obj = tmp_path / "obj.o"
     shutil.copy(src, obj)
-    assert run_cli("write", obj).rc == 0
+    write_lib(obj)
     first = obj.read_bytes()
     for _ in range(3):
-        assert run_cli("write", "--force", obj).rc == 0
+        write_lib("--force", obj)
         assert len(obj.read_bytes()) == len(first), "the file grew"
         assert obj.read_bytes() == first
 
@@ -207,15 +223,15 @@ def test_force_is_byte_stable(tmp_path, case, corpus):
     if case == "objtool-table":
         shutil.copy(corpus / H.CORPUS_MODULE, obj)
         args = ["--policy", "kernel", "--module"]
-        assert run_cli("write", "--force", *args, obj).rc == 0     # replaces objtool's table
+        write_lib("--force", *args, obj)     # replaces objtool's table
     else:
         shutil.copy(Path(__file__).resolve().parent / "fuzz_repro" / "null-section-size.o", obj)
         args = []
-        assert run_cli("write", *args, obj).rc == 0
+        write_lib(*args, obj)
     first = obj.read_bytes()
     sizes = [len(first)]
     for _ in range(2):
-        assert run_cli("write", "--force", *args, obj).rc == 0
+        write_lib("--force", *args, obj)
         sizes.append(len(obj.read_bytes()))
     assert obj.read_bytes() == first, f"sizes after each --force: {sizes}"
 
@@ -232,12 +248,12 @@ def test_force_is_byte_stable_on_hostile_input(tmp_path, case, first_write, args
     obj = tmp_path / case
     shutil.copy(REPRO / case, obj)
     if first_write:
-        assert run_cli("write", *args, obj).rc == 0
+        write_lib(*args, obj)
     else:
-        assert run_cli("write", "--force", *args, obj).rc == 0
+        write_lib("--force", *args, obj)
     first = obj.read_bytes()
     sizes = [len(first)]
     for _ in range(2):
-        assert run_cli("write", "--force", *args, obj).rc == 0
+        write_lib("--force", *args, obj)
         sizes.append(len(obj.read_bytes()))
         assert obj.read_bytes() == first, f"sizes: {sizes}"

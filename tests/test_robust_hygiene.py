@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import robust_harness as H
-from conftest import PREBUILT, ROOT, assemble
+from scall_testlib import PREBUILT, ROOT, assemble
 
 ASM = r"""
 	.text

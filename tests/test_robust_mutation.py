@@ -33,6 +33,10 @@ message).  Bigger budgets: SCALL_FUZZ_FLIPS (random flips per base, default
 400), SCALL_FUZZ_EXAMPLES (hypothesis examples per base, default 150),
 SCALL_FUZZ_JOBS (worker processes, default 2), SCALL_FUZZ_TIMEOUT (seconds
 per case, default 20).
+
+The sweeps and the CLI run over mutants are marked slow; the everyday run
+(``-m "not slow"``) runs a sample of each (test_sweep_sample,
+test_cli_on_mutants_sample) with the same checks.
 """
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import robust_harness as H
-from conftest import PREBUILT, run_cli
+from scall_testlib import PREBUILT, run_cli
 
 REPRO = Path(__file__).resolve().parent / "fuzz_repro"
 
@@ -68,6 +72,11 @@ KNOWN = H.KNOWN_BUGS
 #: slower a case: its structural sweep takes every DEMO_STRIDE-th mutant (and
 #: it gets a sweep of byte flips aimed at its .debug_* sections instead).
 DEMO_STRIDE = int(os.environ.get("SCALL_FUZZ_DEMO_STRIDE", "6"))
+
+#: the everyday run (-m "not slow") takes every SAMPLE_STRIDE-th case of the
+#: sweeps (and SAMPLE_FLIPS byte flips a base); the full run takes them all.
+SAMPLE_STRIDE = 16
+SAMPLE_FLIPS = 8
 
 BASE_NAMES = ["gas:kinds.o", "gcc:staticcall-O2.o", "gcc-g:demo.o", "ko:async_memcpy.ko",
               "ko-stripped:async_memcpy.ko", "exe:linkprog", "written:kinds.o",
@@ -153,6 +162,7 @@ def _check(tally: H.Tally, label: str) -> None:
 
 
 # ----------------------------------------------------------------- the sweeps
+@pytest.mark.slow
 @pytest.mark.parametrize("base", BASE_NAMES)
 def test_structural_mutations_and_truncations(base, bases, pool, totals):
     data = bases[base]
@@ -166,6 +176,7 @@ def test_structural_mutations_and_truncations(base, bases, pool, totals):
     assert tally.rejected > 0 and tally.cases == len(cases)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", BASE_NAMES)
 def test_random_byte_flips(base, bases, pool, totals):
     data = bases[base]
@@ -174,6 +185,7 @@ def test_random_byte_flips(base, bases, pool, totals):
     _check(tally, base)
 
 
+@pytest.mark.slow
 def test_dwarf_byte_flips(bases, pool, totals):
     """Flips inside demo.o's .debug_* sections (the line-table reader)."""
     data = bases["gcc-g:demo.o"]
@@ -181,6 +193,30 @@ def test_dwarf_byte_flips(bases, pool, totals):
     assert regions
     tally = pool.run(H.byte_flips(data, FLIPS, seed=99, regions=regions), KNOWN)
     totals.append(("DWARF byte flips gcc-g:demo.o", tally))
+    _check(tally, "demo.o DWARF")
+
+
+def test_sweep_sample(bases, pool, totals):
+    """The everyday run's sample of the sweeps above (marked slow), with the
+    same checks: of every base, every SAMPLE_STRIDE-th truncation, every
+    2*SAMPLE_STRIDE-th structural mutant (demo.o, whose DWARF makes a case
+    ~5 times slower: DEMO_STRIDE times fewer of both) and SAMPLE_FLIPS byte
+    flips; and SAMPLE_FLIPS flips in demo.o's DWARF."""
+    for base in BASE_NAMES:
+        data = bases[base]
+        stride = SAMPLE_STRIDE * (DEMO_STRIDE if base == "gcc-g:demo.o" else 1)
+        cases = (list(H.structural_mutations(data))[::stride * 2]
+                 + list(H.truncations(data))[::stride]
+                 + list(H.byte_flips(data, SAMPLE_FLIPS,
+                                     seed=20240601 + BASE_NAMES.index(base))))
+        tally = pool.run(cases, KNOWN)
+        totals.append((f"sample {base}", tally))
+        _check(tally, base)
+        assert tally.rejected > 0 and tally.cases == len(cases)
+    data = bases["gcc-g:demo.o"]
+    regions = H.section_regions(data, b".debug_") + H.section_regions(data, b".rela.debug_")
+    tally = pool.run(H.byte_flips(data, SAMPLE_FLIPS, seed=99, regions=regions), KNOWN)
+    totals.append(("sample DWARF byte flips gcc-g:demo.o", tally))
     _check(tally, "demo.o DWARF")
 
 
@@ -243,6 +279,7 @@ def _hypothesis_sweep(name: str, data: bytes, pool, totals):
     _check(tally, name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", ["gas:kinds.o", "gcc-g:demo.o", "ko-stripped:async_memcpy.ko",
                                   "exe:linkprog"])
 def test_hypothesis_field_patches(base, bases, pool, totals):
@@ -250,9 +287,9 @@ def test_hypothesis_field_patches(base, bases, pool, totals):
 
 
 # ------------------------------------------------------------- the real CLI
-def _cli_sample(bases, pool):
-    """About 40 mutants per base, spread over every kind of mutation, that
-    hit no known bug; with their in-process verdict."""
+def _cli_sample(bases, pool, stride: int = 1):
+    """About 40 mutants per base (every STRIDE-th of them), spread over every
+    kind of mutation, that hit no known bug; with their in-process verdict."""
     picked = []
     for name, data in bases.items():
         structural = list(H.structural_mutations(data))
@@ -260,7 +297,7 @@ def _cli_sample(bases, pool):
         flips = list(H.byte_flips(data, 10, seed=7))
         cands = structural[::max(1, len(structural) // 25)] + trunc[::max(1, len(trunc) // 8)] \
             + flips
-        for case_name, mutant in cands:
+        for case_name, mutant in cands[::stride]:
             picked.append((f"{name} {case_name}", mutant))
     verdicts = {}
 
@@ -274,12 +311,23 @@ def _lines_for(stderr: str, path: str) -> list[str]:
     return [ln for ln in stderr.splitlines() if ln.startswith(f"scall-objtool: error: {path}: ")]
 
 
+@pytest.mark.slow
 def test_cli_on_mutants(bases, pool, totals, tmp_path):
     """One `scan --format json` and one `write` over a few hundred mutants:
     every input is either processed or named by exactly one error line; no
     internal error, no traceback; failed inputs are byte-identical; nothing
     left behind.  Then single-file runs: exit 0, or exit 2 with one line."""
-    sample = _cli_sample(bases, pool)
+    _cli_on_mutants(_cli_sample(bases, pool), totals, tmp_path, "CLI mutants")
+
+
+def test_cli_on_mutants_sample(bases, pool, totals, tmp_path):
+    """The everyday run's sample of test_cli_on_mutants: every SAMPLE_STRIDE-th
+    mutant."""
+    _cli_on_mutants(_cli_sample(bases, pool, SAMPLE_STRIDE), totals, tmp_path,
+                    "CLI mutants (sample)")
+
+
+def _cli_on_mutants(sample, totals, tmp_path, label: str):
     d = tmp_path / "m"
     d.mkdir()
     files = []
@@ -357,7 +405,7 @@ def test_cli_on_mutants(bases, pool, totals, tmp_path):
                 tally.tracebacks += 1
             q.write_bytes(data)
         q.unlink()
-    totals.append(("CLI mutants", tally))
+    totals.append((label, tally))
     assert not problems, "\n".join(problems[:20])
     assert sorted(x.name for x in tmp_path.iterdir()) == ["m"]
 

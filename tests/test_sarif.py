@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import jsonschema
 import pytest
 
-from conftest import SRC, run_cli
+from scall_testlib import SRC, run_cli
 
 from scall_objtool.model import REASONS
 

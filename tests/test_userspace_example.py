@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import ROOT, run_cli
+from scall_testlib import ROOT, scan_lib, write_lib
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from tableread import read_table  # noqa: E402
@@ -154,11 +154,9 @@ def make_program(compiled, tmp_path: Path, opt: str, pic: str, tool_flags=(),
     for s in SOURCES:
         shutil.copyfile(src / f"{s}.o", tmp_path / f"{s}.o")
     objs = [tmp_path / f"{s}.o" for s in SITE_OBJECTS]
-    scan = run_cli("scan", "--format", "json", *tool_flags, *objs)
-    assert scan.rc == 0, scan.stderr
-    sites = [s for o in scan.json()["objects"] for s in o["sites"]]
-    w = run_cli("write", *tool_flags, *objs)
-    assert w.rc == 0, w.stderr
+    sites = [s for o in scan_lib(*tool_flags, *objs)["objects"] for s in o["sites"]]
+    for o in objs:
+        write_lib(*tool_flags, o)
     written = sum(len(read_table(o) or []) for o in objs)
     exe = tmp_path / "demo"
     sh(cc, *PIC[pic][1], "-o", exe, *objs, tmp_path / "static_call.o", *extra_objects,
@@ -242,9 +240,16 @@ def opcode(site: dict) -> str:
 
 # ------------------------------------------------------------------ tests
 
-@pytest.mark.parametrize("policy", list(POLICIES))
-@pytest.mark.parametrize("pic", list(PIC))
-@pytest.mark.parametrize("opt", list(OPTS))
+#: the builds of the matrix that the everyday run (-m "not slow") takes: every
+#: optimisation, PIE and not, every policy, each at least once
+EVERYDAY = {("O0", "nopie", "kernel"), ("O2", "pie", "seed-tail"), ("O2-fs", "nopie", "seed"),
+            ("O2-noplt", "pie", "kernel"), ("O2-noplt", "nopie", "seed")}
+
+
+@pytest.mark.parametrize("opt,pic,policy", [
+    pytest.param(o, p, pol, id=f"{o}-{p}-{pol}",
+                 marks=() if (o, p, pol) in EVERYDAY else pytest.mark.slow)
+    for o in OPTS for p in PIC for pol in POLICIES])
 def test_demo_patches_what_the_tool_lists(compiled, tmp_path, opt, pic, policy):
     tool_flags, runtime_policy = POLICIES[policy]
     prog = make_program(compiled, tmp_path, opt, pic, tool_flags)
@@ -384,7 +389,7 @@ def test_alignment_promise_is_kept_by_the_written_object(compiled, tmp_path):
     src.write_text(PROMISE_S)
     obj = tmp_path / "promise.o"
     sh("gcc", "-c", "-o", obj, src)
-    assert run_cli("write", "--assume-align", "64", obj).rc == 0
+    write_lib("--assume-align", "64", obj)
     prog = make_program(compiled, tmp_path, "O2", "pie", ("--policy", "seed"),
                         extra_objects=[obj])
     site = prog.symbols["promise_call"] + 12 - prog.base
@@ -405,10 +410,9 @@ def test_false_alignment_promise_is_caught_at_run_time(compiled, tmp_path, runti
     src.write_text(PROMISE_S)
     obj = tmp_path / "promise.o"
     sh("gcc", "-c", "-o", obj, src)
-    honest = run_cli("scan", "--format", "json", obj).json()["objects"][0]["sites"]
+    honest = scan_lib(obj)["objects"][0]["sites"]
     assert [(s["crossing"], s["patchable"]) for s in honest] == [("depends", False)]
-    w = run_cli("write", "--assume-align", "64", obj)
-    assert w.rc == 0, w.stderr
+    write_lib("--assume-align", "64", obj)
     assert len(read_table(obj)) == 1
     # scall-objtool makes its promise hold: the section it relied on is now
     # 64-aligned in the written object.  Break the promise behind its back

@@ -9,7 +9,7 @@ import subprocess
 import lief
 import pytest
 
-from conftest import PREBUILT, SRC, assemble, run_cli
+from scall_testlib import PREBUILT, SRC, assemble, run_cli, scan_lib, write_lib
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -74,9 +74,9 @@ def test_original_bytes_stay_where_they_were(demo, tmp_path):
 
 
 def test_lief_reads_the_table_we_wrote(demo):
-    report = run_cli("scan", "--policy", "kernel", "--format", "json", demo).json()
+    report = scan_lib("--policy", "kernel", demo)
     sites = report["objects"][0]["sites"]
-    assert run_cli("write", "--policy", "kernel", demo).rc == 0
+    write_lib("--policy", "kernel", demo)
     sec, entries = lief_table(demo)
     assert sec.entry_size == 8 and sec.size == 8 * len(sites)
     assert sec.has(lief.ELF.Section.FLAGS.ALLOC) and sec.has(lief.ELF.Section.FLAGS.WRITE)
@@ -117,7 +117,7 @@ def test_determinism(tmp_path):
 
 def test_mode_kept_and_no_temporaries(demo):
     os.chmod(demo, 0o640)
-    assert run_cli("write", "--policy", "kernel", demo).rc == 0
+    write_lib("--policy", "kernel", demo)
     assert (os.stat(demo).st_mode & 0o777) == 0o640
     assert sorted(p.name for p in demo.parent.iterdir()) == ["demo.o"]
 
@@ -147,7 +147,7 @@ def test_sections_without_section_symbols_use_the_function(tmp_path):
     src.write_text(".text\n.globl f\n.type f,@function\nf:\n nop\n call __SCT__foo\n ret\n"
                    ".size f,.-f\n.section .text.other,\"ax\"\ng: call __SCT__foo\n ret\n")
     obj = assemble(src, tmp_path / "nosec.o")
-    assert run_cli("write", "--policy", "kernel", "--module", obj).rc == 0
+    write_lib("--policy", "kernel", "--module", obj)
     _, entries = lief_table(obj)
     assert entries == [("f", 1, "__SCT__foo", 0), ("g", 0, "__SCT__foo", 0)]
     # the relocatable link resolves them to the same places
