@@ -29,7 +29,7 @@ from scall_objtool.errors import UsageError
 from scall_objtool.placement import (Placed, is_module, layout, loader_flags, module_info,
                                      model_for, plan)
 from scall_objtool.report import schema, to_json
-from scall_objtool.scan import open_elf
+from scall_objtool.scan import open_elf, scan_elf
 
 PAGE = 0x1000
 
@@ -222,6 +222,16 @@ def test_fallback_to_alignment_with_one_warning(mod, variant, why):
             {f: v[0] for f, v in SITES.items()}
 
 
+def test_site_in_a_section_the_loader_does_not_load(mod):
+    # .data..percpu loses SHF_ALLOC before the layout (it is allocated per CPU)
+    res = scan_path(str(mod("PCPUCODE")))
+    assert res.warnings == [".data..percpu: the module loader does not load this section; "
+                            "its sites' crossing verdicts use its alignment"]
+    got = {s.function: (s.crossing, s.placement["basis"]) for s in res.sites}
+    assert got.pop("n_003") == ("never", "alignment")      # 3 + 5 <= 64
+    assert got == {f: (v[0], "model") for f, v in SITES.items()}
+
+
 def test_not_a_module_keeps_alignment_verdicts(mod):
     path = str(mod("NOTHISMOD"))
     for choice in ("auto", "6.1"):
@@ -301,7 +311,6 @@ def test_corpus_counts_before_and_after(corpus):
             if not f.endswith(".ko"):
                 continue
             elf = open_elf(os.path.join(d, f))
-            from scall_objtool.scan import scan_elf
             off = scan_elf(elf, Options(placement="off"), sources=False)
             on = scan_elf(elf, Options(), sources=False)
             before.update(s.crossing for s in off.sites)

@@ -17,6 +17,7 @@
  *   NOINIT      no .init.text
  *   NOTHISMOD   no .gnu.linkonce.this_module: not a loadable module
  *   WX          a writable and executable section: the loader refuses it
+ *   PCPUCODE    .data..percpu is code with a site: the loader does not load it
  */
 
 	.macro site name, sec, off
@@ -93,9 +94,15 @@
 	.p2align 3
 	.skip 0x20
 
+.ifdef PCPUCODE
+	.section .data..percpu, "ax", @progbits
+	.p2align 6
+	site n_003, .data..percpu, 0x003
+.else
 	.section .data..percpu, "aw", @progbits
 	.p2align 6
 	.skip 0x08
+.endif
 
 	.section .init.data, "aw", @progbits
 	.p2align 3
