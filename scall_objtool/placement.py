@@ -53,7 +53,10 @@ THIS_MODULE = b".gnu.linkonce.this_module"
 
 #: the layout models (the values of Options.placement besides auto and off)
 MODELS = tuple(p for p in PLACEMENTS if p not in ("auto", "off"))
-#: the releases each model was read from and is used for by default (inclusive)
+#: the releases each model is used for by default (inclusive).  Read from
+#: Debian's 6.1 and 6.12 sources and proven on both kernels by
+#: scripts/module-placement; 6.2-6.3 have 6.1's layout_sections() (the
+#: mod_mem rework is 6.4), 6.4-6.11 6.12's __layout_sections()
 MODEL_RELEASES = {"6.1": ((6, 1), (6, 3)), "6.4": ((6, 4), (6, 12))}
 
 #: layout_sections() masks: (flags that must be set, flags that must be clear)
@@ -112,7 +115,8 @@ def is_module(elf) -> bool:
 
 def module_info(elf) -> ModuleInfo:
     """The ``vermagic`` of the first ``.modinfo`` section, split into release
-    and flags (``mod_unload`` and ``SMP``; both assumed when absent)."""
+    and flags (``mod_unload`` and ``SMP``; both assumed when there is no
+    vermagic)."""
     vermagic = None
     for sec in elf.sections:
         if sec.name_bytes == b".modinfo":
