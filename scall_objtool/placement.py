@@ -308,11 +308,11 @@ class Placer:
     from a g-aligned boundary, the JSON ``placement`` of its sites)."""
 
     def __init__(self, elf, options, warnings: list[str]):
+        self.elf = elf
         self.options = options
-        self.layout, warning = plan(elf, options.placement)
         self.warnings = warnings
-        if warning:
-            warnings.append(warning)
+        self._planned = False          # the layout is worked out for the first site
+        self.layout = None
         self._cache: dict[int, tuple[int, int, dict]] = {}
         self._module_align = gcd(PAGE_SIZE, options.cache_line)
 
@@ -323,6 +323,11 @@ class Placer:
         return got
 
     def _where(self, sec) -> tuple[int, int, dict]:
+        if not self._planned:
+            self._planned = True
+            self.layout, warning = plan(self.elf, self.options.placement)
+            if warning:
+                self.warnings.append(warning)
         lay = self.layout
         if lay is not None:
             p = lay.sections.get(sec.index)
