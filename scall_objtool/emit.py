@@ -88,6 +88,22 @@ class Plan:
             flags = FLAG_TAIL if site.kind in TAIL_KINDS else 0
             self.entries.append(Entry(site, addr_sym, addend, key, flags))
 
+    def raised_alignments(self) -> list[tuple[int, int]]:
+        """(section index, alignment) for each section whose ``sh_addralign``
+        the write raises: an alignment the user promised (--assume-align) and
+        the classification relied on becomes the section's own, so that the
+        linker keeps it.  Never in a kernel module: the loader lays it out
+        from the alignments as they are, and the verdicts rest on that."""
+        from .placement import is_module
+        if is_module(self.elf):
+            return []
+        out = {}
+        for e in self.entries:
+            index, align = e.site.section_index, e.site.alignment
+            if e.site.crossing is not None and self.elf.sections[index].addralign < align:
+                out[index] = max(out.get(index, 0), align)
+        return sorted(out.items())
+
     def _key_symbols(self) -> dict[bytes, int]:
         """Symbols named key-prefix+..., lowest index first (any binding)."""
         elf = self.elf
@@ -268,10 +284,8 @@ def table_up_to_date(plan: Plan) -> bool:
     if (rsec.type, rsec.flags, rsec.link, rsec.addralign, rsec.entsize) != \
             (SHT_RELA, SHF_INFO_LINK, symtab.index if symtab else -1, 8, 24):
         return False
-    for e in plan.entries:          # a raised alignment must already be in place
-        if e.site.crossing is not None and \
-                elf.sections[e.site.section_index].addralign < e.site.alignment:
-            return False
+    if plan.raised_alignments():    # a raised alignment must already be in place
+        return False
     return elf.section_bytes(table) == want_table and elf.section_bytes(rsec) == want_rela
 
 
@@ -335,12 +349,8 @@ def render(plan: Plan) -> bytes:
     rsec.offset, rsec.size, rsec.link, rsec.info = rela_off, len(rela), symtab.index, tsec.index
     rsec.addralign, rsec.entsize = 8, 24
 
-    # An alignment the user promised (--assume-align) and the classification
-    # relied on becomes the section's own, so that the linker keeps it.
-    for e in entries:
-        sec = secs[e.site.section_index]
-        if e.site.crossing is not None and sec.addralign < e.site.alignment:
-            sec.addralign = e.site.alignment
+    for index, align in plan.raised_alignments():
+        secs[index].addralign = align
 
     for index in sorted(strtabs):
         blob = bytes(strtabs[index])

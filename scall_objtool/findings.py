@@ -128,7 +128,7 @@ class Report:
 
 
 #: policy fields that change which sites are fallback
-POLICY_FIELDS = ("name", "allow_tail", "cache_line", "assume_align", "tramp_prefix")
+POLICY_FIELDS = ("name", "allow_tail", "cache_line", "assume_align", "tramp_prefix", "placement")
 
 
 def policy_mismatch(a: dict, b: dict) -> list[str]:

@@ -8,6 +8,10 @@ CROSSINGS = ("never", "always", "depends")
 REASONS = ("tail-call", "conditional-tail-call", "prefixed", "indirect",
            "crosses-cache-line", "may-cross-cache-line")
 POLICIES = ("seed", "kernel")
+#: where a kernel module's sections are placed (see placement.py): auto picks
+#: the loader model from the module's vermagic, off uses section alignment
+#: only, a model name forces that model
+PLACEMENTS = ("auto", "off", "6.1", "6.4")
 
 #: kinds whose table entry carries the tail flag (1) in the key addend
 TAIL_KINDS = frozenset({"tail", "jcc-tail"})
@@ -24,6 +28,7 @@ class Options:
     key_prefix: str = "__SCK__"
     module: bool = False
     strict_keys: bool = False
+    placement: str = "auto"
 
     def __post_init__(self):
         from .errors import UsageError
@@ -34,6 +39,9 @@ class Options:
         if self.assume_align is not None and (
                 self.assume_align <= 0 or self.assume_align & (self.assume_align - 1)):
             raise UsageError(f"--assume-align must be a power of two, not {self.assume_align}")
+        if self.placement not in PLACEMENTS:
+            raise UsageError(f"unknown placement {self.placement!r} "
+                             f"(choose from {', '.join(PLACEMENTS)})")
         if not self.tramp_prefix:
             raise UsageError("--tramp-prefix must not be empty")
         if not self.key_prefix:
@@ -43,7 +51,8 @@ class Options:
         return {"name": self.policy, "allow_tail": self.allow_tail,
                 "cache_line": self.cache_line, "assume_align": self.assume_align,
                 "module": self.module, "strict_keys": self.strict_keys,
-                "tramp_prefix": self.tramp_prefix, "key_prefix": self.key_prefix}
+                "tramp_prefix": self.tramp_prefix, "key_prefix": self.key_prefix,
+                "placement": self.placement}
 
 
 @record
@@ -67,6 +76,7 @@ class Site:
     patchable: bool = False
     reason: str | None = None
     source: dict | None = None  # {"file": str, "line": int} from DWARF .debug_line
+    placement: dict | None = None  # what the crossing verdict rests on (placement.py)
 
     def to_json(self) -> dict:
         return {
@@ -77,6 +87,7 @@ class Site:
             "crossing": self.crossing, "patchable": self.patchable, "reason": self.reason,
             "alignment": self.alignment, "reloc_type": self.reloc_type,
             "source": self.source,
+            "placement": None if self.placement is None else dict(self.placement),
         }
 
 

@@ -18,7 +18,7 @@ This module imports nothing heavy: it is on the per-object fast path.
 """
 from __future__ import annotations
 
-from .model import Options
+from .model import PLACEMENTS, POLICIES, Options
 from .records import defaults, record
 
 
@@ -65,14 +65,20 @@ POLICY = (
     _policy("policy", ("--policy",), "choice",
             "seed: patch only direct calls that never cross a cache line; "
             "kernel: list every call and tail call, as objtool does",
-            choices=("seed", "kernel")),
+            choices=POLICIES),
     _policy("allow_tail", ("--allow-tail",), "flag",
             "seed policy: tail calls (jmp) are patchable too"),
     _policy("cache_line", ("--cache-line",), "int", "cache-line size in bytes",
             metavar="N"),
     _policy("assume_align", ("--assume-align",), "int",
-            "the object's sections are placed at least N-aligned (beyond sh_addralign)",
+            "relocatable objects: each section starts N-aligned (write records it in "
+            "sh_addralign); not used for the sections of a modelled kernel module",
             metavar="N"),
+    _policy("placement", ("--placement",), "choice",
+            "kernel modules: auto lays out the sections as the module loader of the "
+            "vermagic's kernel does (6.1-6.3, 6.4-6.12), giving exact crossing verdicts; off "
+            "uses section alignment only; 6.1 or 6.4 forces that model",
+            choices=PLACEMENTS),
     _policy("tramp_prefix", ("--tramp-prefix",), "str", "trampoline symbol prefix"),
     _policy("key_prefix", ("--key-prefix",), "str", "key symbol prefix"),
     _policy("module", ("--module",), "flag",

@@ -9,10 +9,11 @@
 """
 from __future__ import annotations
 
-from .classify import apply_policy, crossing, effective_alignment
+from .classify import apply_policy, crossing
 from .elf import SHT_NOBITS, ElfFile, open_elf, reloc_name
 from .find import find_candidates, find_code_candidates, find_trampolines, has_code_relocations
 from .model import ObjectResult, Options, Reference, Site
+from .placement import ADDRESS, Placer
 from .sitetable import ENTRY_SIZE, foreign_table_problem, key_name, table_sections
 
 #: DWARF line tables above this size are not decoded (vmlinux's is 16 MiB,
@@ -58,6 +59,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
 
     seen = set()
     refs = []
+    placer = None if linked else Placer(elf, options, result.warnings)
     for proof in prove(elf, candidates):
         c = proof.candidate
         sec = c.section
@@ -77,21 +79,24 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
             continue
         seen.add((sec.index, insn.start))
         if linked:
-            address = sec.addr + insn.start
+            address = at = sec.addr + insn.start
             align = options.cache_line         # the address is final: exact placement
+            placed = ADDRESS
         else:
+            # the section's start is `base` bytes past an `align`-aligned boundary
             address = None
-            align = effective_alignment(sec.addralign, options)
+            align, base, placed = placer.where(sec)
+            at = base + insn.start
         site = Site(
             section=sec.name, section_index=sec.index, offset=insn.start, address=address,
             function=proof.function, function_offset=proof.function_offset,
             trampoline=c.tramp.name, tramp_sym=c.tramp.index,
             key=printable(key_name(c.tramp.name_bytes, options)),
             kind=proof.site_kind, length=insn.length, prefixes=insn.prefixes,
-            reloc_type="none" if c.from_code else reloc_name(c.rtype), alignment=align)
+            reloc_type="none" if c.from_code else reloc_name(c.rtype), alignment=align,
+            placement=placed)
         if site.kind != "indirect":
-            site.crossing = crossing(insn.start if address is None else address, insn.length,
-                                     align, options.cache_line)
+            site.crossing = crossing(at, insn.length, align, options.cache_line)
         apply_policy(site, options)
         result.sites.append(site)
     result.sites.sort(key=lambda s: (s.section_index, s.offset))

@@ -63,9 +63,10 @@ RULES = {
         "Call to a static-call trampoline may cross a cache line",
         "Whether the call straddles a cache-line boundary depends on where the linker and "
         "loader place the section (its known alignment is smaller than the cache line), "
-        "so it cannot be proven safe to patch. If the section will be placed with a "
-        "larger alignment (a module's .text is page-aligned), say so with "
-        "--assume-align, which makes the verdict exact."),
+        "so it cannot be proven safe to patch. If the section will start on a larger "
+        "alignment, say so with --assume-align N (this section starts N-aligned), which "
+        "makes the verdict exact. A kernel module's layout is modelled from its "
+        "vermagic; there this verdict means the model did not apply (see the warning)."),
 }
 RULE_IDS = tuple(RULES)
 KIND_TEXT = {"call": "call", "prefixed-call": "prefixed call", "tail": "tail call",

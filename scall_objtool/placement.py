@@ -1,0 +1,345 @@
+"""Where the kernel's module loader puts each section of a module.
+
+A ``.ko`` is a relocatable object, so its sections' addresses are not in the
+file; but the loader lays them out deterministically from the section
+headers alone, and every region it allocates starts page-aligned.  Modelling
+that layout turns each site's offset into an offset from a page boundary,
+which makes its cache-line crossing exact (``never`` or ``always``).
+
+The model follows ``kernel/module/main.c`` (x86-64):
+
+* Before the layout the loader changes some flags: ``.modinfo`` and
+  ``__versions`` lose SHF_ALLOC (``rewrite_section_headers()``), so does
+  ``.data..percpu`` on SMP kernels (allocated per CPU), and
+  ``.data..ro_after_init`` and ``__jump_table`` gain SHF_RO_AFTER_INIT
+  (``layout_and_allocate()``).  Each of these names the first SHF_ALLOC
+  section of that name (``find_sec()``).
+* A section is *init* when its name starts with ``.init``, and also when it
+  starts with ``.exit`` on a kernel without CONFIG_MODULE_UNLOAD
+  (``module_init_layout_section()``); ``mod_unload`` in the module's
+  ``vermagic`` says which.
+* Core sections, then init sections, are taken in five passes over the
+  section headers by flag masks -- executable; read-only; ro_after_init;
+  writable; the rest -- and each is put at the next multiple of its
+  ``sh_addralign`` after the previous one (``module_get_offset()``).
+* Linux 6.1 (``layout_sections()``): one allocation for core and one for
+  init.  With CONFIG_STRICT_MODULE_RWX the size is rounded up to a page
+  after the text, the read-only data and (core only) ro_after_init passes,
+  so each region starts on a page of its allocation.
+* Linux 6.4 and later (``__layout_sections()``): each memory type
+  (``mod_mem``: text, rodata, ro_after_init, data and the init ones) is its
+  own page-aligned allocation (``module_memory_alloc()``).
+
+Each placed section gets the name of its region and its offset from the
+region's start.  The module is recognised by its
+``.gnu.linkonce.this_module`` section (the loader refuses a module without
+one); the kernel release and ``mod_unload`` come from ``vermagic`` in
+``.modinfo``.  This module is imported for every object with sites: it is
+kept to plain arithmetic over the section headers.
+"""
+from __future__ import annotations
+
+from math import gcd
+
+from .records import record
+from .classify import effective_alignment
+from .model import PLACEMENTS
+
+PAGE_SIZE = 4096
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
+#: the loader's own flag for ro_after_init sections (include/uapi/linux/elf.h)
+SHF_RO_AFTER_INIT = 0x00200000
+THIS_MODULE = b".gnu.linkonce.this_module"
+
+#: the layout models (the values of Options.placement besides auto and off)
+MODELS = tuple(p for p in PLACEMENTS if p not in ("auto", "off"))
+#: the releases each model is used for by default (inclusive).  Read from
+#: Debian's 6.1 and 6.12 sources and proven on both kernels by
+#: scripts/module-placement; 6.2-6.3 have 6.1's layout_sections() (the
+#: mod_mem rework is 6.4), 6.4-6.11 6.12's __layout_sections()
+MODEL_RELEASES = {"6.1": ((6, 1), (6, 3)), "6.4": ((6, 4), (6, 12))}
+
+#: layout_sections() masks: (flags that must be set, flags that must be clear)
+_MASKS = ((SHF_EXECINSTR | SHF_ALLOC, 0), (SHF_ALLOC, SHF_WRITE),
+          (SHF_RO_AFTER_INIT | SHF_ALLOC, 0), (SHF_WRITE | SHF_ALLOC, 0), (SHF_ALLOC, 0))
+#: the region each mask pass fills, for core and init sections (6.4: mod_mem types)
+_CORE_REGIONS = ("text", "rodata", "ro_after_init", "data", "data")
+_INIT_REGIONS = ("init_text", "init_rodata", None, "init_data", "init_data")
+#: 6.1: passes after which the allocation's size is rounded up to a page
+_STRICT_ALIGN_61 = {"core": (0, 1, 2, 4), "init": (0, 1, 4)}
+#: 6.1: region of a pass into the init allocation (ro_after_init shares data's)
+_INIT_REGIONS_61 = ("init_text", "init_rodata", "init_data", "init_data", "init_data")
+#: the loader keeps sizes in 32 bits; a module near that is not modelled
+_MAX_SIZE = 1 << 31
+
+
+class Unmodelled(Exception):
+    """The layout of this module cannot be modelled; the message says why."""
+
+
+@record(frozen=True)
+class ModuleInfo:
+    """What a module's ``.modinfo`` tells about the kernel it was built for."""
+    vermagic: str | None
+    release: str | None
+    unload: bool        # mod_unload: CONFIG_MODULE_UNLOAD
+    smp: bool           # SMP: .data..percpu is allocated per CPU, not laid out
+
+
+@record(frozen=True)
+class Placed:
+    """A section's place: ``offset`` from the start of ``region``, which is
+    page-aligned; ``allocation`` is the block the region is part of (6.1:
+    ``core`` or ``init``; 6.4: the region itself) and ``alloc_offset`` the
+    section's offset in it."""
+    region: str
+    offset: int
+    allocation: str
+    alloc_offset: int
+
+
+@record
+class Layout:
+    model: str
+    info: ModuleInfo
+    sections: dict           # section index -> Placed (SHF_ALLOC sections after the frobbing)
+
+
+def is_module(elf) -> bool:
+    """A loadable kernel module: a relocatable object with the section that
+    holds its ``struct module``."""
+    if elf.linked:
+        return False
+    return any(s.name_bytes == THIS_MODULE for s in elf.sections)
+
+
+def module_info(elf) -> ModuleInfo:
+    """The ``vermagic`` of the first ``.modinfo`` section, split into release
+    and flags (``mod_unload`` and ``SMP``; both assumed when there is no
+    vermagic)."""
+    vermagic = None
+    for sec in elf.sections:
+        if sec.name_bytes == b".modinfo":
+            for entry in elf.section_bytes(sec).split(b"\0"):
+                if entry.startswith(b"vermagic="):
+                    vermagic = entry[9:].decode("ascii", "replace")
+                    break
+            break
+    if vermagic is None:
+        return ModuleInfo(None, None, True, True)
+    words = vermagic.split()
+    return ModuleInfo(vermagic, words[0] if words else None,
+                      "mod_unload" in words, "SMP" in words)
+
+
+def release_version(release: str | None) -> tuple[int, int] | None:
+    """(major, minor) of a release string such as ``6.1.0-50-cloud-amd64``."""
+    if not release:
+        return None
+    parts = release.split(".", 2)
+    if len(parts) < 2:
+        return None
+    minor = parts[1]
+    n = 0
+    while n < len(minor) and minor[n].isdigit():
+        n += 1
+    if not parts[0].isdigit() or n == 0:
+        return None
+    return int(parts[0]), int(minor[:n])
+
+
+def model_for(release: str | None) -> str | None:
+    version = release_version(release)
+    if version is None:
+        return None
+    for model, (low, high) in MODEL_RELEASES.items():
+        if low <= version <= high:
+            return model
+    return None
+
+
+def _first_alloc(elf, name: bytes, flags: list[int]) -> int | None:
+    """find_sec(): the first SHF_ALLOC section (index >= 1) named ``name``."""
+    for sec in elf.sections[1:]:
+        if flags[sec.index] & SHF_ALLOC and sec.name_bytes == name:
+            return sec.index
+    return None
+
+
+def loader_flags(elf, info: ModuleInfo) -> list[int]:
+    """Each section's flags as the loader has them when it lays out."""
+    flags = [s.flags for s in elf.sections]
+    cleared = [_first_alloc(elf, b".modinfo", flags), _first_alloc(elf, b"__versions", flags)]
+    if info.smp:
+        cleared.append(_first_alloc(elf, b".data..percpu", flags))
+    for index in cleared:
+        if index is not None:
+            flags[index] &= ~SHF_ALLOC
+    for name in (b".data..ro_after_init", b"__jump_table"):
+        index = _first_alloc(elf, name, flags)
+        if index is not None:
+            flags[index] |= SHF_RO_AFTER_INIT
+    return flags
+
+
+def is_init_section(name: bytes, unload: bool) -> bool:
+    """module_init_layout_section()."""
+    return name.startswith(b".init") or (not unload and name.startswith(b".exit"))
+
+
+def layout(elf, model: str, info: ModuleInfo) -> Layout:
+    """Lay out the SHF_ALLOC sections of a module as ``model``'s loader does.
+    Raises Unmodelled for a module that loader would refuse or that the
+    model does not cover."""
+    if model not in MODELS:
+        raise ValueError(f"unknown layout model {model!r}")
+    flags = loader_flags(elf, info)
+    wx = SHF_WRITE | SHF_EXECINSTR
+    for sec in elf.sections[1:]:
+        f = flags[sec.index]
+        if not f & SHF_ALLOC:
+            continue
+        if f & wx == wx:
+            # module_enforce_rwx_sections(): the loader refuses the module
+            raise Unmodelled(f"section {sec.name} is writable and executable")
+        align = sec.addralign
+        if align and (align & (align - 1) or align >= _MAX_SIZE):
+            raise Unmodelled(f"section {sec.name} has alignment {align}")
+    placed: dict[int, Placed] = {}
+    for is_init in (False, True):
+        members = [s for s in elf.sections[1:]
+                   if flags[s.index] & SHF_ALLOC
+                   and is_init_section(s.name_bytes, info.unload) == is_init]
+        if not members:
+            continue
+        if model == "6.1":
+            _layout_61(members, flags, "init" if is_init else "core", placed)
+        else:
+            _layout_64(members, flags, _INIT_REGIONS if is_init else _CORE_REGIONS, placed)
+    return Layout(model, info, placed)
+
+
+def _passes(members, flags):
+    """(pass number, section) in the loader's order."""
+    taken = set()
+    for m, (must, must_not) in enumerate(_MASKS):
+        batch = []
+        for s in members:
+            f = flags[s.index]
+            if f & must == must and not f & must_not and s.index not in taken:
+                taken.add(s.index)
+                batch.append(s)
+        yield m, batch
+
+
+def _next_offset(size: int, sec) -> int:
+    """module_get_offset(): ALIGN(size, sh_addralign ?: 1)."""
+    align = sec.addralign or 1
+    return (size + align - 1) & ~(align - 1)
+
+
+def _check_size(size: int, where: str) -> None:
+    if size >= _MAX_SIZE:
+        raise Unmodelled(f"the {where} region would be {size} bytes")
+
+
+def _layout_61(members, flags, allocation: str, placed: dict) -> None:
+    regions = _CORE_REGIONS if allocation == "core" else _INIT_REGIONS_61
+    size = 0
+    region_start = {}
+    for m, batch in _passes(members, flags):
+        region = regions[m]
+        start = region_start.setdefault(region, size)
+        for s in batch:
+            off = _next_offset(size, s)
+            size = off + s.size
+            _check_size(size, allocation)
+            placed[s.index] = Placed(region, off - start, allocation, off)
+        if m in _STRICT_ALIGN_61[allocation]:
+            size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)   # strict_align()
+
+
+def _layout_64(members, flags, regions, placed: dict) -> None:
+    sizes: dict[str, int] = {}
+    for m, batch in _passes(members, flags):
+        region = regions[m]
+        for s in batch:
+            if region is None:
+                # __layout_sections(): MOD_INVALID, the loader warns and skips it
+                raise Unmodelled(f"init section {s.name} is ro_after_init")
+            off = _next_offset(sizes.get(region, 0), s)
+            sizes[region] = off + s.size
+            _check_size(sizes[region], region)
+            placed[s.index] = Placed(region, off, region, off)
+
+
+def plan(elf, choice: str) -> tuple[Layout | None, str | None]:
+    """The layout to classify ``elf`` with under ``Options.placement`` =
+    ``choice``, and a warning when a module falls back to alignment verdicts.
+    Not a module, or ``off``: (None, None)."""
+    if choice == "off" or not is_module(elf):
+        return None, None
+    info = module_info(elf)
+    if choice == "auto":
+        model = model_for(info.release)
+        if model is None:
+            if info.vermagic is None:
+                why = "no vermagic in .modinfo, so the kernel release is unknown"
+            else:
+                why = (f"no layout model for kernel release {info.release!r} (models: "
+                       + ", ".join(f"{m} for {lo[0]}.{lo[1]}-{hi[0]}.{hi[1]}"
+                                   for m, (lo, hi) in MODEL_RELEASES.items()) + ")")
+            return None, _fallback(why)
+    else:
+        model = choice
+    try:
+        return layout(elf, model, info), None
+    except Unmodelled as e:
+        return None, _fallback(f"the {model} module layout does not apply: {e}")
+
+
+def _fallback(why: str) -> str:
+    return f"module placement not modelled ({why}); crossing verdicts use section alignment"
+
+
+class Placer:
+    """What classification knows about where each section of one object
+    lands: ``where(sec)`` gives (alignment g, offset of the section's start
+    from a g-aligned boundary, the JSON ``placement`` of its sites)."""
+
+    def __init__(self, elf, options, warnings: list[str]):
+        self.elf = elf
+        self.options = options
+        self.warnings = warnings
+        self._planned = False          # the layout is worked out for the first site
+        self.layout = None
+        self._cache: dict[int, tuple[int, int, dict]] = {}
+        self._module_align = gcd(PAGE_SIZE, options.cache_line)
+
+    def where(self, sec) -> tuple[int, int, dict]:
+        got = self._cache.get(sec.index)
+        if got is None:
+            got = self._cache[sec.index] = self._where(sec)
+        return got
+
+    def _where(self, sec) -> tuple[int, int, dict]:
+        if not self._planned:
+            self._planned = True
+            self.layout, warning = plan(self.elf, self.options.placement)
+            if warning:
+                self.warnings.append(warning)
+        lay = self.layout
+        if lay is not None:
+            p = lay.sections.get(sec.index)
+            if p is not None:
+                return (self._module_align, p.offset,
+                        {"basis": "model", "model": lay.model, "region": p.region,
+                         "offset": p.offset})
+            self.warnings.append(f"{sec.name}: the module loader does not load this section; "
+                                 "its sites' crossing verdicts use its alignment")
+        g = effective_alignment(sec.addralign, self.options)
+        return g, 0, {"basis": "alignment", "alignment": g}
+
+
+#: the placement of a site in a linked image: its address is final
+ADDRESS = {"basis": "address"}
