@@ -41,12 +41,12 @@ from __future__ import annotations
 
 from math import gcd
 
-from .records import record
 from .classify import effective_alignment
+from .elf import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE
 from .model import PLACEMENTS
+from .records import record
 
 PAGE_SIZE = 4096
-SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
 #: the loader's own flag for ro_after_init sections (include/uapi/linux/elf.h)
 SHF_RO_AFTER_INIT = 0x00200000
 THIS_MODULE = b".gnu.linkonce.this_module"

@@ -28,8 +28,9 @@ from scall_objtool import Options, scan_path, write_path
 from scall_objtool.errors import UsageError
 from scall_objtool.placement import (Placed, is_module, layout, loader_flags, module_info,
                                      model_for, plan)
-from scall_objtool.report import schema, to_json
-from scall_objtool.scan import open_elf, scan_elf
+from scall_objtool.report.jsondoc import scan_doc as to_json, schema
+from scall_objtool.elf import open_elf
+from scall_objtool.pipeline import scan_elf
 
 PAGE = 0x1000
 
