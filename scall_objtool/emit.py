@@ -298,7 +298,6 @@ def render(plan: Plan) -> bytes:
     symtab = elf.symtab
     if symtab is None:
         raise InputError("the object has no symbol table to relocate against", elf.path)
-    entries = plan.entries
 
     table, rela = table_blobs(plan)
     table_off = img.append(table, 8)

@@ -338,5 +338,6 @@ def write_lib(*args):
     from scall_objtool import write_path
     options, values = parse_args("write", args)
     assert len(values["paths"]) == 1, f"write_lib takes one object, not {values['paths']}"
-    return write_path(values["paths"][0], options, values["output"], values["force"],
-                      values["dry_run"], values["backup"])
+    return write_path(values["paths"][0], options, output=values["output"],
+                      force=values["force"], dry_run=values["dry_run"],
+                      backup=values["backup"])

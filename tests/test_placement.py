@@ -26,7 +26,7 @@ import pytest
 
 from scall_objtool import Options, scan_path, write_path
 from scall_objtool.errors import UsageError
-from scall_objtool.placement import (Placed, is_module, layout, loader_flags, module_info,
+from scall_objtool.placement import (is_module, layout, loader_flags, module_info,
                                      model_for, plan)
 from scall_objtool.report.jsondoc import scan_doc as to_json, schema
 from scall_objtool.elf import open_elf

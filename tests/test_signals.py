@@ -22,7 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ["kinds.S", "crossing.S"]
-COUNT = 300
+COUNT = 1500         # a batch of a few seconds: the signal lands mid-batch
 
 
 def _env():
