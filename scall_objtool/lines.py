@@ -1,294 +1,317 @@
-"""Source lines: map each site's (section, offset) to ``{file, line}`` through
-the DWARF line table (``.debug_line``), as ``addr2line -e OBJ -j SECTION
-OFFSET`` does.
+"""Source lines: where each site is, as ``addr2line -i -f -e OBJ -j SECTION
+OFFSET`` says, read by our own DWARF reader (``dwarf.py``).
 
-In a relocatable object the line program's addresses are not addresses yet:
-each sequence starts with ``DW_LNE_set_address``, whose operand is filled by
-an ``R_X86_64_64`` relocation against a section symbol (or, from clang, a
-function symbol) plus an addend.  Applying that relocation the usual way
-(pyelftools' ``relocate_dwarf_sections=True``) gives the offset within the
-section but loses *which* section -- and with ``-ffunction-sections`` (or
-``.text.unlikely``/``.text.startup`` from ``-O2``) every function's sequence
-lives in its own section, all of them starting at 0.
+A site's frames run from the innermost (the line-table row at the site, in
+the function inlined last) outwards, each outer frame being the call site
+(``DW_AT_call_file``/``DW_AT_call_line``) of the inlined function inside
+it; the last is the function the code belongs to after inlining.  A site's
+``source`` is that last frame's ``{file, line}`` (the caller the developer
+edits); ``inlined`` lists the frames before it, innermost first, as
+``{function, file, line}``.  A line that is unknown (line 0, no row) is
+``None`` with the file kept when known.
 
-So the relocations of the DWARF sections are applied here, by our own ELF
-reader, and every 64-bit value that points into an allocated section is
-*tagged* with that section's index in its high bits::
-
-    value = ((shndx + 1) << TAG_SHIFT) | (st_value + addend)
-
-The line program then runs unchanged (pyelftools decodes it); every row's
-address carries its section in the tag, and the offset in the low bits.  A
-linked image's DWARF is final already: its rows are looked up by address.
-Rows at one address: the last one wins, as in BFD (PR ld/4986), which is
-what addr2line prints.
-
-pyelftools is imported only here, and this module only when the object has
-a ``.debug_line`` section (see ``scan.scan_elf``).  Nothing here raises:
-malformed DWARF leaves every ``source`` null and adds a warning.
+Nothing here raises: malformed DWARF leaves every ``source`` null and adds a
+warning.
 """
 from __future__ import annotations
 
 import bisect
-import io
-import posixpath
-import struct
 
-from .elf import (ET_REL, SHF_ALLOC, SHN_LORESERVE, SHN_XINDEX, SHT_RELA,
-                  SHT_SYMTAB_SHNDX, ElfFile, printable)
+from .dwarf import (AT_CALL_FILE, AT_CALL_LINE, AT_COMP_DIR, AT_STMT_LIST, TAG_SHIFT,
+                    Debug, DwarfError, LineProgram, Reader, _DESCEND, _FUNCS, _REFS, text)
+from .elf import ElfFile
 
-TAG_SHIFT = 40
-_LOW = (1 << TAG_SHIFT) - 1
+__all__ = ["Frame", "lookup", "attach_sources", "site_key", "DwarfError"]
 
-# relocation types that occur in DWARF sections of x86-64 objects
-_R_64 = (1, 17)          # R_X86_64_64, R_X86_64_DTPOFF64: S + A, 8 bytes
-_R_32 = (10, 11, 21)     # R_X86_64_32, R_X86_64_32S, R_X86_64_DTPOFF32: S + A, 4 bytes
-
-#: DWARF sections whose relocations matter for the line table and its CU
-_USED = (".debug_info", ".debug_line", ".debug_str", ".debug_line_str",
-         ".debug_str_offsets", ".debug_addr", ".debug_abbrev")
+LineError = DwarfError
 
 
-class LineError(Exception):
-    pass
+class Frame(tuple):
+    """(function, file, line): function and file None when unknown, line None
+    when unknown or 0."""
+    __slots__ = ()
+
+    def __new__(cls, function, file, line):
+        return tuple.__new__(cls, (function, file, line or None))
+
+    function = property(lambda self: self[0])
+    file = property(lambda self: self[1])
+    line = property(lambda self: self[2])
 
 
-def _symbols(elf: ElfFile) -> tuple[list[int], list[int]]:
-    """(st_value, section index) of every symbol, SHN_XINDEX resolved."""
-    sec = elf.symtab
-    if sec is None:
-        return [], []
-    data = elf.data
-    n = sec.size // 24
-    rows = struct.iter_unpack("<IBBHQQ", data[sec.offset:sec.offset + n * 24])
-    values, shndx = [], []
-    for _name, _info, _other, sx, value, _size in rows:
-        values.append(value)
-        shndx.append(sx)
-    if SHN_XINDEX in shndx:
-        ext = next((s for s in elf.sections
-                    if s.type == SHT_SYMTAB_SHNDX and s.link == sec.index), None)
-        if ext is None or ext.size < 4 * n:
-            raise LineError("a symbol uses SHN_XINDEX without a usable SHT_SYMTAB_SHNDX")
-        big = struct.unpack_from(f"<{n}I", data, ext.offset)
-        shndx = [big[i] if v == SHN_XINDEX else v for i, v in enumerate(shndx)]
-    return values, shndx
+def site_key(section_index: int | None, offset: int, address: int | None) -> int:
+    """The number a site is looked up by: its address in a linked image, its
+    section-tagged offset in a relocatable object."""
+    if address is not None:
+        return address
+    return ((section_index + 1) << TAG_SHIFT) | offset
 
 
-def _relocate(elf: ElfFile, dwarfinfo) -> None:
-    """Apply the relocations of the DWARF sections pyelftools loaded, in place
-    in its streams, tagging 64-bit values that point into allocated sections."""
-    descs = {}
-    for value in vars(dwarfinfo).values():
-        name = getattr(value, "name", None)
-        stream = getattr(value, "stream", None)
-        if name in _USED and isinstance(stream, io.BytesIO):
-            descs[name] = value
-    if not descs:
-        return
-    values = shndx = None
-    nsec = len(elf.sections)
-    for rsec in elf.relocation_sections():
-        target = elf.sections[rsec.info]
-        desc = descs.get(target.name)
-        if desc is None:
-            continue
-        # pyelftools reads the first section of a name; only its relocations apply
-        first = elf.section_by_name(target.name)
-        if first is None or first.index != target.index:
-            continue
-        if values is None:
-            values, shndx = _symbols(elf)
-        rela = rsec.type == SHT_RELA
-        ent = 24 if rela else 16
-        raw = elf.data[rsec.offset:rsec.offset + rsec.size // ent * ent]
-        buf = desc.stream.getbuffer()
-        try:
-            size = len(buf)
-            for entry in struct.iter_unpack("<QQq" if rela else "<QQ", raw):
-                off, info = entry[0], entry[1]
-                sym, rt = info >> 32, info & 0xFFFFFFFF
-                width = 8 if rt in _R_64 else 4 if rt in _R_32 else 0
-                if not width:
-                    continue        # R_X86_64_NONE and the like: bytes stay
-                if sym >= len(values):
-                    raise LineError(f"relocation of {target.name} refers to symbol {sym} "
-                                    f"of {len(values)}")
-                if off + width > size:
-                    raise LineError(f"relocation at {target.name}+{off:#x} is outside "
-                                    "the section")
-                if rela:
-                    a = entry[2]
-                else:
-                    a = int.from_bytes(buf[off:off + width], "little", signed=True)
-                v, sx = values[sym], shndx[sym]
-                if width == 8:
-                    val = (v + a) & 0xFFFFFFFFFFFFFFFF
-                    if (0 < sx < min(nsec, SHN_LORESERVE)
-                            and elf.sections[sx].flags & SHF_ALLOC and 0 <= v + a <= _LOW):
-                        val = ((sx + 1) << TAG_SHIFT) | (v + a)
-                    struct.pack_into("<Q", buf, off, val)
-                else:
-                    struct.pack_into("<I", buf, off, (v + a) & 0xFFFFFFFF)
-        finally:
-            del buf
+def _in_ranges(sites: list[int], ranges) -> list[int]:
+    """The sites (sorted) inside any of ``ranges``, sorted."""
+    if len(ranges) == 1:
+        lo, hi = ranges[0]
+        return sites[bisect.bisect_left(sites, lo):bisect.bisect_left(sites, hi)]
+    hit = set()
+    for lo, hi in ranges:
+        hit.update(sites[bisect.bisect_left(sites, lo):bisect.bisect_left(sites, hi)])
+    return sorted(hit)
 
 
-def _text(value) -> str | None:
-    """A name from the DWARF as text, escaped as every name from the file is
-    (invalid UTF-8 and control characters never reach a report raw)."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return printable(value)
-    return printable(str(value).encode("utf-8", "surrogateescape"))
+class _Lookup:
+    def __init__(self, elf: ElfFile, sites: list[int]):
+        self.debug = Debug(elf)
+        self.reader = Reader(self.debug)
+        self.sites = sites
+        self.programs: dict[int, LineProgram] = {}
 
-
-class _FileNames:
-    """File index -> path, joined the way BFD's concat_filename does."""
-
-    def __init__(self, lineprog, comp_dir: str | None):
-        header = lineprog.header
-        self.version = header["version"]
-        self.comp_dir = comp_dir
-        self.dirs = [_text(d) for d in header.get("include_directory", ())]
-        self.files = [(_text(f.name), f.dir_index) for f in header.get("file_entry", ())]
-        self._cache: dict[int, str | None] = {}
-
-    def name(self, index: int) -> str | None:
-        if index in self._cache:
-            return self._cache[index]
-        self._cache[index] = path = self._name(index)
-        return path
-
-    def _name(self, index: int) -> str | None:
-        v5 = self.version >= 5
-        i = index if v5 else index - 1
-        if not 0 <= i < len(self.files):
+    def program(self, u) -> LineProgram | None:
+        top = u.top
+        if top is None or AT_STMT_LIST not in top[1]:
             return None
-        fname, dir_index = self.files[i]
-        if fname is None:
-            return None
-        if fname.startswith("/"):
-            return fname
-        subdir = None
-        if dir_index:
-            j = dir_index if v5 else dir_index - 1
-            if 0 <= j < len(self.dirs):
-                subdir = self.dirs[j]
-        base = self.comp_dir if not (subdir and subdir.startswith("/")) else None
-        if base is None:
-            base, subdir = subdir, None
-        if base is None:
-            return fname
-        return posixpath.join(base, subdir, fname) if subdir else posixpath.join(base, fname)
+        off = top[1][AT_STMT_LIST][1]
+        prog = self.programs.get(off)
+        if prog is None:
+            comp = top[1].get(AT_COMP_DIR)
+            comp_dir = text(self.reader.string(u, comp)) if comp is not None else None
+            prog = self.programs[off] = LineProgram(self.reader, off, comp_dir, u)
+        return prog
 
+    def units_of_sites(self) -> tuple[dict, list]:
+        """{unit offset: sites its ranges cover} and the units without ranges."""
+        by_unit: dict[int, list[int]] = {}
+        owner: dict[int, int] = {}
+        rest = self.sites
+        aranges = self.debug[".debug_aranges"]
+        if aranges is not None:
+            covered = self._aranges(aranges, owner)
+            rest = [s for s in self.sites if s not in covered]
+        rangeless = []
+        if rest:
+            for u in self.reader.units():
+                if u.top is None or u.top[0] not in (0x11, 0x3c):
+                    continue
+                rng = self.reader.ranges(u, u.top[1])
+                if rng is None:
+                    rangeless.append(u.offset)
+                    continue
+                for s in _in_ranges(rest, rng):
+                    owner.setdefault(s, u.offset)
+        for s in self.sites:
+            if s in owner:
+                by_unit.setdefault(owner[s], []).append(s)
+        return by_unit, rangeless
 
-class LineTable:
-    """Rows of every sequence, per section index."""
+    def _aranges(self, sec, owner: dict) -> set:
+        d, size, p = sec.data, sec.size, 0
+        sites = self.sites
+        covered = set()
+        while p + 4 <= size:
+            start = p
+            length, osz, q = sec.u(p, 4), 4, p + 4
+            if length == 0xFFFFFFFF:
+                length, osz, q = sec.u(p + 4, 8), 8, p + 12
+            end = q + length
+            if end > size or length == 0:
+                raise DwarfError(".debug_aranges: a set runs past the section")
+            cu = sec.u(q + 2, osz)
+            asz = d[q + 2 + osz]
+            if asz not in (4, 8):
+                raise DwarfError(f".debug_aranges: address size {asz}")
+            q += 4 + osz
+            q = start + -(-(q - start) // (2 * asz)) * (2 * asz)
+            while q + 2 * asz <= end:
+                lo, n = sec.u(q, asz), sec.u(q + asz, asz)
+                q += 2 * asz
+                if lo == 0 and n == 0:
+                    break
+                for s in sites[bisect.bisect_left(sites, lo):bisect.bisect_left(sites, lo + n)]:
+                    if s not in owner:
+                        owner[s] = cu
+                        covered.add(s)
+            p = end
+        return covered
 
-    def __init__(self):
-        # section index -> sorted list of (low, high, addrs, rows)
-        self.sequences: dict[int, list] = {}
+    def run(self) -> dict[int, list[Frame]]:
+        reader = self.reader
+        by_unit, rangeless = self.units_of_sites()
+        # each distinct line program runs once, over the sites of every unit using it
+        runs: dict[int, tuple[LineProgram, set]] = {}
+        for uoff, ss in by_unit.items():
+            prog = self.program(reader.unit_at(uoff))
+            if prog is not None:
+                runs.setdefault(id(prog), (prog, set()))[1].update(ss)
+        assigned = {s for ss in by_unit.values() for s in ss}
+        left = [s for s in self.sites if s not in assigned]
+        if left:
+            for uoff in rangeless:
+                prog = self.program(reader.unit_at(uoff))
+                if prog is not None:
+                    runs.setdefault(id(prog), (prog, set()))[1].update(left)
+        found: dict[int, tuple] = {}
+        for prog, ss in runs.values():
+            ss = sorted(ss)
+            prog.match(ss, found, self.debug.relocatable, len(ss))
+        # the unit each found site's frames come from
+        unit_of = {s: uoff for uoff, ss in by_unit.items() for s in ss}
+        per_unit: dict[int, list[int]] = {}
+        for s in self.sites:
+            if s in found:
+                uoff = unit_of.get(s, found[s][2].unit.offset)
+                per_unit.setdefault(uoff, []).append(s)
+        out: dict[int, list[Frame]] = {}
+        for uoff, ss in per_unit.items():
+            u = reader.unit_at(uoff)
+            chains = self.chains(u, ss)
+            for s in ss:
+                line, fidx, prog = found[s]
+                out[s] = self.frames(u, chains.get(s, ()), prog.file_name(fidx), line)
+        return out
 
-    def add_sequence(self, shndx: int | None, rows: list[tuple[int, int, str | None]],
-                     end: int):
-        """rows: (offset, line, file) in program order; end: the end_sequence offset.
-        ``shndx`` None: the rows carry final addresses (a linked image)."""
-        addrs: list[int] = []
-        kept: list[tuple[int, str | None]] = []
-        for off, line, fname in rows:
-            if addrs and addrs[-1] == off:
-                kept[-1] = (line, fname)          # the last row at an address wins
-            elif addrs and off < addrs[-1]:
-                return                            # not sorted: not a sequence we trust
+    def chains(self, u, sites: list[int]) -> dict[int, tuple]:
+        """For each site, the function DIEs (attrs) that contain it, outermost first."""
+        reader = self.reader
+        top = u.top
+        chains: dict[int, tuple] = {}
+        if top is None or not top[2]:
+            return chains
+        d = reader.info.data
+        _, p = reader.die(u, top[3])
+        get = u.abbrevs.get
+        stack = [(sites, ())]
+        while stack:
+            if p >= u.end:
+                raise DwarfError(f"DIEs run past the unit at {u.offset:#x}")
+            code = d[p]
+            if code < 0x80:
+                p += 1
             else:
-                addrs.append(off)
-                kept.append((line, fname))
-        if addrs and end > addrs[0]:
-            self.sequences.setdefault(shndx, []).append((addrs[0], end, addrs, kept))
-
-    def finish(self):
-        for seqs in self.sequences.values():
-            seqs.sort(key=lambda s: (s[0], s[1]))
-
-    def lookup(self, shndx: int | None, offset: int) -> dict | None:
-        """The row for ``offset`` in section ``shndx`` (None: for an address)."""
-        for low, high, addrs, kept in self.sequences.get(shndx, ()):
-            if low <= offset < high:
-                i = bisect.bisect_right(addrs, offset) - 1
-                line, fname = kept[i]
-                if fname is None:
-                    return None
-                return {"file": fname, "line": line}
-        return None
-
-
-def read_line_table(elf: ElfFile) -> LineTable:
-    """The line table: keyed by section index in a relocatable object, by
-    address (key None) in a linked image, whose DWARF the linker relocated."""
-    from elftools.elf.elffile import ELFFile
-
-    ef = ELFFile(io.BytesIO(elf.data))
-    dwarfinfo = ef.get_dwarf_info(relocate_dwarf_sections=False)
-    relocatable = elf.e_type == ET_REL
-    if relocatable:
-        _relocate(elf, dwarfinfo)
-    table = LineTable()
-    for cu in dwarfinfo.iter_CUs():
-        top = cu.get_top_DIE()
-        if "DW_AT_stmt_list" not in top.attributes:
-            continue
-        comp = top.attributes.get("DW_AT_comp_dir")
-        lineprog = dwarfinfo.line_program_for_CU(cu)
-        if lineprog is None:
-            continue
-        if lineprog.header["version"] not in (2, 3, 4, 5):
-            raise LineError(f"unsupported .debug_line version {lineprog.header['version']}")
-        names = _FileNames(lineprog, _text(comp.value) if comp is not None else None)
-        rows: list[tuple[int, int, str | None]] = []
-        tag = None
-        for entry in lineprog.get_entries():
-            st = entry.state
-            if st is None:
+                from .dwarf import uleb
+                code, p = uleb(d, p)
+            if code == 0:
+                stack.pop()
                 continue
-            if not relocatable:
-                if st.end_sequence:
-                    if rows:
-                        table.add_sequence(None, rows, st.address)
-                    rows = []
+            ab = get(code)
+            tag = ab.tag
+            if tag not in _FUNCS and tag not in _DESCEND:
+                if ab.children and ab.sibling_at is not None:
+                    at, form = ab.sibling_at
+                    sib = u.offset + reader.info.u(p + at, _REFS[form])
+                    if sib > p:
+                        p = sib
+                        continue
+                p = p + ab.fixed if ab.fixed is not None else reader._attrs(u, ab, p, None)
+                if ab.children:
+                    p = reader.skip_children(u, p)
+                continue
+            attrs: dict = {}
+            p = reader._attrs(u, ab, p, attrs)
+            subset, chain = stack[-1]
+            rng = reader.ranges(u, attrs)
+            if rng is None:
+                sub = subset if tag in _DESCEND else []
+            else:
+                sub = _in_ranges(subset, rng)
+            if tag in _FUNCS and sub:
+                chain = chain + (attrs,)
+                for s in sub:
+                    chains[s] = chain
+            if ab.children:
+                if sub:
+                    stack.append((sub, chain))
                 else:
-                    rows.append((st.address, st.line, names.name(st.file)))
-                continue
-            t = st.address >> TAG_SHIFT
-            if st.end_sequence:
-                # tag 0: an address no relocation placed in a section (unusable)
-                if rows and tag and t == tag:
-                    table.add_sequence(tag - 1, rows, st.address & _LOW)
-                rows, tag = [], None
-                continue
-            if tag is None:
-                tag = t
-            elif t != tag:
-                tag = -1                      # a sequence cannot span sections
-            rows.append((st.address & _LOW, st.line, names.name(st.file)))
-        # a sequence without end_sequence is incomplete: dropped
-    table.finish()
-    return table
+                    p = reader.skip_children(u, p)
+        return chains
+
+    def frames(self, u, chain: tuple, file: str | None, line: int) -> list[Frame]:
+        reader = self.reader
+        if not chain:
+            return [Frame(None, file, line)]
+        prog = self.program(u)
+        frames = []
+        for i in range(len(chain) - 1, -1, -1):
+            attrs = chain[i]
+            frames.append(Frame(reader.name(u, attrs), file, line))
+            cf, cl = attrs.get(AT_CALL_FILE), attrs.get(AT_CALL_LINE)
+            file = prog.file_name(cf[1]) if cf is not None and prog is not None else None
+            line = cl[1] if cl is not None else 0
+        return frames
+
+
+def lookup(elf: ElfFile, keys: list[int]) -> dict[int, list[Frame]]:
+    """The frames of every site key (see ``site_key``) that the DWARF covers,
+    innermost first.  Raises DwarfError (or another exception on malformed
+    input); ``attach_sources`` is the form that never raises."""
+    sites = sorted(set(keys))
+    if not sites or elf.section_by_name(".debug_info") is None:
+        return {}
+    return _Lookup(elf, sites).run()
+
+
+def frame_json(f: Frame) -> dict:
+    return {"function": f.function, "file": f.file, "line": f.line}
 
 
 def attach_sources(elf: ElfFile, result) -> None:
-    """Fill ``site.source`` for every site of ``result``; never raises."""
+    """Fill ``site.source`` and ``site.inlined`` of every site; never raises."""
+    keys = [site_key(s.section_index, s.offset, s.address) for s in result.sites]
     try:
-        table = read_line_table(elf)
-        for site in result.sites:
-            if site.address is not None:            # a linked image: final addresses
-                site.source = table.lookup(None, site.address)
-            else:
-                site.source = table.lookup(site.section_index, site.offset)
+        frames = lookup(elf, keys)
     except Exception as e:  # malformed DWARF must not cost the scan
-        for site in result.sites:
-            site.source = None
+        frames = {}
         detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
         result.warnings.append(f"cannot read the DWARF line table: {type(e).__name__}"
                                + (f": {detail}" if detail else ""))
+    for site, key in zip(result.sites, keys):
+        fr = frames.get(key)
+        if not fr or (fr[-1].file is None and fr[-1].line is None and len(fr) == 1):
+            site.source, site.inlined = None, []
+            continue
+        outer = fr[-1]
+        site.source = None if outer.file is None and outer.line is None else \
+            {"file": outer.file, "line": outer.line}
+        site.inlined = [frame_json(f) for f in fr[:-1]]
+
+
+# ------------------------------------------------------------------ addr2line
+
+def parse_addr2line(out: str) -> list[list[Frame]]:
+    """Frames per address from ``addr2line -a -i -f`` output, innermost first
+    (function "??", file "??", line "?" or 0 mean unknown)."""
+    result: list[list[Frame]] = []
+    lines_ = out.split("\n")
+    i = 0
+    while i < len(lines_):
+        ln = lines_[i]
+        i += 1
+        if not ln:
+            continue
+        if ln.startswith("0x") and all(c in "0123456789abcdef" for c in ln[2:]):
+            result.append([])
+            continue
+        func, loc = ln, lines_[i]
+        i += 1
+        if loc.endswith(")") and " (discriminator " in loc:
+            loc = loc[:loc.rindex(" (discriminator ")]
+        file, _, num = loc.rpartition(":")
+        result[-1].append(Frame(None if func == "??" else func,
+                                None if file in ("??", "") else file,
+                                int(num) if num.isdigit() else None))
+    return result
+
+
+def addr2line(path: str, section: str | None, addresses: list[int],
+              program: str = "addr2line") -> list[list[Frame]]:
+    """``addr2line -a -i -f -e PATH [-j SECTION] ADDR...``: the frames of
+    each address, innermost first.  One process."""
+    import subprocess
+    cmd = [program, "-a", "-i", "-f", "-e", path]
+    if section is not None:
+        cmd += ["-j", section]
+    out = subprocess.run(cmd, input="\n".join(f"{a:#x}" for a in addresses) + "\n",
+                         capture_output=True, text=True, errors="surrogateescape",
+                         check=True).stdout
+    frames = parse_addr2line(out)
+    if len(frames) != len(addresses):
+        raise ValueError(f"addr2line answered {len(frames)} of {len(addresses)} addresses")
+    return frames

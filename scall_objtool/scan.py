@@ -48,11 +48,6 @@ def key_name(tramp_name: bytes, options: Options) -> bytes:
     return options.key_prefix.encode() + tramp_name[len(options.tramp_prefix.encode()):]
 
 
-#: DWARF line tables above this size are not decoded (vmlinux's is 16 MiB,
-#: which pyelftools takes minutes over); sites then carry no source line
-MAX_LINE_TABLE = 4 << 20
-
-
 def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
              sources: bool = True) -> ObjectResult:
     """Find, prove and classify every static-call site of a parsed object.
@@ -126,15 +121,9 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
     result.sites.sort(key=lambda s: (s.section_index, s.offset))
     refs.sort(key=lambda r: r[:2])
     result.references = [r[2] for r in refs]
-    debug_line = elf.section_by_name(".debug_line") if sources and result.sites else None
-    if debug_line is not None:
-        if debug_line.size <= MAX_LINE_TABLE:
-            from .lines import attach_sources
-            attach_sources(elf, result)
-        else:
-            result.warnings.append(
-                f"source lines skipped: .debug_line is {debug_line.size >> 20} MiB, more than "
-                f"the {MAX_LINE_TABLE >> 20} MiB this tool decodes")
+    if sources and result.sites and elf.section_by_name(".debug_info") is not None:
+        from .lines import attach_sources
+        attach_sources(elf, result)
     return result
 
 

@@ -1,0 +1,80 @@
+"""Compare every site's frames with `addr2line -i -f` (used by
+scripts/kernel-lines and scripts/bench --lines).
+
+For each object: scan it without lines (kernel policy), look up the frames of
+its sites with our reader (timed), and with one `addr2line -a -i -f -e OBJ
+-j SECTION` process per section holding sites (timed; a linked image: one
+process, by address).  Agreement is counted two ways: the caller's
+(file, line) (what `source` reports) and the whole chain of frames.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from scall_objtool.elf import ElfFile
+from scall_objtool.lines import Frame, addr2line, lookup, site_key
+from scall_objtool.model import Options
+from scall_objtool.scan import scan_elf
+
+
+def _ours(elf, sites) -> tuple[list[list[Frame]], float]:
+    keys = [site_key(s.section_index, s.offset, s.address) for s in sites]
+    t0 = time.perf_counter()
+    frames = lookup(elf, keys)
+    dt = time.perf_counter() - t0
+    return [frames.get(k) or [Frame(None, None, None)] for k in keys], dt
+
+
+def _theirs(path: str, sites) -> tuple[list[list[Frame]], float]:
+    t0 = time.perf_counter()
+    out: list = [None] * len(sites)
+    if sites and sites[0].address is not None:
+        for i, fr in enumerate(addr2line(path, None, [s.address for s in sites])):
+            out[i] = fr
+    else:
+        by_sec = defaultdict(list)
+        for i, s in enumerate(sites):
+            by_sec[s.section].append(i)
+        for sec, idx in by_sec.items():
+            for i, fr in zip(idx, addr2line(path, sec, [sites[i].offset for i in idx])):
+                out[i] = fr
+    return out, time.perf_counter() - t0
+
+
+def compare_tree(paths: list[Path], show: int = 10, label: str = "") -> int:
+    opts = Options(policy="kernel")
+    n_sites = n_caller = n_chain = n_inlined = n_objs = 0
+    t_ours = t_theirs = t_scan = 0.0
+    shown = 0
+    for p in paths:
+        t0 = time.perf_counter()
+        elf = ElfFile(p.read_bytes(), str(p))
+        res = scan_elf(elf, opts, sources=False)
+        t_scan += time.perf_counter() - t0
+        if not res.sites:
+            continue
+        n_objs += 1
+        ours, dt = _ours(elf, res.sites)
+        t_ours += dt
+        theirs, dt = _theirs(str(p), res.sites)
+        t_theirs += dt
+        for s, a, b in zip(res.sites, ours, theirs):
+            n_sites += 1
+            n_inlined += len(b) > 1
+            caller = a[-1][1:] == b[-1][1:]
+            n_caller += caller
+            n_chain += a == b
+            if a != b and shown < show:
+                shown += 1
+                print(f"  differs: {p}: {s.section}+{s.offset:#x}\n    ours:      {a}\n"
+                      f"    addr2line: {b}")
+    print(f"{label}: {n_objs} objects with sites, {n_sites} sites, {n_inlined} inlined")
+    print(f"  caller (file, line) = addr2line -i outermost frame: {n_caller}/{n_sites}")
+    print(f"  whole chain = addr2line -i frames:                  {n_chain}/{n_sites}")
+    print(f"  time: ours {t_ours:.2f} s, addr2line -i {t_theirs:.2f} s "
+          f"(one process per object and section); scan without lines {t_scan:.2f} s")
+    sys.stdout.flush()
+    return 0 if n_chain == n_sites else 1
