@@ -83,6 +83,8 @@ _ADDRX = {0x1b: 0, 0x29: 1, 0x2a: 2, 0x2b: 3, 0x2c: 4, 0x1f01: 0}
 _REFS = {0x11: 1, 0x12: 2, 0x13: 4, 0x14: 8}
 _LEB_FORMS = frozenset({0x0d, 0x0f, 0x15, 0x1a, 0x1b, 0x22, 0x23, 0x1f01, 0x1f02})
 _BLOCK = {0x0a: 1, 0x03: 2, 0x04: 4}
+#: forms whose value a relocation may fill (the others are never relocated)
+_RELOCATED = frozenset({0x01, 0x06, 0x07, 0x0e, 0x10, 0x17, 0x1d, 0x1f, 0x1f20, 0x1f21})
 
 
 class DwarfError(Exception):
@@ -261,7 +263,7 @@ class Debug:
         ents = memoryview(self.elf.data[rsec.offset:rsec.offset + n * ent]).cast("Q")
         step = 3 if rela else 2
         offsets = ents[0::step].tolist()
-        if any(offsets[i] > offsets[i + 1] for i in range(len(offsets) - 1)):
+        if offsets != sorted(offsets):
             order = sorted(range(n), key=offsets.__getitem__)
             flat = []
             for i in order:
@@ -327,14 +329,15 @@ def _decompress_gabi(name: str, raw: bytes) -> bytes:
 # ------------------------------------------------------------------ abbreviations
 
 class Abbrev:
-    __slots__ = ("tag", "children", "attrs", "fixed", "sibling_at")
+    __slots__ = ("tag", "children", "attrs", "fixed", "sibling_at", "has_pc")
 
     def __init__(self, tag, children, attrs, fixed, sibling_at):
         self.tag = tag
         self.children = children
-        self.attrs = attrs          # [(name, form, implicit value)]
+        self.attrs = attrs          # [(name, form, implicit value, fixed size or None)]
         self.fixed = fixed          # size of all attributes when fixed, else None
         self.sibling_at = sibling_at  # (byte offset, form) of DW_AT_sibling when fixed before it
+        self.has_pc = any(a[0] in (AT_LOW_PC, AT_RANGES) for a in attrs)
 
 
 class Abbrevs:
@@ -369,10 +372,10 @@ class Abbrevs:
                 imp = None
                 if form == F_IMPLICIT_CONST:
                     imp, off = sleb(data, off)
-                attrs.append((name, form, imp))
+                size = _fixed_size(form, self.osz, self.asz, self.version)
+                attrs.append((name, form, imp, size))
                 if name == AT_SIBLING and fixed is not None and form in _REFS:
                     sib = (fixed, form)
-                size = _fixed_size(form, self.osz, self.asz, self.version)
                 fixed = None if size is None or fixed is None else fixed + size
             self.pos = off
             ab = Abbrev(tag, bool(children), attrs, fixed, sib)
@@ -498,8 +501,19 @@ class Reader:
     def _attrs(self, u: Unit, ab: Abbrev, p: int, out: dict | None) -> int:
         info = self.info
         d = info.data
-        osz, asz = u.osz, u.asz
-        for name, form, imp in ab.attrs:
+        for name, form, imp, size in ab.attrs:
+            if size is not None and form != F_INDIRECT:
+                if out is not None and name in _WANTED:
+                    if form == F_IMPLICIT_CONST:
+                        out[name] = (form, imp)
+                    elif form in _REFS:
+                        out[name] = (form, u.offset + int.from_bytes(d[p:p + size], "little"))
+                    elif size in (4, 8) and form in _RELOCATED:
+                        out[name] = (form, info.u(p, size))
+                    else:
+                        out[name] = (form, int.from_bytes(d[p:p + size], "little"))
+                p += size
+                continue
             while form == F_INDIRECT:
                 form, p = uleb(d, p)
             want = out is not None and name in _WANTED
@@ -529,7 +543,7 @@ class Reader:
                 if want:
                     out[name] = (form, imp)
                 continue
-            size = _fixed_size(form, osz, asz, u.version)
+            size = _fixed_size(form, u.osz, u.asz, u.version)
             if size is None:
                 raise DwarfError(f"unknown attribute form {form:#x}")
             if want:
@@ -545,6 +559,7 @@ class Reader:
     def skip_children(self, u: Unit, p: int) -> int:
         """The offset past the children that start at ``p``."""
         d = self.info.data
+        table = u.abbrevs.table
         get = u.abbrevs.get
         end = u.end
         depth = 1
@@ -559,10 +574,11 @@ class Reader:
             if code == 0:
                 depth -= 1
                 continue
-            ab = get(code)
+            ab = table.get(code) or get(code)
             if ab.children and ab.sibling_at is not None:
                 at, form = ab.sibling_at
-                sib = u.offset + self.info.u(p + at, _REFS[form])
+                n = _REFS[form]
+                sib = u.offset + int.from_bytes(d[p + at:p + at + n], "little")
                 if sib > p:
                     p = sib
                     continue
@@ -875,9 +891,10 @@ class LineProgram:
         return posixpath.join(base, subdir, fname) if subdir else posixpath.join(base, fname)
 
     def match(self, sites: list[int], found: dict, relocatable: bool, want: int) -> None:
-        """Run the program; every site of the sorted ``sites`` not in ``found``
-        that a sequence covers gets (line, file index, self).  Stops once
-        ``want`` sites of this call are found."""
+        """Run the program; every site of the sorted ``sites`` not yet in
+        ``found`` that a sequence covers gets (line, file index, self): the
+        row in force at its address (the last row at an address wins).
+        Returns once ``want`` sites were found by this run."""
         sec = self.sec
         d = sec.data
         end = self.end
@@ -886,25 +903,44 @@ class LineProgram:
         line_base, line_range, opbase = self.line_base, self.line_range, self.opcode_base
         std = self.std_lengths
         const_add = ((255 - opbase) // line_range) * min_inst
+        adv_addr = [0] * opbase + [((op - opbase) // line_range) * min_inst
+                                   for op in range(opbase, 256)]
+        adv_line = [0] * opbase + [line_base + (op - opbase) % line_range
+                                   for op in range(opbase, 256)]
         nsites = len(sites)
         INF = 1 << 80
         bl = bisect.bisect_left
         got = 0
-        # registers
         addr, fidx, line = 0, 1, 1
-        # sequence state: previous row, next site
+        # the sequence: have a row (pline/pfile: the last one), next site sites[j] = nxt
         have = False
-        paddr = pline = pfile = 0
-        j, nxt = nsites, INF
+        pline = pfile = 0
+        j = 0
+        nxt = sites[0] if nsites else INF
         tag = 0
-        bad = False
         while p < end:
             op = d[p]
             p += 1
             if op >= opbase:
-                adj = op - opbase
-                addr += (adj // line_range) * min_inst
-                line += line_base + adj % line_range
+                addr += adv_addr[op]
+                line += adv_line[op]
+            elif op == 5:                             # set_column
+                if d[p] < 0x80:
+                    p += 1
+                else:
+                    _, p = uleb(d, p)
+                continue
+            elif op == 3:                             # advance_line
+                v = d[p]
+                if v < 0x80:
+                    p += 1
+                    line += v - 128 if v & 0x40 else v
+                else:
+                    v, p = sleb(d, p)
+                    line += v
+                continue
+            elif op == 6 or op == 7 or op == 10 or op == 11:
+                continue
             elif op == 0:
                 n, p = uleb(d, p)
                 if n == 0:
@@ -914,7 +950,7 @@ class LineProgram:
                 if q > end:
                     raise DwarfError("extended opcode past the end of the line program")
                 if sub == 1:                          # end_sequence
-                    if have and not bad:
+                    if have:
                         while nxt < addr:
                             if nxt not in found:
                                 found[nxt] = (pline, pfile, self)
@@ -924,30 +960,36 @@ class LineProgram:
                         if got >= want:
                             return
                     addr, fidx, line = 0, 1, 1
-                    have = bad = False
-                    j, nxt = nsites, INF
+                    have = False
+                    j = 0
+                    nxt = sites[0] if nsites else INF
                     p = q
                     continue
+                p = q
                 if sub == 2:                          # set_address
                     w = n - 1
                     if w not in (4, 8):
                         raise DwarfError(f"DW_LNE_set_address of {w} bytes")
-                    addr = sec.u(p + 1, w)
+                    new = sec.u(q - w, w)
+                    if have and (new < addr or (relocatable and new >> TAG_SHIFT != tag)):
+                        have = False                  # backwards or into another section:
+                        nxt = INF                     # the rest of the sequence is not trusted
+                        j = nsites
+                    elif not have:
+                        tag = new >> TAG_SHIFT
+                        j = bl(sites, new)
+                        nxt = sites[j] if j < nsites else INF
+                    addr = new
                 elif sub == 3 and self.version < 5:   # define_file
-                    s, r = cstring(d, p + 1)
+                    s_, r = cstring(d, q - n + 1)
                     di, _ = uleb(d, r)
-                    self.files.append((s, di))
-                p = q
+                    self.files.append((s_, di))
                 continue
             elif op == 1:                             # copy
                 pass
             elif op == 2:
                 v, p = uleb(d, p)
                 addr += v * min_inst
-                continue
-            elif op == 3:
-                v, p = sleb(d, p)
-                line += v
                 continue
             elif op == 4:
                 fidx, p = uleb(d, p)
@@ -959,27 +1001,23 @@ class LineProgram:
                 addr += d[p] | d[p + 1] << 8
                 p += 2
                 continue
-            elif op in (6, 7, 10, 11):
-                continue
-            else:                                     # column, isa, unknown: uleb operands
+            else:                                     # isa, unknown: uleb operands
                 for _ in range(std[op - 1] if op - 1 < len(std) else 0):
                     _, p = uleb(d, p)
                 continue
             # a row at addr
-            if not have:
-                have = True
-                tag = addr >> TAG_SHIFT if relocatable else 0
-                j = bl(sites, addr)
-                nxt = sites[j] if j < nsites else INF
-            elif addr != paddr:
-                if addr < paddr or (relocatable and addr >> TAG_SHIFT != tag):
-                    bad = True                      # unsorted or spans sections: not trusted
-                    nxt = INF
-                while nxt < addr:
-                    if nxt not in found:
-                        found[nxt] = (pline, pfile, self)
-                        got += 1
-                    j += 1
+            if nxt < addr:
+                if have:
+                    while nxt < addr:
+                        if nxt not in found:
+                            found[nxt] = (pline, pfile, self)
+                            got += 1
+                        j += 1
+                        nxt = sites[j] if j < nsites else INF
+                    if got >= want:
+                        return
+                else:                                 # sites before the sequence's first row
+                    j = bl(sites, addr)
                     nxt = sites[j] if j < nsites else INF
-            paddr, pline, pfile = addr, line, fidx
-        return
+            have = True
+            pline, pfile = line, fidx

@@ -18,7 +18,8 @@ from __future__ import annotations
 import bisect
 
 from .dwarf import (AT_CALL_FILE, AT_CALL_LINE, AT_COMP_DIR, AT_STMT_LIST, TAG_SHIFT,
-                    Debug, DwarfError, LineProgram, Reader, _DESCEND, _FUNCS, _REFS, text)
+                    Debug, DwarfError, LineProgram, Reader, _DESCEND, _FUNCS, _REFS, text,
+                    uleb)
 from .elf import ElfFile
 
 __all__ = ["Frame", "lookup", "attach_sources", "site_key", "DwarfError"]
@@ -178,6 +179,7 @@ class _Lookup:
         d = reader.info.data
         _, p = reader.die(u, top[3])
         get = u.abbrevs.get
+        table = u.abbrevs.table
         stack = [(sites, ())]
         while stack:
             if p >= u.end:
@@ -186,17 +188,18 @@ class _Lookup:
             if code < 0x80:
                 p += 1
             else:
-                from .dwarf import uleb
                 code, p = uleb(d, p)
             if code == 0:
                 stack.pop()
                 continue
-            ab = get(code)
+            ab = table.get(code) or get(code)
             tag = ab.tag
-            if tag not in _FUNCS and tag not in _DESCEND:
+            if not ab.has_pc and tag not in _DESCEND or tag not in _FUNCS and tag not in _DESCEND:
+                # a declaration, an abstract instance, a type, a variable: skipped
                 if ab.children and ab.sibling_at is not None:
                     at, form = ab.sibling_at
-                    sib = u.offset + reader.info.u(p + at, _REFS[form])
+                    n = _REFS[form]
+                    sib = u.offset + int.from_bytes(d[p + at:p + at + n], "little")
                     if sib > p:
                         p = sib
                         continue
