@@ -119,8 +119,22 @@ def sleb(data, off: int) -> tuple[int, int]:
 
 
 def cstring(data, off: int) -> tuple[bytes, int]:
-    end = data.index(b"\0", off)
-    return bytes(data[off:end]), end + 1
+    """The NUL-terminated string at ``off`` (``data``: bytes or a memoryview)."""
+    if isinstance(data, bytes):
+        end = data.index(b"\0", off)
+        return data[off:end], end + 1
+    n = len(data)
+    start, step = off, 64
+    while True:
+        if off >= n:
+            raise DwarfError(f"unterminated string at {start:#x}")
+        chunk = bytes(data[off:off + step])
+        i = chunk.find(b"\0")
+        if i >= 0:
+            end = off + i
+            return bytes(data[start:end]), end + 1
+        off += step
+        step *= 2
 
 
 def text(raw: bytes | None) -> str | None:
@@ -234,7 +248,11 @@ class Debug:
             return None
         if s.offset + s.size > len(elf.data):
             raise DwarfError(f"{name} extends past the end of the file")
-        raw = elf.data[s.offset:s.offset + s.size]
+        # a view, not a copy (a vmlinux's .debug_info is 160 MB); the line
+        # program, decoded byte by byte, is copied (bytes index faster)
+        raw = memoryview(elf.data)[s.offset:s.offset + s.size]
+        if name == ".debug_line":
+            raw = bytes(raw)
         if sec is not None and sec.flags & SHF_COMPRESSED:
             raw = _decompress_gabi(name, raw)
         elif zsec is not None:
@@ -526,10 +544,9 @@ class Reader:
                     out[name] = (form, v + u.offset if form == 0x15 else v)
                 continue
             if form == F_STRING:
-                end = d.index(b"\0", p)
+                v, p = cstring(d, p)
                 if want:
-                    out[name] = (form, bytes(d[p:end]))
-                p = end + 1
+                    out[name] = (form, v)
                 continue
             if form in _BLOCK:
                 n = _BLOCK[form]

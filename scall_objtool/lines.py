@@ -241,14 +241,22 @@ class _Lookup:
         return frames
 
 
-def lookup(elf: ElfFile, keys: list[int]) -> dict[int, list[Frame]]:
+def lookup(elf: ElfFile, keys: list[int],
+           symbols: dict[int, str | None] | None = None) -> dict[int, list[Frame]]:
     """The frames of every site key (see ``site_key``) that the DWARF covers,
-    innermost first.  Raises DwarfError (or another exception on malformed
-    input); ``attach_sources`` is the form that never raises."""
+    innermost first.  Where no DWARF function contains a site, its function
+    is ``symbols[key]`` (the ELF symbol, as BFD falls back to).  Raises
+    DwarfError (or another exception on malformed input); ``attach_sources``
+    is the form that never raises."""
     sites = sorted(set(keys))
     if not sites or elf.section_by_name(".debug_info") is None:
         return {}
-    return _Lookup(elf, sites).run()
+    frames = _Lookup(elf, sites).run()
+    if symbols:
+        for k, fr in frames.items():
+            if len(fr) == 1 and fr[0].function is None and symbols.get(k):
+                fr[0] = Frame(symbols[k], fr[0].file, fr[0].line)
+    return frames
 
 
 def frame_json(f: Frame) -> dict:

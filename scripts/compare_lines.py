@@ -23,7 +23,7 @@ from scall_objtool.scan import scan_elf
 def _ours(elf, sites) -> tuple[list[list[Frame]], float]:
     keys = [site_key(s.section_index, s.offset, s.address) for s in sites]
     t0 = time.perf_counter()
-    frames = lookup(elf, keys)
+    frames = lookup(elf, keys, {k: s.function for k, s in zip(keys, sites)})
     dt = time.perf_counter() - t0
     return [frames.get(k) or [Frame(None, None, None)] for k in keys], dt
 
