@@ -430,7 +430,9 @@ class Reader:
         self._ranges_cache: dict[tuple, list] = {}
 
     # units -----------------------------------------------------------
-    def unit_at(self, off: int) -> Unit:
+    def unit_at(self, off: int, keep: bool = True) -> Unit:
+        """The unit at ``off``; ``keep``: remember it (a pass over every unit
+        keeps none, so that memory does not grow with the units)."""
         u = self._units.get(off)
         if u is not None:
             return u
@@ -477,7 +479,8 @@ class Reader:
             u.str_offsets_base = top[1].get(AT_STR_OFFSETS_BASE)
             u.addr_base = top[1].get(AT_ADDR_BASE, top[1].get(AT_GNU_ADDR_BASE))
             u.rnglists_base = top[1].get(AT_RNGLISTS_BASE)
-        self._units[off] = u
+        if keep:
+            self._units[off] = u
         return u
 
     def units(self):
@@ -485,7 +488,7 @@ class Reader:
         off = 0
         size = self.info.size
         while off < size:
-            u = self.unit_at(off)
+            u = self.unit_at(off, keep=False)
             yield u
             off = u.end
 
@@ -645,11 +648,9 @@ class Reader:
     def ranges(self, u: Unit, attrs: dict) -> list[tuple[int, int]] | None:
         """The PC ranges of a DIE, [(low, high)], None when it has none."""
         lo = attrs.get(AT_LOW_PC)
-        if lo is not None:
+        hi = attrs.get(AT_HIGH_PC)
+        if lo is not None and hi is not None and AT_RANGES not in attrs:
             low = self.address(u, lo)
-            hi = attrs.get(AT_HIGH_PC)
-            if hi is None:
-                return [(low, low + 1)]
             form, v = hi
             high = self.address(u, hi) if form == F_ADDR or form in _ADDRX else low + v
             return [(low, high)]
@@ -661,7 +662,8 @@ class Reader:
         top = u.top[1] if u.top else {}
         if AT_LOW_PC in top:
             base = self.address(u, top[AT_LOW_PC])
-        key = (u.offset, form, v)
+        key = (base, form, v, u.version, u.asz,
+               u.rnglists_base and u.rnglists_base[1], u.addr_base and u.addr_base[1])
         hit = self._ranges_cache.get(key)
         if hit is None:
             hit = self._ranges_cache[key] = self._read_ranges(u, form, v, base)

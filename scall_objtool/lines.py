@@ -207,14 +207,18 @@ class _Lookup:
                 if ab.children:
                     p = reader.skip_children(u, p)
                 continue
+            subset, chain = stack[-1]
+            if tag in _DESCEND:
+                # a block's own ranges are not consulted: BFD nests functions
+                # by DIE depth alone (gcc's DWARF 4 block ranges can be empty)
+                p = p + ab.fixed if ab.fixed is not None else reader._attrs(u, ab, p, None)
+                if ab.children:
+                    stack.append((subset, chain))
+                continue
             attrs: dict = {}
             p = reader._attrs(u, ab, p, attrs)
-            subset, chain = stack[-1]
             rng = reader.ranges(u, attrs)
-            if rng is None:
-                sub = subset if tag in _DESCEND else []
-            else:
-                sub = _in_ranges(subset, rng)
+            sub = [] if rng is None else _in_ranges(subset, rng)
             if tag in _FUNCS and sub:
                 chain = chain + (attrs,)
                 for s in sub:

@@ -2,16 +2,22 @@
 of M rows (from ../shared/repro/dwarf_shared_lines.py, issue 10 item 15):
 memory grew with N x M when each unit decoded the shared program again.
 
-    python3 dwarf_shared_lines.py N M > x.s
+    python3 dwarf_shared_lines.py N M [last] > x.s
+
+With ``call_last`` the static call comes after the M rows (its row is the
+last one), so that finding it decodes the whole program.
 """
 import sys
 
 
-def generate(n: int, m: int) -> str:
-    o = ['.file 1 "a.c"', ".text", ".globl f", ".type f,@function", "f:", ".loc 1 1",
-         "call __SCT__x"]
+def generate(n: int, m: int, call_last: bool = False) -> str:
+    o = ['.file 1 "a.c"', ".text", ".globl f", ".type f,@function", "f:"]
+    if not call_last:
+        o += [".loc 1 1", "call __SCT__x"]
     for i in range(m):
         o += [f".loc 1 {i + 2}", "nop"]
+    if call_last:
+        o += [f".loc 1 {m + 2}", "call __SCT__x", "nop"]
     o += [".size f,.-f", ".globl __SCT__x", ".globl __SCK__x",
           '.section .debug_abbrev,"",@progbits', ".uleb128 1", ".uleb128 0x11", ".byte 0",
           ".uleb128 0x10", ".uleb128 0x17", ".byte 0,0", ".byte 0",
@@ -22,4 +28,4 @@ def generate(n: int, m: int) -> str:
 
 
 if __name__ == "__main__":
-    sys.stdout.write(generate(int(sys.argv[1]), int(sys.argv[2])))
+    sys.stdout.write(generate(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:] == ["last"]))
