@@ -14,10 +14,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from scall_objtool.elf import ElfFile
-from scall_objtool.lines import Frame, addr2line, lookup, site_key
-from scall_objtool.model import Options
-from scall_objtool.scan import scan_elf
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scall_objtool.elf import ElfFile  # noqa: E402
+from scall_objtool.lines import Frame, addr2line, lookup, site_key  # noqa: E402
+from scall_objtool.model import Options  # noqa: E402
+from scall_objtool.scan import scan_elf  # noqa: E402
 
 
 def _ours(elf, sites) -> tuple[list[list[Frame]], float]:
@@ -78,3 +80,61 @@ def compare_tree(paths: list[Path], show: int = 10, label: str = "") -> int:
           f"(one process per object and section); scan without lines {t_scan:.2f} s")
     sys.stdout.flush()
     return 0 if n_chain == n_sites else 1
+
+
+# ------------------------------------------------------------------ timing (scripts/bench --lines)
+
+def time_ours(paths: list[str]) -> tuple[float, int]:
+    """(seconds spent in our line lookups, sites) over ``paths``: the scan
+    itself is not counted."""
+    opts = Options(policy="kernel")
+    total, n = 0.0, 0
+    for p in paths:
+        elf = ElfFile(Path(p).read_bytes(), p)
+        res = scan_elf(elf, opts, sources=False)
+        if res.sites:
+            _, dt = _ours(elf, res.sites)
+            total += dt
+            n += len(res.sites)
+    return total, n
+
+
+def time_addr2line(paths: list[str]) -> tuple[float, int, int]:
+    """(seconds, processes, largest max RSS in KiB) of `addr2line -a -i -f`,
+    one process per object and section holding sites (by address in a
+    linked image), addresses on stdin."""
+    import os
+    import subprocess
+    opts = Options(policy="kernel")
+    total, procs, rss = 0.0, 0, 0
+    for p in paths:
+        res = scan_elf(ElfFile(Path(p).read_bytes(), p), opts, sources=False)
+        groups = defaultdict(list)
+        for s in res.sites:
+            if s.address is not None:
+                groups[None].append(s.address)
+            else:
+                groups[s.section].append(s.offset)
+        for sec, addrs in groups.items():
+            cmd = ["addr2line", "-a", "-i", "-f", "-e", p] + (["-j", sec] if sec else [])
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            proc.stdin.write("".join(f"{a:#x}\n" for a in addrs).encode())
+            proc.stdin.close()
+            _, _, usage = os.wait4(proc.pid, 0)
+            total += time.perf_counter() - t0
+            procs += 1
+            rss = max(rss, usage.ru_maxrss)
+    return total, procs, rss
+
+
+if __name__ == "__main__":
+    # python3 compare_lines.py ours|addr2line PATH...  (one line of numbers)
+    import json
+    what, paths = sys.argv[1], sys.argv[2:]
+    if what == "ours":
+        t, n = time_ours(paths)
+        print(json.dumps({"seconds": t, "sites": n}))
+    else:
+        t, n, r = time_addr2line(paths)
+        print(json.dumps({"seconds": t, "processes": n, "rss_kib": r}))
