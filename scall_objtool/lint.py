@@ -49,6 +49,7 @@ class LintSite:
     reason: str | None
     crossing: str | None
     source: dict | None = field(default=None, compare=False, hash=False)
+    inlined: list = field(default_factory=list, compare=False, hash=False)
 
     @property
     def identity(self) -> tuple:
@@ -80,7 +81,7 @@ class LintSite:
                 "function": self.function, "function_offset": self.function_offset,
                 "trampoline": self.trampoline, "key": self.key, "kind": self.kind,
                 "patchable": self.patchable, "reason": self.reason,
-                "crossing": self.crossing, "source": self.source}
+                "crossing": self.crossing, "source": self.source, "inlined": self.inlined}
 
 
 def norm_object(path: str) -> str:
@@ -113,7 +114,7 @@ def sites_from_results(results) -> list[LintSite]:
     return [LintSite(object=r.path, section=s.section, offset=s.offset, function=s.function,
                      function_offset=s.function_offset, trampoline=s.trampoline, key=s.key,
                      kind=s.kind, patchable=s.patchable, reason=s.reason,
-                     crossing=s.crossing, source=s.source)
+                     crossing=s.crossing, source=s.source, inlined=s.inlined)
             for r in results for s in r.sites]
 
 
@@ -169,7 +170,8 @@ def report_from_json(data, path: str) -> Report:
                     kind=_enum(s["kind"], KINDS), patchable=_bool(s["patchable"]),
                     reason=_opt_enum(s.get("reason"), REASONS),
                     crossing=_opt(s.get("crossing"), str),
-                    source=s.get("source") if isinstance(s.get("source"), dict) else None)
+                    source=s.get("source") if isinstance(s.get("source"), dict) else None,
+                    inlined=s.get("inlined") if isinstance(s.get("inlined"), list) else [])
             except (KeyError, TypeError, ValueError) as e:
                 bad(f"{where}: {e.args[0] if e.args else e}")
             if site.patchable == (site.reason is not None):
@@ -343,13 +345,35 @@ def display_path(path: str, root: str | None = None) -> str:
     return p
 
 
+# -- source lines (issue 12): the caller after inlining, then the inline chain
+def location_text(file: str | None, line: int | None, root: str | None = None) -> str | None:
+    """``file:line``, ``file`` when the line is unknown (never ``:0``), None
+    when neither is known."""
+    if file is None:
+        return None if not line else f"??:{line}"
+    shown = display_path(file, root)
+    return f"{shown}:{line}" if line else shown
+
+
+def via_text(inlined: list, root: str | None = None) -> str:
+    """`` (via include/linux/sched.h:2085 cond_resched, ...)``: the inline
+    chain, innermost frame first; empty when the site is not inlined."""
+    parts = []
+    for f in inlined:
+        loc = location_text(f.get("file"), f.get("line"), root) or "??"
+        parts.append(f"{loc} {f['function']}" if f.get("function") else loc)
+    return f" (via {', '.join(parts)})" if parts else ""
+
+
 def finding_line(site: LintSite, root: str | None = None) -> str:
-    """One finding in the form compilers (source known) or objtool (object) use."""
-    if site.source:
-        head = f"{display_path(site.source['file'], root)}:{site.source['line']}"
-    else:
-        head = f"{site.object}: {site.where}"
-    return f"{head}: warning: {site.message} [scall-objtool]"
+    """One finding in the form compilers (source known: the caller's line,
+    the inline chain, then the object and function) or objtool (object) use."""
+    loc = location_text(site.source.get("file"), site.source.get("line"), root) \
+        if site.source else None
+    if loc is None:
+        return f"{site.object}: {site.where}: warning: {site.message} [scall-objtool]"
+    return (f"{loc}: warning: {site.message}{via_text(site.inlined, root)} "
+            f"[{site.object}: {site.where}]")
 
 
 def _plural(n: int, word: str) -> str:
@@ -392,7 +416,8 @@ def render_check_json(res: CheckResult, summary: dict, options, errors: list[str
 
 def _site_text(s: LintSite) -> str:
     verdict = "patchable" if s.patchable else f"fallback: {s.reason}"
-    src = f" ({s.source['file']}:{s.source['line']})" if s.source else ""
+    loc = location_text(s.source.get("file"), s.source.get("line")) if s.source else None
+    src = f" ({loc})" if loc else ""
     return f"{s.object}: {s.where}: {s.kind} {s.trampoline}: {verdict}{src}"
 
 
@@ -408,7 +433,8 @@ def render_diff_text(d: Diff) -> str:
         was = "patchable" if o.patchable else f"fallback: {o.reason}"
         now = "patchable" if n.patchable else f"fallback: {n.reason}"
         kind = f"{o.kind} -> {n.kind}" if o.kind != n.kind else n.kind
-        src = f" ({n.source['file']}:{n.source['line']})" if n.source else ""
+        loc = location_text(n.source.get("file"), n.source.get("line")) if n.source else None
+        src = f" ({loc})" if loc else ""
         mark = "  [new fallback]" if id(n) in newfb else ""
         lines.append(f"changed  {n.object}: {n.where}: {kind} {n.trampoline}: "
                      f"{was} -> {now}{src}{mark}")
