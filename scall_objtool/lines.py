@@ -321,6 +321,8 @@ def addr2line(path: str, section: str | None, addresses: list[int],
     each address, innermost first.  One process."""
     import subprocess
     cmd = [program, "-a", "-i", "-f", "-e", path]
+    if "llvm" in program:
+        cmd.insert(1, "--output-style=GNU")
     if section is not None:
         cmd += ["-j", section]
     out = subprocess.run(cmd, input="\n".join(f"{a:#x}" for a in addresses) + "\n",

@@ -46,9 +46,23 @@ def _theirs(path: str, sites) -> tuple[list[list[Frame]], float]:
     return out, time.perf_counter() - t0
 
 
+def _llvm(path: str, sites) -> list[list[Frame]] | None:
+    """llvm-symbolizer's frames (GNU output style) of sites in .text, the one
+    section it can tell apart in a relocatable object; None without it."""
+    import shutil
+    if not shutil.which("llvm-symbolizer"):
+        return None
+    return addr2line(path, None, [s.offset if s.address is None else s.address for s in sites],
+                     program="llvm-symbolizer")
+
+
 def compare_tree(paths: list[Path], show: int = 10, label: str = "") -> int:
+    """Every site against addr2line -i; where they differ, against
+    llvm-symbolizer --inlining too (binutils 2.40 misses inline frames whose
+    ranges are DW_FORM_rnglistx, as clang 14 emits)."""
     opts = Options(policy="kernel")
     n_sites = n_caller = n_chain = n_inlined = n_objs = 0
+    n_differ_text = n_llvm = 0
     t_ours = t_theirs = t_scan = 0.0
     shown = 0
     for p in paths:
@@ -63,19 +77,33 @@ def compare_tree(paths: list[Path], show: int = 10, label: str = "") -> int:
         t_ours += dt
         theirs, dt = _theirs(str(p), res.sites)
         t_theirs += dt
+        differ = []
         for s, a, b in zip(res.sites, ours, theirs):
             n_sites += 1
-            n_inlined += len(b) > 1
+            n_inlined += len(a) > 1
             caller = a[-1][1:] == b[-1][1:]
             n_caller += caller
             n_chain += a == b
+            if a != b:
+                differ.append((s, a))
             if a != b and shown < show:
                 shown += 1
                 print(f"  differs: {p}: {s.section}+{s.offset:#x}\n    ours:      {a}\n"
                       f"    addr2line: {b}")
-    print(f"{label}: {n_objs} objects with sites, {n_sites} sites, {n_inlined} inlined")
+        text = [(s, a) for s, a in differ if s.section == ".text" or s.address is not None]
+        llvm = _llvm(str(p), [s for s, _ in text]) if text else None
+        if llvm is not None:
+            n_differ_text += len(text)
+            # llvm-symbolizer names functions in a relocatable object from the
+            # symbol table, which mixes up sections: compare the locations
+            n_llvm += sum([f[1:] for f in a] == [f[1:] for f in c]
+                          for (_, a), c in zip(text, llvm))
+    print(f"{label}: {n_objs} objects with sites, {n_sites} sites, {n_inlined} inlined (ours)")
     print(f"  caller (file, line) = addr2line -i outermost frame: {n_caller}/{n_sites}")
     print(f"  whole chain = addr2line -i frames:                  {n_chain}/{n_sites}")
+    if n_chain != n_sites:
+        print(f"  of the {n_sites - n_chain} that differ, {n_differ_text} in .text: "
+              f"{n_llvm} equal llvm-symbolizer --inlining's frames (file, line)")
     print(f"  time: ours {t_ours:.2f} s, addr2line -i {t_theirs:.2f} s "
           f"(one process per object and section); scan without lines {t_scan:.2f} s")
     sys.stdout.flush()
