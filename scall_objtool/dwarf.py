@@ -43,8 +43,16 @@ import posixpath
 import struct
 import zlib
 
-from .elf import (ET_REL, SHF_ALLOC, SHN_LORESERVE, SHN_XINDEX, SHT_RELA,
-                  SHT_SYMTAB_SHNDX, ElfFile, printable)
+from .elf import (
+    ET_REL,
+    SHF_ALLOC,
+    SHN_LORESERVE,
+    SHN_XINDEX,
+    SHT_RELA,
+    SHT_SYMTAB_SHNDX,
+    ElfFile,
+    printable,
+)
 
 TAG_SHIFT = 40
 LOW = (1 << TAG_SHIFT) - 1
@@ -57,7 +65,8 @@ _R_32 = (10, 11, 21)     # R_X86_64_32, R_X86_64_32S, R_X86_64_DTPOFF32: S + A, 
 TAG_COMPILE_UNIT, TAG_PARTIAL_UNIT, TAG_SKELETON_UNIT = 0x11, 0x3c, 0x4a
 TAG_SUBPROGRAM, TAG_INLINED, TAG_LEXICAL_BLOCK = 0x2e, 0x1d, 0x0b
 #: DIEs whose children may hold code when they have no PC range themselves
-_DESCEND = frozenset({0x0b, 0x39, 0x1e, 0x32, 0x25, 0x3a})   # block, namespace, module, try, catch, imported
+# (lexical block, namespace, module, try, catch, imported unit)
+_DESCEND = frozenset({0x0b, 0x39, 0x1e, 0x32, 0x25, 0x3a})
 #: DIEs that are functions (a frame of the chain)
 _FUNCS = frozenset({TAG_SUBPROGRAM, TAG_INLINED, 0x03})      # + entry_point
 
@@ -576,32 +585,52 @@ class Reader:
             raise DwarfError(f"DIE attributes run past the unit at {u.offset:#x}")
         return p
 
+    def abbrev_at(self, u: Unit, p: int) -> tuple[Abbrev | None, int]:
+        """The abbreviation of the DIE at ``p`` (None: the end of a list of
+        children) and where its attributes start."""
+        if p >= u.end:
+            raise DwarfError(f"DIEs run past the unit at {u.offset:#x}")
+        d = self.info.data
+        code = d[p]
+        if code < 0x80:
+            p += 1
+        else:
+            code, p = uleb(d, p)
+        if code == 0:
+            return None, p
+        return u.abbrevs.table.get(code) or u.abbrevs.get(code), p
+
+    def sibling(self, u: Unit, ab: Abbrev, p: int) -> int | None:
+        """Where the next sibling of a DIE with children starts, from its
+        DW_AT_sibling when the abbreviation puts it at a known place."""
+        if ab.children and ab.sibling_at is not None:
+            at, form = ab.sibling_at
+            n = _REFS[form]
+            sib = u.offset + int.from_bytes(self.info.data[p + at:p + at + n], "little")
+            if sib > p:
+                return sib
+        return None
+
+    def skip_die(self, u: Unit, ab: Abbrev, p: int) -> int:
+        """The offset past a DIE whose attributes start at ``p``, children included."""
+        sib = self.sibling(u, ab, p)
+        if sib is not None:
+            return sib
+        p = p + ab.fixed if ab.fixed is not None else self._attrs(u, ab, p, None)
+        return self.skip_children(u, p) if ab.children else p
+
     def skip_children(self, u: Unit, p: int) -> int:
         """The offset past the children that start at ``p``."""
-        d = self.info.data
-        table = u.abbrevs.table
-        get = u.abbrevs.get
-        end = u.end
         depth = 1
         while depth:
-            if p >= end:
-                raise DwarfError(f"children run past the unit at {u.offset:#x}")
-            code = d[p]
-            if code < 0x80:
-                p += 1
-            else:
-                code, p = uleb(d, p)
-            if code == 0:
+            ab, p = self.abbrev_at(u, p)
+            if ab is None:
                 depth -= 1
                 continue
-            ab = table.get(code) or get(code)
-            if ab.children and ab.sibling_at is not None:
-                at, form = ab.sibling_at
-                n = _REFS[form]
-                sib = u.offset + int.from_bytes(d[p + at:p + at + n], "little")
-                if sib > p:
-                    p = sib
-                    continue
+            sib = self.sibling(u, ab, p)
+            if sib is not None:
+                p = sib
+                continue
             if ab.fixed is not None:
                 p += ab.fixed
             else:
@@ -758,6 +787,22 @@ class Reader:
 
 
 # ------------------------------------------------------------------ line programs
+
+_NO_SITE = 1 << 80
+
+
+def _assign(sites: list[int], j: int, upto: int, found: dict, row: tuple,
+            got: int) -> tuple[int, int, int]:
+    """Give ``row`` to the sites from ``sites[j]`` below ``upto`` that have no
+    row yet: (next j, next site or _NO_SITE, sites found so far)."""
+    n = len(sites)
+    while j < n and sites[j] < upto:
+        if sites[j] not in found:
+            found[sites[j]] = row
+            got += 1
+        j += 1
+    return j, sites[j] if j < n else _NO_SITE, got
+
 
 class LineProgram:
     """A line program's header: its file table, for names on demand."""
@@ -927,7 +972,7 @@ class LineProgram:
         adv_line = [0] * opbase + [line_base + (op - opbase) % line_range
                                    for op in range(opbase, 256)]
         nsites = len(sites)
-        INF = 1 << 80
+        INF = _NO_SITE
         bl = bisect.bisect_left
         got = 0
         addr, fidx, line = 0, 1, 1
@@ -969,13 +1014,8 @@ class LineProgram:
                 if q > end:
                     raise DwarfError("extended opcode past the end of the line program")
                 if sub == 1:                          # end_sequence
-                    if have:
-                        while nxt < addr:
-                            if nxt not in found:
-                                found[nxt] = (pline, pfile, self)
-                                got += 1
-                            j += 1
-                            nxt = sites[j] if j < nsites else INF
+                    if have and nxt < addr:
+                        j, nxt, got = _assign(sites, j, addr, found, (pline, pfile, self), got)
                         if got >= want:
                             return
                     addr, fidx, line = 0, 1, 1
@@ -1027,12 +1067,7 @@ class LineProgram:
             # a row at addr
             if nxt < addr:
                 if have:
-                    while nxt < addr:
-                        if nxt not in found:
-                            found[nxt] = (pline, pfile, self)
-                            got += 1
-                        j += 1
-                        nxt = sites[j] if j < nsites else INF
+                    j, nxt, got = _assign(sites, j, addr, found, (pline, pfile, self), got)
                     if got >= want:
                         return
                 else:                                 # sites before the sequence's first row

@@ -18,8 +18,7 @@ from __future__ import annotations
 import bisect
 
 from .dwarf import (AT_CALL_FILE, AT_CALL_LINE, AT_COMP_DIR, AT_STMT_LIST, TAG_SHIFT,
-                    Debug, DwarfError, LineProgram, Reader, _DESCEND, _FUNCS, _REFS, text,
-                    uleb)
+                    Debug, DwarfError, LineProgram, Reader, _DESCEND, _FUNCS, text)
 from .elf import ElfFile
 
 __all__ = ["Frame", "lookup", "attach_sources", "site_key", "DwarfError"]
@@ -176,36 +175,17 @@ class _Lookup:
         chains: dict[int, tuple] = {}
         if top is None or not top[2]:
             return chains
-        d = reader.info.data
         _, p = reader.die(u, top[3])
-        get = u.abbrevs.get
-        table = u.abbrevs.table
         stack = [(sites, ())]
         while stack:
-            if p >= u.end:
-                raise DwarfError(f"DIEs run past the unit at {u.offset:#x}")
-            code = d[p]
-            if code < 0x80:
-                p += 1
-            else:
-                code, p = uleb(d, p)
-            if code == 0:
+            ab, p = reader.abbrev_at(u, p)
+            if ab is None:
                 stack.pop()
                 continue
-            ab = table.get(code) or get(code)
             tag = ab.tag
             if not ab.has_pc and tag not in _DESCEND or tag not in _FUNCS and tag not in _DESCEND:
                 # a declaration, an abstract instance, a type, a variable: skipped
-                if ab.children and ab.sibling_at is not None:
-                    at, form = ab.sibling_at
-                    n = _REFS[form]
-                    sib = u.offset + int.from_bytes(d[p + at:p + at + n], "little")
-                    if sib > p:
-                        p = sib
-                        continue
-                p = p + ab.fixed if ab.fixed is not None else reader._attrs(u, ab, p, None)
-                if ab.children:
-                    p = reader.skip_children(u, p)
+                p = reader.skip_die(u, ab, p)
                 continue
             subset, chain = stack[-1]
             if tag in _DESCEND:

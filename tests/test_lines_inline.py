@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SRC
-
 from scall_objtool import Options, scan_path
 from scall_objtool.lines import Frame, addr2line
+
+SRC = Path(__file__).resolve().parent.parent / "testdata" / "src"
 
 KERNEL = Options(policy="kernel")
 COMPILERS = [c for c in ("gcc", "clang") if shutil.which(c)]

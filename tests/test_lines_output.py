@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import SRC
-
 from scall_objtool.lines import addr2line
+
+SRC = Path(__file__).resolve().parent.parent / "testdata" / "src"
 
 WRAPPERS = str(SRC / "inline_wrappers.h")
 SITES = str(SRC / "inline_sites.c")
