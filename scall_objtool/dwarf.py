@@ -356,15 +356,28 @@ def _decompress_gabi(name: str, raw: bytes) -> bytes:
 # ------------------------------------------------------------------ abbreviations
 
 class Abbrev:
-    __slots__ = ("tag", "children", "attrs", "fixed", "sibling_at", "has_pc")
+    __slots__ = ("tag", "children", "attrs", "fixed", "sibling_at", "has_pc", "plan", "tail")
 
     def __init__(self, tag, children, attrs, fixed, sibling_at):
         self.tag = tag
         self.children = children
         self.attrs = attrs          # [(name, form, implicit value, fixed size or None)]
         self.fixed = fixed          # size of all attributes when fixed, else None
-        self.sibling_at = sibling_at  # (byte offset, form) of DW_AT_sibling when fixed before it
+        self.sibling_at = sibling_at  # (byte offset, size) of DW_AT_sibling when fixed before it
         self.has_pc = any(a[0] in (AT_LOW_PC, AT_RANGES) for a in attrs)
+        # to skip the attributes: [(fixed bytes before, variable form)], fixed bytes after;
+        # plan None: an indirect form (decoded attribute by attribute)
+        plan, run = [], 0
+        for _name, form, _imp, size in attrs:
+            if form == F_INDIRECT:
+                plan = None
+                break
+            if size is None:
+                plan.append((run, form))
+                run = 0
+            else:
+                run += size
+        self.plan, self.tail = plan, run
 
 
 class Abbrevs:
@@ -402,7 +415,7 @@ class Abbrevs:
                 size = _fixed_size(form, self.osz, self.asz, self.version)
                 attrs.append((name, form, imp, size))
                 if name == AT_SIBLING and fixed is not None and form in _REFS:
-                    sib = (fixed, form)
+                    sib = (fixed, _REFS[form])
                 fixed = None if size is None or fixed is None else fixed + size
             self.pos = off
             ab = Abbrev(tag, bool(children), attrs, fixed, sib)
@@ -604,8 +617,7 @@ class Reader:
         """Where the next sibling of a DIE with children starts, from its
         DW_AT_sibling when the abbreviation puts it at a known place."""
         if ab.children and ab.sibling_at is not None:
-            at, form = ab.sibling_at
-            n = _REFS[form]
+            at, n = ab.sibling_at
             sib = u.offset + int.from_bytes(self.info.data[p + at:p + at + n], "little")
             if sib > p:
                 return sib
@@ -616,27 +628,65 @@ class Reader:
         sib = self.sibling(u, ab, p)
         if sib is not None:
             return sib
-        p = p + ab.fixed if ab.fixed is not None else self._attrs(u, ab, p, None)
+        p = p + ab.fixed if ab.fixed is not None else self._skip_attrs(u, ab, p)
         return self.skip_children(u, p) if ab.children else p
 
     def skip_children(self, u: Unit, p: int) -> int:
-        """The offset past the children that start at ``p``."""
+        """The offset past the children that start at ``p`` (the hot loop of
+        objects without DW_AT_sibling, as clang's: kept flat)."""
+        d = self.info.data
+        table = u.abbrevs.table
+        get = u.abbrevs.get
+        end, uoff = u.end, u.offset
+        skip = self._skip_attrs
         depth = 1
         while depth:
-            ab, p = self.abbrev_at(u, p)
-            if ab is None:
+            if p >= end:
+                raise DwarfError(f"children run past the unit at {uoff:#x}")
+            code = d[p]
+            p += 1
+            if code >= 0x80:
+                code, p = uleb(d, p - 1)
+            if code == 0:
                 depth -= 1
                 continue
-            sib = self.sibling(u, ab, p)
-            if sib is not None:
-                p = sib
-                continue
-            if ab.fixed is not None:
-                p += ab.fixed
-            else:
-                p = self._attrs(u, ab, p, None)
+            ab = table.get(code) or get(code)
             if ab.children:
+                sa = ab.sibling_at
+                if sa is not None:
+                    sib = uoff + int.from_bytes(d[p + sa[0]:p + sa[0] + sa[1]], "little")
+                    if sib > p:
+                        p = sib
+                        continue
                 depth += 1
+            fx = ab.fixed
+            p = p + fx if fx is not None else skip(u, ab, p)
+        return p
+
+    def _skip_attrs(self, u: Unit, ab: Abbrev, p: int) -> int:
+        """The offset past the attributes of a DIE, none of them decoded."""
+        if ab.plan is None:
+            return self._attrs(u, ab, p, None)
+        d = self.info.data
+        for run, form in ab.plan:
+            p += run
+            if form in _LEB_FORMS:
+                while d[p] >= 0x80:
+                    p += 1
+                p += 1
+            elif form == F_STRING:
+                p = cstring(d, p)[1]
+            elif form in _BLOCK:
+                n = _BLOCK[form]
+                p += n + int.from_bytes(d[p:p + n], "little")
+            elif form in (0x09, 0x18):                # block, exprloc
+                n, p = uleb(d, p)
+                p += n
+            else:
+                raise DwarfError(f"unknown attribute form {form:#x}")
+        p += ab.tail
+        if p > u.end:
+            raise DwarfError(f"DIE attributes run past the unit at {u.offset:#x}")
         return p
 
     # values -----------------------------------------------------------

@@ -191,7 +191,7 @@ class _Lookup:
             if tag in _DESCEND:
                 # a block's own ranges are not consulted: BFD nests functions
                 # by DIE depth alone (gcc's DWARF 4 block ranges can be empty)
-                p = p + ab.fixed if ab.fixed is not None else reader._attrs(u, ab, p, None)
+                p = p + ab.fixed if ab.fixed is not None else reader._skip_attrs(u, ab, p)
                 if ab.children:
                     stack.append((subset, chain))
                 continue
