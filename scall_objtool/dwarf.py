@@ -356,7 +356,8 @@ def _decompress_gabi(name: str, raw: bytes) -> bytes:
 # ------------------------------------------------------------------ abbreviations
 
 class Abbrev:
-    __slots__ = ("tag", "children", "attrs", "fixed", "sibling_at", "has_pc", "plan", "tail")
+    __slots__ = ("tag", "children", "attrs", "fixed", "sibling_at", "has_pc", "plan", "tail",
+                 "walk")
 
     def __init__(self, tag, children, attrs, fixed, sibling_at):
         self.tag = tag
@@ -364,19 +365,26 @@ class Abbrev:
         self.attrs = attrs          # [(name, form, implicit value, fixed size or None)]
         self.fixed = fixed          # size of all attributes when fixed, else None
         self.sibling_at = sibling_at  # (byte offset, size) of DW_AT_sibling when fixed before it
-        self.has_pc = any(a[0] in (AT_LOW_PC, AT_RANGES) for a in attrs)
-        # to skip the attributes: [(fixed bytes before, variable form)], fixed bytes after;
-        # plan None: an indirect form (decoded attribute by attribute)
+        has_pc = False
         plan, run = [], 0
-        for _name, form, _imp, size in attrs:
+        for name, form, _imp, size in attrs:
+            if name == AT_LOW_PC or name == AT_RANGES:
+                has_pc = True
+            if plan is None:
+                continue
             if form == F_INDIRECT:
-                plan = None
-                break
-            if size is None:
+                plan = None           # decoded attribute by attribute
+            elif size is None:
                 plan.append((run, form))
                 run = 0
             else:
                 run += size
+        self.has_pc = has_pc
+        # a DIE the walk for functions stops at: a function with a PC range,
+        # or a block or namespace that may hold one
+        self.walk = (tag in _FUNCS and has_pc) or tag in _DESCEND
+        # to skip the attributes: [(fixed bytes before, variable form)], fixed bytes after;
+        # plan None: an indirect form
         self.plan, self.tail = plan, run
 
 
@@ -388,6 +396,7 @@ class Abbrevs:
         self.osz, self.asz, self.version = osz, asz, version
         self.table: dict[int, Abbrev] = {}
         self.done = False
+        self._sizes: dict[int, int | None] = {}
 
     def get(self, code: int) -> Abbrev:
         ab = self.table.get(code)
@@ -404,15 +413,27 @@ class Abbrevs:
             off += 1
             attrs = []
             fixed, sib = 0, None
+            sizes = self._sizes
             while True:
-                name, off = uleb(data, off)
-                form, off = uleb(data, off)
+                name = data[off]
+                if name < 0x80:
+                    off += 1
+                else:
+                    name, off = uleb(data, off)
+                form = data[off]
+                if form < 0x80:
+                    off += 1
+                else:
+                    form, off = uleb(data, off)
                 if name == 0 and form == 0:
                     break
                 imp = None
                 if form == F_IMPLICIT_CONST:
                     imp, off = sleb(data, off)
-                size = _fixed_size(form, self.osz, self.asz, self.version)
+                if form in sizes:
+                    size = sizes[form]
+                else:
+                    size = sizes[form] = _fixed_size(form, self.osz, self.asz, self.version)
                 attrs.append((name, form, imp, size))
                 if name == AT_SIBLING and fixed is not None and form in _REFS:
                     sib = (fixed, _REFS[form])
@@ -598,59 +619,37 @@ class Reader:
             raise DwarfError(f"DIE attributes run past the unit at {u.offset:#x}")
         return p
 
-    def abbrev_at(self, u: Unit, p: int) -> tuple[Abbrev | None, int]:
-        """The abbreviation of the DIE at ``p`` (None: the end of a list of
-        children) and where its attributes start."""
-        if p >= u.end:
-            raise DwarfError(f"DIEs run past the unit at {u.offset:#x}")
-        d = self.info.data
-        code = d[p]
-        if code < 0x80:
-            p += 1
-        else:
-            code, p = uleb(d, p)
-        if code == 0:
-            return None, p
-        return u.abbrevs.table.get(code) or u.abbrevs.get(code), p
-
-    def sibling(self, u: Unit, ab: Abbrev, p: int) -> int | None:
-        """Where the next sibling of a DIE with children starts, from its
-        DW_AT_sibling when the abbreviation puts it at a known place."""
-        if ab.children and ab.sibling_at is not None:
-            at, n = ab.sibling_at
-            sib = u.offset + int.from_bytes(self.info.data[p + at:p + at + n], "little")
-            if sib > p:
-                return sib
-        return None
-
-    def skip_die(self, u: Unit, ab: Abbrev, p: int) -> int:
-        """The offset past a DIE whose attributes start at ``p``, children included."""
-        sib = self.sibling(u, ab, p)
-        if sib is not None:
-            return sib
-        p = p + ab.fixed if ab.fixed is not None else self._skip_attrs(u, ab, p)
-        return self.skip_children(u, p) if ab.children else p
-
     def skip_children(self, u: Unit, p: int) -> int:
-        """The offset past the children that start at ``p`` (the hot loop of
-        objects without DW_AT_sibling, as clang's: kept flat)."""
+        """The offset past the children that start at ``p``."""
+        return self.next_die(u, p, False)[1]
+
+    def next_die(self, u: Unit, p: int, stop: bool = True) -> tuple[Abbrev | None, int]:
+        """From ``p``, the DIEs of one level: skips every one (children and
+        all) until one whose abbreviation has ``walk`` set when ``stop``;
+        returns its abbreviation and where its attributes start, or (None,
+        the offset past the level's end).  The hot loop of the walk (and of
+        objects without DW_AT_sibling, as clang's): kept flat."""
         d = self.info.data
         table = u.abbrevs.table
         get = u.abbrevs.get
         end, uoff = u.end, u.offset
         skip = self._skip_attrs
         depth = 1
-        while depth:
+        while True:
             if p >= end:
-                raise DwarfError(f"children run past the unit at {uoff:#x}")
+                raise DwarfError(f"DIEs run past the unit at {uoff:#x}")
             code = d[p]
             p += 1
             if code >= 0x80:
                 code, p = uleb(d, p - 1)
             if code == 0:
                 depth -= 1
+                if depth == 0:
+                    return None, p
                 continue
             ab = table.get(code) or get(code)
+            if stop and depth == 1 and ab.walk:
+                return ab, p
             if ab.children:
                 sa = ab.sibling_at
                 if sa is not None:
@@ -661,7 +660,6 @@ class Reader:
                 depth += 1
             fx = ab.fixed
             p = p + fx if fx is not None else skip(u, ab, p)
-        return p
 
     def _skip_attrs(self, u: Unit, ab: Abbrev, p: int) -> int:
         """The offset past the attributes of a DIE, none of them decoded."""

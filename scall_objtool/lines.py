@@ -178,15 +178,12 @@ class _Lookup:
         _, p = reader.die(u, top[3])
         stack = [(sites, ())]
         while stack:
-            ab, p = reader.abbrev_at(u, p)
+            # declarations, abstract instances, types, variables: skipped
+            ab, p = reader.next_die(u, p)
             if ab is None:
                 stack.pop()
                 continue
             tag = ab.tag
-            if not ab.has_pc and tag not in _DESCEND or tag not in _FUNCS and tag not in _DESCEND:
-                # a declaration, an abstract instance, a type, a variable: skipped
-                p = reader.skip_die(u, ab, p)
-                continue
             subset, chain = stack[-1]
             if tag in _DESCEND:
                 # a block's own ranges are not consulted: BFD nests functions
