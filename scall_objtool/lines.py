@@ -89,7 +89,7 @@ class _Lookup:
         rangeless = []
         if rest:
             for u in self.reader.units():
-                if u.top is None or u.top[0] not in (0x11, 0x3c):
+                if u.top is None or u.top[0] not in (0x11, 0x3c, 0x4a):   # + skeleton
                     continue
                 rng = self.reader.ranges(u, u.top[1])
                 if rng is None:
