@@ -230,7 +230,8 @@ def lookup(elf: ElfFile, keys: list[int],
     DwarfError (or another exception on malformed input); ``attach_sources``
     is the form that never raises."""
     sites = sorted(set(keys))
-    if not sites or elf.section_by_name(".debug_info") is None:
+    if not sites or (elf.section_by_name(".debug_info") is None
+                     and elf.section_by_name(".zdebug_info") is None):
         return {}
     frames = _Lookup(elf, sites).run()
     if symbols:

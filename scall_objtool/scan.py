@@ -121,7 +121,8 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
     result.sites.sort(key=lambda s: (s.section_index, s.offset))
     refs.sort(key=lambda r: r[:2])
     result.references = [r[2] for r in refs]
-    if sources and result.sites and elf.section_by_name(".debug_info") is not None:
+    if sources and result.sites and (elf.section_by_name(".debug_info") is not None
+                                     or elf.section_by_name(".zdebug_info") is not None):
         from .lines import attach_sources
         attach_sources(elf, result)
     return result
