@@ -58,6 +58,24 @@ def _in_ranges(sites: list[int], ranges) -> list[int]:
     return sorted(hit)
 
 
+#: frames kept of a deeper inline chain: the outermost and the innermost others
+MAX_FRAMES = 64
+
+
+def _unlink(node) -> tuple:
+    """The chain of function DIEs (attrs) ending at ``node``, outermost first;
+    at most MAX_FRAMES (the outermost and the innermost ones), so that a
+    crafted nesting costs no more than that per site."""
+    out = []
+    while node is not None and len(out) < MAX_FRAMES - 1:
+        out.append(node[0])
+        node = node[1]
+    if node is not None:
+        root = node[2] if node[2] is not None else node
+        out.append(root[0])
+    return tuple(reversed(out))
+
+
 class _Lookup:
     def __init__(self, elf: ElfFile, sites: list[int]):
         self.debug = Debug(elf)
@@ -165,18 +183,19 @@ class _Lookup:
             chains = self.chains(u, ss)
             for s in ss:
                 line, fidx, prog = found[s]
-                out[s] = self.frames(u, chains.get(s, ()), prog.file_name(fidx), line)
+                out[s] = self.frames(u, _unlink(chains.get(s)), prog.file_name(fidx), line)
         return out
 
     def chains(self, u, sites: list[int]) -> dict[int, tuple]:
-        """For each site, the function DIEs (attrs) that contain it, outermost first."""
+        """For each site, the innermost function DIE that contains it, as a
+        node (attrs, parent node, outermost node or None); see ``_unlink``."""
         reader = self.reader
         top = u.top
         chains: dict[int, tuple] = {}
         if top is None or not top[2]:
             return chains
         _, p = reader.die(u, top[3])
-        stack = [(sites, ())]
+        stack = [(sites, None)]
         while stack:
             # declarations, abstract instances, types, variables: skipped
             ab, p = reader.next_die(u, p)
@@ -197,7 +216,7 @@ class _Lookup:
             rng = reader.ranges(u, attrs)
             sub = [] if rng is None else _in_ranges(subset, rng)
             if tag in _FUNCS and sub:
-                chain = chain + (attrs,)
+                chain = (attrs, chain, chain[2] or chain) if chain else (attrs, None, None)
                 for s in sub:
                     chains[s] = chain
             if ab.children:

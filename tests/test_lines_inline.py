@@ -146,3 +146,18 @@ def test_unknown_line_is_null_never_zero(build):
     assert site.source == {"file": "/src/z.c", "line": None}
     assert site.inlined == []
     assert addr2line(str(obj), ".text", [site.offset])[0] == [Frame("f", "/src/z.c", None)]
+
+
+def test_deep_inline_chain_is_bounded():
+    """A crafted nesting of inlined functions: the chain keeps the outermost
+    frame and the innermost ones, MAX_FRAMES in all, at linear cost."""
+    from scall_objtool.lines import MAX_FRAMES, _unlink
+    node = None
+    for i in range(100_000):
+        node = ({"i": i}, node, node[2] or node) if node else ({"i": i}, None, None)
+    chain = _unlink(node)
+    assert len(chain) == MAX_FRAMES
+    assert chain[0] == {"i": 0}                       # the caller
+    assert [a["i"] for a in chain[1:]] == list(range(100_000 - MAX_FRAMES + 1, 100_000))
+    shallow = _unlink(({"i": 1}, ({"i": 0}, None, None), None))
+    assert [a["i"] for a in shallow] == [0, 1]
