@@ -92,6 +92,9 @@ _ADDRX = {0x1b: 0, 0x29: 1, 0x2a: 2, 0x2b: 3, 0x2c: 4, 0x1f01: 0}
 _REFS = {0x11: 1, 0x12: 2, 0x13: 4, 0x14: 8}
 _LEB_FORMS = frozenset({0x0d, 0x0f, 0x15, 0x1a, 0x1b, 0x22, 0x23, 0x1f01, 0x1f02})
 _BLOCK = {0x0a: 1, 0x03: 2, 0x04: 4}
+#: string offsets: kept as the value's position (form | _LAZY) until the string is used
+_STRP = frozenset({0x0e, 0x1f, 0x1d})
+_LAZY = 1 << 20
 #: forms whose value a relocation may fill (the others are never relocated)
 _RELOCATED = frozenset({0x01, 0x06, 0x07, 0x0e, 0x10, 0x17, 0x1d, 0x1f, 0x1f20, 0x1f21})
 
@@ -238,8 +241,8 @@ class Debug:
         self.nsec = len(elf.sections)
         self._secs: dict[str, Section | None] = {}
         self._symtab = elf.symtab if self.relocatable else None
-        self._shndx_ext = None
         self._relsecs = None
+        self._symcache: dict[int, tuple[int, int]] = {}
 
     def __getitem__(self, name: str) -> Section | None:
         if name not in self._secs:
@@ -290,6 +293,10 @@ class Debug:
         ents = memoryview(self.elf.data[rsec.offset:rsec.offset + n * ent]).cast("Q")
         step = 3 if rela else 2
         offsets = ents[0::step].tolist()
+        nsyms = self._symtab.size // 24 if self._symtab is not None else 0
+        if n and max(ents[1::step].tolist()) >> 32 >= nsyms:
+            raise DwarfError(f"a relocation of {target.name} refers to a symbol past the "
+                             f"{nsyms} of the symbol table")
         if offsets != sorted(offsets):
             order = sorted(range(n), key=offsets.__getitem__)
             flat = []
@@ -301,6 +308,12 @@ class Debug:
 
     def symbol(self, index: int) -> tuple[int, int]:
         """(st_value, section index) of symbol ``index``, SHN_XINDEX resolved."""
+        hit = self._symcache.get(index)
+        if hit is None:
+            hit = self._symcache[index] = self._symbol(index)
+        return hit
+
+    def _symbol(self, index: int) -> tuple[int, int]:
         sec = self._symtab
         if sec is None or not 0 <= index < sec.size // 24:
             raise DwarfError(f"relocation refers to symbol {index}, not in the symbol table")
@@ -572,6 +585,8 @@ class Reader:
                         out[name] = (form, imp)
                     elif form in _REFS:
                         out[name] = (form, u.offset + int.from_bytes(d[p:p + size], "little"))
+                    elif form in _STRP:
+                        out[name] = (form | _LAZY, p)     # read (relocated) when used
                     elif size in (4, 8) and form in _RELOCATED:
                         out[name] = (form, info.u(p, size))
                     else:
@@ -703,6 +718,9 @@ class Reader:
 
     def string(self, u: Unit, form_value) -> bytes | None:
         form, v = form_value
+        if form & _LAZY:
+            form &= ~_LAZY
+            v = self.info.u(v, u.osz)
         if form == F_STRING:
             return v
         if form == F_STRP or form == 0x1d:
@@ -868,6 +886,7 @@ class LineProgram:
         if length == 0xFFFFFFFF:
             length, osz, p = sec.u(off + 4, 8), 8, off + 12
         self.end = p + length
+        self.osz = osz
         if self.end > sec.size:
             raise DwarfError(f"line program at {off:#x} extends past .debug_line")
         self.version = version = int.from_bytes(d[p:p + 2], "little")
@@ -935,7 +954,7 @@ class LineProgram:
                     v, p = cstring(d, p)
                     val = (F_STRING, v)
                 elif form in (F_LINE_STRP, F_STRP):
-                    val = (form, sec.u(p, osz))
+                    val = (form | _LAZY, p)               # read when the name is used
                     p += osz
                 elif form in _STRX:
                     n = _STRX[form]
@@ -970,6 +989,8 @@ class LineProgram:
             return None
         if isinstance(val, bytes):
             return text(val)
+        if val[0] & _LAZY:
+            val = (val[0] & ~_LAZY, self.sec.u(val[1], self.osz))
         return text(self.reader.string(self.unit, val))
 
     def file_name(self, index: int) -> str | None:
