@@ -1054,14 +1054,19 @@ class LineProgram:
         while p < end:
             op = d[p]
             p += 1
+            # the opcodes by frequency in gcc's and clang's programs
             if op >= opbase:
                 addr += adv_addr[op]
                 line += adv_line[op]
+            elif op == 1:                             # copy
+                pass
             elif op == 5:                             # set_column
                 if d[p] < 0x80:
                     p += 1
                 else:
                     _, p = uleb(d, p)
+                continue
+            elif op == 6:                             # negate_stmt
                 continue
             elif op == 3:                             # advance_line
                 v = d[p]
@@ -1072,10 +1077,19 @@ class LineProgram:
                     v, p = sleb(d, p)
                     line += v
                 continue
-            elif op == 6 or op == 7 or op == 10 or op == 11:
+            elif op == 4:                             # set_file
+                fidx = d[p]
+                if fidx < 0x80:
+                    p += 1
+                else:
+                    fidx, p = uleb(d, p)
                 continue
-            elif op == 0:
-                n, p = uleb(d, p)
+            elif op == 0:                             # extended
+                n = d[p]
+                if n < 0x80:
+                    p += 1
+                else:
+                    n, p = uleb(d, p)
                 if n == 0:
                     continue
                 sub = d[p]
@@ -1112,22 +1126,19 @@ class LineProgram:
                     s_, r = cstring(d, q - n + 1)
                     di, _ = uleb(d, r)
                     self.files.append((s_, di))
-                continue
-            elif op == 1:                             # copy
-                pass
-            elif op == 2:
+                continue                              # set_discriminator and others
+            elif op == 2:                             # advance_pc
                 v, p = uleb(d, p)
                 addr += v * min_inst
                 continue
-            elif op == 4:
-                fidx, p = uleb(d, p)
-                continue
-            elif op == 8:
+            elif op == 8:                             # const_add_pc
                 addr += const_add
                 continue
-            elif op == 9:
+            elif op == 9:                             # fixed_advance_pc
                 addr += d[p] | d[p + 1] << 8
                 p += 2
+                continue
+            elif op == 7 or op == 10 or op == 11:
                 continue
             else:                                     # isa, unknown: uleb operands
                 for _ in range(std[op - 1] if op - 1 < len(std) else 0):

@@ -196,11 +196,14 @@ class _Lookup:
             return chains
         _, p = reader.die(u, top[3])
         stack = [(sites, None)]
+        placed: set = set()         # sites inside an outermost function already walked
         while stack:
             # declarations, abstract instances, types, variables: skipped
             ab, p = reader.next_die(u, p)
             if ab is None:
                 stack.pop()
+                if len(stack) == 1 and len(placed) == len(sites):
+                    break           # every site's function is walked: the rest cannot hold one
                 continue
             tag = ab.tag
             subset, chain = stack[-1]
@@ -216,14 +219,18 @@ class _Lookup:
             rng = reader.ranges(u, attrs)
             sub = [] if rng is None else _in_ranges(subset, rng)
             if tag in _FUNCS and sub:
+                if chain is None:
+                    placed.update(sub)
                 chain = (attrs, chain, chain[2] or chain) if chain else (attrs, None, None)
                 for s in sub:
                     chains[s] = chain
+            if ab.children and sub:
+                stack.append((sub, chain))
+                continue
             if ab.children:
-                if sub:
-                    stack.append((sub, chain))
-                else:
-                    p = reader.skip_children(u, p)
+                p = reader.skip_children(u, p)
+            if len(stack) == 1 and len(placed) == len(sites):
+                break
         return chains
 
     def frames(self, u, chain: tuple, file: str | None, line: int) -> list[Frame]:
