@@ -8,7 +8,11 @@ it; the last is the function the code belongs to after inlining.  A site's
 ``source`` is that last frame's ``{file, line}`` (the caller the developer
 edits); ``inlined`` lists the frames before it, innermost first, as
 ``{function, file, line}``.  A line that is unknown (line 0, no row) is
-``None`` with the file kept when known.
+``None`` with the file kept when known.  A chain deeper than MAX_FRAMES
+keeps the outermost frame and the innermost others.
+
+``addr2line()`` runs binutils' addr2line the same way, for the tests and the
+scripts that compare with it (scripts/kernel-lines, scripts/bench --lines).
 
 Nothing here raises: malformed DWARF leaves every ``source`` null and adds a
 warning.
@@ -21,9 +25,8 @@ from .dwarf import (AT_CALL_FILE, AT_CALL_LINE, AT_COMP_DIR, AT_STMT_LIST, TAG_S
                     Debug, DwarfError, LineProgram, Reader, _DESCEND, _FUNCS, text)
 from .elf import ElfFile
 
-__all__ = ["Frame", "lookup", "attach_sources", "site_key", "DwarfError"]
-
-LineError = DwarfError
+__all__ = ["Frame", "MAX_FRAMES", "addr2line", "attach_sources", "lookup", "parse_addr2line",
+           "site_key"]
 
 
 class Frame(tuple):
