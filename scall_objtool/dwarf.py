@@ -1078,18 +1078,10 @@ class LineProgram:
                     line += v
                 continue
             elif op == 4:                             # set_file
-                fidx = d[p]
-                if fidx < 0x80:
-                    p += 1
-                else:
-                    fidx, p = uleb(d, p)
+                fidx, p = uleb(d, p)
                 continue
             elif op == 0:                             # extended
-                n = d[p]
-                if n < 0x80:
-                    p += 1
-                else:
-                    n, p = uleb(d, p)
+                n, p = uleb(d, p)
                 if n == 0:
                     continue
                 sub = d[p]
