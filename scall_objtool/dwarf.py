@@ -408,6 +408,9 @@ class Abbrevs:
         self.data, self.pos = data, off
         self.osz, self.asz, self.version = osz, asz, version
         self.table: dict[int, Abbrev] = {}
+        #: code -> (walk, children, sibling_at, fixed, (bytes before, after) of a
+        #: single LEB128 attribute, abbrev): the skip loop's view
+        self.fast: dict[int, tuple] = {}
         self.done = False
         self._sizes: dict[int, int | None] = {}
 
@@ -453,7 +456,12 @@ class Abbrevs:
                 fixed = None if size is None or fixed is None else fixed + size
             self.pos = off
             ab = Abbrev(tag, bool(children), attrs, fixed, sib)
-            self.table.setdefault(c, ab)
+            if c not in self.table:
+                self.table[c] = ab
+                leb = None
+                if ab.plan is not None and len(ab.plan) == 1 and ab.plan[0][1] in _LEB_FORMS:
+                    leb = (ab.plan[0][0], ab.tail + 1)
+                self.fast[c] = (ab.walk, ab.children, ab.sibling_at, ab.fixed, leb, ab)
             if c == code:
                 return ab
         raise DwarfError(f"abbreviation code {code} is not in its table")
@@ -645,10 +653,11 @@ class Reader:
         the offset past the level's end).  The hot loop of the walk (and of
         objects without DW_AT_sibling, as clang's): kept flat."""
         d = self.info.data
-        table = u.abbrevs.table
-        get = u.abbrevs.get
+        abbrevs = u.abbrevs
+        fast = abbrevs.fast
         end, uoff = u.end, u.offset
         skip = self._skip_attrs
+        stop_at = 1 if stop else 0
         depth = 1
         while True:
             if p >= end:
@@ -662,19 +671,29 @@ class Reader:
                 if depth == 0:
                     return None, p
                 continue
-            ab = table.get(code) or get(code)
-            if stop and depth == 1 and ab.walk:
+            f = fast.get(code)
+            if f is None:
+                abbrevs.get(code)
+                f = fast[code]
+            walk, children, sa, fx, leb, ab = f
+            if walk and depth == stop_at:
                 return ab, p
-            if ab.children:
-                sa = ab.sibling_at
+            if children:
                 if sa is not None:
                     sib = uoff + int.from_bytes(d[p + sa[0]:p + sa[0] + sa[1]], "little")
                     if sib > p:
                         p = sib
                         continue
                 depth += 1
-            fx = ab.fixed
-            p = p + fx if fx is not None else skip(u, ab, p)
+            if fx is not None:
+                p += fx
+            elif leb is not None:                     # one LEB128 among fixed sizes
+                p += leb[0]
+                while d[p] >= 0x80:
+                    p += 1
+                p += leb[1]
+            else:
+                p = skip(u, ab, p)
 
     def _skip_attrs(self, u: Unit, ab: Abbrev, p: int) -> int:
         """The offset past the attributes of a DIE, none of them decoded."""
