@@ -47,6 +47,7 @@ class LintSite:
     reason: str | None
     crossing: str | None
     source: dict | None = field(default=None, compare=False, hash=False)
+    inlined: list = field(default_factory=list, compare=False, hash=False)
 
     @property
     def identity(self) -> tuple:
@@ -78,7 +79,7 @@ class LintSite:
                 "function": self.function, "function_offset": self.function_offset,
                 "trampoline": self.trampoline, "key": self.key, "kind": self.kind,
                 "patchable": self.patchable, "reason": self.reason,
-                "crossing": self.crossing, "source": self.source}
+                "crossing": self.crossing, "source": self.source, "inlined": self.inlined}
 
 
 def norm_object(path: str) -> str:
@@ -115,7 +116,7 @@ def sites_from_results(results) -> list[LintSite]:
     return [LintSite(object=r.path, section=s.section, offset=s.offset, function=s.function,
                      function_offset=s.function_offset, trampoline=s.trampoline, key=s.key,
                      kind=s.kind, patchable=s.patchable, reason=s.reason,
-                     crossing=s.crossing, source=s.source)
+                     crossing=s.crossing, source=s.source, inlined=s.inlined)
             for r in results for s in r.sites]
 
 

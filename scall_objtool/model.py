@@ -75,7 +75,8 @@ class Site:
     crossing: str | None = None
     patchable: bool = False
     reason: str | None = None
-    source: dict | None = None  # {"file": str, "line": int} from DWARF .debug_line
+    source: dict | None = None  # {"file", "line"} of the caller after inlining (lines.py)
+    inlined: list = LIST        # [{"function", "file", "line"}], innermost frame first
     placement: dict | None = None  # what the crossing verdict rests on (placement.py)
 
     def to_json(self) -> dict:
@@ -86,7 +87,7 @@ class Site:
             "length": self.length, "prefixes": self.prefixes.hex(),
             "crossing": self.crossing, "patchable": self.patchable, "reason": self.reason,
             "alignment": self.alignment, "reloc_type": self.reloc_type,
-            "source": self.source,
+            "source": self.source, "inlined": self.inlined,
             "placement": None if self.placement is None else dict(self.placement),
         }
 

@@ -16,11 +16,6 @@ from .model import ObjectResult, Options, Reference, Site
 from .placement import ADDRESS, Placer
 from .sitetable import ENTRY_SIZE, foreign_table_problem, key_name, table_sections
 
-#: DWARF line tables above this size are not decoded (vmlinux's is 16 MiB,
-#: which pyelftools takes minutes over); sites then carry no source line
-MAX_LINE_TABLE = 4 << 20
-
-
 def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
              sources: bool = True) -> ObjectResult:
     """Find, prove and classify every static-call site of a parsed object.
@@ -102,15 +97,10 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
     result.sites.sort(key=lambda s: (s.section_index, s.offset))
     refs.sort(key=lambda r: r[:2])
     result.references = [r[2] for r in refs]
-    debug_line = elf.section_by_name(".debug_line") if sources and result.sites else None
-    if debug_line is not None and debug_line.type != SHT_NOBITS:
-        if debug_line.size <= MAX_LINE_TABLE:
-            from .lines import attach_sources
-            attach_sources(elf, result)
-        else:
-            result.warnings.append(
-                f"source lines skipped: .debug_line is {debug_line.size >> 20} MiB, more than "
-                f"the {MAX_LINE_TABLE >> 20} MiB this tool decodes")
+    if sources and result.sites and (elf.section_by_name(".debug_info") is not None
+                                     or elf.section_by_name(".zdebug_info") is not None):
+        from .sourcelines import attach_sources
+        attach_sources(elf, result)
     return result
 
 

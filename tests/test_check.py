@@ -20,6 +20,8 @@ LINT_C = str(SRC / "lint.c")
 TAIL_LINE = 31          # `return static_call(lint_hook)(a + 1);` in lint.c
 EXTRA_LINE = 37         # the -DLINT_EXTRA tail call
 MSG = "warning: static call to __SCT__lint_hook is not patchable: tail-call [scall-objtool]"
+#: with a source line, the finding ends with the object and function instead
+SRC_MSG = "warning: static call to __SCT__lint_hook is not patchable: tail-call [{}: {}]"
 
 
 def finding_lines(out: str) -> list[str]:
@@ -50,7 +52,8 @@ def lint_o(build):
 def test_default_policy_fails_on_the_tail_call(cli, lint_o):
     res = cli("check", lint_o)
     assert res.rc == 1, res.stderr
-    assert finding_lines(res.stdout) == [f"{LINT_C}:{TAIL_LINE}: {MSG}"]
+    assert finding_lines(res.stdout) == [
+        f"{LINT_C}:{TAIL_LINE}: {SRC_MSG.format(lint_o, 'lint_forward+0x3')}"]
     s = summary_line(res.stdout)
     assert "1 object, 4 sites, 3 patchable, 1 fallback (policy seed)" in s
     assert "check failed: 1 fallback site, at most 0 allowed" in s
@@ -74,9 +77,10 @@ def test_without_debug_info_objtool_form(cli, build):
 
 def test_source_paths_relative_to_the_current_directory(cli, lint_o):
     res = cli("check", lint_o, cwd=SRC.parent.parent)
-    assert finding_lines(res.stdout) == [f"testdata/src/lint.c:{TAIL_LINE}: {MSG}"]
+    msg = SRC_MSG.format(lint_o, "lint_forward+0x3")
+    assert finding_lines(res.stdout) == [f"testdata/src/lint.c:{TAIL_LINE}: {msg}"]
     res = cli("check", "--source-root", SRC, lint_o)
-    assert finding_lines(res.stdout) == [f"lint.c:{TAIL_LINE}: {MSG}"]
+    assert finding_lines(res.stdout) == [f"lint.c:{TAIL_LINE}: {msg}"]
 
 
 def test_max_fallback(cli, build):
@@ -95,7 +99,8 @@ def test_errors_exit_2_and_other_inputs_still_checked(cli, lint_o, tmp_path):
     res = cli("check", lint_o, tmp_path / "missing.o")
     assert res.rc == 2
     assert re.search(r"^scall-objtool: error: .*missing\.o: cannot open", res.stderr, re.M)
-    assert finding_lines(res.stdout) == [f"{LINT_C}:{TAIL_LINE}: {MSG}"]
+    assert finding_lines(res.stdout) == [
+        f"{LINT_C}:{TAIL_LINE}: {SRC_MSG.format(lint_o, 'lint_forward+0x3')}"]
     # an error wins even when nothing is fallback
     res = cli("check", "--policy", "kernel", lint_o, tmp_path / "missing.o")
     assert res.rc == 2
@@ -223,7 +228,8 @@ def test_new_fallback_site_fails_the_baseline(cli, build, tmp_path):
     res = cli("check", "--baseline", base, obj)
     assert res.rc == 1
     # only the new site is reported; the known tail call stays silent
-    assert finding_lines(res.stdout) == [f"{LINT_C}:{EXTRA_LINE}: {MSG}"]
+    assert finding_lines(res.stdout) == [
+        f"{LINT_C}:{EXTRA_LINE}: {SRC_MSG.format(obj, 'lint_extra+0x3')}"]
     assert "1 known, 1 new; check failed: 1 new fallback site" in res.stdout
     assert cli("check", "--baseline", base, "--max-fallback", "1", obj).rc == 0
     # a baseline from another object does not cover this one
@@ -335,7 +341,7 @@ def test_hostile_source_names_are_escaped(cli, tmp_path):
     lines = res.stdout.splitlines()
     assert len(lines) == 2 and "\x1b" not in res.stdout
     assert lines[0] == ("ev\\x1bil\\nna\\xffme.c:42: warning: static call to __SCT__h is not "
-                        "patchable: tail-call [scall-objtool]")
+                        f"patchable: tail-call [{obj}: f+0x0]")
     doc = cli("check", "--format", "json", obj).json()
     assert doc["findings"][0]["source"] == {"file": str(tmp_path / "ev\\x1bil\\nna\\xffme.c"),
                                             "line": 42}

@@ -16,7 +16,7 @@ from scall_testlib import PREBUILT, SRC
 
 from scall_objtool import Options, scan_path
 from scall_objtool.elf import SHF_EXECINSTR, ElfFile
-from scall_objtool.lines import read_line_table
+from scall_objtool.sourcelines import lookup, site_key
 
 
 def addr2line(obj, section: str, offsets) -> list[dict | None]:
@@ -32,6 +32,13 @@ def addr2line(obj, section: str, offsets) -> list[dict | None]:
         got.append(None if f == "??" or not n.isdigit() or n == "0"
                    else {"file": f, "line": int(n)})
     return got
+
+
+def _innermost(frames) -> dict | None:
+    """What plain addr2line (no -i) prints: the innermost frame's row."""
+    if not frames or frames[0].file is None or frames[0].line is None:
+        return None
+    return {"file": frames[0].file, "line": frames[0].line}
 
 
 def static_call_lines(src: str) -> list[int]:
@@ -90,14 +97,14 @@ def test_every_offset_equals_addr2line(build, flags):
     sequences per section, rows sharing an address, the end of a sequence."""
     obj = build("staticcall.c", *flags)
     elf = ElfFile(obj.read_bytes(), str(obj))
-    table = read_line_table(elf)
     checked = 0
     for sec in elf.sections:
         if not sec.flags & SHF_EXECINSTR or not sec.size:
             continue
         offsets = list(range(sec.size))
         want = addr2line(obj, sec.name, offsets)
-        got = [table.lookup(sec.index, o) for o in offsets]
+        frames = lookup(elf, [site_key(sec.index, o, None) for o in offsets])
+        got = [_innermost(frames.get(site_key(sec.index, o, None))) for o in offsets]
         bad = [(hex(o), w, g) for o, w, g in zip(offsets, want, got) if w != g]
         assert not bad, (sec.name, bad[:5])
         checked += len(offsets)
@@ -110,15 +117,18 @@ def test_no_debug_info_means_null_source(build):
     assert not res.warnings
 
 
-def test_pyelftools_only_with_debug_line(build):
+def test_dwarf_reader_only_with_debug_info(build):
+    """The DWARF reader is imported only for an object with debug info, and
+    pyelftools never (our own reader has bounded cost)."""
     code = ("import sys; from scall_objtool.pipeline import scan_path; "
             "r = scan_path(sys.argv[1]); "
-            "print(len(r.sites), 'elftools' in sys.modules)")
+            "print(len(r.sites), 'scall_objtool.dwarf' in sys.modules, "
+            "'elftools' in sys.modules)")
     for flags, want in ((("-O2",), "False"), (("-O2", "-g"), "True")):
         obj = build("lint.c", *flags)
         out = subprocess.run([sys.executable, "-c", code, str(obj)], capture_output=True,
                              text=True, check=True).stdout.split()
-        assert out == ["4", want], flags
+        assert out == ["4", want, "False"], flags
 
 
 def _corrupt(obj, section: str, edit):
@@ -177,9 +187,9 @@ def test_linked_image_lines_by_address(tmp_path, link):
         assert [s.source] == addr2line(exe, s.section, [s.offset]), hex(s.address)
         assert s.source["file"].endswith(("linkprog.c", "linktramp.S"))
     elf = ElfFile(exe.read_bytes(), str(exe))
-    table = read_line_table(elf)
     text = elf.section_by_name(".text")
     offsets = list(range(text.size))
     want = addr2line(exe, ".text", offsets)
-    got = [table.lookup(None, text.addr + o) for o in offsets]
+    frames = lookup(elf, [text.addr + o for o in offsets])
+    got = [_innermost(frames.get(text.addr + o)) for o in offsets]
     assert [(hex(o), w, g) for o, w, g in zip(offsets, want, got) if w != g] == []

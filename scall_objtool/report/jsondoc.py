@@ -137,7 +137,8 @@ def report_from_json(data, path: str):
                     kind=_enum(s["kind"], KINDS), patchable=_bool(s["patchable"]),
                     reason=_opt_enum(s.get("reason"), REASONS),
                     crossing=_opt(s.get("crossing"), str),
-                    source=s.get("source") if isinstance(s.get("source"), dict) else None)
+                    source=s.get("source") if isinstance(s.get("source"), dict) else None,
+                    inlined=s.get("inlined") if isinstance(s.get("inlined"), list) else [])
             except (KeyError, TypeError, ValueError) as e:
                 bad(f"{where}: {e.args[0] if e.args else e}")
             if site.patchable == (site.reason is not None):

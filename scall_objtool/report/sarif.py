@@ -113,6 +113,23 @@ def _fingerprint(site: LintSite, occurrence: int) -> str:
     return h.hexdigest()
 
 
+def _inline_chain(inlined: list, root: str) -> list[dict]:
+    """The inline chain of a site as relatedLocations, innermost frame first:
+    where the static call is written (a header's inline wrapper) and each
+    inlined call on the way out to the caller (the primary location)."""
+    out = []
+    for i, f in enumerate(inlined):
+        if not f.get("file"):
+            continue
+        phys: dict = {"artifactLocation": _artifact(f["file"], root)}
+        if f.get("line"):
+            phys["region"] = {"startLine": int(f["line"])}
+        what = f"in inlined {f['function']}" if f.get("function") else "in inlined code"
+        out.append({"id": i + 1, "physicalLocation": phys,
+                    "message": {"text": f"{what} (inline level {i + 1} of {len(inlined)})"}})
+    return out
+
+
 def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
              root: str | None = None) -> dict:
     root = os.path.abspath(root or os.curdir)
@@ -122,9 +139,11 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
         s = f.site
         occurrence = seen.get(s.identity, 0)
         seen[s.identity] = occurrence + 1
-        if s.source:
-            phys = {"artifactLocation": _artifact(s.source["file"], root),
-                    "region": {"startLine": max(1, int(s.source["line"]))}}
+        if s.source and s.source.get("file"):
+            # the caller after inlining (addr2line -i's outermost frame)
+            phys = {"artifactLocation": _artifact(s.source["file"], root)}
+            if s.source.get("line"):
+                phys["region"] = {"startLine": int(s.source["line"])}
         else:
             phys = {"artifactLocation": _artifact(s.object, root),
                     "region": {"startLine": 1}}
@@ -144,6 +163,9 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
                            "trampoline": s.trampoline, "key": s.key, "kind": s.kind,
                            "crossing": s.crossing},
         }
+        related = _inline_chain(s.inlined, root)
+        if related:
+            result["relatedLocations"] = related
         if res.baseline is not None:
             result["baselineState"] = "unchanged" if f.baselined else "new"
         results.append(result)

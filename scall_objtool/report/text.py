@@ -124,13 +124,34 @@ def display_path(path: str, root: str | None = None) -> str:
     return relative_below(path, os.path.abspath(root or os.curdir))
 
 
+def location_text(file: str | None, line: int | None, root: str | None = None) -> str | None:
+    """``file:line``, ``file`` when the line is unknown (never ``:0``), None
+    when neither is known."""
+    if file is None:
+        return None if not line else f"??:{line}"
+    shown = display_path(file, root)
+    return f"{shown}:{line}" if line else shown
+
+
+def via_text(inlined: list, root: str | None = None) -> str:
+    """`` (via include/linux/sched.h:2085 cond_resched, ...)``: the inline
+    chain, innermost frame first; empty when the site is not inlined."""
+    parts = []
+    for f in inlined:
+        loc = location_text(f.get("file"), f.get("line"), root) or "??"
+        parts.append(f"{loc} {f['function']}" if f.get("function") else loc)
+    return f" (via {', '.join(parts)})" if parts else ""
+
+
 def finding_line(site, root: str | None = None) -> str:
-    """One finding in the form compilers (source known) or objtool (object) use."""
-    if site.source:
-        head = f"{display_path(site.source['file'], root)}:{site.source['line']}"
-    else:
-        head = f"{site.object}: {site.where}"
-    return esc(f"{head}: warning: {site.message} [scall-objtool]")
+    """One finding in the form compilers (source known: the caller's line, the
+    inline chain, then the object and function) or objtool (object) use."""
+    loc = location_text(site.source.get("file"), site.source.get("line"), root) \
+        if site.source else None
+    if loc is None:
+        return esc(f"{site.object}: {site.where}: warning: {site.message} [scall-objtool]")
+    return esc(f"{loc}: warning: {site.message}{via_text(site.inlined, root)} "
+               f"[{site.object}: {site.where}]")
 
 
 def check_text(res, summary: dict, policy: str, root: str | None = None) -> str:
@@ -151,7 +172,8 @@ def check_text(res, summary: dict, policy: str, root: str | None = None) -> str:
 
 
 def _source(s) -> str:
-    return f" ({s.source['file']}:{s.source['line']})" if s.source else ""
+    loc = location_text(s.source.get("file"), s.source.get("line")) if s.source else None
+    return f" ({loc})" if loc else ""
 
 
 def diff_text(d) -> str:

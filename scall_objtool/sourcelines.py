@@ -1,0 +1,341 @@
+"""Source lines: where each site is, as ``addr2line -i -f -e OBJ -j SECTION
+OFFSET`` says, read by our own DWARF reader (``dwarf.py``).
+
+A site's frames run from the innermost (the line-table row at the site, in
+the function inlined last) outwards, each outer frame being the call site
+(``DW_AT_call_file``/``DW_AT_call_line``) of the inlined function inside
+it; the last is the function the code belongs to after inlining.  A site's
+``source`` is that last frame's ``{file, line}`` (the caller the developer
+edits); ``inlined`` lists the frames before it, innermost first, as
+``{function, file, line}``.  A line that is unknown (line 0, no row) is
+``None`` with the file kept when known.  A chain deeper than MAX_FRAMES
+keeps the outermost frame and the innermost others.
+
+``addr2line()`` runs binutils' addr2line the same way, for the tests and the
+scripts that compare with it (scripts/kernel-lines, scripts/bench --lines).
+
+Nothing here raises: malformed DWARF leaves every ``source`` null and adds a
+warning.
+"""
+from __future__ import annotations
+
+import bisect
+
+from .dwarf import (AT_CALL_FILE, AT_CALL_LINE, AT_COMP_DIR, AT_STMT_LIST, TAG_SHIFT,
+                    Debug, DwarfError, LineProgram, Reader, _DESCEND, _FUNCS, text)
+from .elf import ElfFile
+
+__all__ = ["Frame", "MAX_FRAMES", "addr2line", "attach_sources", "lookup", "parse_addr2line",
+           "site_key"]
+
+
+class Frame(tuple):
+    """(function, file, line): function and file None when unknown, line None
+    when unknown or 0."""
+    __slots__ = ()
+
+    def __new__(cls, function, file, line):
+        return tuple.__new__(cls, (function, file, line or None))
+
+    function = property(lambda self: self[0])
+    file = property(lambda self: self[1])
+    line = property(lambda self: self[2])
+
+
+def site_key(section_index: int | None, offset: int, address: int | None) -> int:
+    """The number a site is looked up by: its address in a linked image, its
+    section-tagged offset in a relocatable object."""
+    if address is not None:
+        return address
+    return ((section_index + 1) << TAG_SHIFT) | offset
+
+
+def _in_ranges(sites: list[int], ranges) -> list[int]:
+    """The sites (sorted) inside any of ``ranges``, sorted."""
+    if len(ranges) == 1:
+        lo, hi = ranges[0]
+        return sites[bisect.bisect_left(sites, lo):bisect.bisect_left(sites, hi)]
+    hit = set()
+    for lo, hi in ranges:
+        hit.update(sites[bisect.bisect_left(sites, lo):bisect.bisect_left(sites, hi)])
+    return sorted(hit)
+
+
+#: frames kept of a deeper inline chain: the outermost and the innermost others
+MAX_FRAMES = 64
+
+
+def _unlink(node) -> tuple:
+    """The chain of function DIEs (attrs) ending at ``node``, outermost first;
+    at most MAX_FRAMES (the outermost and the innermost ones), so that a
+    crafted nesting costs no more than that per site."""
+    out = []
+    while node is not None and len(out) < MAX_FRAMES - 1:
+        out.append(node[0])
+        node = node[1]
+    if node is not None:
+        root = node[2] if node[2] is not None else node
+        out.append(root[0])
+    return tuple(reversed(out))
+
+
+class _Lookup:
+    def __init__(self, elf: ElfFile, sites: list[int]):
+        self.debug = Debug(elf)
+        self.reader = Reader(self.debug)
+        self.sites = sites
+        self.programs: dict[int, LineProgram] = {}
+
+    def program(self, u) -> LineProgram | None:
+        top = u.top
+        if top is None or AT_STMT_LIST not in top[1]:
+            return None
+        off = top[1][AT_STMT_LIST][1]
+        prog = self.programs.get(off)
+        if prog is None:
+            comp = top[1].get(AT_COMP_DIR)
+            comp_dir = text(self.reader.string(u, comp)) if comp is not None else None
+            prog = self.programs[off] = LineProgram(self.reader, off, comp_dir, u)
+        return prog
+
+    def units_of_sites(self) -> tuple[dict, list]:
+        """{unit offset: sites its ranges cover} and the units without ranges."""
+        by_unit: dict[int, list[int]] = {}
+        owner: dict[int, int] = {}
+        rest = self.sites
+        aranges = self.debug[".debug_aranges"]
+        if aranges is not None:
+            covered = self._aranges(aranges, owner)
+            rest = [s for s in self.sites if s not in covered]
+        rangeless = []
+        if rest:
+            for u in self.reader.units():
+                if u.top is None or u.top[0] not in (0x11, 0x3c, 0x4a):   # + skeleton
+                    continue
+                rng = self.reader.ranges(u, u.top[1])
+                if rng is None:
+                    rangeless.append(u.offset)
+                    continue
+                for s in _in_ranges(rest, rng):
+                    owner.setdefault(s, u.offset)
+        for s in self.sites:
+            if s in owner:
+                by_unit.setdefault(owner[s], []).append(s)
+        return by_unit, rangeless
+
+    def _aranges(self, sec, owner: dict) -> set:
+        d, size, p = sec.data, sec.size, 0
+        sites = self.sites
+        covered = set()
+        while p + 4 <= size:
+            start = p
+            length, osz, q = sec.u(p, 4), 4, p + 4
+            if length == 0xFFFFFFFF:
+                length, osz, q = sec.u(p + 4, 8), 8, p + 12
+            end = q + length
+            if end > size or length == 0:
+                raise DwarfError(".debug_aranges: a set runs past the section")
+            cu = sec.u(q + 2, osz)
+            asz = d[q + 2 + osz]
+            if asz not in (4, 8):
+                raise DwarfError(f".debug_aranges: address size {asz}")
+            q += 4 + osz
+            q = start + -(-(q - start) // (2 * asz)) * (2 * asz)
+            while q + 2 * asz <= end:
+                lo, n = sec.u(q, asz), sec.u(q + asz, asz)
+                q += 2 * asz
+                if lo == 0 and n == 0:
+                    break
+                for s in sites[bisect.bisect_left(sites, lo):bisect.bisect_left(sites, lo + n)]:
+                    if s not in owner:
+                        owner[s] = cu
+                        covered.add(s)
+            p = end
+        return covered
+
+    def run(self) -> dict[int, list[Frame]]:
+        reader = self.reader
+        by_unit, rangeless = self.units_of_sites()
+        # each distinct line program runs once, over the sites of every unit using it
+        runs: dict[int, tuple[LineProgram, set]] = {}
+        for uoff, ss in by_unit.items():
+            prog = self.program(reader.unit_at(uoff))
+            if prog is not None:
+                runs.setdefault(id(prog), (prog, set()))[1].update(ss)
+        assigned = {s for ss in by_unit.values() for s in ss}
+        left = [s for s in self.sites if s not in assigned]
+        if left:
+            for uoff in rangeless:
+                prog = self.program(reader.unit_at(uoff))
+                if prog is not None:
+                    runs.setdefault(id(prog), (prog, set()))[1].update(left)
+        found: dict[int, tuple] = {}
+        for prog, ss in runs.values():
+            ss = sorted(ss)
+            prog.match(ss, found, self.debug.relocatable, len(ss))
+        # the unit each found site's frames come from
+        unit_of = {s: uoff for uoff, ss in by_unit.items() for s in ss}
+        per_unit: dict[int, list[int]] = {}
+        for s in self.sites:
+            if s in found:
+                uoff = unit_of.get(s, found[s][2].unit.offset)
+                per_unit.setdefault(uoff, []).append(s)
+        out: dict[int, list[Frame]] = {}
+        for uoff, ss in per_unit.items():
+            u = reader.unit_at(uoff)
+            chains = self.chains(u, ss)
+            for s in ss:
+                line, fidx, prog = found[s]
+                out[s] = self.frames(u, _unlink(chains.get(s)), prog.file_name(fidx), line)
+        return out
+
+    def chains(self, u, sites: list[int]) -> dict[int, tuple]:
+        """For each site, the innermost function DIE that contains it, as a
+        node (attrs, parent node, outermost node or None); see ``_unlink``."""
+        reader = self.reader
+        top = u.top
+        chains: dict[int, tuple] = {}
+        if top is None or not top[2]:
+            return chains
+        _, p = reader.die(u, top[3])
+        stack = [(sites, None)]
+        placed: set = set()         # sites inside an outermost function already walked
+        while stack:
+            # declarations, abstract instances, types, variables: skipped
+            ab, p = reader.next_die(u, p)
+            if ab is None:
+                stack.pop()
+                if len(stack) == 1 and len(placed) == len(sites):
+                    break           # every site's function is walked: the rest cannot hold one
+                continue
+            tag = ab.tag
+            subset, chain = stack[-1]
+            if tag in _DESCEND:
+                # a block's own ranges are not consulted: BFD nests functions
+                # by DIE depth alone (gcc's DWARF 4 block ranges can be empty)
+                p = p + ab.fixed if ab.fixed is not None else reader._skip_attrs(u, ab, p)
+                if ab.children:
+                    stack.append((subset, chain))
+                continue
+            attrs: dict = {}
+            p = reader._attrs(u, ab, p, attrs)
+            rng = reader.ranges(u, attrs)
+            sub = [] if rng is None else _in_ranges(subset, rng)
+            if tag in _FUNCS and sub:
+                if chain is None:
+                    placed.update(sub)
+                chain = (attrs, chain, chain[2] or chain) if chain else (attrs, None, None)
+                for s in sub:
+                    chains[s] = chain
+            if ab.children and sub:
+                stack.append((sub, chain))
+                continue
+            if ab.children:
+                p = reader.skip_children(u, p)
+            if len(stack) == 1 and len(placed) == len(sites):
+                break
+        return chains
+
+    def frames(self, u, chain: tuple, file: str | None, line: int) -> list[Frame]:
+        reader = self.reader
+        if not chain:
+            return [Frame(None, file, line)]
+        prog = self.program(u)
+        frames = []
+        for i in range(len(chain) - 1, -1, -1):
+            attrs = chain[i]
+            frames.append(Frame(reader.name(u, attrs), file, line))
+            cf, cl = attrs.get(AT_CALL_FILE), attrs.get(AT_CALL_LINE)
+            file = prog.file_name(cf[1]) if cf is not None and prog is not None else None
+            line = cl[1] if cl is not None else 0
+        return frames
+
+
+def lookup(elf: ElfFile, keys: list[int],
+           symbols: dict[int, str | None] | None = None) -> dict[int, list[Frame]]:
+    """The frames of every site key (see ``site_key``) that the DWARF covers,
+    innermost first.  Where no DWARF function contains a site, its function
+    is ``symbols[key]`` (the ELF symbol, as BFD falls back to).  Raises
+    DwarfError (or another exception on malformed input); ``attach_sources``
+    is the form that never raises."""
+    sites = sorted(set(keys))
+    if not sites or (elf.section_by_name(".debug_info") is None
+                     and elf.section_by_name(".zdebug_info") is None):
+        return {}
+    frames = _Lookup(elf, sites).run()
+    if symbols:
+        for k, fr in frames.items():
+            if len(fr) == 1 and fr[0].function is None and symbols.get(k):
+                fr[0] = Frame(symbols[k], fr[0].file, fr[0].line)
+    return frames
+
+
+def frame_json(f: Frame) -> dict:
+    return {"function": f.function, "file": f.file, "line": f.line}
+
+
+def attach_sources(elf: ElfFile, result) -> None:
+    """Fill ``site.source`` and ``site.inlined`` of every site; never raises."""
+    keys = [site_key(s.section_index, s.offset, s.address) for s in result.sites]
+    try:
+        frames = lookup(elf, keys)
+    except Exception as e:  # malformed DWARF must not cost the scan
+        frames = {}
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        result.warnings.append(f"cannot read the DWARF line table: {type(e).__name__}"
+                               + (f": {detail}" if detail else ""))
+    for site, key in zip(result.sites, keys):
+        fr = frames.get(key)
+        if not fr or (fr[-1].file is None and fr[-1].line is None and len(fr) == 1):
+            site.source, site.inlined = None, []
+            continue
+        outer = fr[-1]
+        site.source = None if outer.file is None and outer.line is None else \
+            {"file": outer.file, "line": outer.line}
+        site.inlined = [frame_json(f) for f in fr[:-1]]
+
+
+# ------------------------------------------------------------------ addr2line
+
+def parse_addr2line(out: str) -> list[list[Frame]]:
+    """Frames per address from ``addr2line -a -i -f`` output, innermost first
+    (function "??", file "??", line "?" or 0 mean unknown)."""
+    result: list[list[Frame]] = []
+    lines_ = out.split("\n")
+    i = 0
+    while i < len(lines_):
+        ln = lines_[i]
+        i += 1
+        if not ln:
+            continue
+        if ln.startswith("0x") and all(c in "0123456789abcdef" for c in ln[2:]):
+            result.append([])
+            continue
+        func, loc = ln, lines_[i]
+        i += 1
+        if loc.endswith(")") and " (discriminator " in loc:
+            loc = loc[:loc.rindex(" (discriminator ")]
+        file, _, num = loc.rpartition(":")
+        result[-1].append(Frame(None if func == "??" else func,
+                                None if file in ("??", "") else file,
+                                int(num) if num.isdigit() else None))
+    return result
+
+
+def addr2line(path: str, section: str | None, addresses: list[int],
+              program: str = "addr2line") -> list[list[Frame]]:
+    """``addr2line -a -i -f -e PATH [-j SECTION] ADDR...``: the frames of
+    each address, innermost first.  One process."""
+    import subprocess
+    cmd = [program, "-a", "-i", "-f", "-e", path]
+    if "llvm" in program:
+        cmd.insert(1, "--output-style=GNU")
+    if section is not None:
+        cmd += ["-j", section]
+    out = subprocess.run(cmd, input="\n".join(f"{a:#x}" for a in addresses) + "\n",
+                         capture_output=True, text=True, errors="surrogateescape",
+                         check=True).stdout
+    frames = parse_addr2line(out)
+    if len(frames) != len(addresses):
+        raise ValueError(f"addr2line answered {len(frames)} of {len(addresses)} addresses")
+    return frames
