@@ -308,18 +308,27 @@ def assert_error_line(r, path=None):
 
 
 # ------------------------------------------------------------ the library
+#: the options of each command that the library takes besides the policy
+_LIBRARY_OPTIONS = {"scan": {"candidates"}, "write": {"output", "force", "dry_run", "backup"}}
+
+
 def parse_args(command: str, args):
     """CLI-style arguments of ``command`` -> (scall_objtool.Options, the
     command's other values by option dest), parsed by the same option table the
     CLI uses, for tests that state options as the CLI spells them but call the
-    library."""
+    library.  An option the library does not take is a test error."""
     from scall_objtool import Options
     from scall_objtool.fastcli import parse
-    from scall_objtool.options import POLICY
+    from scall_objtool.options import COMMANDS, POLICY
     parsed = parse([command, *map(str, args)])
     assert parsed is not None, f"{command} {args}: not a well-formed command line"
     values = parsed[1]
-    return Options(**{o.dest: values.pop(o.dest) for o in POLICY}), values
+    options = Options(**{o.dest: values.pop(o.dest) for o in POLICY})
+    for opt in COMMANDS[command].options:
+        given = values[opt.dest] != (False if opt.kind == "flag" else opt.default)
+        assert not given or opt.dest in _LIBRARY_OPTIONS[command], \
+            f"{opt.flags[0]}: not a library option; test it through the CLI"
+    return options, values
 
 
 def scan_lib(*args) -> dict:
