@@ -538,5 +538,16 @@ def read_file(path: str) -> bytes:
         raise InputError(f"cannot read: {e.strerror}", path) from None
 
 
+def load_file(path: str, display: str | None = None) -> bytes:
+    """A file's bytes, a compressed module (.ko.xz, .ko.zst, .ko.gz: recognised by
+    its magic) expanded."""
+    data = read_file(path)
+    if data[:1] in (b"\xfd", b"\x28", b"\x1f"):        # the codecs' first bytes
+        from .compressed import decompress
+        data = decompress(data, display or path)
+    return data
+
+
 def open_elf(path: str) -> ElfFile:
-    return ElfFile(read_file(path), path)
+    """A parsed object, linked image or (expanded) compressed module."""
+    return ElfFile(load_file(path), path)

@@ -62,6 +62,10 @@ class Plan:
         if not sites:
             return
         keys = self._key_symbols()
+        # a kernel module's missing key is its trampoline, which the module
+        # loader fixes up (objtool --module): --module, or recognised
+        from .placement import is_module
+        module = options.module or is_module(elf)
         addr_cache: dict[int, _Addressing] = {}
         added: dict[bytes, int] = {}
         nsyms = elf.num_symbols
@@ -71,7 +75,7 @@ class Plan:
             kname = key_name(tramp.name_bytes, options)
             key = keys.get(kname)
             if key is None:
-                if options.module:
+                if module:
                     key = site.tramp_sym
                 elif options.strict_keys:
                     raise KeyMissingError(
@@ -298,7 +302,6 @@ def render(plan: Plan) -> bytes:
     symtab = elf.symtab
     if symtab is None:
         raise InputError("the object has no symbol table to relocate against", elf.path)
-    entries = plan.entries
 
     table, rela = table_blobs(plan)
     table_off = img.append(table, 8)

@@ -16,7 +16,7 @@ from .records import record
 
 AR_MAGIC = b"!<arch>\n"
 THIN_MAGIC = b"!<thin>\n"
-DEFAULT_INCLUDE = ("*.o", "*.ko", "*.a")
+DEFAULT_INCLUDE = ("*.o", "*.ko", "*.ko.xz", "*.ko.zst", "*.ko.gz", "*.a")
 MAX_MEMBERS = 1 << 20
 
 
@@ -36,11 +36,13 @@ class Input:
         return self.member_offset is not None or self.archive is not None
 
     def read(self) -> bytes:
-        from .elf import read_file
-        data = read_file(self.path)
+        """The object's bytes: a member's slice of its archive, a compressed
+        module (.ko.xz/.zst/.gz) expanded."""
+        from .elf import load_file
         if self.member_offset is None:
-            return data
-        return data[self.member_offset:self.member_offset + self.member_size]
+            return load_file(self.path, self.display)
+        from .elf import read_file
+        return read_file(self.path)[self.member_offset:self.member_offset + self.member_size]
 
 
 def show(path: str) -> str:

@@ -82,7 +82,9 @@ POLICY = (
     _policy("tramp_prefix", ("--tramp-prefix",), "str", "trampoline symbol prefix"),
     _policy("key_prefix", ("--key-prefix",), "str", "key symbol prefix"),
     _policy("module", ("--module",), "flag",
-            "kernel module: the trampoline stands in for a missing key"),
+            "kernel module: the trampoline stands in for a missing key, as objtool "
+            "--module does (a .ko with .gnu.linkonce.this_module is recognised without it; "
+            "this is for a module's parts, .o files that cannot tell)"),
     _policy("strict_keys", ("--strict-keys",), "flag",
             "a missing key is an error (as in objtool), not added"),
 )
