@@ -82,12 +82,9 @@ class Plan:
                         f"static_call: can't find static_call_key symbol: "
                         f"{printable(kname)}", elf.path)
                 else:
-                    if kname not in added:
+                    if kname not in added:     # reported by the caller (new_keys)
                         added[kname] = nsyms + len(self.new_keys)
                         self.new_keys.append(kname)
-                        self.warnings.append(
-                            f"key {printable(kname)} is not in the object; added as an "
-                            "undefined global symbol")
                     key = added[kname]
             flags = FLAG_TAIL if site.kind in TAIL_KINDS else 0
             self.entries.append(Entry(site, addr_sym, addend, key, flags))

@@ -22,28 +22,39 @@ def schema(name: str = "report") -> dict:
 
 
 # ------------------------------------------------------------------- writing
-def scan_doc(results: list[ObjectResult], options: Options) -> dict:
+def _skipped(summary: dict, skipped: dict | None) -> dict:
+    """``summary`` with the walk's skipped counts, when there were any."""
+    return {**summary, "skipped": skipped} if skipped else summary
+
+
+def scan_doc(results: list[ObjectResult], options: Options,
+             skipped: dict | None = None) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": tool(),
         "policy": options.to_json(),
         "objects": [r.to_json() for r in results],
-        "summary": {"objects": len(results), **summarize(results, per_object=True)},
+        "summary": _skipped({"objects": len(results), **summarize(results, per_object=True)},
+                            skipped),
     }
 
 
-def scan_json(results: list[ObjectResult], options: Options) -> str:
-    return dump(scan_doc(results, options))
+def scan_json(results: list[ObjectResult], options: Options,
+              skipped: dict | None = None) -> str:
+    return dump(scan_doc(results, options, skipped))
 
 
-def verify_json(verdicts, options: Options) -> str:
+def verify_json(verdicts, options: Options, skipped: dict | None = None) -> str:
     return dump({
         "schema_version": SCHEMA_VERSION,
         "tool": tool(),
         "policy": options.to_json(),
         "objects": [v.to_json() for v in verdicts],
-        "summary": {"objects": len(verdicts), "entries": sum(v.entries for v in verdicts),
-                    "failed": sum(not v.ok for v in verdicts)},
+        "summary": _skipped({"objects": len(verdicts),
+                             "entries": sum(v.entries for v in verdicts),
+                             "failed": sum(not v.ok for v in verdicts),
+                             "policy_findings": sum(bool(v.policy_findings)
+                                                    for v in verdicts)}, skipped),
     })
 
 
