@@ -120,6 +120,20 @@ def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None) 
     return run
 
 
+def _unmatched_baseline(base, results) -> list[str]:
+    """A warning when the baseline names objects, but none of the inputs: it was
+    most likely recorded from another directory, and would match nothing."""
+    from .findings import norm_object
+    recorded = {norm_object(s.object) for s in base.sites}
+    if not recorded or recorded & {norm_object(r.path) for r in results}:
+        return []
+    example = sorted(recorded)[0]
+    return [warning_line(base.path, f"no object of the baseline is among the inputs (it "
+                                    f"names {example!s}, ...): every site counts as new; "
+                                    "record it with scan -o FILE, which keeps its paths "
+                                    "relative to the file")]
+
+
 def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
     from .findings import policy_mismatch
     diffs = policy_mismatch(report.policy, other_policy)
@@ -135,12 +149,12 @@ def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
 def scan(paths: list[str], options: Options, format: str = "text", output: str | None = None,
          include: list[str] | None = None, jobs: int | None = None,
          stats: bool = False, candidates: str = "auto", quiet: bool = False,
-         group_by: str | None = None) -> int:
+         group_by: str | None = None, source_root: str | None = None) -> int:
     """Report every site: 0, or 2 when an input failed (the report is still written)."""
     run = _batch(scan_one, paths, include, (options, candidates), jobs, output)
     if format == "json":
-        from .report.jsondoc import scan_json
-        text = scan_json(run.results, options, run.skipped)
+        from .report.jsondoc import paths_base, scan_json
+        text = scan_json(run.results, options, run.skipped, paths_base(output), source_root)
     elif format == "openmetrics":
         from .report.jsondoc import scan_doc
         from .report.openmetrics import render_openmetrics
@@ -253,7 +267,8 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
                  refuse=lambda r: r.no_code)
     results, messages, errors = run.results, run.messages, run.errors
     if base is not None:
-        messages[:0] = _policy_warning(base, options.to_json(), "the baseline")
+        messages[:0] = (_policy_warning(base, options.to_json(), "the baseline")
+                        + _unmatched_baseline(base, results))
     summary = {"objects": len(results), **summarize(results, per_object=True)}
     if run.skipped:
         summary["skipped"] = run.skipped
@@ -265,7 +280,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     elif format in ("json", "openmetrics"):
         from .report import dump
         from .report.jsondoc import check_doc
-        doc = check_doc(verdict, summary, options, plain)
+        doc = check_doc(verdict, summary, options, plain, source_root)
         if format == "json":
             text = dump(doc)
         else:

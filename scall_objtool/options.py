@@ -109,6 +109,9 @@ OUTPUT = Opt("output", ("-o", "--output"), "str", "write the report to FILE",
              metavar="FILE")
 LINT_OUTPUT = Opt("output", ("-o", "--output"), "str", "write the output to FILE",
                   metavar="FILE")
+SOURCE_ROOT = Opt("source_root", ("--source-root",), "str",
+                  "show and record source paths relative to DIR when below it (default: "
+                  "the current directory)", metavar="DIR")
 QUIET = Opt("quiet", ("--quiet", "-q"), "flag",
             "text format: print only the summary line (and warnings and errors)")
 GROUP_BY = Opt("group_by", ("--group-by",), "choice",
@@ -125,7 +128,7 @@ COMMANDS = {c.name: c for c in (
             (PATHS,),
             (Opt("format", ("--format", "-f"), "choice", "report format" + METRICS_HELP,
                  default="text", choices=("text", "json", "openmetrics")),
-             OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES, QUIET, GROUP_BY)),
+             OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES, QUIET, GROUP_BY, SOURCE_ROOT)),
     Command("verify",
             "Check existing tables: every entry must point at an instruction that calls or "
             "jumps to its key's trampoline, with the right tail flag, and no site the "
@@ -165,9 +168,7 @@ COMMANDS = {c.name: c for c in (
                  metavar="N"),
              Opt("stats", ("--stats",), "flag",
                  "text format: add tables of sites per trampoline, kind, reason and object"),
-             Opt("source_root", ("--source-root",), "str",
-                 "show paths relative to DIR (default: the current directory)",
-                 metavar="DIR"),
+             SOURCE_ROOT,
              INCLUDE, JOBS, CANDIDATES, QUIET, GROUP_BY)),
     Command("diff", "Compare two JSON reports: added, removed and changed sites (exit 1 on "
                     "a new fallback site).",
