@@ -28,6 +28,7 @@ class Outcome:
     ok: bool = True
     result: object = None         # ObjectResult, Verdict or WriteOutcome
     messages: list[str] = LIST    # stderr lines, in order
+    skipped: str | None = None    # why a walked object of another class/machine was passed over
 
 
 def guarded(display: str, fn, outcome: Outcome):
@@ -54,9 +55,20 @@ def guarded(display: str, fn, outcome: Outcome):
 
 # ------------------------------------------------------------------ workers
 def _run(inp: Input, work) -> Outcome:
-    """An outcome for ``work()``, with the warnings of what it returns."""
+    """An outcome for ``work()``, with the warnings of what it returns.  An object
+    of another ELF class or machine found by a directory walk is passed over."""
+    from .errors import ForeignObject
     out = Outcome(inp.display)
-    out.result = guarded(inp.display, work, out)
+
+    def walked_work():
+        try:
+            return work()
+        except ForeignObject as e:
+            if not inp.walked:
+                raise
+            out.skipped = e.message
+            return None
+    out.result = guarded(inp.display, walked_work, out)
     if out.result is not None:
         out.messages.extend(warning_line(inp.display, w)
                             for w in getattr(out.result, "warnings", ()))

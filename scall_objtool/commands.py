@@ -17,9 +17,10 @@ import os
 import sys
 
 from .batch import Outcome, run_batch, scan_one, verify_one, write_one
-from .errors import ScallError, UsageError, error_line, warning_line
+from .errors import PROG, ScallError, UsageError, error_line, warning_line
 from .inputs import expand, show
 from .model import Options
+from .records import record
 
 
 #: what ``write DIR`` looks for: objects, not archives (whose members are
@@ -80,30 +81,57 @@ def _deliver(messages: list[str], text: str, output: str | None) -> bool:
 
 
 def _collect(paths: list[str], include: list[str] | None, archives: bool = True):
-    """The inputs, and one error line for each path that could not be expanded."""
-    inputs, errors = expand(paths, include, archives)
-    return inputs, [error_line(f"{show(e.path)}: {e.message}" if e.path else e.message)
-                    for e in errors]
+    """(the inputs, one error line for each path that could not be expanded,
+    the number of files a walk passed over as repeats of others)."""
+    found = expand(paths, include, archives)
+    return found.inputs, [error_line(f"{show(e.path)}: {e.message}" if e.path else e.message)
+                          for e in found.errors], len(found.repeats)
 
 
-def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None):
-    """Run a batch: (results of the inputs that worked, every stderr line in input
-    order, the error lines among them).  ``output`` (-o) must not be an input;
-    ``refuse(result)`` may name a reason to count a result as an error instead."""
+@record
+class Run:
+    """A batch's results: those of the inputs that worked, every stderr line in
+    input order, the error lines among them, and what a walk passed over."""
+    results: list
+    messages: list
+    errors: list
+    skipped: dict
+
+
+def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None) -> Run:
+    """Run a batch.  ``output`` (-o) must not be an input; ``refuse(result)`` may
+    name a reason to count a result as an error instead."""
     check_output(output, [])
-    inputs, errors = _collect(paths, include)
+    inputs, errors, repeated = _collect(paths, include)
     check_output(output, [i.path for i in inputs])
-    results, messages = [], list(errors)
+    run = Run([], list(errors), errors, {"foreign": 0, "repeated": repeated})
     for o in run_batch(worker, inputs, args, jobs):
         why = refuse(o.result) if refuse and o.ok and o.result is not None else None
         if why:
             o = Outcome(o.display, ok=False, messages=[error_line(f"{o.display}: {why}")])
-        messages.extend(o.messages)
-        if o.ok and o.result is not None:
-            results.append(o.result)
+        run.messages.extend(o.messages)
+        if o.skipped:
+            run.skipped["foreign"] += 1
+        elif o.ok and o.result is not None:
+            run.results.append(o.result)
         else:
             errors.extend(o.messages)
-    return results, messages, errors
+    run.skipped = {k: v for k, v in run.skipped.items() if v}
+    return run
+
+
+def _unmatched_baseline(base, results) -> list[str]:
+    """A warning when the baseline names objects, but none of the inputs: it was
+    most likely recorded from another directory, and would match nothing."""
+    from .findings import norm_object
+    recorded = {norm_object(s.object) for s in base.sites}
+    if not recorded or recorded & {norm_object(r.path) for r in results}:
+        return []
+    example = sorted(recorded)[0]
+    return [warning_line(base.path, f"no object of the baseline is among the inputs (it "
+                                    f"names {example!s}, ...): every site counts as new; "
+                                    "record it with scan -o FILE, which keeps its paths "
+                                    "relative to the file")]
 
 
 def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
@@ -120,39 +148,43 @@ def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
 # ----------------------------------------------------------------- commands
 def scan(paths: list[str], options: Options, format: str = "text", output: str | None = None,
          include: list[str] | None = None, jobs: int | None = None,
-         stats: bool = False, candidates: str = "auto") -> int:
+         stats: bool = False, candidates: str = "auto", quiet: bool = False,
+         group_by: str | None = None, source_root: str | None = None) -> int:
     """Report every site: 0, or 2 when an input failed (the report is still written)."""
-    results, messages, errors = _batch(scan_one, paths, include, (options, candidates), jobs,
-                                       output)
+    run = _batch(scan_one, paths, include, (options, candidates), jobs, output)
     if format == "json":
-        from .report.jsondoc import scan_json
-        text = scan_json(results, options)
+        from .report.jsondoc import paths_base, scan_json
+        text = scan_json(run.results, options, run.skipped, paths_base(output), source_root)
     elif format == "openmetrics":
         from .report.jsondoc import scan_doc
         from .report.openmetrics import render_openmetrics
-        text = render_openmetrics(scan_doc(results, options))
+        text = render_openmetrics(scan_doc(run.results, options, run.skipped))
     else:
         from .report.text import scan_text, stats_text
-        text = scan_text(results, options) + (stats_text(results) if stats else "")
-    ok = _deliver(messages, text, output)
-    return 0 if ok and not errors else 2
+        text = (scan_text(run.results, options, run.skipped, quiet, group_by)
+                + (stats_text(run.results) if stats else ""))
+    ok = _deliver(run.messages, text, output)
+    return 0 if ok and not run.errors else 2
 
 
 def verify(paths: list[str], options: Options, format: str = "text",
            output: str | None = None, include: list[str] | None = None,
-           jobs: int | None = None, candidates: str = "auto") -> int:
-    """Check existing tables: 1 on any mismatch or missing site, 2 on errors."""
-    verdicts, messages, errors = _batch(verify_one, paths, include, (options, candidates),
-                                        jobs, output)
+           jobs: int | None = None, candidates: str = "auto", quiet: bool = False,
+           strict: bool = False) -> int:
+    """Check existing tables: 1 when one is wrong (with ``strict``, also when it
+    lists a site the policy would not patch), 2 on errors."""
+    run = _batch(verify_one, paths, include, (options, candidates), jobs, output)
+    verdicts = run.results
     if format == "json":
         from .report.jsondoc import verify_json
-        text = verify_json(verdicts, options)
+        text = verify_json(verdicts, options, run.skipped)
     else:
         from .report.text import verify_text
-        text = verify_text(verdicts, options)
-    if not _deliver(messages, text, output) or errors:
+        text = verify_text(verdicts, options, run.skipped, quiet)
+    if not _deliver(run.messages, text, output) or run.errors:
         return 2
-    return 1 if any(not v.ok for v in verdicts) else 0
+    failed = any(not v.ok or (strict and v.policy_findings) for v in verdicts)
+    return 1 if failed else 0
 
 
 def write(paths: list[str], options: Options, output: str | None = None,
@@ -165,7 +197,7 @@ def write(paths: list[str], options: Options, output: str | None = None,
         raise UsageError("-o/--output takes exactly one input file")
     # archives are not expanded: one is refused as a whole (write_path), and a
     # directory walk does not look for them unless --include asks
-    inputs, messages = _collect(paths, include or WRITE_INCLUDE, archives=False)
+    inputs, messages, _ = _collect(paths, include or WRITE_INCLUDE, archives=False)
     if output is not None and (len(inputs) != 1 or inputs[0].path != paths[0]):
         raise UsageError("-o/--output takes exactly one input file")
     if output is not None:
@@ -183,11 +215,15 @@ def write(paths: list[str], options: Options, output: str | None = None,
     from .report.text import write_lines
     outs = run_batch(write_one, inputs, (options, output, force, dry_run, backup), jobs)
     failed = bool(messages) or any(not o.ok for o in outs)
+    written = [o for o in outs if o.ok and o.result is not None]
     lines = []
     for o in outs:
         messages.extend(o.messages)
-        if o.ok and not quiet:
+    if not quiet:
+        for o in written:
             lines.extend(write_lines(o.display, o.result, options, len(inputs) == 1))
+        messages.extend(_added_keys_warning([(o.display, o.result.added_keys)
+                                             for o in written if o.result.added_keys]))
     _emit_messages(messages)
     if lines:
         sys.stdout.write("".join(x + "\n" for x in lines))
@@ -195,10 +231,27 @@ def write(paths: list[str], options: Options, output: str | None = None,
     return 2 if failed else 0
 
 
+def _added_keys_warning(lacking: list[tuple[str, list[str]]]) -> list[str]:
+    """One warning for every key added as an undefined global, over the batch."""
+    if not lacking:
+        return []
+    if len(lacking) == 1:
+        display, keys = lacking[0]
+        return [warning_line(display, f"key{'s' if len(keys) > 1 else ''} {', '.join(keys)} "
+                                      f"{'are' if len(keys) > 1 else 'is'} not in the "
+                                      "object; added as an undefined global symbol")]
+    distinct = sorted({k for _, keys in lacking for k in keys})
+    return [f"{PROG}: warning: {len(lacking)} objects call through keys they do not "
+            f"define ({len(distinct)} distinct, e.g. {distinct[0]} in {lacking[0][0]}): added "
+            "as undefined global symbols (--module for the parts of a kernel module; "
+            "--strict-keys makes it an error)"]
+
+
 def check(paths: list[str], options: Options, format: str = "text", output: str | None = None,
           baseline: str | None = None, max_fallback: int = 0, stats: bool = False,
           source_root: str | None = None, include: list[str] | None = None,
-          jobs: int | None = None, candidates: str = "auto") -> int:
+          jobs: int | None = None, candidates: str = "auto", quiet: bool = False,
+          group_by: str | None = None) -> int:
     """The CI gate: 0 pass, 1 fail, 2 errors (the report is still written)."""
     from . import findings
     from .model import summarize
@@ -210,11 +263,15 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     if baseline is not None:
         base = load_report(baseline)               # InputError: exit 2 (run_guarded)
     # an object without machine code (slim LTO) has nothing to check: not a pass
-    results, messages, errors = _batch(scan_one, paths, include, (options, candidates), jobs,
-                                       output, refuse=lambda r: r.no_code)
+    run = _batch(scan_one, paths, include, (options, candidates), jobs, output,
+                 refuse=lambda r: r.no_code)
+    results, messages, errors = run.results, run.messages, run.errors
     if base is not None:
-        messages[:0] = _policy_warning(base, options.to_json(), "the baseline")
+        messages[:0] = (_policy_warning(base, options.to_json(), "the baseline")
+                        + _unmatched_baseline(base, results))
     summary = {"objects": len(results), **summarize(results, per_object=True)}
+    if run.skipped:
+        summary["skipped"] = run.skipped
     verdict = findings.check(findings.sites_from_results(results), max_fallback, base)
     plain = [e.removeprefix(error_line("")) for e in errors]
     if format == "sarif":
@@ -223,7 +280,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     elif format in ("json", "openmetrics"):
         from .report import dump
         from .report.jsondoc import check_doc
-        doc = check_doc(verdict, summary, options, plain)
+        doc = check_doc(verdict, summary, options, plain, source_root)
         if format == "json":
             text = dump(doc)
         else:
@@ -231,14 +288,15 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
             text = render_openmetrics(doc)
     else:
         from .report.text import check_text, stats_text
-        text = (check_text(verdict, summary, options.policy, source_root)
+        text = (check_text(verdict, summary, options.policy, source_root, quiet, group_by)
                 + (stats_text(results) if stats else ""))
     if not _deliver(messages, text, output) or errors:
         return 2
     return 0 if verdict.passed else 1
 
 
-def diff(old: str, new: str, format: str = "text", output: str | None = None) -> int:
+def diff(old: str, new: str, format: str = "text", output: str | None = None,
+         quiet: bool = False) -> int:
     """Compare two reports: 0 no new fallback site, 1 a new one, 2 errors."""
     from . import findings
     from .report.jsondoc import diff_json, load_report
@@ -247,7 +305,7 @@ def diff(old: str, new: str, format: str = "text", output: str | None = None) ->
     rep_old = load_report(old)
     rep_new = load_report(new)
     d = findings.diff(rep_old.sites, rep_new.sites)
-    text = diff_json(d, old, new) if format == "json" else diff_text(d)
+    text = diff_json(d, old, new) if format == "json" else diff_text(d, quiet)
     if not _deliver(_policy_warning(rep_old, rep_new.policy, "OLD"), text, output):
         return 2
     return 1 if d.new_fallback else 0

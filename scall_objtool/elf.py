@@ -149,6 +149,10 @@ class ElfFile:
     def _fail(self, message: str):
         raise InputError(message, self.path)
 
+    def _foreign(self, message: str):
+        from .errors import ForeignObject
+        raise ForeignObject(message, self.path)
+
     def _parse_header(self) -> None:
         data = self.data
         if data[:4] in LLVM_BITCODE_MAGIC:
@@ -160,11 +164,11 @@ class ElfFile:
         if len(data) < 6:
             self._fail(f"truncated ELF header ({len(data)} bytes)")
         if data[4] == 1:
-            self._fail("32-bit ELF (ELFCLASS32) is not supported; x86-64 objects are ELF64")
+            self._foreign("32-bit ELF (ELFCLASS32) is not supported; x86-64 objects are ELF64")
         if data[4] != ELFCLASS64:
             self._fail(f"invalid ELF class {data[4]}")
         if data[5] == 2:
-            self._fail("big-endian ELF is not supported; x86-64 objects are little-endian")
+            self._foreign("big-endian ELF is not supported; x86-64 objects are little-endian")
         if data[5] != ELFDATA2LSB:
             self._fail(f"invalid ELF data encoding {data[5]}")
         if len(data) < EHDR.size:
@@ -176,7 +180,7 @@ class ElfFile:
             self._fail(f"unsupported ELF version {version}")
         if self.e_machine != EM_X86_64:
             name = MACHINE_NAMES.get(self.e_machine, f"machine {self.e_machine}")
-            self._fail(f"not an x86-64 object (e_machine is {name})")
+            self._foreign(f"not an x86-64 object (e_machine is {name})")
         if self.e_type not in (ET_REL, ET_EXEC, ET_DYN):
             self._fail(f"unsupported ELF type {ET_NAMES.get(self.e_type, self.e_type)}")
         if self.e_ehsize != EHDR.size:
@@ -538,5 +542,16 @@ def read_file(path: str) -> bytes:
         raise InputError(f"cannot read: {e.strerror}", path) from None
 
 
+def load_file(path: str, display: str | None = None) -> bytes:
+    """A file's bytes, a compressed module (.ko.xz, .ko.zst, .ko.gz: recognised by
+    its magic) expanded."""
+    data = read_file(path)
+    if data[:1] in (b"\xfd", b"\x28", b"\x1f"):        # the codecs' first bytes
+        from .compressed import decompress
+        data = decompress(data, display or path)
+    return data
+
+
 def open_elf(path: str) -> ElfFile:
-    return ElfFile(read_file(path), path)
+    """A parsed object, linked image or (expanded) compressed module."""
+    return ElfFile(load_file(path), path)

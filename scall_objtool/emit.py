@@ -62,6 +62,10 @@ class Plan:
         if not sites:
             return
         keys = self._key_symbols()
+        # a kernel module's missing key is its trampoline, which the module
+        # loader fixes up (objtool --module): --module, or recognised
+        from .placement import is_module
+        module = options.module or is_module(elf)
         addr_cache: dict[int, _Addressing] = {}
         added: dict[bytes, int] = {}
         nsyms = elf.num_symbols
@@ -71,19 +75,16 @@ class Plan:
             kname = key_name(tramp.name_bytes, options)
             key = keys.get(kname)
             if key is None:
-                if options.module:
+                if module:
                     key = site.tramp_sym
                 elif options.strict_keys:
                     raise KeyMissingError(
                         f"static_call: can't find static_call_key symbol: "
                         f"{printable(kname)}", elf.path)
                 else:
-                    if kname not in added:
+                    if kname not in added:     # reported by the caller (new_keys)
                         added[kname] = nsyms + len(self.new_keys)
                         self.new_keys.append(kname)
-                        self.warnings.append(
-                            f"key {printable(kname)} is not in the object; added as an "
-                            "undefined global symbol")
                     key = added[kname]
             flags = FLAG_TAIL if site.kind in TAIL_KINDS else 0
             self.entries.append(Entry(site, addr_sym, addend, key, flags))

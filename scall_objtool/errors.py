@@ -39,5 +39,10 @@ class UsageError(ScallError):
     """The command line or the options are inconsistent."""
 
 
+class ForeignObject(InputError):
+    """A well-formed ELF object of another class, byte order or machine (an x86
+    kernel's 32-bit realmode and boot objects): skipped in directory walks."""
+
+
 class KeyMissingError(InputError):
     """A key symbol is missing and the options make that an error."""

@@ -16,7 +16,7 @@ from .records import record
 
 AR_MAGIC = b"!<arch>\n"
 THIN_MAGIC = b"!<thin>\n"
-DEFAULT_INCLUDE = ("*.o", "*.ko", "*.a")
+DEFAULT_INCLUDE = ("*.o", "*.ko", "*.ko.xz", "*.ko.zst", "*.ko.gz", "*.a")
 MAX_MEMBERS = 1 << 20
 
 
@@ -28,6 +28,7 @@ class Input:
     member_offset: int | None = None
     member_size: int | None = None
     archive: str | None = None      # the archive a member (regular or thin) belongs to
+    walked: bool = False            # found by a directory walk, not named
 
     @property
     def is_member(self) -> bool:
@@ -36,11 +37,13 @@ class Input:
         return self.member_offset is not None or self.archive is not None
 
     def read(self) -> bytes:
-        from .elf import read_file
-        data = read_file(self.path)
+        """The object's bytes: a member's slice of its archive, a compressed
+        module (.ko.xz/.zst/.gz) expanded."""
+        from .elf import load_file
         if self.member_offset is None:
-            return data
-        return data[self.member_offset:self.member_offset + self.member_size]
+            return load_file(self.path, self.display)
+        from .elf import read_file
+        return read_file(self.path)[self.member_offset:self.member_offset + self.member_size]
 
 
 def show(path: str) -> str:
@@ -121,41 +124,119 @@ def archive_members(path: str, data: bytes) -> list[Input]:
     return out
 
 
+@record(frozen=True)
+class Expansion:
+    """The inputs named on a command line, the errors met expanding them, and the
+    files a directory walk passed over as repeats of others (display, why)."""
+    inputs: list
+    errors: list
+    repeats: list
+
+
 def expand(paths: list[str], include: list[str] | None = None,
-           archives: bool = True) -> tuple[list[Input], list[InputError]]:
-    """The inputs named by ``paths``, and the errors met while expanding them."""
+           archives: bool = True) -> Expansion:
+    """The inputs named by ``paths``.
+
+    In a directory walk (never for a file named explicitly) every call site
+    counts once in a kernel build tree, where Kbuild leaves objects that repeat
+    others: ``vmlinux.o`` (every built-in object, when the walk finds others
+    too), a thin archive's members that the walk finds as files themselves
+    (``built-in.a``, ``vmlinux.a``), and, beside a ``NAME.mod`` (the list of a
+    module's parts), ``NAME.ko`` and a composite ``NAME.o`` linked from other
+    parts.  Those are passed over and listed in ``repeats``.  Objects of
+    another ELF class or machine found by a walk are marked ``walked`` and
+    skipped when read (x86 kernels hold 32-bit realmode and boot objects)."""
     patterns = tuple(include) if include else DEFAULT_INCLUDE
     out: list[Input] = []
     errors: list[InputError] = []
+    repeats: list[tuple[str, str]] = []
 
-    def add_file(p: str) -> None:
+    def add_file(p: str, walked: frozenset = frozenset()) -> None:
         if archives and is_archive(p):
             try:
                 from .elf import read_file
-                out.extend(archive_members(p, read_file(p)))
+                members = archive_members(p, read_file(p))
             except InputError as e:
                 errors.append(e)
+                return
+            for m in members:
+                if m.member_offset is None and os.path.realpath(m.path) in walked:
+                    repeats.append((m.display, "a thin archive's member the walk reads itself"))
+                else:
+                    out.append(Input(m.display, m.path, m.member_offset, m.member_size,
+                                     m.archive, bool(walked)))
         else:
-            out.append(Input(show(p), p))
+            out.append(Input(show(p), p, walked=bool(walked)))
 
     for p in paths:
         if os.path.isdir(p):
-            import fnmatch
-            found = []
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                for f in files:
-                    if any(fnmatch.fnmatchcase(f, pat) for pat in patterns):
-                        full = os.path.join(root, f)
-                        if os.path.isfile(full):
-                            found.append(full)
+            found = _walk(p, patterns)
             if not found:
                 errors.append(InputError("no objects found in this directory (include: "
                                          f"{' '.join(patterns)})", show(p)))
-            for full in sorted(found):
-                add_file(full)
+            keep, skipped = _kbuild_repeats(found)
+            repeats.extend((show(f), why) for f, why in skipped)
+            walked = frozenset(os.path.realpath(f) for f in keep)
+            for full in keep:
+                add_file(full, walked)
         elif os.path.isfile(p):
             add_file(p)
         else:
             out.append(Input(show(p), p))   # reported when read: "cannot open"
-    return out, errors
+    return Expansion(out, errors, repeats)
+
+
+def _walk(top: str, patterns: tuple) -> list[str]:
+    import fnmatch
+    found = []
+    for root, dirs, files in os.walk(top):
+        dirs.sort()
+        for f in files:
+            if any(fnmatch.fnmatchcase(f, pat) for pat in patterns):
+                full = os.path.join(root, f)
+                if os.path.isfile(full):
+                    found.append(full)
+    return sorted(found)
+
+
+def _kbuild_repeats(found: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(the walked files to read, [(file, why)] those that repeat others)."""
+    skipped = []
+    objects = [f for f in found if f.endswith(".o")]
+    if len(objects) > 1:
+        for f in objects:
+            if os.path.basename(f) == "vmlinux.o":
+                skipped.append((f, "vmlinux.o repeats every built-in object"))
+    for f in found:
+        stem = _module_stem(f)
+        if stem is None or not os.path.isfile(stem + ".mod"):
+            continue
+        if not f.endswith(".o"):
+            skipped.append((f, f"the module {os.path.basename(stem)}.mod lists its parts"))
+        elif _composite(stem):
+            skipped.append((f, f"composite: linked from the parts {os.path.basename(stem)}"
+                               ".mod lists"))
+    gone = {f for f, _ in skipped}
+    return [f for f in found if f not in gone], skipped
+
+
+def _module_stem(path: str) -> str | None:
+    """``dir/NAME`` for ``dir/NAME.o``, ``dir/NAME.ko`` and ``dir/NAME.ko.*``."""
+    base = path
+    for ext in (".xz", ".zst", ".gz"):
+        base = base.removesuffix(ext)
+    for ext in (".ko", ".o"):
+        if base.endswith(ext) and not base.endswith(".mod.o"):
+            return base[:-len(ext)]
+    return None
+
+
+def _composite(stem: str) -> bool:
+    """Does ``NAME.mod`` list parts other than ``NAME.o`` itself?"""
+    try:
+        with open(stem + ".mod", encoding="utf-8", errors="replace") as f:
+            parts = f.read().split()
+    except OSError:
+        return False
+    own = os.path.basename(stem) + ".o"
+    return any(os.path.basename(x) != own for x in parts)

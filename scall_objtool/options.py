@@ -82,7 +82,9 @@ POLICY = (
     _policy("tramp_prefix", ("--tramp-prefix",), "str", "trampoline symbol prefix"),
     _policy("key_prefix", ("--key-prefix",), "str", "key symbol prefix"),
     _policy("module", ("--module",), "flag",
-            "kernel module: the trampoline stands in for a missing key"),
+            "kernel module: the trampoline stands in for a missing key, as objtool "
+            "--module does (a .ko with .gnu.linkonce.this_module is recognised without it; "
+            "this is for a module's parts, .o files that cannot tell)"),
     _policy("strict_keys", ("--strict-keys",), "flag",
             "a missing key is an error (as in objtool), not added"),
 )
@@ -107,6 +109,15 @@ OUTPUT = Opt("output", ("-o", "--output"), "str", "write the report to FILE",
              metavar="FILE")
 LINT_OUTPUT = Opt("output", ("-o", "--output"), "str", "write the output to FILE",
                   metavar="FILE")
+SOURCE_ROOT = Opt("source_root", ("--source-root",), "str",
+                  "show and record source paths relative to DIR when below it (default: "
+                  "the current directory)", metavar="DIR")
+QUIET = Opt("quiet", ("--quiet", "-q"), "flag",
+            "text format: print only the summary line (and warnings and errors)")
+GROUP_BY = Opt("group_by", ("--group-by",), "choice",
+               "text format: instead of one line a site, a table of the sites grouped by "
+               "object directory, trampoline, kind or fallback reason (for large trees)",
+               choices=("dir", "trampoline", "kind", "reason"))
 STATS = Opt("stats", ("--stats",), "flag",
             "text format: add tables of sites per trampoline, kind, reason and object "
             "(the JSON summary always has them)")
@@ -117,12 +128,21 @@ COMMANDS = {c.name: c for c in (
             (PATHS,),
             (Opt("format", ("--format", "-f"), "choice", "report format" + METRICS_HELP,
                  default="text", choices=("text", "json", "openmetrics")),
-             OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES)),
+             OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES, QUIET, GROUP_BY, SOURCE_ROOT)),
     Command("verify",
             "Check existing tables: every entry must point at an instruction that calls or "
-            "jumps to its key's trampoline, with the right tail flag; report sites the "
-            "table misses.  Exit 1 on any mismatch.",
-            (PATHS,), (FORMAT, OUTPUT, INCLUDE, JOBS, CANDIDATES)),
+            "jumps to its key's trampoline, with the right tail flag, and no site the "
+            "table's policy lists may be missing (a table with tail calls is a kernel "
+            "one).  Entries the --policy would not patch are reported apart, as policy "
+            "findings.  Exit 1 on a wrong or incomplete table (--strict: on policy "
+            "findings too).",
+            (PATHS,),
+            (FORMAT, OUTPUT, INCLUDE, JOBS, CANDIDATES,
+             Opt("quiet", ("--quiet", "-q"), "flag",
+                 "text format: print only the failed objects and the summary line"),
+             Opt("strict", ("--strict",), "flag",
+                 "policy findings (an entry for a site the policy would not patch) fail "
+                 "the run too, not only a wrong or incomplete table"))),
     Command("write", "Write the .static_call_sites table of each object (in place by "
                      "default).",
             (PATHS,),
@@ -148,17 +168,15 @@ COMMANDS = {c.name: c for c in (
                  metavar="N"),
              Opt("stats", ("--stats",), "flag",
                  "text format: add tables of sites per trampoline, kind, reason and object"),
-             Opt("source_root", ("--source-root",), "str",
-                 "show paths relative to DIR (default: the current directory)",
-                 metavar="DIR"),
-             INCLUDE, JOBS, CANDIDATES)),
+             SOURCE_ROOT,
+             INCLUDE, JOBS, CANDIDATES, QUIET, GROUP_BY)),
     Command("diff", "Compare two JSON reports: added, removed and changed sites (exit 1 on "
                     "a new fallback site).",
             (Arg("old", "OLD.json", "the earlier `scan --format json` report"),
              Arg("new", "NEW.json", "the later report")),
             (Opt("format", ("--format", "-f"), "choice", "output format", default="text",
                  choices=("text", "json")),
-             LINT_OUTPUT),
+             LINT_OUTPUT, QUIET),
             policy=False),
     Command("dashboard", "Render JSON reports (scan or check --format json, oldest first) "
                          "as one self-contained HTML page: summary, breakdowns, fallback "

@@ -123,11 +123,20 @@ def _read_image_table(elf: ElfFile, options: Options) -> list[TableEntry] | None
 
 @dataclass
 class Verdict:
-    """What verify found in one object."""
+    """What verify found in one object.
+
+    ``mismatches`` and ``missing`` say the table is wrong or incomplete (``ok``
+    is false).  ``policy_findings`` are entries for sites the requested policy
+    would not patch: a kernel table lists tail calls and crossing calls that the
+    seed policy leaves alone, which is no fault of the table.  ``table_policy``
+    is the policy the table was written under, as far as its entries show:
+    ``kernel`` when it lists a site the requested policy would not."""
     path: str
     entries: int = 0
     mismatches: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    policy_findings: list[str] = field(default_factory=list)
+    table_policy: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -135,7 +144,8 @@ class Verdict:
 
     def to_json(self) -> dict:
         return {"path": self.path, "entries": self.entries, "ok": self.ok,
-                "mismatches": self.mismatches, "missing": self.missing}
+                "mismatches": self.mismatches, "missing": self.missing,
+                "policy_findings": self.policy_findings, "table_policy": self.table_policy}
 
 
 def verify(elf: ElfFile, result: ObjectResult, options: Options) -> Verdict:
@@ -175,13 +185,19 @@ def verify(elf: ElfFile, result: ObjectResult, options: Options) -> Verdict:
             v.mismatches.append(f"{tag}: tail flag is {int(tail)} but the instruction is a "
                                 f"{site.kind}")
         if not site.patchable:
-            v.mismatches.append(f"{tag}: the site is not patchable under policy "
-                                f"{options.policy}: {site.reason}")
+            v.policy_findings.append(f"{tag}: the site is not patchable under policy "
+                                     f"{options.policy}: {site.reason}")
     explained = _explain_all(elf, [e for _slot, _tag, e in unexplained])
     for slot, tag, e in unexplained:
         v.mismatches[slot] = f"{tag}: {explained[e.index]}"
+    # the table lists what its own policy lists: a table with an entry the
+    # requested policy would not patch is a kernel one, which lists every
+    # direct call and tail call
+    v.table_policy = "kernel" if v.policy_findings else options.policy
+    kernel = v.table_policy == "kernel"
     for s in result.sites:
-        if s.patchable and (s.section_index, s.offset) not in seen:
+        listed = s.kind != "indirect" if kernel else s.patchable
+        if listed and (s.section_index, s.offset) not in seen:
             v.missing.append(f"{_site_where(s)}: {s.kind} to {s.trampoline} is not in the "
                              "table")
     return v

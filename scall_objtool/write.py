@@ -163,6 +163,11 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
         raise InputError("is an ar archive: archive members are scanned, not rewritten, and "
                          "write never rewrites an archive (run write on the objects before "
                          "archiving them)", path)
+    from .compressed import compression
+    packed = compression(on_disk)
+    if packed:
+        raise InputError(f"is a {packed}-compressed module: a packaged artifact, never "
+                         "rewritten (write the .ko before it is compressed)", path)
     if output is not None and output != "-" and same_file(output, path):
         raise InputError(f"-o {show(output)} is the input itself: refusing to overwrite it "
                          "(omit -o to write in place)", path)

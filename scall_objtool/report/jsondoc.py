@@ -22,32 +22,87 @@ def schema(name: str = "report") -> dict:
 
 
 # ------------------------------------------------------------------- writing
-def scan_doc(results: list[ObjectResult], options: Options) -> dict:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": tool(),
-        "policy": options.to_json(),
-        "objects": [r.to_json() for r in results],
-        "summary": {"objects": len(results), **summarize(results, per_object=True)},
-    }
+def _skipped(summary: dict, skipped: dict | None) -> dict:
+    """``summary`` with the walk's skipped counts, when there were any."""
+    return {**summary, "skipped": skipped} if skipped else summary
 
 
-def scan_json(results: list[ObjectResult], options: Options) -> str:
-    return dump(scan_doc(results, options))
+def scan_doc(results: list[ObjectResult], options: Options,
+             skipped: dict | None = None, paths_base: str | None = None,
+             source_root: str | None = None) -> dict:
+    """The scan report.  ``paths_base``: the directory object paths are relative
+    to, from the report file's directory (see ``paths_base``); source files are
+    shown relative to ``source_root`` (default: the current directory) when
+    below it."""
+    doc: dict = {"schema_version": SCHEMA_VERSION}
+    if paths_base is not None:
+        doc["paths_relative_to"] = paths_base
+    objects = [r.to_json() for r in results]
+    for obj in objects:
+        _relative_sources(obj["sites"], source_root)
+    return {**doc,
+            "tool": tool(),
+            "policy": options.to_json(),
+            "objects": objects,
+            "summary": _skipped({"objects": len(results),
+                                 **summarize(results, per_object=True)}, skipped)}
 
 
-def verify_json(verdicts, options: Options) -> str:
+def scan_json(results: list[ObjectResult], options: Options,
+              skipped: dict | None = None, paths_base: str | None = None,
+              source_root: str | None = None) -> str:
+    return dump(scan_doc(results, options, skipped, paths_base, source_root))
+
+
+def paths_base(output: str | None) -> str | None:
+    """For a report written to the file ``output``: the current directory, which
+    the object paths are relative to, as seen from the file's directory."""
+    import os
+    if output is None or output == "-" or not _regular_or_new(output):
+        return None
+    rel = os.path.relpath(os.getcwd(), os.path.dirname(os.path.abspath(output)))
+    return rel.replace(os.sep, "/")
+
+
+def _regular_or_new(path: str) -> bool:
+    import os
+    import stat
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
+
+
+def _relative_sources(sites: list[dict], root: str | None) -> list[dict]:
+    """Source files of the sites (and their inline chains) relative to ``root``
+    when below it: a report records no machine's absolute paths."""
+    import os
+
+    from ..findings import relative_below
+    base = os.path.abspath(root or os.curdir)
+    for site in sites:
+        for frame in [site.get("source")] + list(site.get("inlined") or ()):
+            if frame and isinstance(frame.get("file"), str):
+                frame["file"] = relative_below(frame["file"], base)
+    return sites
+
+
+def verify_json(verdicts, options: Options, skipped: dict | None = None) -> str:
     return dump({
         "schema_version": SCHEMA_VERSION,
         "tool": tool(),
         "policy": options.to_json(),
         "objects": [v.to_json() for v in verdicts],
-        "summary": {"objects": len(verdicts), "entries": sum(v.entries for v in verdicts),
-                    "failed": sum(not v.ok for v in verdicts)},
+        "summary": _skipped({"objects": len(verdicts),
+                             "entries": sum(v.entries for v in verdicts),
+                             "failed": sum(not v.ok for v in verdicts),
+                             "policy_findings": sum(bool(v.policy_findings)
+                                                    for v in verdicts)}, skipped),
     })
 
 
-def check_doc(res, summary: dict, options: Options, errors: list[str]) -> dict:
+def check_doc(res, summary: dict, options: Options, errors: list[str],
+              source_root: str | None = None) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": tool(),
@@ -56,7 +111,8 @@ def check_doc(res, summary: dict, options: Options, errors: list[str]) -> dict:
                   "failing": res.failing, "max_fallback": res.max_fallback,
                   "baseline": res.baseline, "baselined": res.baselined,
                   "fixed": len(res.gone), "errors": errors},
-        "findings": [{**f.site.to_json(), "baselined": f.baselined} for f in res.findings],
+        "findings": _relative_sources([{**f.site.to_json(), "baselined": f.baselined}
+                                       for f in res.findings], source_root),
         "summary": summary,
     }
 
@@ -98,12 +154,22 @@ def read_json(path: str):
 
 
 def load_report(path: str):
-    """Read a schema-1 JSON report; InputError for anything else."""
+    """Read a schema-1 JSON report; InputError for anything else.  Object paths
+    recorded relative to another directory (``paths_relative_to``) are joined to
+    it, so that they match from wherever the report is used."""
+    import os
+
     from ..inputs import show
-    return report_from_json(read_json(path), show(path))
+    data = read_json(path)
+    base = data.get("paths_relative_to") if isinstance(data, dict) else None
+    root = (os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), base))
+            if isinstance(base, str) else None)
+    return report_from_json(data, show(path), root)
 
 
-def report_from_json(data, path: str):
+def report_from_json(data, path: str, object_root: str | None = None):
+    """A report (parsed JSON) read back and checked; object paths joined to
+    ``object_root`` when given."""
     def bad(why: str):
         raise InputError(f"not a scall-objtool JSON report (scan --format json): {esc(why)}",
                          path)
@@ -130,7 +196,7 @@ def report_from_json(data, path: str):
                 bad(f"{where} is not an object")
             try:
                 site = LintSite(
-                    object=obj["path"], section=_str(s["section"]), offset=_int(s["offset"]),
+                    object=_joined(object_root, obj["path"]), section=_str(s["section"]), offset=_int(s["offset"]),
                     function=_opt(s.get("function"), str),
                     function_offset=_opt(s.get("function_offset"), int),
                     trampoline=_str(s["trampoline"]), key=_str(s.get("key", "")),
@@ -145,6 +211,13 @@ def report_from_json(data, path: str):
                 bad(f"{where}: 'patchable' and 'reason' disagree")
             sites.append(site)
     return Report(path, policy, sites)
+
+
+def _joined(root: str | None, path):
+    import os
+    if root is None or os.path.isabs(path):
+        return path
+    return os.path.join(root, path)
 
 
 def _str(v):

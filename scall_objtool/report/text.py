@@ -15,54 +15,123 @@ def _at(name: str | None, off: int | None, default: str = "?") -> str:
     return f"{name}+{off:#x}" if name is not None and off is not None else default
 
 
+# ------------------------------------------------------------------ shared
+def skipped_text(skipped: dict | None) -> str:
+    """``; skipped: 3 of another ELF class or machine, 2 repeats (Kbuild)``."""
+    if not skipped:
+        return ""
+    parts = []
+    if skipped.get("foreign"):
+        parts.append(f"{skipped['foreign']} of another ELF class or machine")
+    if skipped.get("repeated"):
+        parts.append(f"{plural(skipped['repeated'], 'repeat')} of other objects (Kbuild)")
+    return "; skipped " + ", ".join(parts)
+
+
+#: --group-by: what a site is grouped by, from its object path (relative to the
+#: objects' common directory) and the site
+GROUPS = {
+    "dir": lambda obj, s: _object_dir(obj),
+    "trampoline": lambda obj, s: s.trampoline,
+    "kind": lambda obj, s: s.kind,
+    "reason": lambda obj, s: s.reason or "patchable",
+}
+
+
+def _table(head: tuple, rows: list[tuple]) -> list[str]:
+    """Rows under a header, the first column left-aligned, the others right."""
+    cells = [tuple(str(c) for c in head)] + [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+    out = []
+    for n, r in enumerate(cells):
+        first = r[0].ljust(widths[0])
+        rest = "  ".join(c.rjust(w) for c, w in zip(r[1:], widths[1:]))
+        out.append(f"  {first}  {rest}".rstrip())
+        if n == 0:
+            out.append("  " + "  ".join("-" * w for w in widths))
+    return out
+
+
+def _object_dir(rel: str) -> str:
+    from .readback import object_dir
+    return object_dir(rel)
+
+
+def _grouped(pairs, group_by: str, counts, head: tuple) -> list[str]:
+    """A table of (object, site) pairs grouped by ``group_by``: ``counts(sites)``
+    gives a group's numbers, the rows sorted by them (largest first)."""
+    from .readback import common_root, relative_to
+    key = GROUPS[group_by]
+    root = common_root([obj for obj, _ in pairs])
+    groups: dict[str, list] = {}
+    for obj, site in pairs:
+        groups.setdefault(esc(key(relative_to(obj, root), site)), []).append(site)
+    rows = [(name, *counts(sites)) for name, sites in groups.items()]
+    rows.sort(key=lambda r: (tuple(-c for c in r[1:]), r[0]))
+    return [f"by {group_by}:"] + _table((group_by, *head), rows) if rows else []
+
+
 # --------------------------------------------------------------------- scan
-def scan_text(results: list[ObjectResult], options: Options) -> str:
+def _has_something_to_say(r: ObjectResult) -> bool:
+    return bool(r.sites or r.references or r.existing_table is not None)
+
+
+def scan_text(results: list[ObjectResult], options: Options, skipped: dict | None = None,
+              quiet: bool = False, group_by: str | None = None) -> str:
+    """The objects that have sites, references or a table, a line a site (or,
+    with ``group_by``, one table of groups), and a summary line last."""
     lines = []
-    for r in results:
-        s = r.summary()
-        head = (f"{r.path}: {plural(s['sites'], 'site')} "
-                f"({s['patchable']} patchable, {s['fallback']} fallback), "
-                f"{plural(s['references'], 'reference')}")
-        if r.existing_table is not None:
-            head += f"; has a table of {r.existing_table['entries']} entries"
-        lines.append(head)
-        for site in r.sites:
-            cross = site.crossing or "-"
-            pre = f" [{site.prefixes.hex()}]" if site.prefixes else ""
-            lines.append(f"  {_at(site.section, site.offset):<22} "
-                         f"{_at(site.function, site.function_offset):<32} "
-                         f"{site.kind:<13} {site.trampoline}{pre}  len {site.length}  "
-                         f"crossing {cross} (align {site.alignment})  "
-                         f"{verdict(site.patchable, site.reason)}")
-        for ref in r.references:
-            lines.append(f"  {_at(ref.section, ref.offset):<22} "
-                         f"{_at(ref.function, ref.function_offset):<32} "
-                         f"reference     {ref.symbol}  {ref.reloc_type}  {ref.kind}: "
-                         f"{ref.detail}")
+    if group_by and not quiet:
+        lines += _grouped([(r.path, s) for r in results for s in r.sites], group_by,
+                          lambda sites: (len(sites), sum(not s.patchable for s in sites)),
+                          ("sites", "fallback"))
+    elif not quiet:
+        for r in filter(_has_something_to_say, results):
+            lines.extend(_object_lines(r))
     t = summarize(results)
     lines.append(f"summary: {plural(len(results), 'object')}, "
                  f"{t['sites']} sites, {t['patchable']} patchable, {t['fallback']} fallback, "
-                 f"{t['references']} references (policy {options.policy})")
+                 f"{t['references']} references (policy {options.policy})"
+                 f"{skipped_text(skipped)}")
     return _lines(lines)
 
 
+def _object_lines(r: ObjectResult) -> list[str]:
+    s = r.summary()
+    head = (f"{r.path}: {plural(s['sites'], 'site')} "
+            f"({s['patchable']} patchable, {s['fallback']} fallback), "
+            f"{plural(s['references'], 'reference')}")
+    if r.existing_table is not None:
+        head += f"; has a table of {r.existing_table['entries']} entries"
+    lines = [head]
+    for site in r.sites:
+        cross = site.crossing or "-"
+        pre = f" [{site.prefixes.hex()}]" if site.prefixes else ""
+        where = (f"{site.address:#x}" if site.address is not None
+                 else _at(site.section, site.offset))
+        lines.append(f"  {where:<22} "
+                     f"{_at(site.function, site.function_offset):<32} "
+                     f"{site.kind:<13} {site.trampoline}{pre}  len {site.length}  "
+                     f"crossing {cross} (align {site.alignment})  "
+                     f"{verdict(site.patchable, site.reason)}")
+    for ref in r.references:
+        lines.append(f"  {_at(ref.section, ref.offset):<22} "
+                     f"{_at(ref.function, ref.function_offset):<32} "
+                     f"reference     {ref.symbol}  {ref.reloc_type}  {ref.kind}: "
+                     f"{ref.detail}")
+    return lines
+
+
 def stats_text(results: list[ObjectResult]) -> str:
-    """The ``--stats`` tables: sites per trampoline, kind, reason and object."""
+    """The ``--stats`` tables: sites per trampoline, kind, reason and object
+    (objects with neither sites nor references left out)."""
     t = summarize(results, per_object=True)
     out: list[str] = []
 
     def table(title: str, head: tuple, rows: list[tuple]) -> None:
-        if not rows:
-            return
-        cells = [tuple(str(c) for c in head)] + [tuple(str(c) for c in r) for r in rows]
-        widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
-        out.append(f"{title}:")
-        for n, r in enumerate(cells):
-            first = r[0].ljust(widths[0])
-            rest = "  ".join(c.rjust(w) for c, w in zip(r[1:], widths[1:]))
-            out.append(f"  {first}  {rest}".rstrip())
-            if n == 0:
-                out.append("  " + "  ".join("-" * w for w in widths))
+        if rows:
+            out.append(f"{title}:")
+            out.extend(_table(head, rows))
 
     table("by trampoline", ("trampoline", "sites", "patchable", "fallback"),
           [(k, v["sites"], v["patchable"], v["fallback"])
@@ -71,24 +140,30 @@ def stats_text(results: list[ObjectResult]) -> str:
     table("by reason", ("reason", "fallback"), list(t["by_reason"].items()))
     table("by object", ("object", "sites", "patchable", "fallback", "references"),
           [(o["path"], o["sites"], o["patchable"], o["fallback"], o["references"])
-           for o in t["by_object"]])
+           for o in t["by_object"] if o["sites"] or o["references"]])
     return _lines(out)
 
 
 # ------------------------------------------------------------------- verify
-def verify_text(verdicts, options: Options) -> str:
+def verify_text(verdicts, options: Options, skipped: dict | None = None,
+                quiet: bool = False) -> str:
+    """The objects whose table is wrong or incomplete, or has policy findings,
+    and a summary line last."""
     lines = []
     for v in verdicts:
-        if v.ok:
-            lines.append(f"{v.path}: OK ({v.entries} entries)")
-            continue
-        lines.append(f"{v.path}: FAILED ({v.entries} entries, {len(v.mismatches)} "
-                     f"mismatched, {len(v.missing)} missing)")
-        lines.extend(f"{v.path}: mismatch: {m}" for m in v.mismatches)
-        lines.extend(f"{v.path}: missing: {m}" for m in v.missing)
+        if not v.ok:
+            lines.append(f"{v.path}: FAILED ({v.entries} entries, {len(v.mismatches)} "
+                         f"mismatched, {len(v.missing)} missing)")
+            if not quiet:
+                lines.extend(f"{v.path}: mismatch: {m}" for m in v.mismatches)
+                lines.extend(f"{v.path}: missing: {m}" for m in v.missing)
+        if v.policy_findings and not quiet:
+            lines.extend(f"{v.path}: policy: {m}" for m in v.policy_findings)
     bad = sum(not v.ok for v in verdicts)
+    findings = sum(bool(v.policy_findings) for v in verdicts)
     lines.append(f"verify: {len(verdicts)} objects, {sum(v.entries for v in verdicts)} "
-                 f"entries, {bad} failed (policy {options.policy})")
+                 f"entries, {bad} failed, {findings} with policy findings "
+                 f"(policy {options.policy}){skipped_text(skipped)}")
     return _lines(lines)
 
 
@@ -154,11 +229,23 @@ def finding_line(site, root: str | None = None) -> str:
                f"[{site.object}: {site.where}]")
 
 
-def check_text(res, summary: dict, policy: str, root: str | None = None) -> str:
-    lines = [finding_line(f.site, root) for f in res.findings if not f.baselined]
+def check_text(res, summary: dict, policy: str, root: str | None = None,
+               quiet: bool = False, group_by: str | None = None) -> str:
+    """The findings that fail the check, a line each (or, with ``group_by``, a
+    table of groups of findings), and a summary line last."""
+    if quiet:
+        lines = []
+    elif group_by:
+        known = {id(f.site) for f in res.findings if f.baselined}
+        lines = _grouped([(f.site.object, f.site) for f in res.findings], group_by,
+                         lambda sites: (sum(id(s) not in known for s in sites), len(sites)),
+                         ("new" if res.baseline is not None else "failing", "findings"))
+    else:
+        lines = [finding_line(f.site, root) for f in res.findings if not f.baselined]
     head = (f"summary: {plural(summary['objects'], 'object')}, "
             f"{plural(summary['sites'], 'site')}, {summary['patchable']} patchable, "
-            f"{summary['fallback']} fallback (policy {policy})")
+            f"{summary['fallback']} fallback (policy {policy})"
+            f"{skipped_text(summary.get('skipped'))}")
     if res.baseline is not None:
         head += f"; baseline {res.baseline}: {res.baselined} known, {res.failing} new"
         if res.gone:
@@ -176,7 +263,8 @@ def _source(s) -> str:
     return f" ({loc})" if loc else ""
 
 
-def diff_text(d) -> str:
+def diff_text(d, quiet: bool = False) -> str:
+    """Added, removed and changed sites (none with ``quiet``), a summary last."""
     lines = []
     newfb = {id(s) for s in d.new_fallback}
 
@@ -187,11 +275,11 @@ def diff_text(d) -> str:
         return esc(f"{s.object}: {s.where}: {s.kind} {s.trampoline}: "
                    f"{verdict(s.patchable, s.reason)}{_source(s)}")
 
-    for s in d.added:
+    for s in d.added if not quiet else ():
         lines.append(f"added    {site(s)}{mark(s)}")
-    for s in d.removed:
+    for s in d.removed if not quiet else ():
         lines.append(f"removed  {site(s)}")
-    for o, n in d.changed:
+    for o, n in d.changed if not quiet else ():
         kind = f"{o.kind} -> {n.kind}" if o.kind != n.kind else n.kind
         lines.append(esc(f"changed  {n.object}: {n.where}: {kind} {n.trampoline}: "
                          f"{verdict(o.patchable, o.reason)} -> "
