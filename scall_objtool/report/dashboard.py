@@ -128,12 +128,14 @@ def build_data(docs: list[Doc], labels: list[str]) -> dict:
         g = gcd(align, line) if align is not None else None
         # placement arithmetic here: JavaScript numbers lose a kernel address's
         # low bits (above 2**53), so the page gets the address as text, the
-        # exact start in the line where known (a placement's line_offset, else
-        # the address), and the offset modulo the known alignment
+        # exact start in the line where known (a module laid out by the loader
+        # model: its section's offset in a page-aligned region; else the
+        # address), and the offset modulo the known alignment
         exact = basis = None
-        if isinstance(pl, dict) and isinstance(pl.get("line_offset"), int) \
-                and not isinstance(pl["line_offset"], bool):
-            exact, basis = pl["line_offset"] % line, "placement"
+        model_offset = pl.get("offset") if isinstance(pl, dict) and \
+            pl.get("basis") == "model" else None
+        if isinstance(model_offset, int) and not isinstance(model_offset, bool):
+            exact, basis = (model_offset + s["offset"]) % line, "placement"
         elif addr is not None:
             exact, basis = addr % line, "address"
         where = [None if addr is None else f"{addr:#x}", exact, basis,

@@ -167,20 +167,16 @@ def load_report(path: str):
     return report_from_json(data, show(path), root)
 
 
-def report_from_json(data, path: str, object_root: str | None = None):
-    """A report (parsed JSON) read back and checked; object paths joined to
-    ``object_root`` when given."""
+def report_from_json(data, path: str, object_root: str | None = None,
+                     schema_name: str | None = "report-v1.json"):
+    """A report (parsed JSON) read back, checked against ``schema_name`` (None:
+    the caller has checked it); object paths joined to ``object_root``."""
     def bad(why: str):
         raise InputError(f"not a scall-objtool JSON report (scan --format json): {esc(why)}",
                          path)
 
-    from .jsonvalid import Invalid, shipped
-    try:
-        shipped("report-v1.json").validate(data)
-    except Invalid as e:
-        bad(str(e))
-    except RecursionError:
-        bad("nested too deeply")
+    if schema_name is not None:
+        validate(data, schema_name, bad)
     objects = data.get("objects")
     if not isinstance(objects, list):
         bad("no 'objects' list")
@@ -211,6 +207,17 @@ def report_from_json(data, path: str, object_root: str | None = None):
                 bad(f"{where}: 'patchable' and 'reason' disagree")
             sites.append(site)
     return Report(path, policy, sites)
+
+
+def validate(data, schema_name: str, bad) -> None:
+    """``bad(why)`` unless ``data`` matches the shipped schema ``schema_name``."""
+    from .jsonvalid import Invalid, shipped
+    try:
+        shipped(schema_name).validate(data)
+    except Invalid as e:
+        bad(str(e))
+    except RecursionError:
+        bad("nested too deeply")
 
 
 def _joined(root: str | None, path):

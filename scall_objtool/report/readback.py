@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..errors import InputError
 from ..findings import LintSite
 from ..model import KINDS, REASONS
-from .jsondoc import report_from_json
+from .jsondoc import report_from_json, validate
 
 CROSSINGS = ("never", "always", "depends")
 _COUNTS = ("sites", "patchable", "fallback", "references")
@@ -92,6 +92,8 @@ def read(data, name: str, detail: bool = True) -> Doc:
         _bad(name, "the top level is not an object")
     if data.get("schema_version") != 1:
         _bad(name, f"schema_version is {data.get('schema_version')!r}, expected 1")
+    validate(data, "check-v1.json" if "findings" in data or "check" in data
+             else "report-v1.json", lambda why: _bad(name, why))
     summary = data.get("summary")
     _check_counts(name, "summary", summary, ("objects", *_COUNTS))
     _check_map(name, "summary.by_kind", summary.get("by_kind"), KINDS)
@@ -152,7 +154,7 @@ def read(data, name: str, detail: bool = True) -> Doc:
                        for j, s in enumerate(obj["sites"]))
         wrapped = data
     try:
-        lint_sites = report_from_json(wrapped, name).sites
+        lint_sites = report_from_json(wrapped, name, schema_name=None).sites
     except InputError as e:
         raise InputError(e.message.replace("(scan --format json)", "(scan or check "
                                            "--format json)"), name) from None
