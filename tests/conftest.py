@@ -4,11 +4,22 @@ live in scall_testlib.py; import helpers from there, never from conftest."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from scall_testlib import FetchError, build_source, fetch_debian, run_cli
+from scall_testlib import ROOT, FetchError, build_source, fetch_debian, run_cli
+
+
+def pytest_sessionstart(session):
+    """The Debian packages the tests use (compilers, qemu, chromium, kernel
+    headers: scripts/debian-packages/*.txt) are installed once, when missing,
+    so that `python -m pytest` works on a fresh machine as .ci/run does."""
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "install-debian-deps")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise pytest.UsageError(f"scripts/install-debian-deps failed: {r.stderr.strip()}")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ goes in relatedLocations; JSON carries `source` and `inlined`."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from importlib import resources
 from pathlib import Path
@@ -51,8 +52,11 @@ def test_text_finding_is_the_callers_line_via_the_wrapper(cli, inline_o):
 
 def test_json_and_sarif_carry_the_chain(cli, inline_o):
     f, (inner, outer) = _tail_site_frames(cli, inline_o)
-    assert f["source"] == {"file": outer.file, "line": outer.line}
-    assert f["inlined"] == [{"function": "_cond_resched", "file": inner.file,
+    # a report records source paths relative to the source root (the current
+    # directory here) when below it
+    absolute = [{**x, "file": os.path.abspath(x["file"])} for x in (f["source"], *f["inlined"])]
+    assert absolute[0] == {"file": outer.file, "line": outer.line}
+    assert absolute[1:] == [{"function": "_cond_resched", "file": inner.file,
                              "line": inner.line}]
     scan = cli("scan", "--format", "json", "--policy", "kernel", inline_o).json()
     assert all("inlined" in s for s in scan["objects"][0]["sites"])

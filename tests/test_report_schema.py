@@ -106,4 +106,4 @@ def test_verify_json_validates_and_carries_the_tool_block(tmp_path):
     jsonschema.Draft202012Validator(s).validate(doc)
     assert doc["tool"] == {"name": "scall-objtool", "version": scall_objtool.__version__}
     assert [o["ok"] for o in doc["objects"]] == [True, False]
-    assert doc["summary"] == {"objects": 2, "entries": 3, "failed": 1}
+    assert doc["summary"] == {"objects": 2, "entries": 3, "failed": 1, "policy_findings": 0}
