@@ -160,9 +160,8 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
         from .report.openmetrics import render_openmetrics
         text = render_openmetrics(scan_doc(run.results, options, run.skipped))
     else:
-        from .report.text import scan_text, stats_text
-        text = (scan_text(run.results, options, run.skipped, quiet, group_by)
-                + (stats_text(run.results) if stats else ""))
+        from .report.text import scan_text
+        text = scan_text(run.results, options, run.skipped, quiet, group_by, stats)
     ok = _deliver(run.messages, text, output)
     return 0 if ok and not run.errors else 2
 
@@ -212,7 +211,6 @@ def write(paths: list[str], options: Options, output: str | None = None,
             dirs = {os.path.dirname(os.path.abspath(output))}
         for d in sorted(dirs):
             clean_directory(d)
-    from .report.text import write_lines
     outs = run_batch(write_one, inputs, (options, output, force, dry_run, backup), jobs)
     failed = bool(messages) or any(not o.ok for o in outs)
     written = [o for o in outs if o.ok and o.result is not None]
@@ -220,6 +218,7 @@ def write(paths: list[str], options: Options, output: str | None = None,
     for o in outs:
         messages.extend(o.messages)
     if not quiet:
+        from .report.text import write_lines
         for o in written:
             lines.extend(write_lines(o.display, o.result, options, len(inputs) == 1))
         messages.extend(_added_keys_warning([(o.display, o.result.added_keys)
@@ -288,8 +287,8 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
             text = render_openmetrics(doc)
     else:
         from .report.text import check_text, stats_text
-        text = (check_text(verdict, summary, options.policy, source_root, quiet, group_by)
-                + (stats_text(results) if stats else ""))
+        text = check_text(verdict, summary, options.policy, source_root, quiet, group_by,
+                          stats_text(results) if stats else "")
     if not _deliver(messages, text, output) or errors:
         return 2
     return 0 if verdict.passed else 1

@@ -93,8 +93,11 @@ def archive_members(path: str, data: bytes) -> list[Input]:
             display = name
             payload = body
             length = msize
-            if name.startswith(b"/") and name[1:].isdigit():
-                off = int(name[1:])
+            # a long name: "/OFFSET" into the "//" table (binutils' thin archives
+            # of full paths write "/OFFSET      /", a slash closing the field)
+            ref = name[1:].rstrip(b" /") if name.startswith(b"/") else b""
+            if ref.isdigit():
+                off = int(ref)
                 if off >= len(longnames):
                     raise InputError(f"bad long member name reference {name!r}", path)
                 end = longnames.find(b"\n", off)

@@ -19,10 +19,13 @@ signal is recorded; later ones are ignored, so cleanup is never cut short.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# the C module: ``signal`` itself imports enum, which costs milliseconds on
+# every run of the command line (Kbuild starts it once per object)
+import _signal
+
+SIGNALS = (_signal.SIGINT, _signal.SIGTERM)
 _DEFER_MODULES = ("scall_objtool.fileio",)
 
 
@@ -59,7 +62,7 @@ def install() -> None:
     """Install the handlers in the main process (the command line does this)."""
     _state.update(signum=None, main=os.getpid(), busy=False, polling=False)
     for s in SIGNALS:
-        signal.signal(s, _handler)
+        _signal.signal(s, _handler)
 
 
 def install_worker() -> None:
@@ -68,7 +71,7 @@ def install_worker() -> None:
         return                                  # library use: leave signals alone
     _state.update(signum=None, busy=False, polling=False)
     for s in SIGNALS:
-        signal.signal(s, _handler)
+        _signal.signal(s, _handler)
 
 
 def stopping() -> bool:
@@ -113,6 +116,7 @@ def run(fn) -> int:
         return code
     except Interrupted as e:
         try:
+            import signal
             name = signal.Signals(e.signum).name
         except ValueError:
             name = str(e.signum)

@@ -92,7 +92,8 @@ POLICY = (
 # ------------------------------------------------------- shared by many
 PATHS = Arg("paths", "PATH...", "objects to process", many=True)
 INCLUDE = Opt("include", ("--include",), "list",
-              "in directories, process files matching GLOB (repeatable; default *.o *.ko *.a)",
+              "in directories, process files matching GLOB (repeatable; default *.o *.ko "
+              "*.ko.xz *.ko.zst *.ko.gz *.a; write: *.o *.ko)",
               metavar="GLOB")
 JOBS = Opt("jobs", ("--jobs", "-j"), "int",
            "worker processes over files (default: the number of CPUs)", metavar="N",

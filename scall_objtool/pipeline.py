@@ -13,7 +13,6 @@ from .classify import apply_policy, crossing
 from .elf import SHT_NOBITS, ElfFile, open_elf, reloc_name
 from .find import find_candidates, find_code_candidates, find_trampolines, has_code_relocations
 from .model import ObjectResult, Options, Reference, Site
-from .placement import ADDRESS, Placer
 from .sitetable import ENTRY_SIZE, foreign_table_problem, key_name, table_sections
 
 def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
@@ -51,6 +50,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
         return result
     from .decode import prove
     from .elf import printable
+    from .placement import ADDRESS, Placer
 
     seen = set()
     refs = []

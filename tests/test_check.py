@@ -176,10 +176,12 @@ def test_stats(cli, build, tmp_path):
     for reason, n in summ["by_reason"].items():
         assert re.search(rf"^  {re.escape(reason)}\s+{n}$", text, re.M), reason
     assert re.search(rf"^  {re.escape(str(b))}\s+10\s+2\s+8\s+5$", text, re.M)
-    # check --stats: the same tables after the summary line
+    # check --stats: the same tables, the summary line last (as in scan)
     res = cli("check", "--stats", a)
     assert res.rc == 1
-    assert res.stdout.index("summary: ") < res.stdout.index("by trampoline:")
+    assert res.stdout.splitlines()[-1].startswith("summary: ")
+    assert res.stdout.index("by trampoline:") < res.stdout.index("summary: ")
+    assert text.splitlines()[-1].startswith("summary: ")
     assert "by trampoline:" not in cli("check", a).stdout
 
 

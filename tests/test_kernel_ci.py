@@ -106,9 +106,10 @@ def kernel_tree(tmp_path) -> tuple[Path, int]:
     (t / "kernel").mkdir(parents=True)
     (t / "drivers").mkdir()
     (t / "arch/x86/boot").mkdir(parents=True)
-    k1 = build_source("staticcall.c", t / "kernel" / "core.o", "-O2")
+    # a name longer than an ar header holds: a long-name reference
+    k1 = build_source("staticcall.c", t / "kernel" / "scheduler_core_long_name.o", "-O2")
     k2 = build_source("crossing.S", t / "kernel" / "sched.o")
-    subprocess.run(["ar", "cDPrST", "built-in.a", "core.o", "sched.o"], cwd=t / "kernel",
+    subprocess.run(["ar", "cDPrST", "built-in.a", k1.name, "sched.o"], cwd=t / "kernel",
                    check=True)
     p1 = build_source("lint.c", t / "drivers" / "foo-main.o", "-O2")
     p2 = build_source("demo.c", t / "drivers" / "foo-hooks.o", "-O2")
@@ -134,7 +135,7 @@ def test_check_counts_every_site_of_a_kernel_tree_once(kernel_tree):
     assert doc["summary"]["sites"] == distinct
     assert doc["summary"]["skipped"] == {"foreign": 1, "repeated": 5}
     objects = sorted(Path(o["path"]).name for o in doc["summary"]["by_object"])
-    assert objects == ["core.o", "foo-hooks.o", "foo-main.o", "sched.o"]
+    assert objects == ["foo-hooks.o", "foo-main.o", "sched.o", "scheduler_core_long_name.o"]
     text = run_cli("check", "--policy", "kernel", tree).stdout
     assert "skipped 1 of another ELF class or machine, 5 repeats of other objects" in text
 
@@ -150,7 +151,7 @@ def test_write_over_a_build_tree_writes_the_parts_once(kernel_tree):
     before = (tree / "drivers" / "foo.ko").read_bytes()
     r = run_cli("write", "-q", "--policy", "kernel", tree)
     assert r.rc == 0, r.stderr
-    assert read_table(tree / "kernel" / "core.o") and read_table(tree / "drivers" / "foo-main.o")
+    assert read_table(tree / "kernel" / "sched.o") and read_table(tree / "drivers" / "foo-main.o")
     assert (tree / "drivers" / "foo.ko").read_bytes() == before     # a repeat: untouched
 
 

@@ -77,9 +77,10 @@ def _has_something_to_say(r: ObjectResult) -> bool:
 
 
 def scan_text(results: list[ObjectResult], options: Options, skipped: dict | None = None,
-              quiet: bool = False, group_by: str | None = None) -> str:
+              quiet: bool = False, group_by: str | None = None, stats: bool = False) -> str:
     """The objects that have sites, references or a table, a line a site (or,
-    with ``group_by``, one table of groups), and a summary line last."""
+    with ``group_by``, one table of groups), the ``--stats`` tables, and a
+    summary line last."""
     lines = []
     if group_by and not quiet:
         lines += _grouped([(r.path, s) for r in results for s in r.sites], group_by,
@@ -88,6 +89,8 @@ def scan_text(results: list[ObjectResult], options: Options, skipped: dict | Non
     elif not quiet:
         for r in filter(_has_something_to_say, results):
             lines.extend(_object_lines(r))
+    if stats:
+        lines.append(stats_text(results).rstrip("\n"))
     t = summarize(results)
     lines.append(f"summary: {plural(len(results), 'object')}, "
                  f"{t['sites']} sites, {t['patchable']} patchable, {t['fallback']} fallback, "
@@ -230,7 +233,7 @@ def finding_line(site, root: str | None = None) -> str:
 
 
 def check_text(res, summary: dict, policy: str, root: str | None = None,
-               quiet: bool = False, group_by: str | None = None) -> str:
+               quiet: bool = False, group_by: str | None = None, stats: str = "") -> str:
     """The findings that fail the check, a line each (or, with ``group_by``, a
     table of groups of findings), and a summary line last."""
     if quiet:
@@ -250,6 +253,8 @@ def check_text(res, summary: dict, policy: str, root: str | None = None,
         head += f"; baseline {res.baseline}: {res.baselined} known, {res.failing} new"
         if res.gone:
             head += f", {len(res.gone)} fixed"
+    if stats:
+        lines.append(stats.rstrip("\n"))
     what = "new fallback site" if res.baseline is not None else "fallback site"
     detail = plural(res.failing, what)
     if res.failing or res.max_fallback:
