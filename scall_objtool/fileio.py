@@ -25,8 +25,10 @@ TMP_PREFIX = ".scall-"
 TMP_SUFFIX = ".tmp"
 #: temporaries of earlier versions: ``.NAME.PID-XXXXXXXX.scall-tmp``
 OLD_TMP_SUFFIX = ".scall-tmp"
-_TMP = re.compile(r"\.scall-(\d+)-[A-Za-z0-9_]+\.tmp\Z")
-_OLD_TMP = re.compile(r"\..*\.(\d+)-[A-Za-z0-9_]+\.scall-tmp\Z", re.DOTALL)
+#: temporary names (ours, and the older naming), matched only when a directory
+#: is cleaned: compiled then, not on every start
+_TMP = r"\.scall-(\d+)-[A-Za-z0-9_]+\.tmp\Z"
+_OLD_TMP = r"\..*\.(\d+)-[A-Za-z0-9_]+\.scall-tmp\Z"
 #: the first bytes a first ``write`` changes (the ELF header)
 HEADER = 64
 
@@ -63,8 +65,8 @@ def stale_temporaries(directory: str) -> list[str]:
         name = e.name
         if not name.startswith("."):
             continue
-        m = _TMP.match(name) if name.endswith(TMP_SUFFIX) else (
-            _OLD_TMP.match(name) if name.endswith(OLD_TMP_SUFFIX) else None)
+        m = re.match(_TMP, name) if name.endswith(TMP_SUFFIX) else (
+            re.match(_OLD_TMP, name, re.DOTALL) if name.endswith(OLD_TMP_SUFFIX) else None)
         if m is None:
             continue
         pid = int(m.group(1))

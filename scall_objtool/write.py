@@ -163,8 +163,10 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
         raise InputError("is an ar archive: archive members are scanned, not rewritten, and "
                          "write never rewrites an archive (run write on the objects before "
                          "archiving them)", path)
-    from .compressed import compression
-    packed = compression(on_disk)
+    packed = None
+    if on_disk[:1] in (b"\xfd", b"\x28", b"\x1f"):     # the codecs' first bytes
+        from .compressed import compression
+        packed = compression(on_disk)
     if packed:
         raise InputError(f"is a {packed}-compressed module: a packaged artifact, never "
                          "rewritten (write the .ko before it is compressed)", path)
