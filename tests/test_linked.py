@@ -186,7 +186,11 @@ def test_verify_all_modules_of_the_corpus(corpus):
     res = run_cli("verify", "--policy", "kernel", "--module", corpus, timeout=600)
     assert res.rc == 0, res.stdout[-2000:] + res.stderr
     last = res.stdout.strip().splitlines()[-1]
-    assert last == "verify: 1121 objects, 7113 entries, 0 failed (policy kernel)"
+    assert last == ("verify: 1121 objects, 7113 entries, 0 failed, 0 with policy findings "
+                    "(policy kernel)")
+    # the tables objtool wrote verify with no options at all (issue 13)
+    plain = run_cli("verify", "-q", corpus, timeout=600)
+    assert plain.rc == 0 and ", 7113 entries, 0 failed, " in plain.stdout, plain.stdout
 
 
 @pytest.mark.slow
