@@ -1,4 +1,5 @@
-"""The five commands, free of any argument-parsing library.
+"""The commands (scan, write, verify, check, diff, dashboard, runtime-path),
+free of any argument-parsing library.
 
 Both command lines (``cli.py``, typer; ``fastcli.py``, the fast path) parse
 with the option table in ``options.py`` and call ``run(name, values)``; each
@@ -43,12 +44,9 @@ def check_output(output: str | None, inputs: list[str]) -> None:
         return
     if not stat.S_ISREG(st.st_mode):
         return                  # a device, FIFO or terminal is written into, not replaced
+    from .fileio import same_file
     for p in inputs:
-        try:
-            s = os.stat(p)
-        except (OSError, ValueError):
-            continue
-        if (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino):
+        if same_file(output, p):
             raise UsageError(f"-o {show(output)}: is also an input ({show(p)}); "
                              "refusing to overwrite it")
 

@@ -105,3 +105,16 @@ def test_the_fast_path_parses_every_option_of_every_command():
                 argv, want = [opt.flags[0], "v"], "v"
             name, values = parse([cmd.name, *argv, *positional])
             assert name == cmd.name and values[opt.dest] == want, (cmd.name, opt.dest)
+
+
+def test_an_installed_package_holds_every_subpackage():
+    """`pip install .` ships what the editable install the tests use sees: every
+    directory of the package with an __init__.py is found by pyproject's pattern
+    (report/ was once left out)."""
+    import tomllib
+
+    from setuptools import find_packages
+    cfg = tomllib.loads((PKG.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set(find_packages(str(PKG.parent), **cfg["packages"]["find"]))
+    on_disk = {".".join(p.parent.relative_to(PKG.parent).parts) for p in PKG.rglob("__init__.py")}
+    assert on_disk <= found, on_disk - found

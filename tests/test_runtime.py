@@ -43,7 +43,8 @@ def test_runtime_path_holds_the_sources_the_package_ships():
     for name in runtime.FILES:
         assert (d / name).is_file(), name
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert "scall_objtool.runtime" in cfg["packages"]
+    from setuptools import find_packages
+    assert "scall_objtool.runtime" in find_packages(str(ROOT), **cfg["packages"]["find"])
     patterns = cfg["package-data"]["scall_objtool.runtime"]
     for name in runtime.FILES:
         assert any(fnmatch(name, p) for p in patterns), f"{name} not package data"

@@ -7,6 +7,7 @@ root (chown, mknod) are skipped without it; CI runs as root.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import struct
@@ -450,7 +451,7 @@ def test_temporaries_are_short_and_stale_ones_are_removed(cli, tmp_path):
         sleeper.kill()
         sleeper.wait()
     name = f"{fileio.TMP_PREFIX}{4194304}-abcdefgh{fileio.TMP_SUFFIX}"
-    assert len(name) <= 32 and fileio._TMP.match(name)
+    assert len(name) <= 32 and re.match(fileio._TMP, name)
 
 
 # ------------------------------------------------------ 10. the backup is the file
