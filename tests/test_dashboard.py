@@ -428,6 +428,7 @@ def test_small_dashboard_in_chromium(small, tmp_path, browser):
 
 
 # ------------------------------------------------------------------- corpus
+@pytest.mark.slow             # the whole corpus, twice, in a browser (the small one stays)
 def test_corpus_dashboard_in_chromium(cli, corpus, tmp_path, browser):
     """The whole 6.1 module corpus, twice (section alignment only, then the
     module loader's layout) as a trend of two reports."""

@@ -59,6 +59,7 @@ def test_recorded_boot_6_1(corpus):
     assert "model 6.1" in out
 
 
+@pytest.mark.slow             # fetches the 6.12 image package (34 MB) on its first run
 def test_recorded_boot_6_12():
     """Debian's 6.12 kernel (the 6.4+ model: one allocation per region)."""
     out, f = run("--package", PACKAGE_612, "--log", str(RECORDED_612), timeout=600)
