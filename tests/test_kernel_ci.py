@@ -395,3 +395,11 @@ def test_ci_snippets_run_as_written(tmp_path, name):
         r = subprocess.run(["bash", "-c", c], cwd=work, env=env, capture_output=True,
                            text=True)
         assert r.returncode == 0, (c, r.stdout, r.stderr)
+
+
+def test_scan_text_names_what_a_module_verdict_rests_on(corpus):
+    """A modelled module's sites say where the loader puts them, not an alignment."""
+    [ko] = _corpus_modules(corpus, ["mptcp_diag.ko"])
+    out = run_cli("scan", ko).stdout
+    assert re.search(r"crossing never \(module text\+0x[0-9a-f]+, model 6\.1\)", out), out
+    assert "(align " not in out

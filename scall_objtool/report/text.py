@@ -115,7 +115,7 @@ def _object_lines(r: ObjectResult) -> list[str]:
         lines.append(f"  {where:<22} "
                      f"{_at(site.function, site.function_offset):<32} "
                      f"{site.kind:<13} {site.trampoline}{pre}  len {site.length}  "
-                     f"crossing {cross} (align {site.alignment})  "
+                     f"crossing {cross} ({_placed(site)})  "
                      f"{verdict(site.patchable, site.reason)}")
     for ref in r.references:
         lines.append(f"  {_at(ref.section, ref.offset):<22} "
@@ -123,6 +123,15 @@ def _object_lines(r: ObjectResult) -> list[str]:
                      f"reference     {ref.symbol}  {ref.reloc_type}  {ref.kind}: "
                      f"{ref.detail}")
     return lines
+
+
+def _placed(site) -> str:
+    """What a site's crossing verdict rests on: ``module text+0x1c3, model 6.1``
+    for a module laid out by the loader model, else the known alignment."""
+    p = site.placement
+    if p and p.get("basis") == "model":
+        return f"module {p['region']}+{p['offset'] + site.offset:#x}, model {p['model']}"
+    return f"align {site.alignment}"
 
 
 def stats_text(results: list[ObjectResult]) -> str:
