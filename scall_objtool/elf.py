@@ -542,11 +542,20 @@ def read_file(path: str) -> bytes:
         raise InputError(f"cannot read: {e.strerror}", path) from None
 
 
+def compression(data: bytes) -> str | None:
+    """``xz``, ``zstd`` or ``gzip`` for a compressed module, else None; the codec
+    module is imported only for data that starts like one of them."""
+    if data[:1] not in (b"\xfd", b"\x28", b"\x1f"):      # the codecs' first bytes
+        return None
+    from .compressed import compression as codec
+    return codec(data)
+
+
 def load_file(path: str, display: str | None = None) -> bytes:
     """A file's bytes, a compressed module (.ko.xz, .ko.zst, .ko.gz: recognised by
     its magic) expanded."""
     data = read_file(path)
-    if data[:1] in (b"\xfd", b"\x28", b"\x1f"):        # the codecs' first bytes
+    if compression(data):
         from .compressed import decompress
         data = decompress(data, display or path)
     return data

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from .elf import ElfFile, printable
+from .elf import ElfFile, compression, printable
 from .errors import InputError
 from .model import ObjectResult, Options
 from .pipeline import scan_elf
@@ -163,10 +163,7 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
         raise InputError("is an ar archive: archive members are scanned, not rewritten, and "
                          "write never rewrites an archive (run write on the objects before "
                          "archiving them)", path)
-    packed = None
-    if on_disk[:1] in (b"\xfd", b"\x28", b"\x1f"):     # the codecs' first bytes
-        from .compressed import compression
-        packed = compression(on_disk)
+    packed = compression(on_disk)
     if packed:
         raise InputError(f"is a {packed}-compressed module: a packaged artifact, never "
                          "rewritten (write the .ko before it is compressed)", path)
