@@ -103,30 +103,55 @@ class DwarfError(Exception):
     pass
 
 
+#: a LEB128 holds a 64-bit value: 10 bytes; longer encodings may only pad it
+#: (0x80 ... 0x00, or sign bytes), as binutils and LLVM accept
+_LEB_BITS = 70
+
+
+def _leb_error(start: int, signed: bool) -> DwarfError:
+    return DwarfError(f"a{' signed' if signed else 'n unsigned'} LEB128 at offset "
+                      f"{start:#x} does not fit in 64 bits (corrupt)")
+
+
 def uleb(data, off: int) -> tuple[int, int]:
+    """An unsigned LEB128 at ``off``: (value, offset after it).  Linear in its
+    length: bytes past the 10th are checked, not accumulated."""
     b = data[off]
     if b < 0x80:
         return b, off + 1
+    start = off
     result, shift = b & 0x7F, 7
     while True:
         off += 1
         b = data[off]
-        result |= (b & 0x7F) << shift
+        if shift < _LEB_BITS:
+            result |= (b & 0x7F) << shift
+        elif b & 0x7F:
+            raise _leb_error(start, False)
         if b < 0x80:
+            if result >> 64:
+                raise _leb_error(start, False)
             return result, off + 1
         shift += 7
 
 
 def sleb(data, off: int) -> tuple[int, int]:
+    """A signed LEB128 at ``off``: (value, offset after it); linear as ``uleb``."""
+    start = off
     result, shift = 0, 0
     while True:
         b = data[off]
         off += 1
-        result |= (b & 0x7F) << shift
+        if shift < _LEB_BITS:
+            result |= (b & 0x7F) << shift
+        elif (b & 0x7F) not in (0, 0x7F):
+            raise _leb_error(start, True)
         shift += 7
         if b < 0x80:
             if b & 0x40:
-                result -= 1 << shift
+                result -= 1 << min(shift, _LEB_BITS)
+            if not -(1 << 63) <= result < 1 << 64:
+                raise _leb_error(start, True)
             return result, off
 
 

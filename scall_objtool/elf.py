@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import stat
 import struct
 from bisect import bisect_right
 from functools import cached_property
@@ -132,6 +133,50 @@ class Symbol:
     size: int
 
 
+def parse_header(data: bytes, path: str | None = None) -> tuple:
+    """The fields of an x86-64 ELF64 LE header (``EHDR``), checked: InputError
+    (ForeignObject for another class or machine) for anything else.  Needs only
+    the first ``EHDR.size`` bytes, so a reader checks them before reading more."""
+    from .errors import ForeignObject
+
+    def fail(message: str):
+        raise InputError(message, path)
+
+    def foreign(message: str):
+        raise ForeignObject(message, path)
+    if data[:4] in LLVM_BITCODE_MAGIC:
+        fail("LLVM bitcode (clang -flto), not an ELF object: it has no machine code "
+             "to scan; build without -flto or scan the final link")
+    if len(data) < 4 or data[:4] != ELFMAG:
+        fail("not an ELF file" if len(data) >= 4 or not ELFMAG.startswith(data)
+             else f"truncated ELF header ({len(data)} bytes)")
+    if len(data) < 6:
+        fail(f"truncated ELF header ({len(data)} bytes)")
+    if data[4] == 1:
+        foreign("32-bit ELF (ELFCLASS32) is not supported; x86-64 objects are ELF64")
+    if data[4] != ELFCLASS64:
+        fail(f"invalid ELF class {data[4]}")
+    if data[5] == 2:
+        foreign("big-endian ELF is not supported; x86-64 objects are little-endian")
+    if data[5] != ELFDATA2LSB:
+        fail(f"invalid ELF data encoding {data[5]}")
+    if len(data) < EHDR.size:
+        fail(f"truncated ELF header ({len(data)} of {EHDR.size} bytes)")
+    fields = EHDR.unpack_from(data, 0)
+    ident, e_type, e_machine, version, e_ehsize = (fields[0], fields[1], fields[2],
+                                                   fields[3], fields[8])
+    if ident[6] != 1 or version != 1:
+        fail(f"unsupported ELF version {version}")
+    if e_machine != EM_X86_64:
+        name = MACHINE_NAMES.get(e_machine, f"machine {e_machine}")
+        foreign(f"not an x86-64 object (e_machine is {name})")
+    if e_type not in (ET_REL, ET_EXEC, ET_DYN):
+        fail(f"unsupported ELF type {ET_NAMES.get(e_type, e_type)}")
+    if e_ehsize != EHDR.size:
+        fail(f"bad ELF header size {e_ehsize}")
+    return fields
+
+
 class ElfFile:
     """A parsed ELF64 LE x86-64 file held in memory.
 
@@ -149,42 +194,10 @@ class ElfFile:
     def _fail(self, message: str):
         raise InputError(message, self.path)
 
-    def _foreign(self, message: str):
-        from .errors import ForeignObject
-        raise ForeignObject(message, self.path)
-
     def _parse_header(self) -> None:
-        data = self.data
-        if data[:4] in LLVM_BITCODE_MAGIC:
-            self._fail("LLVM bitcode (clang -flto), not an ELF object: it has no machine code "
-                       "to scan; build without -flto or scan the final link")
-        if len(data) < 4 or data[:4] != ELFMAG:
-            self._fail("not an ELF file" if len(data) >= 4 or not ELFMAG.startswith(data)
-                       else f"truncated ELF header ({len(data)} bytes)")
-        if len(data) < 6:
-            self._fail(f"truncated ELF header ({len(data)} bytes)")
-        if data[4] == 1:
-            self._foreign("32-bit ELF (ELFCLASS32) is not supported; x86-64 objects are ELF64")
-        if data[4] != ELFCLASS64:
-            self._fail(f"invalid ELF class {data[4]}")
-        if data[5] == 2:
-            self._foreign("big-endian ELF is not supported; x86-64 objects are little-endian")
-        if data[5] != ELFDATA2LSB:
-            self._fail(f"invalid ELF data encoding {data[5]}")
-        if len(data) < EHDR.size:
-            self._fail(f"truncated ELF header ({len(data)} of {EHDR.size} bytes)")
         (ident, self.e_type, self.e_machine, version, self.e_entry, self.e_phoff,
          self.e_shoff, self.e_flags, self.e_ehsize, self.e_phentsize, self.e_phnum,
-         self.e_shentsize, self.e_shnum, self.e_shstrndx) = EHDR.unpack_from(data, 0)
-        if ident[6] != 1 or version != 1:
-            self._fail(f"unsupported ELF version {version}")
-        if self.e_machine != EM_X86_64:
-            name = MACHINE_NAMES.get(self.e_machine, f"machine {self.e_machine}")
-            self._foreign(f"not an x86-64 object (e_machine is {name})")
-        if self.e_type not in (ET_REL, ET_EXEC, ET_DYN):
-            self._fail(f"unsupported ELF type {ET_NAMES.get(self.e_type, self.e_type)}")
-        if self.e_ehsize != EHDR.size:
-            self._fail(f"bad ELF header size {self.e_ehsize}")
+         self.e_shentsize, self.e_shnum, self.e_shstrndx) = parse_header(self.data, self.path)
 
     @property
     def linked(self) -> bool:
@@ -526,20 +539,62 @@ class RelocColumns:
 MAX_FILE = 4 << 30
 
 
-def read_file(path: str) -> bytes:
+#: the first bytes of a file that say what it is (an ELF header is 64 bytes)
+HEAD = EHDR.size
+#: what else an input may start with: ar archives (regular, thin)
+ARCHIVE_MAGICS = (b"!<arch>\n", b"!<thin>\n")
+
+
+def _stat_regular(path: str) -> os.stat_result:
     try:
         st = os.stat(path)
     except OSError as e:
         raise InputError(f"cannot open: {e.strerror}", path) from None
-    if not os.path.isfile(path):
+    except ValueError:
+        raise InputError("cannot open: invalid path", path) from None
+    if not stat.S_ISREG(st.st_mode):
         raise InputError("not a regular file", path)
     if st.st_size > MAX_FILE:
         raise InputError(f"file is too large ({st.st_size} bytes)", path)
+    return st
+
+
+def read_file(path: str) -> bytes:
+    """A regular file's bytes, at most MAX_FILE.  Its first ``HEAD`` bytes are
+    read and checked first: the rest is read only when they are an x86-64 ELF
+    header, an ar archive or a compressed module (a 4 GiB file of anything else
+    costs 64 bytes of reading, not 4 GiB)."""
+    _stat_regular(path)
     try:
         with open(path, "rb") as f:
-            return f.read()
+            head = f.read(HEAD)
+            if len(head) < HEAD:
+                return head                     # all of it; the parser says what is wrong
+            if not head.startswith(ARCHIVE_MAGICS) and not compression(head):
+                parse_header(head, path)        # raises unless an x86-64 ELF header
+            f.seek(0)
+            data = f.read()
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", path) from None
+    if len(data) > MAX_FILE:
+        raise InputError(f"file is too large (more than {MAX_FILE} bytes)", path)
+    return data
+
+
+def read_range(path: str, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset`` of a regular file (an archive's member, read
+    alone rather than with the whole archive); InputError if they are not all there."""
+    _stat_regular(path)
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(size)
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", path) from None
+    if len(data) != size:
+        raise InputError(f"truncated: {size} bytes at offset {offset} are not all in the "
+                         "file (did it change?)", path)
+    return data
 
 
 def compression(data: bytes) -> str | None:

@@ -37,13 +37,13 @@ class Input:
         return self.member_offset is not None or self.archive is not None
 
     def read(self) -> bytes:
-        """The object's bytes: a member's slice of its archive, a compressed
-        module (.ko.xz/.zst/.gz) expanded."""
+        """The object's bytes: a member's own bytes (read alone, not with its
+        archive), a compressed module (.ko.xz/.zst/.gz) expanded."""
         from .elf import load_file
         if self.member_offset is None:
             return load_file(self.path, self.display)
-        from .elf import read_file
-        return read_file(self.path)[self.member_offset:self.member_offset + self.member_size]
+        from .elf import read_range
+        return read_range(self.path, self.member_offset, self.member_size)
 
 
 def show(path: str) -> str:

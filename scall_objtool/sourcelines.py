@@ -79,6 +79,110 @@ def _unlink(node) -> tuple:
     return tuple(reversed(out))
 
 
+def _spans(sites: list[int], ranges) -> list[tuple[int, int]]:
+    """The sites (sorted) inside ``ranges`` as disjoint, sorted, non-empty
+    index intervals [i, j) into ``sites``."""
+    if len(ranges) == 1:
+        lo, hi = ranges[0]
+        i, j = bisect.bisect_left(sites, lo), bisect.bisect_left(sites, hi)
+        return [(i, j)] if i < j else []
+    spans = sorted((bisect.bisect_left(sites, lo), bisect.bisect_left(sites, hi))
+                   for lo, hi in ranges)
+    out: list[list[int]] = []
+    for i, j in spans:
+        if i >= j:
+            continue
+        if out and i <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], j)
+        else:
+            out.append([i, j])
+    return [(i, j) for i, j in out]
+
+
+class _Depth:
+    """Per site (an index), how many DIEs of the current path contain it: a
+    segment tree with range add and maximum.  ``label(x)`` gives every site at
+    the maximum the label x (lazily, the latest label winning); ``labels()``
+    lists them (-1: none)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        size = 1
+        while size < max(n, 1):
+            size *= 2
+        self.size = size
+        self.mx = [0] * (2 * size)
+        self.pending = [0] * (2 * size)
+        self.lab = [-1] * (2 * size)
+        for k in range(size + n, 2 * size):     # padding leaves never reach the maximum
+            self.mx[k] = -(1 << 40)
+        for k in range(size - 1, 0, -1):
+            self.mx[k] = max(self.mx[2 * k], self.mx[2 * k + 1])
+
+    def _push(self, k: int) -> None:
+        mx, pend, lab = self.mx, self.pending, self.lab
+        a, x = pend[k], lab[k]
+        for c in (2 * k, 2 * k + 1):
+            if a:
+                mx[c] += a
+                pend[c] += a
+            if x >= 0 and mx[c] == mx[k]:
+                lab[c] = x
+        pend[k] = 0
+        lab[k] = -1
+
+    def add(self, i: int, j: int, v: int, k: int = 1, lo: int = 0, hi: int | None = None):
+        if hi is None:
+            hi = self.size
+        if j <= lo or hi <= i:
+            return
+        if i <= lo and hi <= j:
+            self.mx[k] += v
+            self.pending[k] += v
+            return
+        self._push(k)
+        mid = (lo + hi) // 2
+        self.add(i, j, v, 2 * k, lo, mid)
+        self.add(i, j, v, 2 * k + 1, mid, hi)
+        self.mx[k] = max(self.mx[2 * k], self.mx[2 * k + 1])
+
+    def top(self) -> int:
+        return self.mx[1]
+
+    def label(self, x: int) -> None:
+        self.lab[1] = x
+
+    def labels(self) -> list[int]:
+        for k in range(1, self.size):
+            self._push(k)
+        return self.lab[self.size:self.size + self.n]
+
+
+class _Placed:
+    """Site indices marked once each (a union-find of the next unmarked one),
+    and how many are marked."""
+
+    def __init__(self, n: int):
+        self.next = list(range(n + 1))
+        self.count = 0
+
+    def _find(self, i: int) -> int:
+        nxt = self.next
+        root = i
+        while nxt[root] != root:
+            root = nxt[root]
+        while nxt[i] != root:
+            nxt[i], i = root, nxt[i]
+        return root
+
+    def mark(self, i: int, j: int) -> None:
+        k = self._find(i)
+        while k < j:
+            self.next[k] = k + 1
+            self.count += 1
+            k = self._find(k + 1)
+
+
 class _Lookup:
     def __init__(self, elf: ElfFile, sites: list[int]):
         self.debug = Debug(elf)
@@ -184,71 +288,116 @@ class _Lookup:
         for uoff, ss in per_unit.items():
             u = reader.unit_at(uoff)
             chains = self.chains(u, ss)
+            # the frames past the innermost depend on the chain alone: built once
+            # a chain, shared by its sites
+            shared: dict[int, tuple] = {}
             for s in ss:
                 line, fidx, prog = found[s]
-                out[s] = self.frames(u, _unlink(chains.get(s)), prog.file_name(fidx), line)
+                node = chains.get(s)
+                outer = shared.get(id(node))
+                if outer is None:
+                    outer = shared[id(node)] = self.outer_frames(u, _unlink(node))
+                name, tail = outer
+                out[s] = [Frame(name, prog.file_name(fidx), line), *tail]
         return out
 
     def chains(self, u, sites: list[int]) -> dict[int, tuple]:
         """For each site, the innermost function DIE that contains it, as a
-        node (attrs, parent node, outermost node or None); see ``_unlink``."""
+        node (attrs, parent node, outermost node or None); see ``_unlink``.
+
+        A site is inside a DIE when the ranges of the DIE and of each of its
+        ancestors that has ranges contain it.  Those sets are never listed:
+        ``_Depth`` counts, per site, the DIEs on the current path containing
+        it, so a DIE is entered, left and asked "does it hold a site?" at a
+        cost of its ranges times log(sites); the last function DIE holding a
+        site labels it, lazily.  Deep nests of DIEs over many sites (a crafted
+        input) cost depth + sites, not depth x sites."""
         reader = self.reader
         top = u.top
         chains: dict[int, tuple] = {}
         if top is None or not top[2]:
             return chains
+        n = len(sites)
+        depth = _Depth(n)
+        placed = _Placed(n)         # sites inside an outermost function already walked
+        nodes: list[tuple] = []     # label -> chain node
+        budget = 16 * (len(self.debug[".debug_info"].data) + n) + (1 << 20)
         _, p = reader.die(u, top[3])
-        stack = [(sites, None)]
-        placed: set = set()         # sites inside an outermost function already walked
+        # (ranges counted on the path, chain, index intervals added by this DIE)
+        stack = [(0, None, None)]
         while stack:
             # declarations, abstract instances, types, variables: skipped
             ab, p = reader.next_die(u, p)
             if ab is None:
-                stack.pop()
-                if len(stack) == 1 and len(placed) == len(sites):
+                level, _, added = stack.pop()
+                if added:
+                    for i, j in added:
+                        depth.add(i, j, -1)
+                if len(stack) == 1 and placed.count == n:
                     break           # every site's function is walked: the rest cannot hold one
                 continue
             tag = ab.tag
-            subset, chain = stack[-1]
+            level, chain, _ = stack[-1]
             if tag in _DESCEND:
                 # a block's own ranges are not consulted: BFD nests functions
                 # by DIE depth alone (gcc's DWARF 4 block ranges can be empty)
                 p = p + ab.fixed if ab.fixed is not None else reader._skip_attrs(u, ab, p)
                 if ab.children:
-                    stack.append((subset, chain))
+                    stack.append((level, chain, None))
                 continue
             attrs: dict = {}
             p = reader._attrs(u, ab, p, attrs)
             rng = reader.ranges(u, attrs)
-            sub = [] if rng is None else _in_ranges(subset, rng)
-            if tag in _FUNCS and sub:
-                if chain is None:
-                    placed.update(sub)
+            spans = [] if rng is None else _spans(sites, rng)
+            if spans:
+                budget -= len(spans)
+                if budget < 0:
+                    raise DwarfError("DIE ranges over the sites beyond any compiler's output "
+                                     "(a crafted input): inline chains not read")
+                for i, j in spans:
+                    depth.add(i, j, 1)
+                if depth.top() <= level:        # no site is inside every enclosing range
+                    for i, j in spans:
+                        depth.add(i, j, -1)
+                    spans = []
+            if tag in _FUNCS and spans:
+                if chain is None and level == 0:
+                    for i, j in spans:
+                        placed.mark(i, j)
                 chain = (attrs, chain, chain[2] or chain) if chain else (attrs, None, None)
-                for s in sub:
-                    chains[s] = chain
-            if ab.children and sub:
-                stack.append((sub, chain))
+                depth.label(len(nodes))
+                nodes.append(chain)
+            if ab.children and spans:
+                stack.append((level + 1, chain, spans))
                 continue
+            if spans:
+                for i, j in spans:
+                    depth.add(i, j, -1)
             if ab.children:
                 p = reader.skip_children(u, p)
-            if len(stack) == 1 and len(placed) == len(sites):
+            if len(stack) == 1 and placed.count == n:
                 break
+        for k, label in enumerate(depth.labels()):
+            if label >= 0:
+                chains[sites[k]] = nodes[label]
         return chains
 
-    def frames(self, u, chain: tuple, file: str | None, line: int) -> list[Frame]:
+    def outer_frames(self, u, chain: tuple) -> tuple:
+        """(the innermost function's name, the frames outside it) of a chain:
+        a site's frames are its line-table row in that function, then these."""
         reader = self.reader
         if not chain:
-            return [Frame(None, file, line)]
+            return None, ()
         prog = self.program(u)
-        frames = []
+        names, frames = [], []
         for i in range(len(chain) - 1, -1, -1):
             attrs = chain[i]
-            frames.append(Frame(reader.name(u, attrs), file, line))
+            names.append(reader.name(u, attrs))
             cf, cl = attrs.get(AT_CALL_FILE), attrs.get(AT_CALL_LINE)
-            file = prog.file_name(cf[1]) if cf is not None and prog is not None else None
-            line = cl[1] if cl is not None else 0
-        return frames
+            if i:
+                file = prog.file_name(cf[1]) if cf is not None and prog is not None else None
+                frames.append((file, cl[1] if cl is not None else 0))
+        return names[0], tuple(Frame(n, f, ln) for n, (f, ln) in zip(names[1:], frames))
 
 
 def lookup(elf: ElfFile, keys: list[int],
@@ -284,6 +433,13 @@ def attach_sources(elf: ElfFile, result) -> None:
         detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
         result.warnings.append(f"cannot read the DWARF line table: {type(e).__name__}"
                                + (f": {detail}" if detail else ""))
+    shown: dict[int, dict] = {}         # frames shared by sites are shown once
+
+    def as_json(f: Frame) -> dict:
+        d = shown.get(id(f))
+        if d is None:
+            d = shown[id(f)] = frame_json(f)
+        return d
     for site, key in zip(result.sites, keys):
         fr = frames.get(key)
         if not fr or (fr[-1].file is None and fr[-1].line is None and len(fr) == 1):
@@ -292,7 +448,7 @@ def attach_sources(elf: ElfFile, result) -> None:
         outer = fr[-1]
         site.source = None if outer.file is None and outer.line is None else \
             {"file": outer.file, "line": outer.line}
-        site.inlined = [frame_json(f) for f in fr[:-1]]
+        site.inlined = [as_json(f) for f in fr[:-1]]
 
 
 # ------------------------------------------------------------------ addr2line

@@ -131,26 +131,65 @@ def diff_json(d, old: str, new: str) -> str:
 
 
 # ------------------------------------------------------------------- reading
+#: the largest JSON report read (a scan of every 6.1 module is ~9 MB)
+MAX_JSON = 256 << 20
+
+
 def read_json(path: str):
     """A JSON file, parsed; InputError (naming the path, escaped) when it cannot be
-    read or parsed."""
+    read or parsed.  It must be a regular file of at most MAX_JSON bytes, or a
+    pipe (``<(...)``, ``/dev/stdin`` from a pipe) of which at most MAX_JSON + 1
+    bytes are read; a device (``/dev/zero``) or a directory is refused unread."""
+    import os
+    import stat
+
     from ..inputs import show
     shown = show(path)
+    def kind(st) -> None:
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError("cannot read: Is a directory", shown)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+            raise InputError("not a regular file or a pipe: refused unread", shown)
+        if stat.S_ISREG(st.st_mode) and st.st_size > MAX_JSON:
+            raise InputError(f"larger than {MAX_JSON} bytes: refused unread", shown)
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        kind(os.stat(path))             # a device is never opened
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:
         raise InputError("cannot open: No such file or directory", shown) from None
-    except IsADirectoryError:
-        raise InputError("cannot read: Is a directory", shown) from None
+    except OSError as e:
+        raise InputError(f"cannot open: {e.strerror}", shown) from None
+    except ValueError:
+        raise InputError("cannot open: invalid path", shown) from None
+    try:
+        kind(os.fstat(fd))              # what was opened, if it changed meanwhile
+        raw = _read_bounded(fd, MAX_JSON + 1)
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", shown) from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_JSON:
+        raise InputError(f"larger than {MAX_JSON} bytes: refused", shown)
+    try:
+        return json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise InputError(f"not a JSON report: {esc(str(e)[:200])}", shown) from None
     except RecursionError:
         raise InputError("not a JSON report: nested too deeply", shown) from None
     except MemoryError:
         raise InputError("not a JSON report: too large to load", shown) from None
+
+
+def _read_bounded(fd: int, limit: int) -> bytearray:
+    """At most ``limit`` bytes from ``fd`` (to its end, or ``limit``)."""
+    import os
+    buf = bytearray()
+    while len(buf) < limit:
+        chunk = os.read(fd, min(1 << 20, limit - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
 
 
 def load_report(path: str):

@@ -8,7 +8,10 @@ that this validator and jsonschema agree on the shipped schemas.
 
 Supported keywords: type, const, enum, required, properties,
 additionalProperties, propertyNames, items, $ref (to ``#/...`` in the same
-document), allOf, oneOf, if/then/else, minimum, maximum, minLength, pattern.
+document), allOf, oneOf, if/then/else, minimum, maximum, minLength, maxLength,
+pattern.  The lengths are checked before the pattern, so that a bounded string
+is never given to the regular expression engine at any length (a repeated
+group costs it ~78 bytes of memory per character).
 Any other keyword in a schema is an error (``SchemaError``), so the
 validator cannot silently ignore a constraint the schema relies on.
 
@@ -34,7 +37,7 @@ _ANNOTATIONS = {"$schema", "$id", "title", "description", "$defs", "$comment", "
 _KNOWN = _ANNOTATIONS | {"type", "const", "enum", "required", "properties",
                          "additionalProperties", "propertyNames", "items", "$ref", "allOf",
                          "oneOf", "if", "then", "else", "minimum", "maximum", "minLength",
-                         "pattern"}
+                         "maxLength", "pattern"}
 
 
 _EMPTY: dict = {}
@@ -142,6 +145,8 @@ class Validator:
         elif isinstance(v, str):
             if "minLength" in s and len(v) < s["minLength"]:
                 return where, f"shorter than {s['minLength']} characters"
+            if "maxLength" in s and len(v) > s["maxLength"]:
+                return where, f"longer than {s['maxLength']} characters"
             if "pattern" in s:
                 pat = self._patterns.get(s["pattern"])
                 if pat is None:
