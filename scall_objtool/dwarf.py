@@ -51,7 +51,7 @@ from .elf import (
     SHT_RELA,
     SHT_SYMTAB_SHNDX,
     ElfFile,
-    printable,
+    display_name,
 )
 
 TAG_SHIFT = 40
@@ -175,7 +175,7 @@ def cstring(data, off: int) -> tuple[bytes, int]:
 
 
 def text(raw: bytes | None) -> str | None:
-    return None if raw is None else printable(raw)
+    return None if raw is None else display_name(raw)
 
 
 def _fixed_size(form: int, osz: int, asz: int, version: int) -> int | None:

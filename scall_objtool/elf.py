@@ -95,6 +95,27 @@ def printable(raw: bytes) -> str:
                    for c in text)
 
 
+#: a name from a file longer than this many bytes (no kernel symbol is: the
+#: kernel's KSYM_NAME_LEN is 512) is shown shortened, so that a name repeated
+#: for every site costs the output a bounded size a site
+NAME_MAX = 512
+#: the bytes of such a name that are kept, before the mark that replaces the rest
+NAME_KEEP = 256
+
+
+def display_name(raw: bytes) -> str:
+    """A name from the file as it is shown (``printable``); a name longer than
+    NAME_MAX bytes is shown as its first NAME_KEEP bytes and
+    ``...[N bytes, sha256:H]`` (H: 16 hex digits of the whole name's SHA-256),
+    so that two long names stay apart and the same name reads the same in
+    every report.  The Python objects keep the raw bytes (``name_bytes``)."""
+    if len(raw) <= NAME_MAX:
+        return printable(raw)
+    import hashlib
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    return f"{printable(raw[:NAME_KEEP])}...[{len(raw)} bytes, sha256:{digest}]"
+
+
 @record
 class Section:
     index: int
@@ -295,7 +316,7 @@ class ElfFile:
                 continue
             raw = self._cstring(names, sec.name_off, "section name")
             sec.name_bytes = raw
-            sec.name = printable(raw)
+            sec.name = display_name(raw)
         if compressed:
             # the gABI forbids SHF_COMPRESSED on allocated sections; decoding the
             # compressed bytes as instructions would report nonsense
@@ -394,7 +415,7 @@ class ElfFile:
         if stype == STT_SECTION and not raw and 0 < shndx < len(self.sections):
             name = self.sections[shndx].name
         else:
-            name = printable(raw)
+            name = display_name(raw)
         return Symbol(index, name, raw, info >> 4, stype, cols.other[index], shndx,
                       cols.value[index], cols.size[index])
 
@@ -586,9 +607,18 @@ def read_range(path: str, offset: int, size: int) -> bytes:
     alone rather than with the whole archive); InputError if they are not all there."""
     _stat_regular(path)
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read(size)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            parts, got = [], 0
+            while got < size:
+                part = os.pread(fd, size - got, offset + got)
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+        finally:
+            os.close(fd)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", path) from None
     if len(data) != size:

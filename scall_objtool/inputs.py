@@ -113,8 +113,8 @@ def archive_members(path: str, data: bytes) -> list[Input]:
                 payload, length = body + nlen, msize - nlen
             else:
                 display = name.rstrip(b"/")
-            from .elf import printable
-            text = printable(display)
+            from .elf import display_name
+            text = display_name(display)
             if thin:
                 member = os.path.join(os.path.dirname(path), os.fsdecode(display))
                 out.append(Input(f"{show(path)}({text})", member, archive=path))

@@ -49,7 +49,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
     if not candidates:
         return result
     from .decode import prove
-    from .elf import printable
+    from .elf import display_name
     from .placement import ADDRESS, Placer
 
     seen = set()
@@ -86,7 +86,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
             section=sec.name, section_index=sec.index, offset=insn.start, address=address,
             function=proof.function, function_offset=proof.function_offset,
             trampoline=c.tramp.name, tramp_sym=c.tramp.index,
-            key=printable(key_name(c.tramp.name_bytes, options)),
+            key=display_name(key_name(c.tramp.name_bytes, options)),
             kind=proof.site_kind, length=insn.length, prefixes=insn.prefixes,
             reloc_type="none" if c.from_code else reloc_name(c.rtype), alignment=align,
             placement=placed)

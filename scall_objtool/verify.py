@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .elf import ADDRESS_MASK, R_X86_64_PC32, SHT_REL, SHT_RELA, STT_SECTION, ElfFile
+from .elf import ADDRESS_MASK, R_X86_64_PC32, SHT_REL, SHT_RELA, STT_SECTION, ElfFile,
+                  display_name
 from .errors import InputError
 from .model import TAIL_KINDS, ObjectResult, Options, Site
 from .sitetable import (ENTRY, ENTRY_SIZE, FLAG_MASK, FLAG_TAIL, TABLE, image_table_bounds,
@@ -177,7 +178,7 @@ def verify(elf: ElfFile, result: ObjectResult, options: Options) -> Verdict:
             v.mismatches.append("")         # filled below, once every function is decoded
             continue
         want_key = key_name(elf.symbol(site.tramp_sym).name_bytes, options)
-        if e.key not in (want_key.decode("utf-8", "backslashreplace"), site.trampoline):
+        if e.key not in (display_name(want_key), site.trampoline):
             v.mismatches.append(f"{tag}: key {e.key} does not belong to {site.trampoline}, "
                                 f"which the instruction {_verb(site)}")
         tail = bool(e.flags & FLAG_TAIL)
