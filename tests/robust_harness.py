@@ -498,6 +498,63 @@ def dwarf_shared_lines_source(n_units: int, rows: int) -> str:
     return "\n".join(o) + "\n"
 
 
+# Crafted cost (issue 23): the logic of its reproduction generators
+# (gen_longname, gen_inline, gen_leb); each must cost time and memory
+# near-linear in its size.
+def long_name(length: int, sites: int, name: str = "f") -> str:
+    """One function with a ``length``-byte name and ``sites`` static-call sites."""
+    name = name + "x" * (length - len(name))
+    return "\n".join([".text", f".globl {name}", f".type {name},@function", ".p2align 4",
+                      f"{name}:", f".rept {sites}", "call __SCT__x", ".endr", "ret",
+                      f".size {name},.-{name}", ".globl __SCT__x", ".globl __SCK__x"]) + "\n"
+
+
+def inline_nest(depth: int, sites: int) -> str:
+    """A function of ``sites`` sites under ``depth`` nested inlined-subroutine
+    DIEs that each cover the whole function."""
+    o = ['.file 1 "a.c"', ".text", ".globl f", ".type f,@function", "f:", ".loc 1 1",
+         f".rept {sites}", "call __SCT__x", ".endr", "ret", ".Lfe:", ".size f,.-f",
+         ".globl __SCT__x", ".globl __SCK__x", '.section .debug_abbrev,"",@progbits',
+         ".uleb128 1, 0x11", ".byte 1", ".uleb128 0x10, 0x17, 0x11, 0x01, 0x12, 0x07",
+         ".byte 0,0", ".uleb128 2, 0x2e", ".byte 1",
+         ".uleb128 0x03, 0x08, 0x11, 0x01, 0x12, 0x07", ".byte 0,0",
+         ".uleb128 3, 0x1d", ".byte 1", ".uleb128 0x03, 0x08, 0x11, 0x01, 0x12, 0x07",
+         ".byte 0,0", ".byte 0",
+         '.section .debug_info,"",@progbits', ".long .Le - .Ls", ".Ls:", ".short 4",
+         ".long .debug_abbrev", ".byte 8", ".uleb128 1", ".long .debug_line", ".quad f",
+         ".quad .Lfe - f", ".uleb128 2", '.asciz "f"', ".quad f", ".quad .Lfe - f",
+         f".rept {depth}", ".uleb128 3", '.asciz "g"', ".quad f",
+         ".quad .Lfe - f", ".endr", f".rept {depth}", ".byte 0", ".endr",
+         ".byte 0", ".byte 0", ".Le:"]
+    return "\n".join(o) + "\n"
+
+
+def long_leb(n: int, where: str) -> str:
+    """One site; the unit's first abbreviation code ('info') or a line-program
+    operand ('line') is an ``n``-byte ULEB128."""
+    o = ['.file 1 "a.c"', ".text", ".globl f", ".type f,@function", "f:", ".loc 1 1",
+         "call __SCT__x", "ret", ".size f,.-f", ".globl __SCT__x", ".globl __SCK__x",
+         '.section .debug_abbrev,"",@progbits', ".uleb128 1", ".uleb128 0x11", ".byte 0",
+         ".uleb128 0x10", ".uleb128 0x17", ".uleb128 0x11", ".uleb128 0x01",
+         ".uleb128 0x12", ".uleb128 0x07", ".byte 0,0", ".byte 0",
+         '.section .debug_info,"",@progbits', ".long .Le - .Ls", ".Ls:", ".short 4",
+         ".long 0", ".byte 8"]
+    if where == "info":
+        o += [f".rept {n - 1}", ".byte 0xff", ".endr", ".byte 0x7f"]
+    else:
+        o += [".uleb128 1"]
+    o += [".long .debug_line", ".quad f", ".quad 6", ".Le:"]
+    if where == "line":
+        o = [x for x in o if not x.startswith((".file", ".loc"))]
+        o = [x if x != ".long .debug_line" else ".long .Lprog" for x in o]
+        o += ['.section .debug_line,"",@progbits', ".Lprog:", ".long .Lpe - .Lps", ".Lps:",
+              ".short 4", ".long .Lhe - .Lhs", ".Lhs:", ".byte 1, 1, 1, -5, 14, 13",
+              ".byte 0,1,1,1,1,0,0,0,1,0,0,1", ".byte 0", '.asciz "b.c"', ".byte 0,0,0",
+              ".byte 0", ".Lhe:", ".byte 0, 9, 2", ".quad f", ".byte 2", f".rept {n - 1}",
+              ".byte 0xff", ".endr", ".byte 0x7f", ".byte 1", ".byte 0, 1, 1", ".Lpe:"]
+    return "\n".join(o) + "\n"
+
+
 def thin_archive(names: list[str], sizes: list[int]) -> bytes:
     """A GNU thin archive (``ar rcT``) whose members are ``names`` (any path:
     ``../x.o``, absolute): only the headers, the members stay where they are."""
@@ -550,6 +607,14 @@ def hostile_reports(doc: dict):
         d = dict(doc)
         del d[key]
         yield f"drop:{key}", json.dumps(d)
+    if sites:
+        # strings of megabytes: checked by length before any pattern (issue 23 item 7)
+        i, j = sites[0]
+        for key, value in (("prefixes", "ab" * (1 << 20)), ("prefixes", "zz" * (1 << 20)),
+                           ("trampoline", "__SCT__" + "x" * (2 << 20))):
+            d = json.loads(json.dumps(doc))
+            d["objects"][i]["sites"][j][key] = value
+            yield f"long-{key}-{value[:2]}", json.dumps(d)
     yield "nan", json.dumps(doc).replace('"offset": 0', '"offset": NaN', 1)
     yield "not-utf8", json.dumps(doc)[:-2] + "\udcff"
 
