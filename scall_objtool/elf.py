@@ -587,7 +587,7 @@ def read_file(path: str) -> bytes:
     costs 64 bytes of reading, not 4 GiB)."""
     _stat_regular(path)
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:  # unbuffered: no copy of the whole
             head = f.read(HEAD)
             if len(head) < HEAD:
                 return head                     # all of it; the parser says what is wrong

@@ -78,6 +78,21 @@ def test_a_large_file_of_another_machine_is_refused_after_its_header(tmp_path):
     assert r.rc == 2 and "not an x86-64 object" in r.stderr and len(r.stderr.splitlines()) == 1
 
 
+def test_checking_the_first_bytes_costs_no_second_copy(tmp_path):
+    """The header is read, then the file once: the peak is the file, not twice it."""
+    from scall_objtool.elf import read_file
+    obj = _assemble(tmp_path, ".text\nret\n", "x").read_bytes()
+    big = tmp_path / "big.o"
+    big.write_bytes(obj + bytes(32 << 20))
+    tracemalloc.start()
+    try:
+        data = read_file(str(big))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(data) == big.stat().st_size and peak < 1.2 * len(data), peak / len(data)
+
+
 # ------------------------------------------------------ item 8: archive once
 def test_an_archive_is_read_once_not_once_a_member(tmp_path):
     from scall_objtool.inputs import expand
