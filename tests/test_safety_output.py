@@ -81,14 +81,20 @@ def _commands(reports) -> dict[str, list]:
     out["write-summary"] = ["write", "--dry-run", obj]
     out["runtime-path"] = ["runtime-path"]
     out["version"] = ["--version"]
-    out["scan-typer-path"] = ["scan", "--format=json", "--jobs", "1", "--", OBJ]
+    out["scan-typer-path"] = ["scan", "--format", "json", OBJ]          # see _env_for
+    out["check-sarif-typer-path"] = ["check", "--format", "sarif", OBJ]
     return out
+
+
+def _env_for(name: str) -> dict:
+    """The typer command line for the *-typer-path cases, else the fast path."""
+    return _env(SCALL_OBJTOOL_NO_FASTPATH="1") if name.endswith("typer-path") else _env()
 
 
 NAMES = ["scan-text", "scan-json", "scan-openmetrics", "verify-text", "verify-json",
          "check-text", "check-json", "check-sarif", "check-openmetrics", "diff-text",
          "diff-json", "dashboard", "write-summary", "runtime-path", "version",
-         "scan-typer-path"]
+         "scan-typer-path", "check-sarif-typer-path"]
 
 
 # ------------------------------------------------------------ item 11
@@ -97,10 +103,21 @@ NAMES = ["scan-text", "scan-json", "scan-openmetrics", "verify-text", "verify-js
 def test_stdout_on_a_full_device_is_one_line_exit_2(reports, name):
     args = _commands(reports)[name]
     with open(FULL, "wb") as full:
-        rc, _, err = _run(*args, stdout=full)
+        rc, _, err = _run(*args, stdout=full, env=_env_for(name))
     line = _one_clean_line(err, name)
     assert rc == 2, (name, rc, line)
     assert line == "scall-objtool: error: standard output: cannot write: No space left on device"
+
+
+@pytest.mark.skipif(not os.path.exists(FULL), reason="no /dev/full")
+@pytest.mark.parametrize("args", [["--help"], ["scan", "--help"]], ids=["help", "scan-help"])
+def test_help_on_a_full_device_is_one_line_exit_2(args):
+    """typer's own output (help) goes through the same rule."""
+    with open(FULL, "wb") as full:
+        rc, _, err = _run(*args, stdout=full)
+    line = _one_clean_line(err, args)
+    assert rc == 2 and line == ("scall-objtool: error: cannot write the help or usage "
+                                "message: No space left on device"), (rc, line)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -109,17 +126,18 @@ def test_stdout_to_a_closed_pipe_is_a_quiet_exit_141(reports, name):
     r, w = os.pipe()
     os.close(r)                         # the reader is gone (``| head``, ``| true``)
     try:
-        rc, _, err = _run(*args, stdout=w)
+        rc, _, err = _run(*args, stdout=w, env=_env_for(name))
     finally:
         os.close(w)
     assert b"Traceback" not in err, (name, err)
     assert (rc, err) == (141, b""), (name, rc, err)
 
 
-@pytest.mark.parametrize("name", ["scan-json", "check-sarif", "write-summary", "version"])
+@pytest.mark.parametrize("name", ["scan-json", "check-sarif", "write-summary", "version",
+                                  "scan-typer-path"])
 def test_stdout_closed_descriptor_is_one_line(reports, name):
     rc, _, err = _run(*_commands(reports)[name], stdout=subprocess.DEVNULL,
-                      preexec=lambda: os.close(1))
+                      preexec=lambda: os.close(1), env=_env_for(name))
     line = _one_clean_line(err, name)
     assert rc == 2 and "standard output: cannot write" in line, (rc, line)
 
