@@ -217,9 +217,12 @@ def write(paths: list[str], options: Options, output: str | None = None,
         # stale temporaries: one listing per directory, before the workers fork
         # (they inherit what was cleaned)
         from .fileio import clean_directory
-        dirs = {os.path.dirname(os.path.abspath(i.path)) for i in inputs}
-        if output not in (None, "-"):
-            dirs = {os.path.dirname(os.path.abspath(output))}
+        try:
+            dirs = {os.path.dirname(os.path.abspath(i.path)) for i in inputs}
+            if output not in (None, "-"):
+                dirs = {os.path.dirname(os.path.abspath(output))}
+        except OSError:     # a relative path, and the current directory is gone
+            dirs = set()    # (the write then fails on its path, one line)
         for d in sorted(dirs):
             clean_directory(d)
     outs = run_batch(write_one, inputs, (options, output, force, dry_run, backup), jobs)

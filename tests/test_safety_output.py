@@ -316,6 +316,25 @@ def test_deleted_current_directory_report_file(tmp_path):
     assert doc["objects"][0]["path"] == str(OBJ.resolve())
 
 
+def test_deleted_current_directory_relative_outputs(tmp_path):
+    """``-o`` relative to a directory that is gone: one line, exit 2; an
+    absolute object is still written in place."""
+    obj = tmp_path / "w.o"
+    obj.write_bytes(OBJ.read_bytes())
+    for args in (["write", "-o", "rel.o", obj], ["scan", "-o", "rel.json", obj],
+                 ["check", "--format", "sarif", "-o", "rel.sarif", obj]):
+        gone = tmp_path / "gone"
+        gone.mkdir()
+        rc, _, err = _run(*args, preexec=_in_deleted_dir(gone))
+        line = _one_clean_line(err, args)
+        assert rc == 2 and "rel." in line and "No such file or directory" in line, line
+        assert obj.read_bytes() == OBJ.read_bytes()
+    gone.mkdir()
+    rc, _, err = _run("write", "-q", obj, preexec=_in_deleted_dir(gone))
+    assert (rc, err) == (0, b"") and obj.read_bytes() != OBJ.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["w.o"]
+
+
 def _sarif_file_uris(doc: dict) -> list[bytes]:
     """Every object URI of a SARIF document, resolved to the bytes of a path."""
     run = doc["runs"][0]
