@@ -28,7 +28,7 @@ import typer
 from . import __version__, commands
 from .errors import PROG, ScallError
 from .options import COMMANDS, Command, Opt, all_options
-from .streams import OutputError, failed, silence
+from .streams import EXIT_CLOSED_PIPE, OutputError, failed, silence
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         code = e.code
         if code is None:
             return 0
+        if code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            # click's (typer's copy of click's) own answer to a closed pipe (help)
+            return EXIT_CLOSED_PIPE
         return code if isinstance(code, int) else 2
     except ScallError as e:
         return failed(e)
