@@ -223,8 +223,11 @@ def _progress(total: int):
     task = prog.add_task("objects", total=total)
 
     def step(n):
-        if n is None:
-            prog.stop()
-        else:
-            prog.advance(task, n)
+        try:
+            if n is None:
+                prog.stop()
+            else:
+                prog.advance(task, n)
+        except OSError:             # the terminal is gone (a hangup), and the bar with it
+            pass
     return step

@@ -17,6 +17,7 @@ processed.
 """
 from __future__ import annotations
 
+import errno
 import inspect
 import sys
 from enum import Enum
@@ -25,8 +26,9 @@ from typing import Optional
 import typer
 
 from . import __version__, commands
-from .errors import PROG, ScallError, error_line
+from .errors import PROG, ScallError
 from .options import COMMANDS, Command, Opt, all_options
+from .streams import EXIT_CLOSED_PIPE, OutputError, failed, silence
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
@@ -75,7 +77,8 @@ for _cmd in COMMANDS.values():
 
 def _version(value: bool):
     if value:
-        sys.stdout.write(f"{PROG} {__version__}\n")
+        from .streams import out
+        out(f"{PROG} {__version__}\n")
         raise typer.Exit(0)
 
 
@@ -93,8 +96,18 @@ def main(argv: list[str] | None = None) -> int:
         code = e.code
         if code is None:
             return 0
+        if code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            # click's (typer's copy of click's) own answer to a closed pipe (help)
+            return EXIT_CLOSED_PIPE
         return code if isinstance(code, int) else 2
     except ScallError as e:
-        sys.stderr.write(error_line(str(e)) + "\n")
-        return 2
+        return failed(e)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        # typer's own output (help, a usage message) could not be written: the
+        # commands' output goes through ``streams``, which says which stream
+        silence(sys.stdout)
+        return failed(OutputError(f"cannot write the help or usage message: {e.strerror}",
+                                  closed_pipe=e.errno == errno.EPIPE))
     return 0

@@ -15,13 +15,13 @@ or diff a new fallback site, 2 for input or usage errors.
 from __future__ import annotations
 
 import os
-import sys
 
 from .batch import Outcome, run_batch, scan_one, verify_one, write_one
 from .errors import PROG, ScallError, UsageError, error_line, warning_line
 from .inputs import expand, show
 from .model import Options
 from .records import record
+from .streams import OutputError
 
 
 #: what ``write DIR`` looks for: objects, not archives (whose members are
@@ -52,29 +52,38 @@ def check_output(output: str | None, inputs: list[str]) -> None:
 
 
 def _emit_messages(lines: list[str]) -> None:
-    if lines:
-        sys.stderr.write("".join(m + "\n" for m in lines))
-        sys.stderr.flush()
+    from .streams import err
+    err(lines)
 
 
-def _deliver(messages: list[str], text: str, output: str | None) -> bool:
+def _deliver(messages: list[str], text: str, output: str | None,
+             machine: bool = False) -> bool:
     """Messages to stderr, the report to stdout or OUTPUT (``-``: stdout; a
     device or FIFO is written into, a regular file replaced atomically); False
-    if it failed."""
+    if OUTPUT could not be written.  ``machine``: a format for programs
+    (JSON, SARIF, OpenMetrics, HTML), UTF-8 on stdout whatever the locale.
+    A failure to write stdout or stderr is an OutputError (``streams``), after
+    the report has been tried all the same."""
+    from . import streams
     from .fileio import UnsafeWrite, write_output
-    _emit_messages(messages)
+    broken = None
+    try:
+        _emit_messages(messages)
+    except OutputError as e:
+        broken = e                      # stderr is gone: the report may still arrive
     try:
         if output is None or output == "-":
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            streams.out(text, machine)
         else:
-            write_output(output, text.encode())
+            write_output(output, streams.encode(text))
     except OSError as e:
         _emit_messages([error_line(f"{show(output)}: cannot write: {e.strerror}")])
         return False
     except UnsafeWrite as e:
         _emit_messages([error_line(f"{show(output)}: {e}")])
         return False
+    if broken is not None:
+        raise broken
     return True
 
 
@@ -89,11 +98,13 @@ def _collect(paths: list[str], include: list[str] | None, archives: bool = True)
 @record
 class Run:
     """A batch's results: those of the inputs that worked, every stderr line in
-    input order, the error lines among them, and what a walk passed over."""
+    input order, the error lines among them, what a walk passed over, and the
+    file of each object whose name in reports is not its path (escaped)."""
     results: list
     messages: list
     errors: list
     skipped: dict
+    files: dict
 
 
 def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None) -> Run:
@@ -102,7 +113,8 @@ def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None) 
     check_output(output, [])
     inputs, errors, repeated = _collect(paths, include)
     check_output(output, [i.path for i in inputs])
-    run = Run([], list(errors), errors, {"foreign": 0, "repeated": repeated})
+    run = Run([], list(errors), errors, {"foreign": 0, "repeated": repeated},
+              {i.display: i.path for i in inputs if not i.is_member and i.display != i.path})
     for o in run_batch(worker, inputs, args, jobs):
         why = refuse(o.result) if refuse and o.ok and o.result is not None else None
         if why:
@@ -125,11 +137,12 @@ def _unmatched_baseline(base, results) -> list[str]:
     recorded = {norm_object(s.object) for s in base.sites}
     if not recorded or recorded & {norm_object(r.path) for r in results}:
         return []
+    from .report import esc
     example = sorted(recorded)[0]
-    return [warning_line(base.path, f"no object of the baseline is among the inputs (it "
-                                    f"names {example!s}, ...): every site counts as new; "
-                                    "record it with scan -o FILE, which keeps its paths "
-                                    "relative to the file")]
+    return [esc(warning_line(base.path, f"no object of the baseline is among the inputs (it "
+                                        f"names {example}, ...): every site counts as new; "
+                                        "record it with scan -o FILE, which keeps its paths "
+                                        "relative to the file"))]
 
 
 def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
@@ -160,7 +173,7 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
     else:
         from .report.text import scan_text
         text = scan_text(run.results, options, run.skipped, quiet, group_by, stats)
-    ok = _deliver(run.messages, text, output)
+    ok = _deliver(run.messages, text, output, machine=format != "text")
     return 0 if ok and not run.errors else 2
 
 
@@ -178,7 +191,7 @@ def verify(paths: list[str], options: Options, format: str = "text",
     else:
         from .report.text import verify_text
         text = verify_text(verdicts, options, run.skipped, quiet)
-    if not _deliver(run.messages, text, output) or run.errors:
+    if not _deliver(run.messages, text, output, machine=format != "text") or run.errors:
         return 2
     failed = any(not v.ok or (strict and v.policy_findings) for v in verdicts)
     return 1 if failed else 0
@@ -204,9 +217,12 @@ def write(paths: list[str], options: Options, output: str | None = None,
         # stale temporaries: one listing per directory, before the workers fork
         # (they inherit what was cleaned)
         from .fileio import clean_directory
-        dirs = {os.path.dirname(os.path.abspath(i.path)) for i in inputs}
-        if output not in (None, "-"):
-            dirs = {os.path.dirname(os.path.abspath(output))}
+        try:
+            dirs = {os.path.dirname(os.path.abspath(i.path)) for i in inputs}
+            if output not in (None, "-"):
+                dirs = {os.path.dirname(os.path.abspath(output))}
+        except OSError:     # a relative path, and the current directory is gone
+            dirs = set()    # (the write then fails on its path, one line)
         for d in sorted(dirs):
             clean_directory(d)
     outs = run_batch(write_one, inputs, (options, output, force, dry_run, backup), jobs)
@@ -223,8 +239,8 @@ def write(paths: list[str], options: Options, output: str | None = None,
                                              for o in written if o.result.added_keys]))
     _emit_messages(messages)
     if lines:
-        sys.stdout.write("".join(x + "\n" for x in lines))
-        sys.stdout.flush()
+        from .streams import out
+        out("".join(x + "\n" for x in lines))
     return 2 if failed else 0
 
 
@@ -273,7 +289,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     plain = [e.removeprefix(error_line("")) for e in errors]
     if format == "sarif":
         from .report.sarif import sarif_json
-        text = sarif_json(verdict, options, summary, plain, source_root)
+        text = sarif_json(verdict, options, summary, plain, source_root, run.files)
     elif format in ("json", "openmetrics"):
         from .report import dump
         from .report.jsondoc import check_doc
@@ -287,7 +303,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
         from .report.text import check_text, stats_text
         text = check_text(verdict, summary, options.policy, source_root, quiet, group_by,
                           stats_text(results) if stats else "")
-    if not _deliver(messages, text, output) or errors:
+    if not _deliver(messages, text, output, machine=format != "text") or errors:
         return 2
     return 0 if verdict.passed else 1
 
@@ -303,7 +319,8 @@ def diff(old: str, new: str, format: str = "text", output: str | None = None,
     rep_new = load_report(new)
     d = findings.diff(rep_old.sites, rep_new.sites)
     text = diff_json(d, old, new) if format == "json" else diff_text(d, quiet)
-    if not _deliver(_policy_warning(rep_old, rep_new.policy, "OLD"), text, output):
+    if not _deliver(_policy_warning(rep_old, rep_new.policy, "OLD"), text, output,
+                    machine=format == "json"):
         return 2
     return 1 if d.new_fallback else 0
 
@@ -314,13 +331,14 @@ def dashboard(reports: list[str], output: str | None = None,
     from .report.dashboard import dashboard_from_files
     check_output(output, reports)
     page = dashboard_from_files(reports, label)
-    return 0 if _deliver([], page, output) else 2
+    return 0 if _deliver([], page, output, machine=True) else 2
 
 
 def runtime_path() -> int:
     """Print the directory of the C runtime shipped with the package."""
     from .runtime import path
-    sys.stdout.write(f"{path()}\n")
+    from .streams import out
+    out(os.fsencode(path()) + b"\n")      # a path: its bytes, for $(...)
     return 0
 
 
@@ -338,6 +356,6 @@ def run(name: str, values: dict) -> int:
         if TABLE[name].policy:
             kw["options"] = Options(**{o.dest: kw.pop(o.dest) for o in POLICY})
         return COMMANDS[name](**kw)
-    except ScallError as e:
-        _emit_messages([error_line(str(e))])
-        return 2
+    except ScallError as e:         # OutputError too: exit 2, or 141 for a closed pipe
+        from .streams import failed
+        return failed(e)

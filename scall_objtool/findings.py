@@ -82,12 +82,18 @@ class LintSite:
                 "crossing": self.crossing, "source": self.source, "inlined": self.inlined}
 
 
-def norm_object(path: str) -> str:
+def base_dir(root: str | None = None) -> str | None:
+    """The absolute directory that paths are shown relative to: ``root``, else
+    the current directory; None when it cannot be known (the current directory
+    was deleted, and ``root`` is relative or not given): paths stay as they are."""
     try:
-        cwd = os.getcwd()
-    except OSError:             # the current directory is gone
-        cwd = None
-    return relative_below(path, cwd)
+        return os.path.abspath(root or os.curdir)
+    except OSError:
+        return None
+
+
+def norm_object(path: str) -> str:
+    return relative_below(path, base_dir())
 
 
 @lru_cache(maxsize=1 << 16)

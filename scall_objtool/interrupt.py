@@ -1,6 +1,8 @@
-"""A clean stop on SIGINT and SIGTERM.
+"""A clean stop on SIGINT, SIGTERM and SIGHUP.
 
-The command line installs one handler for both signals (``run``).  The first
+The command line installs one handler for the three signals (``run``); SIGHUP
+(a closed terminal or ssh session) is handled like the others unless it was
+ignored when the tool started (``nohup``), and then stays ignored.  The first
 signal is recorded; later ones are ignored, so cleanup is never cut short.
 
 * In the main process the handler raises ``Interrupted`` at once, unless the
@@ -13,19 +15,21 @@ signal is recorded; later ones are ignored, so cleanup is never cut short.
   ``atomic_write``) or, inside a replacement, completed.  ``check()`` before
   each object makes sure no new object is started after the signal.
 
-``run`` turns ``Interrupted`` into one line on stderr and the shell's exit code
-128 + signal number (130 for SIGINT, 143 for SIGTERM).
+``run`` turns ``Interrupted`` into one line on stderr (if stderr, perhaps the
+closed terminal, can still take it) and the shell's exit code 128 + signal
+number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
 """
 from __future__ import annotations
 
 import os
-import sys
 
 # the C module: ``signal`` itself imports enum, which costs milliseconds on
 # every run of the command line (Kbuild starts it once per object)
 import _signal
 
-SIGNALS = (_signal.SIGINT, _signal.SIGTERM)
+SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
+#: signals left alone when they are ignored at start (``nohup``)
+_IF_NOT_IGNORED = (_signal.SIGHUP,)
 _DEFER_MODULES = ("scall_objtool.fileio",)
 
 
@@ -37,7 +41,8 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-_state: dict = {"signum": None, "main": None, "busy": False, "polling": False}
+_state: dict = {"signum": None, "main": None, "busy": False, "polling": False,
+                "handled": SIGNALS}
 
 
 def _in_deferred_code(frame) -> bool:
@@ -60,8 +65,10 @@ def _handler(signum, frame):
 
 def install() -> None:
     """Install the handlers in the main process (the command line does this)."""
-    _state.update(signum=None, main=os.getpid(), busy=False, polling=False)
-    for s in SIGNALS:
+    handled = tuple(s for s in SIGNALS if s not in _IF_NOT_IGNORED
+                    or _signal.getsignal(s) != _signal.SIG_IGN)
+    _state.update(signum=None, main=os.getpid(), busy=False, polling=False, handled=handled)
+    for s in handled:
         _signal.signal(s, _handler)
 
 
@@ -70,7 +77,7 @@ def install_worker() -> None:
     if _state["main"] is None:
         return                                  # library use: leave signals alone
     _state.update(signum=None, busy=False, polling=False)
-    for s in SIGNALS:
+    for s in _state["handled"]:
         _signal.signal(s, _handler)
 
 
@@ -120,10 +127,7 @@ def run(fn) -> int:
             name = signal.Signals(e.signum).name
         except ValueError:
             name = str(e.signum)
-        try:
-            from .errors import error_line
-            sys.stderr.write(error_line(f"interrupted by {name}") + "\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
+        from .errors import error_line
+        from .streams import note
+        note(error_line(f"interrupted by {name}"))
         return 128 + e.signum

@@ -118,7 +118,8 @@ def apply(path: str, action: WriteAction, on_disk: bytes, before: os.stat_result
 
     out = _outcome(path, output or path, action)
     if out.output != "-":                   # left by an earlier run that was killed
-        clean_directory(os.path.dirname(os.path.realpath(out.output)))
+        # (realpath: OSError for a relative path whose current directory is gone)
+        put(out.output, lambda: clean_directory(os.path.dirname(os.path.realpath(out.output))))
     if output is not None:
         if os.path.islink(output) and (os.path.isfile(output) or not os.path.exists(output)):
             out.warnings.append(f"-o {show(output)} is a symlink: replacing the link itself "

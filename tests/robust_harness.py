@@ -617,6 +617,28 @@ def hostile_reports(doc: dict):
             yield f"long-{key}-{value[:2]}", json.dumps(d)
     yield "nan", json.dumps(doc).replace('"offset": 0', '"offset": NaN', 1)
     yield "not-utf8", json.dumps(doc)[:-2] + "\udcff"
+    # keys and names with terminal controls, bidi and newlines wherever a reader
+    # may name them in a message (dashboard, diff, the unmatched-baseline warning)
+    ctl = "\x1b[2J\u202e\nforged: \u2028"
+    for where in ("", "policy", "summary", "summary.by_kind", "summary.by_reason",
+                  "summary.by_trampoline", "summary.by_object.0", "objects.0",
+                  "objects.0.sites.0", "objects.0.summary"):
+        d = json.loads(json.dumps(doc))
+        node = d
+        for step in filter(None, where.split(".")):
+            node = node[int(step)] if isinstance(node, list) else node.get(step)
+            if node is None:
+                break
+        if isinstance(node, dict):
+            node[ctl] = 1
+            yield f"key-in:{where or 'top'}", json.dumps(d)
+    d = json.loads(json.dumps(doc))
+    for o in d.get("objects", []):
+        o["path"] = ctl + o["path"]
+    for o in d.get("summary", {}).get("by_object", []):
+        o["path"] = ctl + o["path"]
+    d.get("policy", {})["name"] = ctl
+    yield "names:ctl", json.dumps(d)
 
 
 # ------------------------------------------------------------------ checking

@@ -3,10 +3,13 @@
 An object is assembled with placeholder names (trampolines, a key, functions,
 a section), then the placeholders in .strtab/.shstrtab are overwritten with
 8-byte payloads: ANSI escapes, newline/CR/tab, invalid UTF-8, bidi override
-and line separator, C1 controls and DEL.  Every output of scan (text, JSON),
-write (stdout, warnings), check (text, JSON, SARIF) and error messages must
-be valid UTF-8 without control or format characters other than the newline
-that ends a line; JSON must parse and every string in it must be printable.
+and line separator, C1 controls and DEL, printable letters outside ASCII.
+Every output of scan (text, JSON), write (stdout, warnings), check (text,
+JSON, SARIF) and error messages must be valid UTF-8 without control or format
+characters other than the newline that ends a line; JSON must parse and every
+string in it must be printable.  The same holds under a stdout that takes only
+ASCII (text then escaped), and a stdout that cannot be written is one error
+line; a SARIF URI of a hostile file name resolves to that file (issue 23).
 
 `-o` never writes through a symlink to another file without saying so.
 """
@@ -59,6 +62,7 @@ PAYLOADS = {
     "invalid-utf8": b"\xff\xfe\x80\xc0\xed\xa0\x80z",
     "bidi-linesep": b"\xe2\x80\xae\xe2\x80\xa8zz",
     "c1-del-bell": b"\xc2\x85\xc2\x9b\x7f\x07\x08z",
+    "printable-non-ascii": b"caf\xc3\xa9\xd0\xbcz",     # shown as is, but not in ASCII
 }
 PLACEHOLDERS = [b"AAAAAAAA", b"BBBBBBBB", b"CCCCCCCC", b"DDDDDDDD", b"EEEEEEEE"]
 
@@ -251,6 +255,64 @@ def test_hostile_file_names_are_escaped(tmp_path, fname):
     assert p.returncode == 2
     assert len(p.stderr.splitlines()) == 1, p.stderr
     assert not _unclean(p.stderr, "stderr") + _unclean(p.stdout, "stdout"), (p.stdout, p.stderr)
+
+
+@pytest.mark.parametrize("fname", [b"bad\nname.o", b"esc\x1b[2Jname.o", b"inv\xffname.o",
+                                   b"pct%41 sp#?.o"])
+def test_sarif_uri_of_a_hostile_file_name_points_at_it(tmp_path, fname):
+    """The SARIF URI carries the name's bytes percent-encoded (RFC 3986): it
+    resolves to the file, whatever the name holds (issue 23, item 13)."""
+    from urllib.parse import unquote_to_bytes
+    d = os.fsencode(tmp_path)
+    with open(os.path.join(d, fname), "wb") as f:
+        f.write((PREBUILT / "crossing.o").read_bytes())
+    rc, out, err = _run("check", "--format", "sarif", os.fsdecode(fname), cwd=d)
+    assert rc == 1 and b"Traceback" not in err, err
+    run = json.loads(out)["runs"][0]
+    base = run["originalUriBaseIds"]["%SRCROOT%"]["uri"]
+    for r in run["results"]:
+        loc = r["locations"][0]["physicalLocation"]["artifactLocation"]
+        uri = base + loc["uri"]
+        assert uri.isascii() and uri.isprintable(), uri
+        assert unquote_to_bytes(uri[len("file://"):]) == os.path.join(d, fname)
+
+
+ASCII_LOCALES = [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "PYTHONUTF8": "0"}]
+
+
+@pytest.mark.parametrize("locale", ASCII_LOCALES, ids=["ioencoding-ascii", "lc-all-c"])
+def test_outputs_under_an_ascii_locale(hostile, locale):
+    """Hostile names under a stdout that only takes ASCII (issue 23, item 12):
+    no traceback; text is escaped ASCII, JSON parses."""
+    env = dict(os.environ, **locale)
+    for args in (["scan"], ["check"], ["scan", "--format", "json"],
+                 ["check", "--format", "sarif"], ["scan", "--format", "openmetrics"]):
+        p = subprocess.run([sys.executable, "-m", "scall_objtool", *args, str(hostile)],
+                           capture_output=True, timeout=120,
+                           env={**env, "PYTHONPATH": str(ROOT) + os.pathsep
+                                + env.get("PYTHONPATH", "")})
+        assert p.returncode in (0, 1) and b"Traceback" not in p.stderr, (args, p.stderr)
+        if args[-1] in ("scan", "check"):
+            p.stdout.decode("ascii")
+        elif args[-1] != "openmetrics":
+            assert not _json_problems(p.stdout, " ".join(args))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("args", [["scan"], ["check", "--format", "sarif"], ["write", "--dry-run"]],
+                         ids=["scan", "check-sarif", "write-dry-run"])
+def test_broken_stdout_with_hostile_names(hostile, args):
+    """Output that cannot be written (issue 23, item 11): one clean line, exit 2."""
+    env = dict(os.environ, SCALL_OBJTOOL_NO_PROGRESS="1")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([sys.executable, "-m", "scall_objtool", *args, str(hostile)],
+                           stdout=full, stderr=subprocess.PIPE, env=env, timeout=120)
+    lines = [ln for ln in p.stderr.decode("utf-8").splitlines()
+             if not ln.startswith("scall-objtool: warning: ")]
+    assert p.returncode == 2 and not _unclean(p.stderr, "stderr"), p.stderr
+    assert lines == ["scall-objtool: error: standard output: cannot write: "
+                     "No space left on device"], p.stderr
 
 
 # ------------------------------------------------------------------ symlinks

@@ -708,9 +708,11 @@ def test_outputs_that_are_devices_fifos_or_inputs(command, tmp_path):
 
 
 def test_hostile_reports(tmp_path, totals):
-    """Every variant of a report is read by load_report: only an InputError
-    (one printable line) may come out; a sample goes through the CLI (exit 2)."""
+    """Every variant of a report is read by load_report and by the dashboard's
+    reader: only an InputError (one printable line) may come out; a sample goes
+    through the CLI (exit 2, every stderr line printable)."""
     from scall_objtool.errors import InputError
+    from scall_objtool.report.dashboard import dashboard_from_files
     from scall_objtool.report.jsondoc import load_report
     obj = tmp_path / "k.o"
     obj.write_bytes((PREBUILT / "kinds.o").read_bytes())
@@ -734,15 +736,27 @@ def test_hostile_reports(tmp_path, totals):
                 problems.append(f"{label}: message not one printable line: {str(e)!r}")
         except Exception as e:  # noqa: BLE001
             problems.append(f"{label}: {type(e).__name__}: {e}"[:300])
+        try:
+            dashboard_from_files([str(p)])
+        except InputError as e:
+            if not str(e).isprintable():
+                problems.append(f"dashboard {label}: message not one printable line: "
+                                f"{str(e)!r}")
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"dashboard {label}: {type(e).__name__}: {e}"[:300])
     totals.append(("hostile JSON reports", tally))
     assert tally.rejected > 0.8 * len(cases), tally.line("reports")
-    for label, text in cases[::29]:
+    sample = cases[::29] + [c for c in cases if c[0].startswith(("key-in:", "names:"))][::3]
+    for label, text in sample:
         p = tmp_path / "bad.json"
         p.write_text(text, errors="surrogateescape")
-        for args in (["diff", good, p], ["diff", p, good], ["check", "--baseline", p, obj]):
+        for args in (["diff", good, p], ["diff", p, good], ["check", "--baseline", p, obj],
+                     ["dashboard", p]):
             r = run_cli(*args)
             if "Traceback" in r.stderr or r.rc not in (0, 1, 2):
                 problems.append(f"{args[0]} {label}: rc {r.rc} {r.stderr[-200:]}")
             if r.rc == 2 and len(r.stderr.splitlines()) != 1:
                 problems.append(f"{args[0]} {label}: stderr {r.stderr!r}"[:300])
+            if not all(ln.isprintable() for ln in r.stderr.splitlines()):
+                problems.append(f"{args[0]} {label}: raw stderr {r.stderr!r}"[:300])
     assert not problems, "\n".join(problems)

@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM during a batch: a clean stop, nothing damaged (issue 10, item 11).
+"""Ctrl-C, SIGTERM and SIGHUP during a batch: a clean stop, nothing damaged
+(issue 10, item 11; SIGHUP: issue 23, item 18).
 
 A batch ``write`` over 300 small objects is interrupted with SIGINT or SIGTERM,
 sent to the whole process group (as a terminal or a job controller does) or to
@@ -140,3 +141,104 @@ def test_read_only_commands_stop_cleanly(tmp_path, objects, command, sig):
     assert "Traceback" not in text
     assert text.count("\n") == 1, text
     assert sorted(os.listdir(work)) == sorted(objects)
+
+
+# ------------------------------------------------- SIGHUP (issue 23, item 18)
+def _hangup_batch(tmp_path, objects, group: bool, jobs: int, terminal: bool = False):
+    """A batch write hung up (a closed terminal or ssh session) once it has
+    written its first object: (exit status, stderr, the directory).  With
+    ``terminal``, stderr is a pseudo-terminal (so the progress bar is drawn)
+    whose other end is closed before the signal: every write to it then fails
+    with EIO, as after a real hangup."""
+    import pty
+    work = tmp_path / "objs"
+    work.mkdir()
+    for name, (orig, _) in objects.items():
+        (work / name).write_bytes(orig)
+    first, (_, first_ref) = next(iter(sorted(objects.items())))
+    env = _env()
+    master = None
+    if terminal:
+        env.pop("SCALL_OBJTOOL_NO_PROGRESS")
+        master, stderr = pty.openpty()
+        os.set_blocking(master, False)
+    else:
+        stderr = subprocess.PIPE
+    proc = subprocess.Popen([sys.executable, "-m", "scall_objtool", "write", "-q",
+                             "--jobs", str(jobs), str(work)], env=env,
+                            stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+    if terminal:
+        os.close(stderr)
+    try:
+        while proc.poll() is None and (work / first).read_bytes() != first_ref:
+            if master is not None:      # read the bar, so that the terminal never fills
+                try:
+                    os.read(master, 1 << 16)
+                except OSError:
+                    pass
+            time.sleep(0.01)            # wait for progress, not for a time
+        if master is not None:
+            os.close(master)
+            master = None
+        if proc.poll() is not None:
+            pytest.skip("the batch finished before the hangup")
+        (os.killpg if group else os.kill)(proc.pid, signal.SIGHUP)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if master is not None:
+            os.close(master)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    return proc.returncode, (err or b"").decode(errors="replace"), work
+
+
+def _untouched_or_complete(work, objects) -> int:
+    assert sorted(os.listdir(work)) == sorted(objects)       # no temporary, nothing new
+    written = 0
+    for name, (orig, ref) in objects.items():
+        data = (work / name).read_bytes()
+        assert data in (orig, ref), (name, "neither the original nor the written object")
+        written += data == ref
+    return written
+
+
+@pytest.mark.parametrize("group,jobs", [(True, 2), (False, 1)], ids=["group-j2", "main-j1"])
+def test_sighup_stops_a_batch_cleanly(tmp_path, objects, group, jobs):
+    rc, err, work = _hangup_batch(tmp_path, objects, group, jobs)
+    assert rc == 129, (rc, err)
+    assert "Traceback" not in err
+    assert err == "scall-objtool: error: interrupted by SIGHUP\n", err
+    assert 0 < _untouched_or_complete(work, objects) < len(objects)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sighup_with_the_terminal_gone(tmp_path, objects, jobs):
+    """The terminal that showed the progress bar is gone: the bar and the last
+    line cannot be written (EIO); still exit 129, nothing left behind."""
+    rc, _, work = _hangup_batch(tmp_path, objects, True, jobs, terminal=True)
+    assert rc == 129, rc
+    assert 0 < _untouched_or_complete(work, objects) < len(objects)
+
+
+def test_sighup_ignored_under_nohup(tmp_path, objects):
+    """Started with SIGHUP ignored (``nohup``), the batch runs to its end."""
+    few = dict(list(sorted(objects.items()))[:200])
+    work = tmp_path / "objs"
+    work.mkdir()
+    for name, (orig, _) in few.items():
+        (work / name).write_bytes(orig)
+    first, (_, first_ref) = next(iter(few.items()))
+
+    def nohup():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    proc = subprocess.Popen([sys.executable, "-m", "scall_objtool", "write", "-q",
+                             "--jobs", "2", str(work)], env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, preexec_fn=nohup)
+    while proc.poll() is None and (work / first).read_bytes() != first_ref:
+        time.sleep(0.01)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGHUP)
+    out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (0, b""), err
+    assert _untouched_or_complete(work, few) == len(few)

@@ -208,5 +208,7 @@ def dashboard_from_files(paths: list[str], labels: list[str] | None = None) -> s
     """Read the reports and render the page; InputError names the bad file."""
     labels = labels_for(paths, labels)     # a usage error before any reading
     # only the last report is shown site by site; the others make the trend
-    docs = [read(read_json(p), p, detail=i == len(paths) - 1) for i, p in enumerate(paths)]
+    from ..inputs import show
+    docs = [read(read_json(p), show(p), detail=i == len(paths) - 1)
+            for i, p in enumerate(paths)]
     return render_docs(docs, labels)

@@ -58,9 +58,13 @@ def paths_base(output: str | None) -> str | None:
     """For a report written to the file ``output``: the current directory, which
     the object paths are relative to, as seen from the file's directory."""
     import os
+    from ..findings import base_dir
     if output is None or output == "-" or not _regular_or_new(output):
         return None
-    rel = os.path.relpath(os.getcwd(), os.path.dirname(os.path.abspath(output)))
+    cwd = base_dir()
+    if cwd is None:             # the current directory is gone: the paths are absolute
+        return None
+    rel = os.path.relpath(cwd, os.path.dirname(os.path.join(cwd, output)))
     return rel.replace(os.sep, "/")
 
 
@@ -76,10 +80,8 @@ def _regular_or_new(path: str) -> bool:
 def _relative_sources(sites: list[dict], root: str | None) -> list[dict]:
     """Source files of the sites (and their inline chains) relative to ``root``
     when below it: a report records no machine's absolute paths."""
-    import os
-
-    from ..findings import relative_below
-    base = os.path.abspath(root or os.curdir)
+    from ..findings import base_dir, relative_below
+    base = base_dir(root)
     for site in sites:
         for frame in [site.get("source")] + list(site.get("inlined") or ()):
             if frame and isinstance(frame.get("file"), str):

@@ -58,8 +58,9 @@ class Doc:
 
 
 def _bad(name: str, why: str):
-    raise InputError(f"not a scall-objtool JSON report (scan or check --format json): {why}",
-                     name)
+    from . import esc           # a key or value of the document, and the name, as text
+    raise InputError(f"not a scall-objtool JSON report (scan or check --format json): "
+                     f"{esc(why)}", esc(name))
 
 
 def _count(v) -> bool:

@@ -15,7 +15,7 @@ import hashlib
 import os
 from urllib.parse import quote
 
-from ..findings import CheckResult, LintSite
+from ..findings import CheckResult, LintSite, base_dir
 from . import dump, tool
 from .text import display_path
 
@@ -89,15 +89,22 @@ def _rules() -> list[dict]:
     return out
 
 
-def _uri(path: str, root: str) -> tuple[str, str | None]:
-    """(uri, uriBaseId) of a file: relative to %SRCROOT% below the root."""
+def _quote(path: str) -> str:
+    """A path in a URI: its bytes percent-encoded (RFC 3986, as SARIF requires),
+    so that a file name that is not UTF-8 still names the file."""
+    return quote(os.fsencode(path.replace(os.sep, "/")))
+
+
+def _uri(path: str, root: str | None) -> tuple[str, str | None]:
+    """(uri, uriBaseId) of a file: relative to %SRCROOT% below the root (no
+    root: the current directory is gone, and the path stays as it is)."""
     shown = display_path(path, root)
     if os.path.isabs(shown):
-        return "file://" + quote(shown), None
-    return quote(shown.replace(os.sep, "/")), "%SRCROOT%"
+        return "file://" + _quote(shown), None
+    return _quote(shown), "%SRCROOT%" if root is not None else None
 
 
-def _artifact(path: str, root: str) -> dict:
+def _artifact(path: str, root: str | None) -> dict:
     uri, base = _uri(path, root)
     loc = {"uri": uri}
     if base:
@@ -131,8 +138,12 @@ def _inline_chain(inlined: list, root: str) -> list[dict]:
 
 
 def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
-             root: str | None = None) -> dict:
-    root = os.path.abspath(root or os.curdir)
+             root: str | None = None, files: dict | None = None) -> dict:
+    """The SARIF document; ``files`` maps an object's name in the report to
+    its path on disk where they differ (a file name that is not UTF-8, shown
+    escaped), so that its URI names the file."""
+    root = base_dir(root)
+    files = files or {}
     results = []
     seen: dict[tuple, int] = {}
     for f in res.findings:
@@ -145,7 +156,7 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
             if s.source.get("line"):
                 phys["region"] = {"startLine": int(s.source["line"])}
         else:
-            phys = {"artifactLocation": _artifact(s.object, root),
+            phys = {"artifactLocation": _artifact(files.get(s.object, s.object), root),
                     "region": {"startLine": 1}}
         logical = {"name": s.function if s.function is not None else s.section,
                    "fullyQualifiedName": f"{s.object}:{s.where}",
@@ -176,7 +187,6 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
     block = tool()
     run = {
         "tool": {"driver": {**block, "semanticVersion": block["version"], "rules": _rules()}},
-        "originalUriBaseIds": {"%SRCROOT%": {"uri": "file://" + quote(root.rstrip("/") + "/")}},
         "invocations": [invocation],
         "results": results,
         "columnKind": "utf16CodeUnits",
@@ -185,9 +195,14 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
                                  "failing": res.failing, "max_fallback": res.max_fallback,
                                  "baseline": res.baseline}},
     }
+    if root is not None:
+        run = {"tool": run.pop("tool"),
+               "originalUriBaseIds": {"%SRCROOT%": {"uri": "file://" + _quote(
+                   root.rstrip("/") + "/")}},
+               **run}
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
 
 
 def sarif_json(res: CheckResult, options, summary: dict, errors: list[str],
-               root: str | None = None) -> str:
-    return dump(to_sarif(res, options, summary, errors, root))
+               root: str | None = None, files: dict | None = None) -> str:
+    return dump(to_sarif(res, options, summary, errors, root, files))

@@ -207,8 +207,8 @@ def write_lines(display: str, outcome, options: Options, details: bool) -> list[
 def display_path(path: str, root: str | None = None) -> str:
     """A source or object path as shown to a user: relative to ``root`` (the
     current directory by default) when it lies below it."""
-    from ..findings import relative_below
-    return relative_below(path, os.path.abspath(root or os.curdir))
+    from ..findings import base_dir, relative_below
+    return relative_below(path, base_dir(root))
 
 
 def location_text(file: str | None, line: int | None, root: str | None = None) -> str | None:
