@@ -1,4 +1,5 @@
-"""Data safety of `write` and of every `-o` (issue 10, items 1-10 and 18).
+"""Data safety of `write` and of every `-o` (issue 10, items 1-10 and 18; issue 23,
+items 1-3, 16, 17, 20).
 
 Each test damages nothing outside its tmp_path: device nodes and FIFOs are
 made there (os.mknod, os.mkfifo), never the real /dev/null.  Tests that need
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from robust_harness import sign
 from scall_testlib import read_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -772,23 +774,13 @@ def test_write_to_dev_stdout_keeps_the_summary_out_of_the_object(cli, tmp_path):
 
 
 # ------------------------------------------------------ 20. signed modules
-#: struct module_signature: algo, hash, id_type (2: PKCS#7), signer_len,
-#: key_id_len, 3 pad bytes, big-endian sig_len
-MODSIG = struct.Struct(">BBBBB3xI")
-
-
-def signed_module(data: bytes, sig: bytes = b"\x30\x82\x02\xa5" + bytes(677)) -> bytes:
-    """``data`` with a module signature appended as scripts/sign-file does."""
-    return data + sig + MODSIG.pack(0, 0, 2, 0, 0, len(sig)) + b"~Module signature appended~\n"
-
-
 def test_a_signed_module_is_never_rewritten(cli, tmp_path):
     """issue 23 item 20: a signed module was rewritten silently (the signature
     ended up mid-file; under module.sig_enforce it no longer loads).  write
     refuses it like a compressed one, whatever the options; scan, check and
     verify still read it."""
     ko = tmp_path / "m.ko"
-    ko.write_bytes(signed_module(KINDS.read_bytes()))
+    ko.write_bytes(sign(KINDS.read_bytes()))
     before = tree(tmp_path)
     for args in (["write"], ["write", "--force", "--backup"], ["write", "--dry-run"],
                  ["write", "-o", tmp_path / "out.ko"], ["write", "-o", "-"]):
@@ -804,6 +796,6 @@ def test_a_signed_module_is_never_rewritten(cli, tmp_path):
     # signed after its table was written: verify reads the table
     w = obj(tmp_path, "w.o")
     assert cli("write", w).rc == 0
-    w.write_bytes(signed_module(w.read_bytes()))
+    w.write_bytes(sign(w.read_bytes()))
     v = cli("verify", w)
     assert v.rc == 0 and "2 entries, 0 failed" in v.stdout, (v.stdout, v.stderr)
