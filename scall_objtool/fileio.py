@@ -13,7 +13,9 @@ FIFO or a terminal is written into directly, and ``-`` is standard output.
 A file with several hard links is written in place through its inode (as
 binutils' objcopy and strip do), and only when the new content is the old one
 with its first bytes changed and data appended -- what a first ``write``
-produces -- so that a crash leaves the old object; otherwise it is refused.
+produces -- so that a crash leaves the old object, and a failure (a full
+file system, an I/O error) truncates it back to the old one; otherwise it is
+refused.
 """
 from __future__ import annotations
 
