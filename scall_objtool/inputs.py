@@ -315,7 +315,9 @@ def _kbuild_repeats(found: list[str]) -> tuple[list[str], list[tuple[str, str]]]
                 skipped.append((f, "vmlinux.o repeats every built-in object"))
     for f in found:
         stem = _module_stem(f)
-        if stem is None or not os.path.isfile(stem + ".mod"):
+        mod = None if stem is None else stem + ".mod"
+        # Kbuild writes NAME.mod as a file: a symlink (maybe out of the tree) is not one
+        if mod is None or not os.path.isfile(mod) or os.path.islink(mod):
             continue
         if not f.endswith(".o"):
             skipped.append((f, f"the module {os.path.basename(stem)}.mod lists its parts"))

@@ -591,7 +591,8 @@ def hostile_tree(root: str, obj: bytes, other: bytes, depth: int = 1200) -> dict
 
     In ``DIR``: own.o, sub/other.o; links out of the tree (relative, absolute,
     a chain through an in-tree link, a hostile name, a link to a directory, a
-    link up to the parent, one to /dev/zero); a link and a hard link to own.o
+    link up to the parent, one to /dev/zero, a Kbuild ``own.mod`` out of the
+    tree that would make own.o a composite to pass over); a link and a hard link to own.o
     (the same file); a self-loop, a dangling link, a FIFO named like an
     object; an object ``depth`` levels down."""
     top = os.path.join(root, "tree")
@@ -608,10 +609,13 @@ def hostile_tree(root: str, obj: bytes, other: bytes, depth: int = 1200) -> dict
     for name, data in (("own.o", obj), ("sub/other.o", other)):
         with open(os.path.join(top, name), "wb") as f:
             f.write(data)
+    with open(os.path.join(out, "parts.mod"), "w") as f:     # "own.o is composite"
+        f.write("a.o\nb.o\n")
     links = {"evil.o": "../outside/victim.o", "abs.o": victims[1],
              "hop.o": "../outside/chained.o", "chain.o": "hop.o",
              "bad\n\x1b[2Jname.o": "../outside/named.o", "linkdir": "../outside",
              "up": "..", "zero.o": "/dev/zero", "in.o": "sub/../own.o",
+             "own.mod": "../outside/parts.mod",
              "loop.o": "loop.o", "dangling.o": "nowhere.o"}
     for name, target in links.items():
         os.symlink(target, os.path.join(top, name))
