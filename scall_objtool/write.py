@@ -51,7 +51,13 @@ class WriteOutcome:
 
 
 def decide(elf: ElfFile, options: Options, force: bool = False) -> WriteAction:
-    """What to write to a relocatable object (pure; InputError when it cannot be)."""
+    """What to write to a relocatable object (pure; InputError when it cannot be:
+    a linked image, a signed module, a section that only has the table's name)."""
+    if signed(elf.data):
+        raise InputError("is a signed module (it ends with '~Module signature appended~'): "
+                         "rewriting it would break the signature, and it would not load "
+                         "under module.sig_enforce; never rewritten (write before signing)",
+                         elf.path)
     if elf.linked:
         raise InputError(f"write adds tables to relocatable objects; this is a linked image "
                          f"(ELF type {elf.elf_type}): use scan or verify", elf.path)
@@ -177,11 +183,6 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     if packed:
         raise InputError(f"is a {packed}-compressed module: a packaged artifact, never "
                          "rewritten (write the .ko before it is compressed)", path)
-    if signed(on_disk):
-        raise InputError("is a signed module (it ends with '~Module signature appended~'): "
-                         "rewriting it would break the signature, and it would not load "
-                         "under module.sig_enforce; never rewritten (write before signing)",
-                         path)
     if output is not None and output != "-" and same_file(output, path):
         raise InputError(f"-o {show(output)} is the input itself: refusing to overwrite it "
                          "(omit -o to write in place)", path)

@@ -790,6 +790,12 @@ def test_a_signed_module_is_never_rewritten(cli, tmp_path):
     res = cli("write", tmp_path)                # found by a walk: the same error
     one_error(res, "signed module")
     assert tree(tmp_path) == before
+    from scall_objtool.elf import ElfFile
+    from scall_objtool.errors import InputError
+    from scall_objtool.model import Options
+    from scall_objtool.write import decide
+    with pytest.raises(InputError, match="write before signing"):     # the library too
+        decide(ElfFile(ko.read_bytes(), str(ko)), Options())
     s = cli("scan", "-f", "json", ko)
     assert s.rc == 0 and len(s.json()["objects"][0]["sites"]) == 10, s.stderr
     assert cli("check", "--max-fallback", "99", ko).rc == 0
