@@ -104,7 +104,10 @@ def write_one(inp: Input, options: Options, output: str | None = None, force: bo
             f"{inp.display}: archive members are scanned, not rewritten; run write on the "
             "objects before archiving")])
     from .write import write_path
-    return _run(inp, lambda: write_path(inp.path, options, output, force, dry_run, backup))
+    # a walked file is written as the walk found it, never through a symlink
+    # that appeared since (a walk's links inside its tree are already resolved)
+    return _run(inp, lambda: write_path(inp.path, options, output, force, dry_run, backup,
+                                        follow=not inp.walked))
 
 
 # ------------------------------------------------------------------ batches

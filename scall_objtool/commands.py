@@ -31,8 +31,9 @@ WRITE_INCLUDE = ["*.o", "*.ko"]
 
 # ---------------------------------------------------------------- plumbing
 def check_output(output: str | None, inputs: list[str]) -> None:
-    """-o must name something, and never one of the inputs (same device and
-    inode): UsageError, before any work."""
+    """-o must name something, and never one of the inputs (objects, baselines,
+    reports): the same device and inode, or, when the output does not exist
+    yet, the same resolved path.  UsageError, before any work."""
     if output is None or output == "-":
         return
     if output == "":
@@ -41,12 +42,13 @@ def check_output(output: str | None, inputs: list[str]) -> None:
     try:
         st = os.stat(output)
     except (OSError, ValueError):
-        return
-    if not stat.S_ISREG(st.st_mode):
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
         return                  # a device, FIFO or terminal is written into, not replaced
     from .fileio import same_file
+    real = os.path.realpath(output) if st is None else None
     for p in inputs:
-        if same_file(output, p):
+        if same_file(output, p) if st is not None else os.path.realpath(p) == real:
             raise UsageError(f"-o {show(output)}: is also an input ({show(p)}); "
                              "refusing to overwrite it")
 
@@ -87,12 +89,29 @@ def _deliver(messages: list[str], text: str, output: str | None,
     return True
 
 
-def _collect(paths: list[str], include: list[str] | None, archives: bool = True):
-    """(the inputs, one error line for each path that could not be expanded,
-    the number of files a walk passed over as repeats of others)."""
+@record
+class Collected:
+    """The inputs of a command line: the error line of each path that could
+    not be expanded, the warning of each symlink a walk did not follow out of
+    its tree, what was passed over (``skipped`` counts for the summary) and
+    the inputs left out as the same file as another (display, display kept)."""
+    inputs: list
+    errors: list
+    warnings: list
+    skipped: dict
+    duplicates: list
+
+
+def _collect(paths: list[str], include: list[str] | None, archives: bool = True) -> Collected:
     found = expand(paths, include, archives)
-    return found.inputs, [error_line(f"{show(e.path)}: {e.message}" if e.path else e.message)
-                          for e in found.errors], len(found.repeats)
+    errors = [error_line(f"{show(e.path)}: {e.message}" if e.path else e.message)
+              for e in found.errors]
+    warnings = [warning_line(link, f"a symlink out of the directory walked (to {target}): "
+                                   "skipped, neither read nor written")
+                for link, target in found.outside]
+    skipped = {"repeated": len(found.repeats), "outside": len(found.outside),
+               "duplicate": len(found.duplicates)}
+    return Collected(found.inputs, errors, warnings, skipped, found.duplicates)
 
 
 @record
@@ -111,9 +130,10 @@ def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None) 
     """Run a batch.  ``output`` (-o) must not be an input; ``refuse(result)`` may
     name a reason to count a result as an error instead."""
     check_output(output, [])
-    inputs, errors, repeated = _collect(paths, include)
-    check_output(output, [i.path for i in inputs])
-    run = Run([], list(errors), errors, {"foreign": 0, "repeated": repeated},
+    got = _collect(paths, include)
+    check_output(output, [i.path for i in got.inputs])
+    inputs, errors = got.inputs, got.errors
+    run = Run([], got.warnings + errors, errors, {"foreign": 0, **got.skipped},
               {i.display: i.path for i in inputs if not i.is_member and i.display != i.path})
     for o in run_batch(worker, inputs, args, jobs):
         why = refuse(o.result) if refuse and o.ok and o.result is not None else None
@@ -207,12 +227,16 @@ def write(paths: list[str], options: Options, output: str | None = None,
         raise UsageError("-o/--output takes exactly one input file")
     # archives are not expanded: one is refused as a whole (write_path), and a
     # directory walk does not look for them unless --include asks
-    inputs, messages, _ = _collect(paths, include or WRITE_INCLUDE, archives=False)
+    got = _collect(paths, include or WRITE_INCLUDE, archives=False)
+    inputs, messages = got.inputs, got.warnings + got.errors
     if output is not None and (len(inputs) != 1 or inputs[0].path != paths[0]):
         raise UsageError("-o/--output takes exactly one input file")
     if output is not None:
         check_output(output, [inputs[0].path])
-    quiet = quiet or output == "-"          # the object itself goes to stdout
+    from .fileio import stream_of
+    # the object itself goes to stdout (-o -, /dev/stdout, the file stdout is
+    # redirected to): no summary there
+    quiet = quiet or (output is not None and stream_of(output) == 1)
     if not dry_run:
         # stale temporaries: one listing per directory, before the workers fork
         # (they inherit what was cleaned)
@@ -226,7 +250,7 @@ def write(paths: list[str], options: Options, output: str | None = None,
         for d in sorted(dirs):
             clean_directory(d)
     outs = run_batch(write_one, inputs, (options, output, force, dry_run, backup), jobs)
-    failed = bool(messages) or any(not o.ok for o in outs)
+    failed = bool(got.errors) or any(not o.ok for o in outs)
     written = [o for o in outs if o.ok and o.result is not None]
     lines = []
     for o in outs:
@@ -237,6 +261,9 @@ def write(paths: list[str], options: Options, output: str | None = None,
             lines.extend(write_lines(o.display, o.result, options, len(inputs) == 1))
         messages.extend(_added_keys_warning([(o.display, o.result.added_keys)
                                              for o in written if o.result.added_keys]))
+        messages.extend(warning_line(d, f"the same file as {kept} (a link, or named "
+                                        "twice): written once, as that")
+                        for d, kept in got.duplicates)
     _emit_messages(messages)
     if lines:
         from .streams import out
@@ -271,7 +298,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     from .report.jsondoc import load_report
     if max_fallback < 0:
         raise UsageError(f"--max-fallback must not be negative, not {max_fallback}")
-    check_output(output, [])
+    check_output(output, [] if baseline is None else [baseline])
     base = None
     if baseline is not None:
         base = load_report(baseline)               # InputError: exit 2 (run_guarded)

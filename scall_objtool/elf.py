@@ -636,6 +636,15 @@ def compression(data: bytes) -> str | None:
     return codec(data)
 
 
+#: what the kernel's scripts/sign-file appends last, after a module's signature
+SIGNATURE_MAGIC = b"~Module signature appended~\n"
+
+
+def signed(data: bytes) -> bool:
+    """Does ``data`` end with a module signature (the kernel's marker)?"""
+    return data.endswith(SIGNATURE_MAGIC)
+
+
 def load_file(path: str, display: str | None = None) -> bytes:
     """A file's bytes, a compressed module (.ko.xz, .ko.zst, .ko.gz: recognised by
     its magic) expanded."""

@@ -13,7 +13,9 @@ FIFO or a terminal is written into directly, and ``-`` is standard output.
 A file with several hard links is written in place through its inode (as
 binutils' objcopy and strip do), and only when the new content is the old one
 with its first bytes changed and data appended -- what a first ``write``
-produces -- so that a crash leaves the old object; otherwise it is refused.
+produces -- so that a crash leaves the old object, and a failure (a full
+file system, an I/O error) truncates it back to the old one; otherwise it is
+refused.
 """
 from __future__ import annotations
 
@@ -246,11 +248,28 @@ def write_output(path: str, data: bytes, meta_from: str | None = None) -> None:
     atomic_write(path, data, meta_from=meta_from)
 
 
+def stream_of(path: str) -> int | None:
+    """1 or 2 when ``path`` is the file our stdout or stderr writes to (``-``
+    is stdout; else the same device and inode: ``/dev/stdout``,
+    ``/proc/self/fd/2``, the file a stream is redirected to)."""
+    if path == "-":
+        return 1
+    try:
+        return _std_stream(os.stat(path))
+    except (OSError, ValueError):
+        return None
+
+
 def replace_in_place(path: str, data: bytes, old: bytes,
-                     expect: os.stat_result | None = None) -> None:
+                     expect: os.stat_result | None = None, follow: bool = True) -> None:
     """Replace the object ``path`` (read as ``old``) with ``data``, as
-    objcopy does in place: through a symlink to its target; a file with
-    several hard links through its inode, so that every name sees it."""
+    objcopy does in place: through a symlink to its target (unless not
+    ``follow``: a file found by a directory walk must not have become one);
+    a file with several hard links through its inode, so that every name
+    sees it."""
+    if os.path.islink(path) and not follow:
+        raise UnsafeWrite("became a symlink after the directory was walked: not followed, "
+                          "left as it is")
     target = os.path.realpath(path) if os.path.islink(path) else path
     st = os.stat(target)
     if st.st_nlink > 1:
@@ -270,14 +289,31 @@ def _write_through_inode(path: str, data: bytes, old: bytes,
     try:
         st = os.fstat(fd)
         _check_unchanged(path, expect, st)
-        # the appended data first; a crash before the header is written
-        # leaves the old object (with unreferenced bytes at its end)
-        _write_all(fd, data[len(old):], len(old))
-        os.fsync(fd)
-        _write_all(fd, data[:HEADER], 0)
-        os.fsync(fd)
+        try:
+            # the appended data first; a crash before the header is written
+            # leaves the old object (with unreferenced bytes at its end)
+            _write_all(fd, data[len(old):], len(old))
+            os.fsync(fd)
+            _write_all(fd, data[:HEADER], 0)
+            os.fsync(fd)
+        except BaseException:
+            # a full file system (ENOSPC, EFBIG), an I/O error, a signal: the
+            # file goes back to the old object, header and size
+            _restore(fd, old, st.st_size)
+            raise
     finally:
         os.close(fd)
+
+
+def _restore(fd: int, old: bytes, size: int) -> None:
+    """Undo a partial write through the inode: the old size first (freeing what
+    was appended needs no space), then the old header, each tried."""
+    for undo in (lambda: os.ftruncate(fd, size), lambda: _write_all(fd, old[:HEADER], 0),
+                 lambda: os.fsync(fd)):
+        try:
+            undo()
+        except OSError:
+            pass
 
 
 def atomic_write(path: str, data: bytes, meta_from: str | None = None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from .errors import InputError
-from .records import record
+from .records import LIST, record
 
 AR_MAGIC = b"!<arch>\n"
 THIN_MAGIC = b"!<thin>\n"
@@ -129,16 +129,29 @@ def archive_members(path: str, data: bytes) -> list[Input]:
 
 @record(frozen=True)
 class Expansion:
-    """The inputs named on a command line, the errors met expanding them, and the
-    files a directory walk passed over as repeats of others (display, why)."""
+    """The inputs named on a command line, the errors met expanding them, the
+    files a directory walk passed over as repeats of others (display, why),
+    the symlinks it did not follow out of its tree (display, target), and the
+    inputs left out as the same file as another (display, display kept)."""
     inputs: list
     errors: list
     repeats: list
+    outside: list = LIST
+    duplicates: list = LIST
 
 
 def expand(paths: list[str], include: list[str] | None = None,
            archives: bool = True) -> Expansion:
     """The inputs named by ``paths``.
+
+    A directory walk stays in its tree: a symlink that resolves outside the
+    directory named is neither read nor written (listed in ``outside``); one
+    that stays inside is read (and written) as its target, and a link to a
+    directory is not descended (its files are walked where they are).  Every
+    file counts once: inputs that are the same file (device and inode: a
+    symlink, a hard link, a name given twice; an archive member by its
+    offset) are processed once, the first in order (within a walk, the name
+    that is not a link), the others listed in ``duplicates``.
 
     In a directory walk (never for a file named explicitly) every call site
     counts once in a kernel build tree, where Kbuild leaves objects that repeat
@@ -153,12 +166,13 @@ def expand(paths: list[str], include: list[str] | None = None,
     out: list[Input] = []
     errors: list[InputError] = []
     repeats: list[tuple[str, str]] = []
+    outside: list[tuple[str, str]] = []
 
-    def add_file(p: str, walked: frozenset = frozenset()) -> None:
-        if archives and is_archive(p):
+    def add_file(p: str, walked: frozenset = frozenset(), real: str | None = None) -> None:
+        if archives and is_archive(real or p):
             try:
                 from .elf import read_file
-                members = archive_members(p, read_file(p))
+                members = archive_members(real or p, read_file(real or p))
             except InputError as e:
                 errors.append(e)
                 return
@@ -169,37 +183,126 @@ def expand(paths: list[str], include: list[str] | None = None,
                     out.append(Input(m.display, m.path, m.member_offset, m.member_size,
                                      m.archive, bool(walked)))
         else:
-            out.append(Input(show(p), p, walked=bool(walked)))
+            out.append(Input(show(p), real or p, walked=bool(walked)))
 
     for p in paths:
         if os.path.isdir(p):
-            found = _walk(p, patterns)
-            if not found:
+            walk = _walk(p, patterns)
+            errors.extend(walk.errors)
+            outside.extend((show(f), show(t)) for f, t in walk.outside)
+            if not walk.found and not walk.outside and not walk.errors:
                 errors.append(InputError("no objects found in this directory (include: "
                                          f"{' '.join(patterns)})", show(p)))
-            keep, skipped = _kbuild_repeats(found)
+            keep, skipped = _kbuild_repeats(walk.found)
             repeats.extend((show(f), why) for f, why in skipped)
             walked = frozenset(os.path.realpath(f) for f in keep)
             for full in keep:
-                add_file(full, walked)
+                add_file(full, walked, walk.links.get(full))
         elif os.path.isfile(p):
             add_file(p)
         else:
             out.append(Input(show(p), p))   # reported when read: "cannot open"
-    return Expansion(out, errors, repeats)
+    inputs, duplicates = _once(out)
+    return Expansion(inputs, errors, repeats, outside, duplicates)
 
 
-def _walk(top: str, patterns: tuple) -> list[str]:
+def _once(inputs: list[Input]) -> tuple[list[Input], list[tuple[str, str]]]:
+    """Each file once (device, inode; and offset for a member of a regular
+    archive): (the inputs kept, in order; [(display, display kept)] the
+    others).  Of the names of one file the first is kept, but a name that
+    is not a symlink wins over an earlier one that is (``a-link.o`` and
+    ``a.o`` in one directory: ``a.o`` is processed)."""
+    stats: dict[str, tuple | None] = {}
+
+    def key(inp: Input):
+        if inp.path not in stats:
+            try:
+                st = os.stat(inp.path)
+                stats[inp.path] = (st.st_dev, st.st_ino)
+            except (OSError, ValueError):
+                stats[inp.path] = None
+        ident = stats[inp.path]
+        return None if ident is None else (*ident, inp.member_offset)
+
+    def direct(inp: Input) -> bool:
+        return inp.display == show(inp.path) and not os.path.islink(inp.path)
+
+    keys = [key(i) for i in inputs]
+    chosen: dict[tuple, int] = {}
+    for n, (inp, k) in enumerate(zip(inputs, keys)):
+        if k is None:
+            continue
+        if k not in chosen or (not direct(inputs[chosen[k]]) and direct(inp)
+                               and inp.walked and inputs[chosen[k]].walked):
+            chosen[k] = n
+    kept, dropped = [], []
+    for n, (inp, k) in enumerate(zip(inputs, keys)):
+        if k is None or chosen[k] == n:
+            kept.append(inp)
+        else:
+            dropped.append((inp.display, inputs[chosen[k]].display))
+    return kept, dropped
+
+
+@record(frozen=True)
+class Walk:
+    """What a directory walk found: matching files (sorted; the name in the
+    tree), symlinks among them to their target in the tree (name -> real
+    path), symlinks out of the tree (name, target), directories it could not
+    list (InputError)."""
+    found: list
+    links: dict
+    outside: list
+    errors: list
+
+
+def _walk(top: str, patterns: tuple) -> Walk:
+    """Walk ``top`` without recursion (a tree may be any depth) and without
+    leaving it: directory symlinks are not descended, file symlinks are kept
+    only when their target is inside ``top`` (resolved)."""
     import fnmatch
-    found = []
-    for root, dirs, files in os.walk(top):
-        dirs.sort()
-        for f in files:
-            if any(fnmatch.fnmatchcase(f, pat) for pat in patterns):
-                full = os.path.join(root, f)
-                if os.path.isfile(full):
-                    found.append(full)
-    return sorted(found)
+    real_top = os.path.realpath(top)
+    found: list[str] = []
+    links: dict[str, str] = {}
+    outside: list[tuple[str, str]] = []
+    errors: list[InputError] = []
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = list(it)
+        except OSError as e:
+            errors.append(InputError(f"cannot list this directory: {e.strerror}", show(d)))
+            continue
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                    continue
+                if not any(fnmatch.fnmatchcase(e.name, pat) for pat in patterns):
+                    continue
+                link = e.is_symlink()
+                if not e.is_file():
+                    continue            # a device, FIFO, dangling link or link to a directory
+            except OSError:
+                continue
+            if link:
+                target = os.path.realpath(e.path)
+                if not _inside(target, real_top):
+                    outside.append((e.path, target))
+                    continue
+                links[e.path] = target
+            found.append(e.path)
+    return Walk(sorted(found), links, sorted(outside), sorted(errors, key=lambda e: e.path))
+
+
+def _inside(path: str, top: str) -> bool:
+    """Is the resolved ``path`` ``top`` or below it (both absolute and real)?"""
+    try:
+        return os.path.commonpath([path, top]) == top
+    except ValueError:
+        return False
 
 
 def _kbuild_repeats(found: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -212,7 +315,9 @@ def _kbuild_repeats(found: list[str]) -> tuple[list[str], list[tuple[str, str]]]
                 skipped.append((f, "vmlinux.o repeats every built-in object"))
     for f in found:
         stem = _module_stem(f)
-        if stem is None or not os.path.isfile(stem + ".mod"):
+        mod = None if stem is None else stem + ".mod"
+        # Kbuild writes NAME.mod as a file: a symlink (maybe out of the tree) is not one
+        if mod is None or not os.path.isfile(mod) or os.path.islink(mod):
             continue
         if not f.endswith(".o"):
             skipped.append((f, f"the module {os.path.basename(stem)}.mod lists its parts"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from .elf import ElfFile, compression, printable
+from .elf import ElfFile, compression, printable, signed
 from .errors import InputError
 from .model import ObjectResult, Options
 from .pipeline import scan_elf
@@ -51,7 +51,13 @@ class WriteOutcome:
 
 
 def decide(elf: ElfFile, options: Options, force: bool = False) -> WriteAction:
-    """What to write to a relocatable object (pure; InputError when it cannot be)."""
+    """What to write to a relocatable object (pure; InputError when it cannot be:
+    a linked image, a signed module, a section that only has the table's name)."""
+    if signed(elf.data):
+        raise InputError("is a signed module (it ends with '~Module signature appended~'): "
+                         "rewriting it would break the signature, and it would not load "
+                         "under module.sig_enforce; never rewritten (write before signing)",
+                         elf.path)
     if elf.linked:
         raise InputError(f"write adds tables to relocatable objects; this is a linked image "
                          f"(ELF type {elf.elf_type}): use scan or verify", elf.path)
@@ -100,11 +106,14 @@ def _planned(plan, data: bytes | None, result: ObjectResult) -> WriteAction:
 
 
 def apply(path: str, action: WriteAction, on_disk: bytes, before: os.stat_result,
-          output: str | None = None, backup: bool = False) -> WriteOutcome:
+          output: str | None = None, backup: bool = False,
+          follow: bool = True) -> WriteOutcome:
     """Put ``action`` on disk: in place (with ``backup``, ``PATH.orig`` first) or
     at ``output``.  ``on_disk`` and ``before`` are the bytes and the stat of
-    ``path`` as read: a file that changed since is not replaced."""
-    from .fileio import UnsafeWrite, atomic_write, clean_directory, replace_in_place, write_output
+    ``path`` as read: a file that changed since is not replaced; without
+    ``follow``, nor one that became a symlink."""
+    from .fileio import (UnsafeWrite, atomic_write, clean_directory, replace_in_place,
+                         stream_of, write_output)
     from .inputs import show
 
     def put(target: str, fn, *args, **kw) -> None:
@@ -121,7 +130,8 @@ def apply(path: str, action: WriteAction, on_disk: bytes, before: os.stat_result
         # (realpath: OSError for a relative path whose current directory is gone)
         put(out.output, lambda: clean_directory(os.path.dirname(os.path.realpath(out.output))))
     if output is not None:
-        if os.path.islink(output) and (os.path.isfile(output) or not os.path.exists(output)):
+        if os.path.islink(output) and (os.path.isfile(output) or not os.path.exists(output)) \
+                and stream_of(output) is None:      # /dev/stdout > FILE: written through
             out.warnings.append(f"-o {show(output)} is a symlink: replacing the link itself "
                                 "(as objcopy does), not the file it points to")
         if action.data is None:
@@ -132,7 +142,7 @@ def apply(path: str, action: WriteAction, on_disk: bytes, before: os.stat_result
         return out
     if backup:                              # exactly the bytes that were on disk
         put(path + ".orig", atomic_write, path + ".orig", on_disk, meta_from=path, clone=True)
-    put(path, replace_in_place, path, action.data, on_disk, expect=before)
+    put(path, replace_in_place, path, action.data, on_disk, expect=before, follow=follow)
     return out
 
 
@@ -143,11 +153,14 @@ def _outcome(path: str, output: str, action: WriteAction) -> WriteOutcome:
 
 
 def write_path(path: str, options: Options, output: str | None = None, force: bool = False,
-               dry_run: bool = False, backup: bool = False) -> WriteOutcome:
+               dry_run: bool = False, backup: bool = False,
+               follow: bool = True) -> WriteOutcome:
     """Add (or with ``force`` replace) the static-call table of ``path``.
 
     The input is never modified unless the new object is complete; with
-    ``output`` the input is not modified at all; an archive is never written."""
+    ``output`` the input is not modified at all; an archive, a compressed or
+    a signed module is never written.  Without ``follow`` (a file a directory
+    walk found) ``path`` must not be a symlink."""
     from .elf import read_file
     from .errors import UsageError
     from .fileio import same_file
@@ -155,6 +168,9 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
 
     if output == "":
         raise UsageError("-o/--output must not be empty (use - for standard output)")
+    if not follow and os.path.islink(path):
+        raise InputError("became a symlink after the directory was walked: not followed, "
+                         "left as it is", path)
     try:
         before = os.stat(path)
     except OSError as e:
@@ -176,4 +192,4 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
         out = _outcome(path, output or path, action)
         out.action = "dry-run" if action.data is not None else out.action
         return out
-    return apply(path, action, on_disk, before, output, backup)
+    return apply(path, action, on_disk, before, output, backup, follow)

@@ -12,6 +12,11 @@
   exception = the in-process equivalent of a traceback; a changed input
   after a failure; a file left behind; an output the tool cannot read back;
   an error message that is not one printable line).
+* ``hostile_tree`` builds a directory that tries to lead a walk out of
+  itself (symlinks relative, absolute, chained, to directories), to process
+  one file twice (a link, a hard link), to recurse too deep or to hang (a
+  FIFO, a link loop); ``sign``/``unsigned`` add and remove a module
+  signature (a signed module is never rewritten: ``check_bytes`` checks it).
 * ``WorkerPool`` runs ``check_bytes`` in worker subprocesses (address space
   limited, so an allocation from an unchecked size shows up as MemoryError)
   with a per-case timeout: a case that does not answer in time is a *hang*
@@ -641,6 +646,100 @@ def hostile_reports(doc: dict):
     yield "names:ctl", json.dumps(d)
 
 
+#: what the kernel's scripts/sign-file appends after a module's signature
+SIG_MAGIC = b"~Module signature appended~\n"
+#: struct module_signature (algo, hash, id_type, signer_len, key_id_len, pad, sig_len)
+MODSIG = struct.Struct(">BBBBB3xI")
+
+
+def signed(data: bytes) -> bool:
+    return data.endswith(SIG_MAGIC)
+
+
+def unsigned(data: bytes) -> bytes:
+    """A signed module without its signature: the object objtool wrote."""
+    if not signed(data):
+        return data
+    end = len(data) - len(SIG_MAGIC) - MODSIG.size
+    sig_len = MODSIG.unpack_from(data, end)[-1]
+    return data[:end - sig_len]
+
+
+def sign(data: bytes, sig: bytes = b"\x30\x82\x01\x00" + bytes(256)) -> bytes:
+    """``data`` with a (fake, well-formed) PKCS#7 module signature appended."""
+    return data + sig + MODSIG.pack(0, 0, 2, 0, 0, len(sig)) + SIG_MAGIC
+
+
+def hostile_tree(root: str, obj: bytes, other: bytes, depth: int = 1200) -> dict:
+    """A build tree that tries to make a directory walk leave it, read or write
+    one file twice, recurse too deep or hang, with the files outside it that
+    must stay untouched.  Returns {"tree": DIR, "outside": [files], "inside":
+    {name: bytes} the objects of the tree proper}.
+
+    In ``DIR``: own.o, sub/other.o; links out of the tree (relative, absolute,
+    a chain through an in-tree link, a hostile name, a link to a directory, a
+    link up to the parent, one to /dev/zero, a Kbuild ``own.mod`` out of the
+    tree that would make own.o a composite to pass over); a link and a hard link to own.o
+    (the same file); a self-loop, a dangling link, a FIFO named like an
+    object; an object ``depth`` levels down."""
+    top = os.path.join(root, "tree")
+    out = os.path.join(root, "outside")
+    os.makedirs(os.path.join(top, "sub"))
+    os.makedirs(out)
+    victims = []
+    for name in ("victim.o", "abs.o", "chained.o", "named.o"):
+        p = os.path.join(out, name)
+        with open(p, "wb") as f:
+            f.write(obj)
+        os.chmod(p, 0o444)
+        victims.append(p)
+    for name, data in (("own.o", obj), ("sub/other.o", other)):
+        with open(os.path.join(top, name), "wb") as f:
+            f.write(data)
+    with open(os.path.join(out, "parts.mod"), "w") as f:     # "own.o is composite"
+        f.write("a.o\nb.o\n")
+    links = {"evil.o": "../outside/victim.o", "abs.o": victims[1],
+             "hop.o": "../outside/chained.o", "chain.o": "hop.o",
+             "bad\n\x1b[2Jname.o": "../outside/named.o", "linkdir": "../outside",
+             "up": "..", "zero.o": "/dev/zero", "in.o": "sub/../own.o",
+             "own.mod": "../outside/parts.mod",
+             "loop.o": "loop.o", "dangling.o": "nowhere.o"}
+    for name, target in links.items():
+        os.symlink(target, os.path.join(top, name))
+    os.link(os.path.join(top, "own.o"), os.path.join(top, "sub", "hard.o"))
+    os.mkfifo(os.path.join(top, "fifo.o"))
+    deep = deep_tree(top, depth, other, "deep.o")
+    return {"tree": top, "outside": victims,
+            "inside": {"own.o": obj, "sub/other.o": other, os.path.relpath(deep, top): other},
+            "links_out": 5, "duplicates": 2}
+
+
+def deep_tree(top: str, depth: int, data: bytes, name: str = "x.o") -> str:
+    """``top/d/d/.../d/NAME`` (``depth`` levels, ``top`` created if missing),
+    made through directory file descriptors: the path may be longer than
+    PATH_MAX.  Its path.  Remove it with ``remove_tree`` (Python's rmtree,
+    pytest's too, recurses and fails past ~1,000 levels)."""
+    os.makedirs(top, exist_ok=True)
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            sub = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        out = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(out, data)
+        os.close(out)
+    finally:
+        os.close(fd)
+    return top + "/d" * depth + "/" + name
+
+
+def remove_tree(path: str) -> None:
+    """``rm -rf`` (coreutils copes with any depth)."""
+    subprocess.run(["rm", "-rf", "--", path], check=False)
+
+
 # ------------------------------------------------------------------ checking
 def _signature(exc: BaseException) -> str:
     """ExceptionType@module.function of the innermost frame in the package."""
@@ -732,10 +831,16 @@ def check_bytes(data: bytes, workdir: str) -> dict:
     elif res is not None and os.path.exists(out) and _read(out) != data:
         problems.append(f"write -o ({res.action}) produced bytes different from the input")
         sigs.append("bad-copy")
+    if signed(data) and (res is not None or os.path.exists(out)):
+        problems.append("write -o rewrote a signed module (the signature would end mid-file)")
+        sigs.append("signed-rewritten")
     # in place, forced: on failure the input must be byte-identical
     res = call("write --force", write_path, case, kernel, force=True)
     warnings_ok("write --force", res)
     after = _read(case)
+    if signed(data) and (res is not None or after != data):
+        problems.append("write --force rewrote a signed module in place")
+        sigs.append("signed-rewritten")
     if res is None and after != data:
         problems.append("a failed in-place write changed the input")
         sigs.append("changed-input")

@@ -349,6 +349,12 @@ def _inject(monkeypatch, target: str, err: int):
                 return getattr(self.f, name)
 
         monkeypatch.setattr(fileio.os, "fdopen", lambda *a, **k: Failing(real_fdopen(*a, **k)))
+        real_pwrite = os.pwrite
+
+        def pwrite(fd, data, offset):           # through the inode: half, then ENOSPC
+            real_pwrite(fd, bytes(data[:len(data) // 2]), offset)
+            raise OSError(err, os.strerror(err))
+        monkeypatch.setattr(fileio.os, "pwrite", pwrite)
     elif target == "mkstemp":
         import tempfile
         monkeypatch.setattr(tempfile, "mkstemp", boom)
@@ -356,11 +362,15 @@ def _inject(monkeypatch, target: str, err: int):
         monkeypatch.setattr(fileio.os, target, boom)
 
 
-SCENARIOS = ["in-place", "output", "output-copy", "backup"]
-@pytest.mark.parametrize("scenario", SCENARIOS)
-@pytest.mark.parametrize("target,err", [("write", errno.ENOSPC), ("fsync", errno.EIO),
-                                        ("chmod", errno.EPERM), ("replace", errno.EXDEV),
-                                        ("mkstemp", errno.EACCES)])
+SCENARIOS = ["in-place", "output", "output-copy", "backup", "hard-link"]
+FAILURES = [("write", errno.ENOSPC), ("fsync", errno.EIO), ("chmod", errno.EPERM),
+            ("replace", errno.EXDEV), ("mkstemp", errno.EACCES)]
+
+
+@pytest.mark.parametrize("scenario,target,err", [
+    (s, t, e) for s in SCENARIOS for t, e in FAILURES
+    # a hard-linked file is written through its inode: pwrite and fsync, no temporary
+    if s != "hard-link" or t in ("write", "fsync")])
 def test_failed_write_leaves_the_input_intact(tmp_path, monkeypatch, scenario, target, err):
     from scall_objtool.errors import ScallError
     from scall_objtool.model import Options
@@ -369,6 +379,8 @@ def test_failed_write_leaves_the_input_intact(tmp_path, monkeypatch, scenario, t
     obj = tmp_path / "obj.o"
     shutil.copy(PREBUILT / src, obj)
     os.chmod(obj, MODE)
+    if scenario == "hard-link":     # a failed append must be truncated back (issue 23 item 3)
+        os.link(obj, tmp_path / "obj.o.link")
     before = obj.read_bytes()
     kw = {}
     if scenario.startswith("output"):
@@ -381,8 +393,9 @@ def test_failed_write_leaves_the_input_intact(tmp_path, monkeypatch, scenario, t
     monkeypatch.undo()
     assert "\n" not in str(info.value)
     assert obj.read_bytes() == before, "a failed write changed the input"
+    assert obj.stat().st_size == len(before)
     assert stat.S_IMODE(obj.stat().st_mode) == MODE
-    left = sorted(x.name for x in tmp_path.iterdir() if x.name != "obj.o")
+    left = sorted(x.name for x in tmp_path.iterdir() if x.name not in ("obj.o", "obj.o.link"))
     assert left == [], f"left behind: {left}"
 
 

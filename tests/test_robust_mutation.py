@@ -2,7 +2,9 @@
 
 Bases: a gas object (kinds.o, every site kind), two gcc objects
 (staticcall-O2.o; demo.o with DWARF), a 6.1 kernel module with its
-objtool-written table and the same module stripped of it, a linked
+objtool-written table, the same module stripped of it, and as Debian ships
+it, signed (``write`` must refuse every mutant that still ends with the
+signature's marker, and leave it untouched), a linked
 executable built here with gcc, and two objects this tool has written
 (kinds.o, the stripped module: mutating them drives ``--force`` through the
 recovery of the original object).  Each base is mutated
@@ -79,8 +81,8 @@ SAMPLE_STRIDE = 16
 SAMPLE_FLIPS = 8
 
 BASE_NAMES = ["gas:kinds.o", "gcc:staticcall-O2.o", "gcc-g:demo.o", "ko:async_memcpy.ko",
-              "ko-stripped:async_memcpy.ko", "exe:linkprog", "written:kinds.o",
-              "written:async_memcpy.ko"]
+              "ko-stripped:async_memcpy.ko", "signed:async_memcpy.ko", "exe:linkprog",
+              "written:kinds.o", "written:async_memcpy.ko"]
 
 
 # ------------------------------------------------------------------ fixtures
@@ -92,7 +94,9 @@ def bases(corpus, tmp_path_factory) -> dict[str, bytes]:
         "gas:kinds.o": (PREBUILT / "kinds.o").read_bytes(),
         "gcc:staticcall-O2.o": (PREBUILT / "staticcall-O2.o").read_bytes(),
         "gcc-g:demo.o": (PREBUILT / "demo.o").read_bytes(),
-        "ko:async_memcpy.ko": ko.read_bytes(),
+        # Debian signs its modules: the module as objtool wrote it, and as shipped
+        "ko:async_memcpy.ko": H.unsigned(ko.read_bytes()),
+        "signed:async_memcpy.ko": ko.read_bytes(),
         "ko-stripped:async_memcpy.ko": Path(H.strip_table(str(ko), str(d / "s.ko")))
         .read_bytes(),
         "exe:linkprog": Path(H.build_executable(str(d / "linkprog"))).read_bytes(),
@@ -108,6 +112,7 @@ def bases(corpus, tmp_path_factory) -> dict[str, bytes]:
         out[name] = w.read_bytes()
         assert out[name] != src
     assert b".static_call_sites" in out["ko:async_memcpy.ko"]
+    assert H.signed(out["signed:async_memcpy.ko"]) and not H.signed(out["ko:async_memcpy.ko"])
     assert b".static_call_sites" not in out["ko-stripped:async_memcpy.ko"]
     assert struct.unpack_from("<H", out["exe:linkprog"], 16)[0] in (2, 3)   # EXEC/DYN
     return out

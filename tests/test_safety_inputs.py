@@ -1,7 +1,9 @@
-"""Inputs that are not what they seem, and hostile reports (issue 10, items 16, 19-24)."""
+"""Inputs that are not what they seem, and hostile reports (issue 10, items 16, 19-24;
+issue 23 item 14: deep trees)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from robust_harness import deep_tree, remove_tree
 from scall_testlib import assert_error_line
 
 REPO = Path(__file__).resolve().parent.parent
@@ -289,3 +292,42 @@ def test_clang_lto_object_is_named(cli, tmp_path):
     subprocess.run(["clang", "-O2", "-flto", "-c", "-o", str(obj), str(SRC / "staticcall.c")],
                    check=True, capture_output=True)
     assert "LLVM bitcode" in assert_error_line(cli("scan", obj), str(obj))
+
+
+# ------------------------------------------- issue 23 item 14: deep trees
+@pytest.fixture
+def deep(tmp_path):
+    """A directory for a deep tree, removed with rm -rf afterwards (pytest's
+    cleanup of old temporary directories recurses, and fails past ~1,000)."""
+    yield tmp_path / "deep"
+    remove_tree(str(tmp_path / "deep"))
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_walked(cli, deep):
+    """A tree 1,500 levels deep gave a RecursionError in the walk: it is walked
+    (iteratively), read and written."""
+    kinds = (REPO / "testdata" / "prebuilt" / "kinds.o").read_bytes()
+    path = deep_tree(str(deep), 1500, kinds)
+    for cmd in (["scan", "-f", "json"], ["check", "-f", "json", "--max-fallback", "99"]):
+        r = cli(*cmd, deep)
+        assert r.rc == 0 and "Traceback" not in r.stderr, r.stderr
+        assert r.json()["summary"]["sites"] == 10
+    r = cli("write", "-q", deep)
+    assert r.rc == 0, r.stderr
+    with open(path, "rb") as f:
+        assert f.read() != kinds
+
+
+def test_a_directory_the_walk_cannot_list_is_an_error(cli, deep):
+    """Past PATH_MAX a directory cannot be listed by name: one error line naming
+    it and exit 2 (a walk used to pass over what it could not list, silently);
+    the rest of the tree is still read."""
+    kinds = (REPO / "testdata" / "prebuilt" / "kinds.o").read_bytes()
+    deep_tree(str(deep), 2100, kinds)                  # 4,200 bytes of path
+    shutil.copy(REPO / "testdata" / "prebuilt" / "kinds.o", deep / "top.o")
+    r = cli("scan", "-f", "json", deep)
+    assert r.rc == 2 and "Traceback" not in r.stderr, r.stderr
+    [line] = r.stderr.splitlines()
+    assert line.startswith(f"scall-objtool: error: {deep}/d/d/") \
+        and line.endswith(": cannot list this directory: File name too long"), line
+    assert [o["path"] for o in r.json()["objects"]] == [str(deep / "top.o")]

@@ -1,4 +1,5 @@
-"""Data safety of `write` and of every `-o` (issue 10, items 1-10 and 18).
+"""Data safety of `write` and of every `-o` (issue 10, items 1-10 and 18; issue 23,
+items 1-3, 16, 17, 20).
 
 Each test damages nothing outside its tmp_path: device nodes and FIFOs are
 made there (os.mknod, os.mkfifo), never the real /dev/null.  Tests that need
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from robust_harness import sign
 from scall_testlib import read_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -520,3 +522,286 @@ def test_batch_write_cost_grows_linearly(tmp_path, monkeypatch):
     # (a listing per object took 2.2 s and 32 s here: 14x)
     ratio = costs[800][1] / costs[200][1]
     assert ratio < 6.5, f"write of 4x the objects cost {ratio:.1f}x ({costs})"
+
+
+# ================================================== round 2 (issue 23)
+# ------------------------------------------------------ 1. walks stay in their tree
+def _stamp(p: Path) -> tuple:
+    st = p.stat()
+    return p.read_bytes(), st.st_mtime_ns, st.st_ino, stat.S_IMODE(st.st_mode)
+
+
+def test_write_dir_never_writes_through_a_symlink_out_of_the_tree(cli, tmp_path):
+    """issue 23 item 1: DIR/evil.ko -> ../sys/kvm.ko (an installed module, 0444)
+    was rewritten by `write --force DIR`.  A walk skips a link out of its tree
+    with one warning naming it (counted in the summary), does not descend a
+    directory link, and still reads links that stay inside."""
+    sysdir, build = tmp_path / "sys", tmp_path / "build"
+    sysdir.mkdir()
+    build.mkdir()
+    victim = obj(sysdir, "kvm.ko")
+    os.chmod(victim, 0o444)
+    own = obj(build, "own.ko")
+    (build / "evil.ko").symlink_to("../sys/kvm.ko")
+    (build / "linked-dir").symlink_to("../sys")          # not descended
+    (build / "inside.ko").symlink_to("own.ko")           # stays inside: the same file
+    before = _stamp(victim)
+    for args in (["write", "--force"], ["write", "--force", "--jobs", "2"],
+                 ["write", "--force", "--backup", "--include", "*.ko"]):
+        res = cli(*args, build)
+        assert res.rc == 0, res.stderr
+        outside = [ln for ln in res.stderr.splitlines() if "out of the directory" in ln]
+        assert outside == [f"scall-objtool: warning: {build / 'evil.ko'}: a symlink out of "
+                           f"the directory walked (to {victim}): skipped, neither read nor "
+                           "written"], res.stderr
+        assert _stamp(victim) == before, args
+    assert read_table(own) and not (sysdir / "kvm.ko.orig").exists()
+    # scan, check and verify do not read it either; the summary counts it
+    res = cli("scan", "-f", "json", build)
+    assert res.rc == 0, res.stderr
+    doc = res.json()
+    assert [o["path"] for o in doc["objects"]] == [str(build / "own.ko")]
+    assert doc["summary"]["skipped"] == {"outside": 1, "duplicate": 1}
+    for cmd in (["scan"], ["check", "--max-fallback", "99"], ["verify"]):
+        res = cli(*cmd, build)
+        assert res.rc == 0, res.stderr
+        assert "1 symlink out of the tree" in res.stdout, res.stdout
+    # named on the command line, a link is written through, as objcopy does
+    assert cli("write", build / "evil.ko").rc == 0
+    assert read_table(victim) and (build / "evil.ko").is_symlink()
+
+
+def test_a_walked_file_that_becomes_a_symlink_is_not_followed(tmp_path):
+    """Between the walk and the write, a file of the tree replaced by a link to
+    a file outside: the write is refused, the outside file untouched."""
+    from scall_objtool.batch import write_one
+    from scall_objtool.inputs import expand
+    from scall_objtool.model import Options
+    sysdir, build = tmp_path / "sys", tmp_path / "build"
+    sysdir.mkdir()
+    build.mkdir()
+    victim = obj(sysdir, "kvm.o")
+    own = obj(build, "own.o")
+    [inp] = expand([str(build)]).inputs
+    assert inp.walked
+    own.unlink()
+    own.symlink_to(victim)
+    before = _stamp(victim)
+    out = write_one(inp, Options())
+    assert not out.ok and "became a symlink" in out.messages[0], out.messages
+    assert _stamp(victim) == before and own.is_symlink()
+
+
+# ------------------------------------------------------ 2. -o is never an input
+@pytest.mark.parametrize("fmt", ["json", "sarif", "text"])
+def test_check_output_onto_its_baseline_is_refused(cli, tmp_path, fmt):
+    """issue 23 item 2: `check --baseline B.json -o B.json` replaced the baseline
+    (also through a link to it): exit 2, nothing written."""
+    k = obj(tmp_path)
+    base = tmp_path / "B.json"
+    base.write_text(cli("scan", "-f", "json", k).stdout)
+    (tmp_path / "link.json").symlink_to("B.json")
+    before = tree(tmp_path)
+    for out in (base, tmp_path / "link.json"):
+        one_error(cli("check", "-f", fmt, "--baseline", base, "-o", out, k), "input", "B.json")
+        assert tree(tmp_path) == before and (tmp_path / "link.json").is_symlink()
+
+
+def test_output_named_like_a_missing_input_is_refused(cli, tmp_path):
+    """An output that does not exist yet is compared by resolved path: `scan -o
+    new.o new.o` used to report the missing input and create new.o."""
+    before = tree(tmp_path)
+    for args in (["scan", "-o", "new.o", "new.o"], ["verify", "-o", "./new.o", "new.o"],
+                 ["check", "-o", "sub/../new.o", "new.o"],
+                 ["diff", "-o", "new.json", "new.json", "old.json"],
+                 ["dashboard", "-o", "new.json", "new.json"]):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        res = cli(*args, cwd=tmp_path)
+        one_error(res, "is also an input")
+        assert not (tmp_path / "new.o").exists() and not (tmp_path / "new.json").exists()
+    assert {k: v for k, v in tree(tmp_path).items()} == before
+
+
+# ------------------------------------------------------ 3. a failed append is undone
+def _fill(mount: Path) -> None:
+    """Fill the file system at ``mount`` up to its last byte."""
+    fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for size in (1 << 16, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, bytes(size))
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 1 MiB tmpfs (root with CAP_SYS_ADMIN), unmounted afterwards."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                                            str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs (needs root)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _hard_linked(d: Path) -> tuple[Path, Path]:
+    a = obj(d, "a.o", PREBUILT / "staticcall-O2.o")
+    os.link(a, d / "b.o")
+    return a, d / "b.o"
+
+
+def test_hard_linked_write_on_a_full_file_system_is_undone(cli, small_fs):
+    """issue 23 item 3: a real ENOSPC while appending through the inode left
+    the file grown under both names; it is truncated back, exit 2, one line."""
+    a, b = _hard_linked(small_fs)
+    before = _stamp(a)[:1] + (a.stat().st_size,)
+    _fill(small_fs)
+    one_error(cli("write", a), "No space left on device")
+    assert (a.read_bytes(), a.stat().st_size) == before
+    assert b.read_bytes() == before[0] and a.stat().st_nlink == 2
+    assert sorted(p.name for p in small_fs.iterdir()) == ["a.o", "b.o", "filler"]
+
+
+def test_hard_linked_write_over_the_file_size_limit_is_undone(tmp_path):
+    """The same with a real EFBIG (RLIMIT_FSIZE a few bytes above the file:
+    part of the append is written, then the write fails)."""
+    import resource
+    a, b = _hard_linked(tmp_path)
+    before = a.read_bytes()
+    limit = len(before) + 100
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    p = subprocess.run([sys.executable, "-m", "scall_objtool", "write", str(a)],
+                       capture_output=True, text=True, timeout=60, preexec_fn=cap,
+                       check=False)
+    assert p.returncode == 2 and "File too large" in p.stderr, (p.returncode, p.stderr)
+    assert len(p.stderr.splitlines()) == 1 and "Traceback" not in p.stderr
+    assert a.read_bytes() == before == b.read_bytes()
+    assert a.stat().st_size == len(before)
+
+
+@pytest.mark.parametrize("fail", ["append", "fsync-after-header"])
+def test_any_failure_after_a_partial_in_place_write_restores(tmp_path, monkeypatch, fail):
+    """A failure after the header was written (the last fsync) restores the old
+    header too; a failure mid-append truncates."""
+    from scall_objtool import fileio
+    from scall_objtool.errors import InputError
+    from scall_objtool.model import Options
+    from scall_objtool.write import write_path
+    a, b = _hard_linked(tmp_path)
+    before = a.read_bytes()
+    real_pwrite, real_fsync = os.pwrite, os.fsync
+    calls = {"fsync": 0}
+
+    def pwrite(fd, data, off):
+        if fail == "append" and off > 0:
+            real_pwrite(fd, bytes(data[:len(data) // 2]), off)
+            raise OSError(28, os.strerror(28))
+        return real_pwrite(fd, data, off)
+
+    def fsync(fd):
+        calls["fsync"] += 1
+        if fail == "fsync-after-header" and calls["fsync"] == 2:
+            raise OSError(5, os.strerror(5))
+        return real_fsync(fd)
+    monkeypatch.setattr(fileio.os, "pwrite", pwrite)
+    monkeypatch.setattr(fileio.os, "fsync", fsync)
+    with pytest.raises(InputError, match="No space left|Input/output error"):
+        write_path(str(a), Options())
+    monkeypatch.undo()
+    assert a.read_bytes() == before == b.read_bytes()
+
+
+# ------------------------------------------------------ 16. one file twice
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_one_file_twice_in_a_batch_is_written_once(cli, tmp_path, jobs):
+    """issue 23 item 16: a.o, a symlink and a hard link to it: exit 0 with
+    --jobs 1 but "changed on disk" with --jobs 2.  Inputs are de-duplicated by
+    device and inode before dispatch, for every command, and it is said."""
+    a = obj(tmp_path, "a.o")
+    (tmp_path / "s.o").symlink_to("a.o")
+    os.link(a, tmp_path / "h.o")
+    names = [a, tmp_path / "s.o", tmp_path / "h.o", a]
+    res = cli("write", "--jobs", jobs, *names)
+    assert res.rc == 0, res.stderr
+    dup = [ln for ln in res.stderr.splitlines() if "the same file as" in ln]
+    assert len(dup) == 3 and all(f"the same file as {a} " in ln for ln in dup), res.stderr
+    assert res.stdout.count("wrote 2 entries") == 1
+    assert a.read_bytes() == written_bytes(cli, tmp_path)
+    for cmd in (["scan"], ["verify"], ["check", "--max-fallback", "99"]):
+        r = cli(*cmd, "--jobs", jobs, "-f", "json", *names)
+        assert r.rc == 0, (cmd, r.stderr)
+        doc = r.json()
+        assert doc["summary"]["objects"] == 1 and doc["summary"]["skipped"] == {"duplicate": 3}
+    r = cli("scan", *names)
+    assert "3 duplicates of other inputs (same file)" in r.stdout
+
+
+def test_a_walk_keeps_the_real_name_of_a_linked_file(cli, tmp_path):
+    """In a walk, of a file and a link to it the file is processed, whatever
+    the sorted order; a hard-linked pair is one object."""
+    d = tmp_path / "t"
+    d.mkdir()
+    obj(d, "m.o")
+    (d / "a-link.o").symlink_to("m.o")
+    res = cli("scan", "-f", "json", d)
+    assert [o["path"] for o in res.json()["objects"]] == [str(d / "m.o")]
+    res = cli("write", d)
+    assert res.rc == 0 and res.stdout.startswith(f"{d / 'm.o'}: wrote"), res.stdout
+
+
+# ------------------------------------------------------ 17. -o that is stdout
+def test_write_to_dev_stdout_keeps_the_summary_out_of_the_object(cli, tmp_path):
+    """issue 23 item 17: `write -o /dev/stdout X.o > Y.o` put the summary
+    lines inside Y.o; any -o that is our stdout (device and inode) implies -q."""
+    k = obj(tmp_path)
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    for out in ("/dev/stdout", str(link), str(tmp_path / "y.o")):
+        with open(tmp_path / "y.o", "wb") as f:
+            p = subprocess.run([sys.executable, "-m", "scall_objtool", "write", "-o", out,
+                                str(k)], stdout=f, stderr=subprocess.PIPE, timeout=60,
+                               check=False)
+        assert p.returncode == 0 and p.stderr == b"", (out, p.stderr)
+        assert (tmp_path / "y.o").read_bytes() == written_bytes(cli, tmp_path), out
+    assert k.read_bytes() == KINDS.read_bytes()
+
+
+# ------------------------------------------------------ 20. signed modules
+def test_a_signed_module_is_never_rewritten(cli, tmp_path):
+    """issue 23 item 20: a signed module was rewritten silently (the signature
+    ended up mid-file; under module.sig_enforce it no longer loads).  write
+    refuses it like a compressed one, whatever the options; scan, check and
+    verify still read it."""
+    ko = tmp_path / "m.ko"
+    ko.write_bytes(sign(KINDS.read_bytes()))
+    before = tree(tmp_path)
+    for args in (["write"], ["write", "--force", "--backup"], ["write", "--dry-run"],
+                 ["write", "-o", tmp_path / "out.ko"], ["write", "-o", "-"]):
+        res = cli(*args, ko)
+        one_error(res, str(ko), "signed module", "write before signing")
+        assert tree(tmp_path) == before, args
+    res = cli("write", tmp_path)                # found by a walk: the same error
+    one_error(res, "signed module")
+    assert tree(tmp_path) == before
+    from scall_objtool.elf import ElfFile
+    from scall_objtool.errors import InputError
+    from scall_objtool.model import Options
+    from scall_objtool.write import decide
+    with pytest.raises(InputError, match="write before signing"):     # the library too
+        decide(ElfFile(ko.read_bytes(), str(ko)), Options())
+    s = cli("scan", "-f", "json", ko)
+    assert s.rc == 0 and len(s.json()["objects"][0]["sites"]) == 10, s.stderr
+    assert cli("check", "--max-fallback", "99", ko).rc == 0
+    # signed after its table was written: verify reads the table
+    w = obj(tmp_path, "w.o")
+    assert cli("write", w).rc == 0
+    w.write_bytes(sign(w.read_bytes()))
+    v = cli("verify", w)
+    assert v.rc == 0 and "2 entries, 0 failed" in v.stdout, (v.stdout, v.stderr)

@@ -17,7 +17,8 @@ def _at(name: str | None, off: int | None, default: str = "?") -> str:
 
 # ------------------------------------------------------------------ shared
 def skipped_text(skipped: dict | None) -> str:
-    """``; skipped: 3 of another ELF class or machine, 2 repeats (Kbuild)``."""
+    """``; skipped 3 of another ELF class or machine, 2 repeats of other objects
+    (Kbuild), 1 symlink out of the tree, 1 duplicate of other inputs (same file)``."""
     if not skipped:
         return ""
     parts = []
@@ -25,6 +26,11 @@ def skipped_text(skipped: dict | None) -> str:
         parts.append(f"{skipped['foreign']} of another ELF class or machine")
     if skipped.get("repeated"):
         parts.append(f"{plural(skipped['repeated'], 'repeat')} of other objects (Kbuild)")
+    if skipped.get("outside"):
+        parts.append(f"{plural(skipped['outside'], 'symlink')} out of the tree")
+    if skipped.get("duplicate"):
+        parts.append(f"{plural(skipped['duplicate'], 'duplicate')} of other inputs "
+                     "(same file)")
     return "; skipped " + ", ".join(parts)
 
 
