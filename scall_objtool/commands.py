@@ -46,9 +46,15 @@ def check_output(output: str | None, inputs: list[str]) -> None:
     if st is not None and not stat.S_ISREG(st.st_mode):
         return                  # a device, FIFO or terminal is written into, not replaced
     from .fileio import same_file
-    real = os.path.realpath(output) if st is None else None
+    def resolved(path: str) -> str | None:
+        try:
+            return os.path.realpath(path)
+        except OSError:             # a relative path in a deleted directory
+            return None
+    real = resolved(output) if st is None else None
     for p in inputs:
-        if same_file(output, p) if st is not None else os.path.realpath(p) == real:
+        if same_file(output, p) if st is not None else (real is not None
+                                                        and resolved(p) == real):
             raise UsageError(f"-o {show(output)}: is also an input ({show(p)}); "
                              "refusing to overwrite it")
 
