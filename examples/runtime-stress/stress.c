@@ -1,7 +1,8 @@
 /*
  * stress.c - retarget static calls while other threads call through them.
  *
- *   ./stress --patcher store|breakpoint|store-crossing [--seconds S] [--threads N]
+ *   ./stress --patcher store|breakpoint|prefix|store-crossing|prefix-early
+ *            [--seconds S] [--threads N]
  *
  * N caller threads (default: twice the CPU count) call every site of
  * stress.h in a loop and check each result: it must come from one of the
@@ -14,8 +15,12 @@
  * Patchers (static_call.h):
  *   store           STATIC_CALL_PATCHER_STORE on a seed-policy table
  *   breakpoint      STATIC_CALL_PATCHER_BREAKPOINT on a kernel-policy table
+ *   prefix          STATIC_CALL_PATCHER_PREFIX on a seed-policy table written
+ *                   with --allow-prefixed (it rewrites the 2E E8 sites)
  *   store-crossing  the control: STATIC_CALL_PATCHER_STORE_UNSAFE on a
  *                   kernel-policy table, one 4-byte store on crossing sites too
+ *   prefix-early    the control: STATIC_CALL_PATCHER_PREFIX_EARLY, whose trap
+ *                   handler returns before the displacement is written
  *
  * Prints what was run, the state of every site after the last update, and
  * last `stress PATCHER: C calls, U updates, F wrong, K crashes`.  Exit status
@@ -62,6 +67,13 @@ static const struct site sites[] = {
 	{ "s_cross63_b", s_cross63_b, 1, 0, 0 },
 	{ "s_tcross61_b", s_tcross61_b, 1, 0, 0 },
 	{ "s_tail3_b", s_tail3_b, 1, 0, 0 },
+	{ "p_call_a", p_call_a, 0, 5, 0 },
+	{ "p_call_b", p_call_b, 1, 6, 0 },
+	{ "p_call2_b", p_call2_b, 1, 8, 1 },
+	{ "p_cross59_a", p_cross59_a, 0, 0, 0 },
+	{ "p_cross60_b", p_cross60_b, 1, 0, 0 },
+	{ "p_cross61_a", p_cross61_a, 0, 0, 0 },
+	{ "p_cross62_b", p_cross62_b, 1, 0, 0 },
 };
 #define NSITES	(sizeof(sites) / sizeof(sites[0]))
 
@@ -163,7 +175,7 @@ static void crash_recorder(int sig, siginfo_t *info, void *ctx)
 		g[REG_RIP]--;	/* re-execute the int3 */
 }
 
-static void record_crashes(int with_sigtrap)
+static void record_crashes(void)
 {
 	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP };
 	struct sigaction sa;
@@ -172,15 +184,16 @@ static void record_crashes(int with_sigtrap)
 	sa.sa_sigaction = crash_recorder;
 	sa.sa_flags = SA_SIGINFO;
 	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		if (sigs[i] != SIGTRAP || with_sigtrap)
-			sigaction(sigs[i], &sa, NULL);
+		sigaction(sigs[i], &sa, NULL);
 }
 
 /*
- * Which crossing site's torn displacement explains a crash at `rip`: the
- * rel32 bytes in the site's first line from one target and those in the
- * second from another (the fault is at the destination, or one byte after
- * it for an int3).  Writes a description into buf; 0 if none fits.
+ * Which site's torn displacement explains a crash at `rip` (the fault is at
+ * the destination, or one byte after it for an int3): for an E8/E9 site
+ * that crosses a line, the rel32 bytes in its first line from one target
+ * and those in the second from another; for a cs-prefixed site, whose
+ * rel32 the prefix patcher writes one byte at a time, any mix of the bytes
+ * of two targets.  Writes a description into buf; 0 if none fits.
  */
 static int torn_at[NSITES];	/* crashes explained, per site */
 
@@ -190,19 +203,31 @@ static int explain_crash(uintptr_t rip, char *buf, size_t len)
 
 	for (e = static_call_sites_begin(); e < static_call_sites_end(); e++) {
 		const unsigned char *insn = static_call_site_addr(e);
-		uintptr_t field = (uintptr_t)insn + 1;
+		int prefixed = static_call_insn_prefixed(insn);
+		uintptr_t field = (uintptr_t)insn + 1 + prefixed;
 		unsigned low = STATIC_CALL_CACHE_LINE - field % STATIC_CALL_CACHE_LINE;
 		int k = static_call_site_key(e) == keys[0] ? 0 : 1;
 
-		if (low >= 4)
+		if (low >= 4 && !prefixed)
 			continue;	/* the rel32 lies in one line */
 		for (int o = 0; o < STRESS_TARGETS; o++)
-			for (int n = 0; n < STRESS_TARGETS; n++) {
+			for (int n = 0; n < STRESS_TARGETS; n++)
+			for (uint32_t m = 1; m < 15; m++) {
 				uint32_t ro = (uint32_t)((uintptr_t)targets[k][o] - field - 4);
 				uint32_t rn = (uint32_t)((uintptr_t)targets[k][n] - field - 4);
-				uint32_t mask = (1u << (8 * low)) - 1, torn = (ro & mask) | (rn & ~mask);
-				uintptr_t dest = field + 4 + (intptr_t)(int32_t)torn;
+				uint32_t mask = 0, torn;
+				uintptr_t dest;
 
+				if (prefixed) {		/* bytes set in m from the old target */
+					for (int b = 0; b < 4; b++)
+						mask |= (m >> b & 1) ? 0xffu << (8 * b) : 0;
+				} else if (m == 1) {
+					mask = (1u << (8 * low)) - 1;
+				} else {
+					break;
+				}
+				torn = (ro & mask) | (rn & ~mask);
+				dest = field + 4 + (intptr_t)(int32_t)torn;
 				if (o != n && (rip == dest || rip == dest + 1)) {
 					const char *name = "?";
 
@@ -211,11 +236,20 @@ static int explain_crash(uintptr_t rip, char *buf, size_t len)
 							name = sites[i].name;
 							torn_at[i]++;
 						}
-					snprintf(buf, len, "%s's site at %#lx (rel32 split %u|%u across a "
-						 "line) read with its first line from target %d, its second "
-						 "from target %d", name,
-						 (unsigned long)(insn - (const unsigned char *)__executable_start),
-						 low, 4 - low, o, n);
+					if (prefixed)
+						snprintf(buf, len, "%s's cs-prefixed site at %#lx executed "
+							 "with rel32 bytes %#x from target %d, the others "
+							 "from target %d", name,
+							 (unsigned long)(insn -
+							 (const unsigned char *)__executable_start),
+							 m, o, n);
+					else
+						snprintf(buf, len, "%s's site at %#lx (rel32 split %u|%u "
+							 "across a line) read with its first line from "
+							 "target %d, its second from target %d", name,
+							 (unsigned long)(insn -
+							 (const unsigned char *)__executable_start),
+							 low, 4 - low, o, n);
 					return 1;
 				}
 			}
@@ -236,7 +270,7 @@ static int final_state(enum static_call_patcher patcher)
 	for (e = static_call_sites_begin(); e < static_call_sites_end(); e++) {
 		const unsigned char *insn = static_call_site_addr(e);
 		struct static_call_key *key = static_call_site_key(e);
-		int rewrites = patcher != STATIC_CALL_PATCHER_STORE || !static_call_crosses_line(insn);
+		int rewrites = static_call_patcher_owns(patcher, insn);
 		void *dest = static_call_insn_dest(insn);
 
 		entries++;
@@ -270,7 +304,7 @@ static int child(enum static_call_patcher patcher, enum static_call_policy polic
 	struct timespec ts;
 	int bad = 0;
 
-	record_crashes(patcher != STATIC_CALL_PATCHER_BREAKPOINT);
+	record_crashes();	/* before set-up: a trap patcher chains to it */
 	if (static_call_setup(policy, patcher)) {
 		perror("static_call_setup");
 		sh->setup_failed = 1;
@@ -296,8 +330,8 @@ static int child(enum static_call_patcher patcher, enum static_call_policy polic
 
 static void usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s --patcher store|breakpoint|store-crossing "
-		"[--seconds S] [--threads N]\n", argv0);
+	fprintf(stderr, "usage: %s --patcher store|breakpoint|prefix|store-crossing|"
+		"prefix-early [--seconds S] [--threads N]\n", argv0);
 	exit(2);
 }
 
@@ -330,6 +364,10 @@ int main(int argc, char **argv)
 	} else if (!strcmp(name, "store-crossing")) {
 		patcher = STATIC_CALL_PATCHER_STORE_UNSAFE;
 		policy = STATIC_CALL_POLICY_KERNEL;
+	} else if (!strcmp(name, "prefix")) {
+		patcher = STATIC_CALL_PATCHER_PREFIX;
+	} else if (!strcmp(name, "prefix-early")) {
+		patcher = STATIC_CALL_PATCHER_PREFIX_EARLY;
 	} else {
 		usage(argv[0]);
 	}
@@ -341,15 +379,17 @@ int main(int argc, char **argv)
 	}
 	{
 		const struct static_call_site *e;
-		int listed = 0, crossing = 0;
+		int listed = 0, crossing = 0, owned = 0, prefixed = 0;
 
 		for (e = static_call_sites_begin(); e < static_call_sites_end(); e++) {
 			listed++;
 			crossing += static_call_crosses_line(static_call_site_addr(e));
+			prefixed += static_call_insn_prefixed(static_call_site_addr(e));
+			owned += static_call_patcher_owns(patcher, static_call_site_addr(e));
 		}
 		printf("stress %s: %zu sites, %d listed in the table (%d crossing a line), "
-		       "%d caller threads, 1 updater, %g s\n",
-		       name, NSITES, listed, crossing, nthreads, seconds);
+		       "%d cs-prefixed, %d the patcher's, %d caller threads, 1 updater, %g s\n",
+		       name, NSITES, listed, crossing, prefixed, owned, nthreads, seconds);
 	}
 	fflush(stdout);
 
@@ -398,10 +438,13 @@ int main(int argc, char **argv)
 	if (patcher == STATIC_CALL_PATCHER_BREAKPOINT)
 		printf("serialising with %s; %llu calls emulated by the SIGTRAP handler\n",
 		       sh->sync, (unsigned long long)sh->emulated);
+	else if (patcher == STATIC_CALL_PATCHER_PREFIX || patcher == STATIC_CALL_PATCHER_PREFIX_EARLY)
+		printf("serialising with %s; %llu traps returned to their E8 by the SIGTRAP "
+		       "handler\n", sh->sync, (unsigned long long)sh->emulated);
 	if (sh->wrong)
 		printf("first wrong landing: %s\n", sh->first_wrong);
 	if (crashes) {
-		printf("crashed children: %d (%s); %d explained by a torn rel32 of a crossing site",
+		printf("crashed children: %d (%s); %d explained by a torn rel32",
 		       crashes, crash_signals, explained);
 		for (unsigned i = 0, first = 1; i < NSITES; i++)
 			if (torn_at[i]) {
