@@ -193,8 +193,34 @@ static void record_crashes(void)
  * that crosses a line, the rel32 bytes in its first line from one target
  * and those in the second from another; for a cs-prefixed site, whose
  * rel32 the prefix patcher writes one byte at a time, any mix of the bytes
- * of two targets.  Writes a description into buf; 0 if none fits.
+ * of the key's targets (a thread the control released early may run the
+ * bytes of two updates).  Writes a description into buf; 0 if none fits.
  */
+static int explain_prefixed(const unsigned char *insn, int k, uintptr_t rip, int *mix)
+{
+	uintptr_t field = (uintptr_t)insn + 2;
+	uint32_t rel[STRESS_TARGETS];
+
+	for (int t = 0; t < STRESS_TARGETS; t++)
+		rel[t] = (uint32_t)((uintptr_t)targets[k][t] - field - 4);
+	for (int c = 0; c < 81; c++) {		/* a target for each byte */
+		int d[4] = { c % 3, c / 3 % 3, c / 9 % 3, c / 27 }, t;
+		uint32_t torn = 0;
+		uintptr_t dest;
+
+		if (d[0] == d[1] && d[1] == d[2] && d[2] == d[3])
+			continue;
+		for (int b = 0; b < 4; b++)
+			torn |= rel[d[b]] & (0xffu << (8 * b));
+		dest = field + 4 + (intptr_t)(int32_t)torn;
+		if (rip == dest || rip == dest + 1) {
+			for (t = 0; t < 4; t++)
+				mix[t] = d[t];
+			return 1;
+		}
+	}
+	return 0;
+}
 static int torn_at[NSITES];	/* crashes explained, per site */
 
 static int explain_crash(uintptr_t rip, char *buf, size_t len)
@@ -208,41 +234,39 @@ static int explain_crash(uintptr_t rip, char *buf, size_t len)
 		unsigned low = STATIC_CALL_CACHE_LINE - field % STATIC_CALL_CACHE_LINE;
 		int k = static_call_site_key(e) == keys[0] ? 0 : 1;
 
+		int mix[4];
+
 		if (low >= 4 && !prefixed)
 			continue;	/* the rel32 lies in one line */
+		if (prefixed && !explain_prefixed(insn, k, rip, mix))
+			continue;
 		for (int o = 0; o < STRESS_TARGETS; o++)
-			for (int n = 0; n < STRESS_TARGETS; n++)
-			for (uint32_t m = 1; m < 15; m++) {
+			for (int n = 0; n < STRESS_TARGETS; n++) {
 				uint32_t ro = (uint32_t)((uintptr_t)targets[k][o] - field - 4);
 				uint32_t rn = (uint32_t)((uintptr_t)targets[k][n] - field - 4);
-				uint32_t mask = 0, torn;
-				uintptr_t dest;
+				uint32_t mask = (1u << (8 * low)) - 1, torn = (ro & mask) | (rn & ~mask);
+				uintptr_t dest = field + 4 + (intptr_t)(int32_t)torn;
 
-				if (prefixed) {		/* bytes set in m from the old target */
-					for (int b = 0; b < 4; b++)
-						mask |= (m >> b & 1) ? 0xffu << (8 * b) : 0;
-				} else if (m == 1) {
-					mask = (1u << (8 * low)) - 1;
-				} else {
-					break;
-				}
-				torn = (ro & mask) | (rn & ~mask);
-				dest = field + 4 + (intptr_t)(int32_t)torn;
-				if (o != n && (rip == dest || rip == dest + 1)) {
+				if (prefixed || (o != n && (rip == dest || rip == dest + 1))) {
 					const char *name = "?";
+					unsigned best = NSITES;
 
+					/* the site function that starts closest before insn */
 					for (unsigned i = 0; i < NSITES; i++)
-						if ((uintptr_t)insn - (uintptr_t)sites[i].fn < 64) {
-							name = sites[i].name;
-							torn_at[i]++;
-						}
+						if ((uintptr_t)insn - (uintptr_t)sites[i].fn < 64 &&
+						    (best == NSITES || (uintptr_t)sites[i].fn >
+						     (uintptr_t)sites[best].fn))
+							best = i;
+					if (best < NSITES) {
+						name = sites[best].name;
+						torn_at[best]++;
+					}
 					if (prefixed)
 						snprintf(buf, len, "%s's cs-prefixed site at %#lx executed "
-							 "with rel32 bytes %#x from target %d, the others "
-							 "from target %d", name,
-							 (unsigned long)(insn -
+							 "with its rel32 bytes 0..3 from targets %d %d %d %d",
+							 name, (unsigned long)(insn -
 							 (const unsigned char *)__executable_start),
-							 m, o, n);
+							 mix[0], mix[1], mix[2], mix[3]);
 					else
 						snprintf(buf, len, "%s's site at %#lx (rel32 split %u|%u "
 							 "across a line) read with its first line from "

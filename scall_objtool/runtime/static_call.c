@@ -344,9 +344,12 @@ struct bp_site {
 	struct static_call_key *key;
 	int tail;			/* E9 (tail call, or the trampoline) */
 	int len;			/* 5, or 6 for 2E E8 */
+	int armed;			/* prefix patcher: rel32 about to change */
+	int in_flight;			/* prefix patcher: threads released onto the E8 */
 };
 
-static struct bp_site *bp_sites;	/* sorted by addr; never changes after set-up */
+static struct bp_site *bp_sites;	/* sorted by addr; set once at set-up */
+static struct bp_site **prefix_batch;	/* write_prefix's sites; sized at set-up */
 static size_t n_bp_sites;
 static struct sigaction old_sigtrap;
 static unsigned long emulated;
@@ -357,24 +360,23 @@ unsigned long static_call_emulated(void)
 }
 
 /*
- * The prefix patcher's handshake with its trap handler.  `writing` is 1
- * while rel32s are being written; `in_flight` counts threads the handler
- * has released onto an E8 that have not executed it yet.  A released
- * thread runs the one call with the trap flag set (single step) and the
- * step's SIGTRAP decrements the count: a thread released by one update
- * and delayed at the E8 (preempted) must not execute it while a later
- * update writes that rel32.  Both sides use sequentially consistent
- * operations (a Dekker pair: the handler counts itself, then reads
- * `writing`; the writer sets `writing`, then waits for the count).  Either
- * side that has to wait sleeps on a futex (no spinning: the thread waited
- * for may need the CPU), and the other wakes it when it has said so.
+ * The prefix patcher's handshake with its trap handler, per site.  `armed`
+ * is 1 from before the int3 is written until the new rel32 is in place: a
+ * thread that traps meanwhile waits.  `in_flight` counts threads the
+ * handler has released onto the E8 that have not executed it yet: a
+ * released thread runs the one call with the trap flag set (single step)
+ * and the step's SIGTRAP takes it off the count.  A thread released by one
+ * update and delayed at the E8 (preempted there) must not execute it while
+ * a later update writes that rel32, so the writer waits for the count to
+ * drop to 0 before writing.  Both sides use sequentially consistent
+ * operations (a Dekker pair: the handler counts itself, then reads `armed`;
+ * the writer sets `armed`, then reads the count).  A side that has to wait
+ * spins a little, then sleeps on a futex (the thread it waits for may need
+ * the CPU), and the other side wakes it.
  */
-#ifndef SPINS
-#define SPINS	1000	/* pause loops before sleeping: a write takes a few µs */
-#endif
-static int writing, writing_waiters;
-static int in_flight, drain_waiting;
-static __thread int stepping __attribute__((tls_model("initial-exec")));
+#define SPINS	1000		/* pause loops before sleeping: a write takes a few µs */
+static int armed_waiters, drain_waiting;
+static __thread struct bp_site *stepping __attribute__((tls_model("initial-exec")));
 
 #define EFLAGS_TF	0x100UL
 #ifndef TRAP_TRACE
@@ -393,7 +395,7 @@ static void futex_wake(int *word)
 	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
-static const struct bp_site *bp_lookup(uintptr_t addr)
+static struct bp_site *bp_lookup(uintptr_t addr)
 {
 	size_t lo = 0, hi = n_bp_sites;
 
@@ -423,43 +425,44 @@ static void bp_handler(int sig, siginfo_t *info, void *ctx)
 	ucontext_t *uc = ctx;
 	greg_t *gregs = uc->uc_mcontext.gregs;
 	uintptr_t at = (uintptr_t)gregs[REG_RIP] - 1;
-	const struct bp_site *s;
+	struct bp_site *s = stepping;
 	void *to;
 
-	if (stepping && info->si_code == TRAP_TRACE) {
+	if (s && info->si_code == TRAP_TRACE) {
 		/* prefix patcher: the released thread has made its call */
-		stepping = 0;
+		stepping = NULL;
 		gregs[REG_EFL] &= ~(greg_t)EFLAGS_TF;
-		if (__atomic_sub_fetch(&in_flight, 1, __ATOMIC_SEQ_CST) == 0 &&
+		if (__atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_SEQ_CST) == 0 &&
 		    __atomic_load_n(&drain_waiting, __ATOMIC_SEQ_CST))
-			futex_wake(&in_flight);
+			futex_wake(&s->in_flight);
 		return;
 	}
 	s = bp_lookup(at);
 	if (s && s->len == 6 && current_patcher != STATIC_CALL_PATCHER_BREAKPOINT) {
 		/*
 		 * Prefix patcher: RIP is on the E8 already.  Return once the
-		 * displacement is in place, serialised on this CPU (the return
-		 * to user mode after the signal may be a SYSRET).  The control
-		 * returns at once.
+		 * displacement is in place, with the trap flag set: the thread
+		 * makes its call and traps once more (the single step above).
+		 * The return to user mode with TF set goes through IRET, which
+		 * serialises this CPU: it fetches the E8 and rel32 anew.  The
+		 * control returns at once.
 		 */
 		if (current_patcher == STATIC_CALL_PATCHER_PREFIX) {
 			for (;;) {
-				__atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
-				if (!__atomic_load_n(&writing, __ATOMIC_SEQ_CST))
+				__atomic_fetch_add(&s->in_flight, 1, __ATOMIC_SEQ_CST);
+				if (!__atomic_load_n(&s->armed, __ATOMIC_SEQ_CST))
 					break;
-				if (__atomic_sub_fetch(&in_flight, 1, __ATOMIC_SEQ_CST) == 0 &&
+				if (__atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_SEQ_CST) == 0 &&
 				    __atomic_load_n(&drain_waiting, __ATOMIC_SEQ_CST))
-					futex_wake(&in_flight);
-				for (int i = 0; i < SPINS && __atomic_load_n(&writing, __ATOMIC_SEQ_CST); i++)
+					futex_wake(&s->in_flight);
+				for (int i = 0; i < SPINS && __atomic_load_n(&s->armed, __ATOMIC_SEQ_CST); i++)
 					__asm__ volatile("pause" ::: "memory");
-				__atomic_fetch_add(&writing_waiters, 1, __ATOMIC_SEQ_CST);
-				while (__atomic_load_n(&writing, __ATOMIC_SEQ_CST))
-					futex_wait(&writing, 1);
-				__atomic_fetch_sub(&writing_waiters, 1, __ATOMIC_SEQ_CST);
+				__atomic_fetch_add(&armed_waiters, 1, __ATOMIC_SEQ_CST);
+				while (__atomic_load_n(&s->armed, __ATOMIC_SEQ_CST))
+					futex_wait(&s->armed, 1);
+				__atomic_fetch_sub(&armed_waiters, 1, __ATOMIC_SEQ_CST);
 			}
-			sync_core_self();
-			stepping = 1;
+			stepping = s;
 			gregs[REG_EFL] |= (greg_t)EFLAGS_TF;
 		}
 		__atomic_fetch_add(&emulated, 1, __ATOMIC_RELAXED);
@@ -510,7 +513,7 @@ static int bp_setup(void)
 	/* one trampoline per key (sorted to drop repeats), then the sites */
 	for (s = b; s < e; s++)
 		bp_sites[n++] = (struct bp_site){ (uintptr_t)static_call_site_key(s)->tramp,
-			static_call_site_key(s), 1, STATIC_CALL_INSN_SIZE };
+			static_call_site_key(s), 1, STATIC_CALL_INSN_SIZE, 0, 0 };
 	qsort(bp_sites, n, sizeof(*bp_sites), bp_cmp);
 	max = n;
 	n = 0;
@@ -521,9 +524,12 @@ static int bp_setup(void)
 		bp_sites[n++] = (struct bp_site){ (uintptr_t)static_call_site_addr(s),
 			static_call_site_key(s),
 			(int)(static_call_site_flags(s) & STATIC_CALL_SITE_TAIL),
-			(int)static_call_insn_len(static_call_site_addr(s)) };
+			(int)static_call_insn_len(static_call_site_addr(s)), 0, 0 };
 	qsort(bp_sites, n, sizeof(*bp_sites), bp_cmp);
 	n_bp_sites = n;
+	prefix_batch = calloc(n ? n : 1, sizeof(*prefix_batch));
+	if (!prefix_batch)
+		return -1;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = bp_handler;
@@ -744,59 +750,64 @@ static int write_breakpoint(struct static_call_key *key, unsigned char *tramp, v
 /*
  * Prefix patcher (design 1).  The trampoline first, with one store (it is
  * 8-aligned: the seed rule covers it), so that every site that is not
- * rewritten, or not yet, reaches the new target.  Then, for the 2E E8
- * sites of the key: int3 on each prefix byte; sync (after it, a thread that
- * arrives at a site traps; none can be executing the old bytes); mark the
- * write and wait until no thread released by an earlier trap is still
- * before its E8; write each rel32, byte by byte; end the write (trapped
- * threads return to their E8, each serialising itself first); sync (no CPU
- * keeps a stale copy of the old bytes); put each prefix back.  A thread that still sees the int3 afterwards
- * traps and is released at once: no third sync.  The control
- * (PREFIX_EARLY) is the same writer with a handler that does not wait.
+ * rewritten, or not yet, reaches the new target.  Then, for the 2E E8 sites
+ * of the key:
+ *   1. arm each site and put int3 on its prefix byte;
+ *   2. sync: from now on a thread that arrives at a site traps and waits,
+ *      and no CPU executes the old bytes from an earlier fetch;
+ *   3. wait until no thread released at a site by an earlier trap is still
+ *      before its E8;
+ *   4. write each rel32, one byte at a time (no one executes it);
+ *   5. disarm: trapped threads return to their E8 and call the new target;
+ *   6. sync: no CPU keeps a stale copy of the old rel32;
+ *   7. put each prefix back.  A thread that still sees the int3 afterwards
+ *      traps and is released at once: no third sync.
+ * The control (PREFIX_EARLY) is the same writer with a handler that does
+ * not wait.
  */
 static int write_prefix(struct static_call_key *key, unsigned char *tramp, void *func)
 {
 	const struct static_call_site *s;
-	int rewritten = 0;
-	int n;
+	int n = 0, w;
 
 	poke32(tramp + 1, rel32_to(tramp, func));
 	__atomic_store_n(&key->func, func, __ATOMIC_RELEASE);
 	for (s = __start_static_call_sites; s < __stop_static_call_sites; s++)
-		if (static_call_site_key(s) == key &&
-		    static_call_patcher_owns(current_patcher, static_call_site_addr(s))) {
-			poke8(static_call_site_addr(s), INT3);
-			rewritten++;
-		}
-	if (!rewritten) {
+		if (static_call_site_key(s) == key && site_len(static_call_site_addr(s)) == 6)
+			prefix_batch[n++] = bp_lookup((uintptr_t)static_call_site_addr(s));
+	if (!n) {
 		sync_core_self();
 		return 0;
 	}
+	for (int i = 0; i < n; i++) {
+		__atomic_store_n(&prefix_batch[i]->armed, 1, __ATOMIC_SEQ_CST);
+		poke8((void *)prefix_batch[i]->addr, INT3);
+	}
 	sync_all();
-	__atomic_store_n(&writing, 1, __ATOMIC_SEQ_CST);
-	for (int i = 0; i < SPINS && __atomic_load_n(&in_flight, __ATOMIC_SEQ_CST); i++)
-		__asm__ volatile("pause" ::: "memory");
 	__atomic_store_n(&drain_waiting, 1, __ATOMIC_SEQ_CST);
-	while ((n = __atomic_load_n(&in_flight, __ATOMIC_SEQ_CST)))
-		futex_wait(&in_flight, n);
+	for (int i = 0; i < n; i++) {
+		int *count = &prefix_batch[i]->in_flight;
+
+		for (int j = 0; j < SPINS && __atomic_load_n(count, __ATOMIC_SEQ_CST); j++)
+			__asm__ volatile("pause" ::: "memory");
+		while ((w = __atomic_load_n(count, __ATOMIC_SEQ_CST)))
+			futex_wait(count, w);
+	}
 	__atomic_store_n(&drain_waiting, 0, __ATOMIC_SEQ_CST);
-	for (s = __start_static_call_sites; s < __stop_static_call_sites; s++) {
-		unsigned char *insn = static_call_site_addr(s);
+	for (int i = 0; i < n; i++) {
+		unsigned char *insn = (unsigned char *)prefix_batch[i]->addr;
 
-		if (static_call_site_key(s) == key && site_len(insn) == 6)
-			poke32_bytes(insn + 2, (uint32_t)((intptr_t)func - (intptr_t)(insn + 6)));
+		poke32_bytes(insn + 2, (uint32_t)((intptr_t)func - (intptr_t)(insn + 6)));
 	}
-	__atomic_store_n(&writing, 0, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&writing_waiters, __ATOMIC_SEQ_CST))
-		futex_wake(&writing);
+	for (int i = 0; i < n; i++) {
+		__atomic_store_n(&prefix_batch[i]->armed, 0, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&armed_waiters, __ATOMIC_SEQ_CST))
+			futex_wake(&prefix_batch[i]->armed);
+	}
 	sync_all();
-	for (s = __start_static_call_sites; s < __stop_static_call_sites; s++) {
-		unsigned char *insn = static_call_site_addr(s);
-
-		if (static_call_site_key(s) == key && site_len(insn) == 6)
-			poke8(insn, STATIC_CALL_CS_PREFIX);
-	}
-	return rewritten;
+	for (int i = 0; i < n; i++)
+		poke8((void *)prefix_batch[i]->addr, STATIC_CALL_CS_PREFIX);
+	return n;
 }
 
 int __static_call_update(struct static_call_key *key, void *func)
