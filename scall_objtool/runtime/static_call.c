@@ -637,7 +637,7 @@ int static_call_check_site(const struct static_call_site *site,
 			*why = tail ? "tail flag set but the site is a call (E8)"
 				    : "tail flag clear but the site is a jmp (E9)";
 		else
-			*why = "not an E8 call, E9 jmp or 2E E8 call rel32";
+			*why = "not an E8 call or E9 jmp rel32, nor a 2E E8 call";
 		return -1;
 	}
 	dest = static_call_insn_dest(insn);
