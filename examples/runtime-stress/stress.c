@@ -188,7 +188,8 @@ static void record_crashes(void)
 }
 
 /*
- * Which site's torn displacement explains a crash at `rip` (the fault is at
+ * Which site's torn displacement explains a crash at `rip`, among the sites
+ * the patcher writes (the fault is at
  * the destination, or one byte after it for an int3): for an E8/E9 site
  * that crosses a line, the rel32 bytes in its first line from one target
  * and those in the second from another; for a cs-prefixed site, whose
@@ -223,7 +224,7 @@ static int explain_prefixed(const unsigned char *insn, int k, uintptr_t rip, int
 }
 static int torn_at[NSITES];	/* crashes explained, per site */
 
-static int explain_crash(uintptr_t rip, char *buf, size_t len)
+static int explain_crash(enum static_call_patcher patcher, uintptr_t rip, char *buf, size_t len)
 {
 	const struct static_call_site *e;
 
@@ -236,6 +237,8 @@ static int explain_crash(uintptr_t rip, char *buf, size_t len)
 
 		int mix[4];
 
+		if (!static_call_patcher_owns(patcher, insn))
+			continue;	/* never written: it calls the trampoline */
 		if (low >= 4 && !prefixed)
 			continue;	/* the rel32 lies in one line */
 		if (prefixed && !explain_prefixed(insn, k, rip, mix))
@@ -437,7 +440,7 @@ int main(int argc, char **argv)
 			char why[160];
 
 			crashes++;
-			if (explain_crash(sh->crash_rip, why, sizeof(why)))
+			if (explain_crash(patcher, sh->crash_rip, why, sizeof(why)))
 				explained++;
 			else
 				snprintf(why, sizeof(why), "unexplained");
