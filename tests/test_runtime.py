@@ -164,14 +164,15 @@ def test_control_crashes_only_by_torn_displacements(stress_build):
 
 def test_prefix_control_crashes_and_every_crash_is_a_torn_rel32(stress_build):
     """prefix-early: the handler returns before the displacement is written
-    (bytes spaced wide to make the window visible): threads run torn rel32s."""
+    (bytes spaced wide to make the window visible): threads run torn rel32s.
+    A torn rel32 mixes the bytes of up to three targets and may land in other
+    code, which then fails somewhere else: crashes are explained, not all."""
     exe = stress_build("gcc", True)["prefix-early"]
     p, calls, updates, wrong, crashes = run_stress(exe, "prefix-early", 3,
                                                    env={"STATIC_CALL_WRITE_SPACING": "100"})
-    assert crashes + wrong > 0 and p.returncode == 1, p.stdout
-    if crashes:
-        m = re.search(r"crashed children: (\d+) \(.*\); (\d+) explained by a torn rel32", p.stdout)
-        assert m and int(m[1]) == int(m[2]) == crashes, p.stdout
+    assert crashes > 0 and p.returncode == 1, p.stdout
+    m = re.search(r"crashed children: (\d+) \(.*\); (\d+) explained by a torn rel32", p.stdout)
+    assert m and int(m[1]) == crashes and int(m[2]) > 0, p.stdout
 
 
 @pytest.mark.parametrize("patcher", ["store", "breakpoint", "prefix"])
