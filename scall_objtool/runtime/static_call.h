@@ -33,7 +33,7 @@
  * the executable mappings that hold sites and trampolines are copied into a
  * memfd which is mapped back over them (R-X, MAP_FIXED) and a second time
  * elsewhere (RW-); every write goes through that alias.  Other threads may
- * run through the sites during an update with either patcher:
+ * run through the sites during an update with any patcher:
  *
  *   STATIC_CALL_PATCHER_STORE       the seed thread's rule (Lutomirski): one
  *       4-byte store of the new rel32 per site, no other thread stopped.
