@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from math import gcd
 
-from .model import Options, Site
+from .model import CS_PREFIX, Options, Site
 
 
 def effective_alignment(sh_addralign: int, options: Options) -> int:
@@ -54,7 +54,12 @@ def apply_policy(site: Site, options: Options) -> None:
     elif kind == "tail" and not options.allow_tail:
         reason = "tail-call"
     elif site.prefixes:
-        reason = "prefixed"
+        # --allow-prefixed: a call whose one prefix is cs (2E E8 rel32) is
+        # the prefix patcher's, crossing or not: int3 goes on the prefix
+        # byte, and no thread executes the rel32 while it is written.
+        if not (options.allow_prefixed and kind == "prefixed-call"
+                and site.prefixes == CS_PREFIX):
+            reason = "prefixed"
     elif cross == "always":
         reason = "crosses-cache-line"
     elif cross == "depends":

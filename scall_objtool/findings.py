@@ -135,7 +135,8 @@ class Report:
 
 
 #: policy fields that change which sites are fallback
-POLICY_FIELDS = ("name", "allow_tail", "cache_line", "assume_align", "tramp_prefix", "placement")
+POLICY_FIELDS = ("name", "allow_tail", "allow_prefixed", "cache_line", "assume_align",
+                 "tramp_prefix", "placement")
 
 
 def policy_mismatch(a: dict, b: dict) -> list[str]:

@@ -13,6 +13,9 @@ POLICIES = ("seed", "kernel")
 #: only, a model name forces that model
 PLACEMENTS = ("auto", "off", "6.1", "6.4")
 
+#: the one prefix a cs-prefixed call site (design 1, the prefix patcher) has
+CS_PREFIX = b"\x2e"
+
 #: kinds whose table entry carries the tail flag (1) in the key addend
 TAIL_KINDS = frozenset({"tail", "jcc-tail"})
 
@@ -22,6 +25,7 @@ class Options:
     """Everything that changes what the tool finds, classifies or writes."""
     policy: str = "seed"
     allow_tail: bool = False
+    allow_prefixed: bool = False
     cache_line: int = 64
     assume_align: int | None = None
     tramp_prefix: str = "__SCT__"
@@ -49,6 +53,7 @@ class Options:
 
     def to_json(self) -> dict:
         return {"name": self.policy, "allow_tail": self.allow_tail,
+                "allow_prefixed": self.allow_prefixed,
                 "cache_line": self.cache_line, "assume_align": self.assume_align,
                 "module": self.module, "strict_keys": self.strict_keys,
                 "tramp_prefix": self.tramp_prefix, "key_prefix": self.key_prefix,

@@ -68,6 +68,9 @@ POLICY = (
             choices=POLICIES),
     _policy("allow_tail", ("--allow-tail",), "flag",
             "seed policy: tail calls (jmp) are patchable too"),
+    _policy("allow_prefixed", ("--allow-prefixed",), "flag",
+            "seed policy: cs-prefixed calls (2E E8, static_call_prefixed) are listed, "
+            "crossing or not, for the run-time prefix patcher"),
     _policy("cache_line", ("--cache-line",), "int", "cache-line size in bytes",
             metavar="N"),
     _policy("assume_align", ("--assume-align",), "int",

@@ -22,7 +22,13 @@ COMPILERS = ("gcc", "clang")
 PIC = {True: (("-fpie",), ("-pie",)), False: (("-fno-pie",), ("-no-pie",))}
 CFLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-pthread")
 # the stress program's patchers -> the policy its table is written under
-STRESS_TABLES = {"store": "seed", "breakpoint": "kernel", "store-crossing": "kernel"}
+STRESS_TABLES = {"store": "seed", "breakpoint": "kernel", "prefix": "seed",
+                 "store-crossing": "kernel", "prefix-early": "seed"}
+# the policy -> scall-objtool write's options: the seed table lists the
+# cs-prefixed sites too (--allow-prefixed), which the store patcher leaves
+# on the trampoline and the prefix patcher rewrites
+POLICY_FLAGS = {"seed": ("--policy", "seed", "--allow-prefixed"),
+                "kernel": ("--policy", "kernel")}
 # flags that make every indirect call go through a retpoline thunk
 RETPOLINE = {"gcc": ("-mindirect-branch=thunk", "-mfunction-return=keep",
                      "-fcf-protection=none"),
@@ -66,11 +72,11 @@ def compile_c(cc: str, src: Path, out: Path, pie: bool, *extra: str) -> Path:
 
 
 def write_table(objs: list[Path], policy: str) -> str:
-    """scall-objtool write --policy POLICY on the objects (this checkout)."""
+    """scall-objtool write under POLICY_FLAGS[policy] on the objects (this checkout)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("SRCARCH", None)
-    p = run([sys.executable, "-m", "scall_objtool", "write", "--policy", policy, *objs],
+    p = run([sys.executable, "-m", "scall_objtool", "write", *POLICY_FLAGS[policy], *objs],
             env=env)
     return p.stdout + p.stderr
 
@@ -102,7 +108,7 @@ def build_stress(outdir: Path, cc: str = "gcc", pie: bool = True) -> dict[str, P
 
 
 def build_bench(outdir: Path, cc: str = "gcc", pie: bool = True) -> Path:
-    """The benchmark: one loop source compiled four ways (bench_loop.c)."""
+    """The benchmark: one loop source compiled five ways (bench_loop.c)."""
     outdir.mkdir(parents=True, exist_ok=True)
     loop = EXAMPLE / "bench_loop.c"
 
@@ -115,8 +121,9 @@ def build_bench(outdir: Path, cc: str = "gcc", pie: bool = True) -> Path:
             variant("retpoline", "-DVIA_POINTER", *RETPOLINE[cc]),
             variant("pointer", "-DVIA_POINTER"),
             variant("trampoline")]
-    direct = variant("direct")
-    # Only the direct loop gets a table: the trampoline loop's call stays
+    listed = [variant("direct"), variant("prefixed", "-DVIA_PREFIX")]
+    # Only the direct and prefixed loops get a table (seed policy with
+    # --allow-prefixed, which lists both): the trampoline loop's call stays
     # a call to the trampoline, like any site scall-objtool does not list.
-    write_table([direct], "seed")
-    return link(cc, pie, objs + [direct], outdir / "bench")
+    write_table(listed, "seed")
+    return link(cc, pie, objs + listed, outdir / "bench")

@@ -1,16 +1,17 @@
 """The C runtime the package ships (scall_objtool/runtime), patching live.
 
 examples/runtime-stress is built with the runtime from the package and
-tables written by this checkout's `scall-objtool write` (seed policy for the
-store patcher, kernel policy for the breakpoint patcher), with gcc and
-clang, PIE and non-PIE.  Caller threads check every landing while one
+tables written by this checkout's `scall-objtool write` (seed policy with
+--allow-prefixed for the store and the prefix patchers, kernel policy for the
+breakpoint patcher), with gcc and clang, PIE and non-PIE.  Caller threads check every landing while one
 thread retargets both static calls as fast as it can; the program then reads
 back every listed site.  Checked: no wrong landing, no crash, every site the
 patcher rewrites calls the current target directly (the others the
 trampoline), as many listed sites as scall-objtool wrote entries; the
-breakpoint patcher really went through its SIGTRAP emulation.  The control
-run's crashes, if any, must all be explained by a torn displacement of a
-site that crosses a line.  And the benchmark and the two scripts run.
+breakpoint and prefix patchers really went through their SIGTRAP handler.
+The controls' crashes must all be explained by a torn displacement (the
+prefix patcher's control must crash).  And the benchmark and the two scripts
+run.
 """
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ from scall_objtool import runtime  # noqa: E402
 
 LAST = re.compile(r"stress (\S+): (\d+) calls, (\d+) updates, (\d+) wrong, (\d+) crashes$")
 FINAL = re.compile(r"^final: entries (\d+), direct (\d+), via-trampoline (\d+), bad (\d+)$", re.M)
-HEAD = re.compile(r"stress (\S+): (\d+) sites, (\d+) listed in the table \((\d+) crossing a line\)")
-STRESS_SITES = 12           # stress.c's site list
+HEAD = re.compile(r"stress (\S+): (\d+) sites, (\d+) listed in the table \((\d+) crossing a "
+                  r"line\), (\d+) cs-prefixed, (\d+) the patcher's")
+STRESS_SITES = 19           # stress.c's site list
+PREFIXED_SITES = 7          # of which cs-prefixed (2E E8)
 
 
 def test_runtime_path_holds_the_sources_the_package_ships():
@@ -84,6 +87,8 @@ def written_entries(exe: Path) -> int:
 
 
 def run_stress(exe: Path, patcher: str, seconds: float, env=None):
+    if patcher.startswith("prefix"):       # as scripts/runtime-stress runs them
+        env = {"STATIC_CALL_WRITE_SPACING": "5", **(env or {})}
     p = subprocess.run([str(exe), "--patcher", patcher, "--seconds", str(seconds),
                         "--threads", "4"], capture_output=True, text=True,
                        timeout=seconds + 60, env=dict(os.environ, **(env or {})))
@@ -103,32 +108,39 @@ def check_patcher(exe: Path, patcher: str, seconds: float, env=None) -> str:
     head = HEAD.match(out)
     final = FINAL.search(out)
     assert head and final, out
-    listed, crossing = int(head[3]), int(head[4])
+    listed, crossing, prefixed, own = map(int, head.groups()[2:])
     entries, direct, tramp, bad = map(int, final.groups())
     assert int(head[2]) == STRESS_SITES
     # The table the program walks is the one scall-objtool wrote ...
     assert entries == listed == written_entries(exe)
-    # ... and every site in it now calls the current target directly.
-    assert (direct, tramp, bad) == (entries, 0, 0), out
+    assert prefixed == PREFIXED_SITES          # seed --allow-prefixed and kernel list them
+    # ... and every site the patcher owns now calls the current target
+    # directly, the others (the other designs' sites) the trampoline.
+    assert (direct, tramp, bad) == (own, entries - own, 0), out
     if patcher == "store":
-        assert crossing == 0 and listed >= 4          # the seed policy's promise
+        # the seed policy's promise: every plain entry is the store's
+        assert own == listed - prefixed and own >= 4
+    elif patcher == "prefix":
+        assert own == prefixed and crossing >= 4      # crossing ones included
     else:
-        assert listed == STRESS_SITES and crossing >= 5
-        m = re.search(r"serialising with (\S+); (\d+) calls emulated", out)
-        assert m and int(m[2]) > 0, out               # int3 was hit and emulated
+        assert listed == own == STRESS_SITES and crossing >= 9
+    if patcher != "store":
+        m = re.search(r"serialising with (\S+); (\d+) (calls emulated|traps returned)", out)
+        assert m and int(m[2]) > 0, out               # int3 was hit and handled
         return m[1]
     return ""
 
 
 @pytest.mark.parametrize("pie", [True, False], ids=["pie", "nopie"])
 @pytest.mark.parametrize("cc", runtime_build.COMPILERS)
-def test_stress_both_patchers(stress_build, cc, pie):
-    """Stress of the store and the breakpoint patcher per build: 2 seconds
-    each for gcc PIE, 1 second for the other builds."""
+def test_stress_three_patchers(stress_build, cc, pie):
+    """Stress of the store, breakpoint and prefix patchers per build: 2
+    seconds each for gcc PIE, 1 second for the other builds."""
     exes = stress_build(cc, pie)
     seconds = 2 if (cc, pie) == ("gcc", True) else 1
     check_patcher(exes["store"], "store", seconds)
     assert check_patcher(exes["breakpoint"], "breakpoint", seconds) == "membarrier-sync-core"
+    assert check_patcher(exes["prefix"], "prefix", seconds) == "membarrier-sync-core"
 
 
 def test_breakpoint_patcher_with_the_expedited_fallback(stress_build):
@@ -150,15 +162,37 @@ def test_control_crashes_only_by_torn_displacements(stress_build):
         assert m and int(m[1]) == int(m[2]) == crashes, p.stdout
 
 
-def test_bench_reports_four_rates(tmp_path):
+def test_prefix_control_crashes_and_every_crash_is_a_torn_rel32(stress_build):
+    """prefix-early: the handler returns before the displacement is written
+    (bytes spaced wide to make the window visible): threads run torn rel32s.
+    A torn rel32 mixes the bytes of up to three targets and may land in other
+    code, which then fails somewhere else: crashes are explained, not all."""
+    exe = stress_build("gcc", True)["prefix-early"]
+    p, calls, updates, wrong, crashes = run_stress(exe, "prefix-early", 3,
+                                                   env={"STATIC_CALL_WRITE_SPACING": "100"})
+    assert crashes > 0 and p.returncode == 1, p.stdout
+    m = re.search(r"crashed children: (\d+) \(.*\); (\d+) explained by a torn rel32", p.stdout)
+    assert m and int(m[1]) == crashes and int(m[2]) > 0, p.stdout
+
+
+@pytest.mark.parametrize("patcher", ["store", "breakpoint", "prefix"])
+def test_bench_reports_rates_and_update_latency(tmp_path, patcher):
     exe = runtime_build.build_bench(tmp_path, "gcc", True)
-    p = subprocess.run([str(exe), "--calls", "2000000", "--runs", "3"], capture_output=True,
-                       text=True, timeout=120)
+    p = subprocess.run([str(exe), "--patcher", patcher, "--calls", "2000000", "--runs", "3",
+                        "--updates", "300"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     rates = dict(re.findall(r"^(\S.*?)\s+([\d.]+) M calls/s", p.stdout, re.M))
     assert list(rates) == ["retpoline function pointer", "function pointer", "trampoline",
-                           "patched direct call"], p.stdout
-    assert "1.00x the patched direct call" in p.stdout.splitlines()[-1]
+                           "patched direct call", "patched cs-prefixed call"], p.stdout
+    own = {"store": ("E8",), "breakpoint": ("E8", "2E E8"), "prefix": ("2E E8",)}[patcher]
+    assert all(f"the {s} site" in p.stdout for s in own), p.stdout
+    m = re.search(r"^updates (\S+): 300 updates in [\d.]+ s with 1 caller threads, (\d+) "
+                  r"updates/s, latency median ([\d.]+) us, p99 ([\d.]+) us; (\d+) traps",
+                  p.stdout, re.M)
+    assert m and m[1] == patcher, p.stdout
+    assert 0 < float(m[3]) <= float(m[4])
+    if patcher == "store":
+        assert int(m[5]) == 0
     # a retpoline costs an RSB-stuffing return per call: an order of magnitude
     assert float(rates["retpoline function pointer"]) < float(rates["patched direct call"])
     # the retpoline loop really calls through a thunk
@@ -169,24 +203,45 @@ def test_bench_reports_four_rates(tmp_path):
 
 def test_runtime_stress_script(tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "runtime-stress"),
-                        "--seconds", "1", "--threads", "2"], capture_output=True,
-                       text=True, timeout=180,
+                        "--seconds", "1", "--threads", "2", "--control-may-pass"],
+                       capture_output=True, text=True, timeout=240,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert p.returncode == 0, f"{p.stdout}\n{p.stderr}"
     last = {m[1]: m for m in map(LAST.fullmatch, p.stdout.splitlines()) if m}
-    assert set(last) == {"store", "breakpoint", "store-crossing"}
-    for name in ("store", "breakpoint"):
+    assert set(last) == {"store", "breakpoint", "prefix", "store-crossing", "prefix-early"}
+    for name in ("store", "breakpoint", "prefix"):
         assert (last[name][4], last[name][5]) == ("0", "0")
+    assert re.search(r"^runtime-stress: store: passed; breakpoint: passed; prefix: passed; "
+                     r"control store-crossing: .*; control prefix-early: ", p.stdout, re.M)
+
+
+def test_runtime_bench_script():
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "runtime-bench"), "--calls",
+                        "1000000", "--runs", "1", "--updates", "200", "--no-corpus"],
+                       capture_output=True, text=True, timeout=240,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert p.returncode == 0, f"{p.stdout}\n{p.stderr}"
+    for patcher in ("store", "breakpoint", "prefix"):
+        assert re.search(rf"^  {patcher}: .* [\d.]+M +\d+ +[\d.]+ +[\d.]+ +\d+$", p.stdout,
+                         re.M), p.stdout
+    assert "  prefix      6 + 15 + 8 + 24 = 53 bytes" in p.stdout
 
 
 @pytest.mark.slow
 def test_runtime_stress_script_20_seconds():
-    """The issue's figure: 20 s per patcher, C >= 10^8 and U >= 10^5."""
+    """The issue's figure: 20 s per patcher, C >= 10^8 and U >= 10^5, and
+    both controls fail."""
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "runtime-stress"),
-                        "--seconds", "20", "--no-control"], capture_output=True,
-                       text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                        "--seconds", "20"], capture_output=True,
+                       text=True, timeout=900, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert p.returncode == 0, f"{p.stdout}\n{p.stderr}"
+    seen = set()
     for m in filter(None, map(LAST.fullmatch, p.stdout.splitlines())):
         calls, updates, wrong, crashes = map(int, m.groups()[1:])
+        seen.add(m[1])
+        if m[1] in ("store-crossing", "prefix-early"):
+            assert wrong + crashes > 0, p.stdout
+            continue
         assert (wrong, crashes) == (0, 0)
         assert calls >= 10**8 and updates >= 10**5, p.stdout
+    assert seen == {"store", "breakpoint", "prefix", "store-crossing", "prefix-early"}

@@ -1,7 +1,8 @@
 /*
  * stress.c - retarget static calls while other threads call through them.
  *
- *   ./stress --patcher store|breakpoint|store-crossing [--seconds S] [--threads N]
+ *   ./stress --patcher store|breakpoint|prefix|store-crossing|prefix-early
+ *            [--seconds S] [--threads N]
  *
  * N caller threads (default: twice the CPU count) call every site of
  * stress.h in a loop and check each result: it must come from one of the
@@ -14,8 +15,12 @@
  * Patchers (static_call.h):
  *   store           STATIC_CALL_PATCHER_STORE on a seed-policy table
  *   breakpoint      STATIC_CALL_PATCHER_BREAKPOINT on a kernel-policy table
+ *   prefix          STATIC_CALL_PATCHER_PREFIX on a seed-policy table written
+ *                   with --allow-prefixed (it rewrites the 2E E8 sites)
  *   store-crossing  the control: STATIC_CALL_PATCHER_STORE_UNSAFE on a
  *                   kernel-policy table, one 4-byte store on crossing sites too
+ *   prefix-early    the control: STATIC_CALL_PATCHER_PREFIX_EARLY, whose trap
+ *                   handler returns before the displacement is written
  *
  * Prints what was run, the state of every site after the last update, and
  * last `stress PATCHER: C calls, U updates, F wrong, K crashes`.  Exit status
@@ -62,6 +67,13 @@ static const struct site sites[] = {
 	{ "s_cross63_b", s_cross63_b, 1, 0, 0 },
 	{ "s_tcross61_b", s_tcross61_b, 1, 0, 0 },
 	{ "s_tail3_b", s_tail3_b, 1, 0, 0 },
+	{ "p_call_a", p_call_a, 0, 5, 0 },
+	{ "p_call_b", p_call_b, 1, 6, 0 },
+	{ "p_call2_b", p_call2_b, 1, 8, 1 },
+	{ "p_cross59_a", p_cross59_a, 0, 0, 0 },
+	{ "p_cross60_b", p_cross60_b, 1, 0, 0 },
+	{ "p_cross61_a", p_cross61_a, 0, 0, 0 },
+	{ "p_cross62_b", p_cross62_b, 1, 0, 0 },
 };
 #define NSITES	(sizeof(sites) / sizeof(sites[0]))
 
@@ -163,7 +175,7 @@ static void crash_recorder(int sig, siginfo_t *info, void *ctx)
 		g[REG_RIP]--;	/* re-execute the int3 */
 }
 
-static void record_crashes(int with_sigtrap)
+static void record_crashes(void)
 {
 	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP };
 	struct sigaction sa;
@@ -172,30 +184,65 @@ static void record_crashes(int with_sigtrap)
 	sa.sa_sigaction = crash_recorder;
 	sa.sa_flags = SA_SIGINFO;
 	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		if (sigs[i] != SIGTRAP || with_sigtrap)
-			sigaction(sigs[i], &sa, NULL);
+		sigaction(sigs[i], &sa, NULL);
 }
 
 /*
- * Which crossing site's torn displacement explains a crash at `rip`: the
- * rel32 bytes in the site's first line from one target and those in the
- * second from another (the fault is at the destination, or one byte after
- * it for an int3).  Writes a description into buf; 0 if none fits.
+ * Which site's torn displacement explains a crash at `rip`, among the sites
+ * the patcher writes (the fault is at
+ * the destination, or one byte after it for an int3): for an E8/E9 site
+ * that crosses a line, the rel32 bytes in its first line from one target
+ * and those in the second from another; for a cs-prefixed site, whose
+ * rel32 the prefix patcher writes one byte at a time, any mix of the bytes
+ * of the key's targets (a thread the control released early may run the
+ * bytes of two updates).  Writes a description into buf; 0 if none fits.
  */
+static int explain_prefixed(const unsigned char *insn, int k, uintptr_t rip, int *mix)
+{
+	uintptr_t field = (uintptr_t)insn + 2;
+	uint32_t rel[STRESS_TARGETS];
+
+	for (int t = 0; t < STRESS_TARGETS; t++)
+		rel[t] = (uint32_t)((uintptr_t)targets[k][t] - field - 4);
+	for (int c = 0; c < 81; c++) {		/* a target for each byte */
+		int d[4] = { c % 3, c / 3 % 3, c / 9 % 3, c / 27 }, t;
+		uint32_t torn = 0;
+		uintptr_t dest;
+
+		if (d[0] == d[1] && d[1] == d[2] && d[2] == d[3])
+			continue;
+		for (int b = 0; b < 4; b++)
+			torn |= rel[d[b]] & (0xffu << (8 * b));
+		dest = field + 4 + (intptr_t)(int32_t)torn;
+		if (rip == dest || rip == dest + 1) {
+			for (t = 0; t < 4; t++)
+				mix[t] = d[t];
+			return 1;
+		}
+	}
+	return 0;
+}
 static int torn_at[NSITES];	/* crashes explained, per site */
 
-static int explain_crash(uintptr_t rip, char *buf, size_t len)
+static int explain_crash(enum static_call_patcher patcher, uintptr_t rip, char *buf, size_t len)
 {
 	const struct static_call_site *e;
 
 	for (e = static_call_sites_begin(); e < static_call_sites_end(); e++) {
 		const unsigned char *insn = static_call_site_addr(e);
-		uintptr_t field = (uintptr_t)insn + 1;
+		int prefixed = static_call_insn_prefixed(insn);
+		uintptr_t field = (uintptr_t)insn + 1 + prefixed;
 		unsigned low = STATIC_CALL_CACHE_LINE - field % STATIC_CALL_CACHE_LINE;
 		int k = static_call_site_key(e) == keys[0] ? 0 : 1;
 
-		if (low >= 4)
+		int mix[4];
+
+		if (!static_call_patcher_owns(patcher, insn))
+			continue;	/* never written: it calls the trampoline */
+		if (low >= 4 && !prefixed)
 			continue;	/* the rel32 lies in one line */
+		if (prefixed && !explain_prefixed(insn, k, rip, mix))
+			continue;
 		for (int o = 0; o < STRESS_TARGETS; o++)
 			for (int n = 0; n < STRESS_TARGETS; n++) {
 				uint32_t ro = (uint32_t)((uintptr_t)targets[k][o] - field - 4);
@@ -203,19 +250,33 @@ static int explain_crash(uintptr_t rip, char *buf, size_t len)
 				uint32_t mask = (1u << (8 * low)) - 1, torn = (ro & mask) | (rn & ~mask);
 				uintptr_t dest = field + 4 + (intptr_t)(int32_t)torn;
 
-				if (o != n && (rip == dest || rip == dest + 1)) {
+				if (prefixed || (o != n && (rip == dest || rip == dest + 1))) {
 					const char *name = "?";
+					unsigned best = NSITES;
 
+					/* the site function that starts closest before insn */
 					for (unsigned i = 0; i < NSITES; i++)
-						if ((uintptr_t)insn - (uintptr_t)sites[i].fn < 64) {
-							name = sites[i].name;
-							torn_at[i]++;
-						}
-					snprintf(buf, len, "%s's site at %#lx (rel32 split %u|%u across a "
-						 "line) read with its first line from target %d, its second "
-						 "from target %d", name,
-						 (unsigned long)(insn - (const unsigned char *)__executable_start),
-						 low, 4 - low, o, n);
+						if ((uintptr_t)insn - (uintptr_t)sites[i].fn < 64 &&
+						    (best == NSITES || (uintptr_t)sites[i].fn >
+						     (uintptr_t)sites[best].fn))
+							best = i;
+					if (best < NSITES) {
+						name = sites[best].name;
+						torn_at[best]++;
+					}
+					if (prefixed)
+						snprintf(buf, len, "%s's cs-prefixed site at %#lx executed "
+							 "with its rel32 bytes 0..3 from targets %d %d %d %d",
+							 name, (unsigned long)(insn -
+							 (const unsigned char *)__executable_start),
+							 mix[0], mix[1], mix[2], mix[3]);
+					else
+						snprintf(buf, len, "%s's site at %#lx (rel32 split %u|%u "
+							 "across a line) read with its first line from "
+							 "target %d, its second from target %d", name,
+							 (unsigned long)(insn -
+							 (const unsigned char *)__executable_start),
+							 low, 4 - low, o, n);
 					return 1;
 				}
 			}
@@ -236,7 +297,7 @@ static int final_state(enum static_call_patcher patcher)
 	for (e = static_call_sites_begin(); e < static_call_sites_end(); e++) {
 		const unsigned char *insn = static_call_site_addr(e);
 		struct static_call_key *key = static_call_site_key(e);
-		int rewrites = patcher != STATIC_CALL_PATCHER_STORE || !static_call_crosses_line(insn);
+		int rewrites = static_call_patcher_owns(patcher, insn);
 		void *dest = static_call_insn_dest(insn);
 
 		entries++;
@@ -270,7 +331,7 @@ static int child(enum static_call_patcher patcher, enum static_call_policy polic
 	struct timespec ts;
 	int bad = 0;
 
-	record_crashes(patcher != STATIC_CALL_PATCHER_BREAKPOINT);
+	record_crashes();	/* before set-up: a trap patcher chains to it */
 	if (static_call_setup(policy, patcher)) {
 		perror("static_call_setup");
 		sh->setup_failed = 1;
@@ -296,8 +357,8 @@ static int child(enum static_call_patcher patcher, enum static_call_policy polic
 
 static void usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s --patcher store|breakpoint|store-crossing "
-		"[--seconds S] [--threads N]\n", argv0);
+	fprintf(stderr, "usage: %s --patcher store|breakpoint|prefix|store-crossing|"
+		"prefix-early [--seconds S] [--threads N]\n", argv0);
 	exit(2);
 }
 
@@ -330,6 +391,10 @@ int main(int argc, char **argv)
 	} else if (!strcmp(name, "store-crossing")) {
 		patcher = STATIC_CALL_PATCHER_STORE_UNSAFE;
 		policy = STATIC_CALL_POLICY_KERNEL;
+	} else if (!strcmp(name, "prefix")) {
+		patcher = STATIC_CALL_PATCHER_PREFIX;
+	} else if (!strcmp(name, "prefix-early")) {
+		patcher = STATIC_CALL_PATCHER_PREFIX_EARLY;
 	} else {
 		usage(argv[0]);
 	}
@@ -341,15 +406,17 @@ int main(int argc, char **argv)
 	}
 	{
 		const struct static_call_site *e;
-		int listed = 0, crossing = 0;
+		int listed = 0, crossing = 0, owned = 0, prefixed = 0;
 
 		for (e = static_call_sites_begin(); e < static_call_sites_end(); e++) {
 			listed++;
 			crossing += static_call_crosses_line(static_call_site_addr(e));
+			prefixed += static_call_insn_prefixed(static_call_site_addr(e));
+			owned += static_call_patcher_owns(patcher, static_call_site_addr(e));
 		}
 		printf("stress %s: %zu sites, %d listed in the table (%d crossing a line), "
-		       "%d caller threads, 1 updater, %g s\n",
-		       name, NSITES, listed, crossing, nthreads, seconds);
+		       "%d cs-prefixed, %d the patcher's, %d caller threads, 1 updater, %g s\n",
+		       name, NSITES, listed, crossing, prefixed, owned, nthreads, seconds);
 	}
 	fflush(stdout);
 
@@ -373,7 +440,7 @@ int main(int argc, char **argv)
 			char why[160];
 
 			crashes++;
-			if (explain_crash(sh->crash_rip, why, sizeof(why)))
+			if (explain_crash(patcher, sh->crash_rip, why, sizeof(why)))
 				explained++;
 			else
 				snprintf(why, sizeof(why), "unexplained");
@@ -398,10 +465,13 @@ int main(int argc, char **argv)
 	if (patcher == STATIC_CALL_PATCHER_BREAKPOINT)
 		printf("serialising with %s; %llu calls emulated by the SIGTRAP handler\n",
 		       sh->sync, (unsigned long long)sh->emulated);
+	else if (patcher == STATIC_CALL_PATCHER_PREFIX || patcher == STATIC_CALL_PATCHER_PREFIX_EARLY)
+		printf("serialising with %s; %llu traps returned to their E8 by the SIGTRAP "
+		       "handler\n", sh->sync, (unsigned long long)sh->emulated);
 	if (sh->wrong)
 		printf("first wrong landing: %s\n", sh->first_wrong);
 	if (crashes) {
-		printf("crashed children: %d (%s); %d explained by a torn rel32 of a crossing site",
+		printf("crashed children: %d (%s); %d explained by a torn rel32",
 		       crashes, crash_signals, explained);
 		for (unsigned i = 0, first = 1; i < NSITES; i++)
 			if (torn_at[i]) {

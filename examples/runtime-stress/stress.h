@@ -25,5 +25,11 @@ long s_call_a(long), s_call_b(long), s_tail_a(long), s_cold_b(long),
 	s_other_a(long), s_call2_b(long);			/* C: stress_sites.c */
 long s_cross60_a(long), s_cross61_a(long), s_cross62_a(long),
 	s_cross63_b(long), s_tcross61_b(long), s_tail3_b(long);	/* asm: stress_asm.S */
+/* cs-prefixed calls (2E E8 rel32), the prefix patcher's: in C through
+ * static_call_prefixed(), and in assembly with the prefix byte at line
+ * offset 59, 60, 61 (rel32 split 3|1, 2|2, 1|3) and 62 (the instruction
+ * crosses, its rel32 does not) */
+long p_call_a(long), p_call_b(long), p_call2_b(long);		/* C */
+long p_cross59_a(long), p_cross60_b(long), p_cross61_a(long), p_cross62_b(long); /* asm */
 
 #endif

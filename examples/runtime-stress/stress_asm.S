@@ -7,6 +7,8 @@
  * and 1|3 between two lines), a call at 63 (the instruction crosses, its
  * rel32 does not), a tail jmp at 61, and a tail jmp at offset 3 that does
  * not cross.  The seed policy lists none of them; the kernel policy all.
+ * And cs-prefixed calls (2E E8) with the prefix at offsets 59 to 62, which
+ * the seed policy lists with --allow-prefixed, the kernel policy always.
  *
  * Targets: f(x) = (x << 8) | ID.  They are 0x10101 bytes apart, the space
  * filled with int3, so that the rel32 of any site differs between two
@@ -31,6 +33,27 @@
 	.endif
 	.size	\name, . - \name
 	.endm
+
+	/* a cs-prefixed call with its prefix byte at line offset \pad */
+	.macro	psite name, pad, key
+	.section .text.\name, "ax", @progbits
+	.p2align 6
+	.globl	\name
+	.type	\name, @function
+\name:
+	subq	$8, %rsp
+	.fill	\pad - 4, 1, 0x90
+	.byte	0x2e
+	call	__SCT__\key
+	addq	$8, %rsp
+	ret
+	.size	\name, . - \name
+	.endm
+
+	psite	p_cross59_a, 59, sc_a
+	psite	p_cross60_b, 60, sc_b
+	psite	p_cross61_a, 61, sc_a
+	psite	p_cross62_b, 62, sc_b
 
 	site	s_cross60_a, 60, call, sc_a
 	site	s_cross61_a, 61, call, sc_a

@@ -21,6 +21,15 @@ __attribute__((noinline)) long s_tail_a(long x) { return static_call(sc_a)(x); }
 /* .text.unlikely, 1-aligned: "depends" (seed fallback), kernel listed */
 __attribute__((noinline, cold)) long s_cold_b(long x) { return static_call(sc_b)(x) + 3; }
 
+/* cs-prefixed calls through inline asm (2E E8): one 64-aligned, one where
+ * the compiler puts it, one with two arguments' worth of work around it */
+LINE long p_call_a(long x) { return static_call_prefixed(sc_a, x) + 5; }
+__attribute__((noinline)) long p_call_b(long x) { return static_call_prefixed(sc_b, x) + 6; }
+__attribute__((noinline, section(".text.other"))) long p_call2_b(long x)
+{
+	return static_call_prefixed(sc_b, x + 1) + 8;
+}
+
 /* another text section, 16-aligned */
 __attribute__((noinline, section(".text.other"))) long s_other_a(long x)
 {

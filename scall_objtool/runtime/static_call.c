@@ -26,7 +26,11 @@
  *                  target), then each site's rel32, each one 4-byte store;
  *      breakpoint: text_poke_bp's batch over the trampoline and the sites:
  *                  int3 on every first byte, sync, every rel32, sync, every
- *                  first byte back, sync.
+ *                  first byte back, sync;
+ *      prefix:     the trampoline with one store, then over the 2E E8 sites:
+ *                  int3 on every prefix byte, sync, wait until no thread the
+ *                  handler released is still before its E8, every rel32
+ *                  (byte by byte), sync, every prefix back.
  */
 #define _GNU_SOURCE
 #include "static_call.h"
@@ -34,6 +38,7 @@
 #include <cpuid.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <signal.h>
@@ -218,6 +223,24 @@ static void poke8(void *code, uint8_t v)
 	__asm__ volatile("movb %1, (%0)" : : "r"(rw_of(code)), "q"(v) : "memory");
 }
 
+/* The four bytes of a rel32 one at a time, lowest first: the prefix patcher
+ * needs no atomic store (no thread executes them meanwhile).
+ * STATIC_CALL_WRITE_SPACING=N (tests) spins N pause loops between two bytes,
+ * which widens the window its control experiment is about. */
+static unsigned long write_spacing;
+
+static void poke32_bytes(void *code, uint32_t v)
+{
+	unsigned char *p = code;
+
+	for (int i = 0; i < 4; i++) {
+		if (i)
+			for (unsigned long n = write_spacing; n; n--)
+				__asm__ volatile("pause" ::: "memory");
+		poke8(p + i, (uint8_t)(v >> (8 * i)));
+	}
+}
+
 /* ------------------------------------------------------------ serialising */
 
 static int have_serialize;	/* CPUID.(7,0):EDX[14] */
@@ -293,9 +316,15 @@ static int sync_setup(void)
 	return -1;
 }
 
+static int traps(enum static_call_patcher patcher)
+{
+	return patcher == STATIC_CALL_PATCHER_BREAKPOINT || patcher == STATIC_CALL_PATCHER_PREFIX ||
+		patcher == STATIC_CALL_PATCHER_PREFIX_EARLY;
+}
+
 const char *static_call_sync_method(void)
 {
-	return current_patcher == STATIC_CALL_PATCHER_BREAKPOINT ? sync_name : "none";
+	return traps(current_patcher) ? sync_name : "none";
 }
 
 /* Every thread of the process, this one included, serialises. */
@@ -311,12 +340,16 @@ static void sync_all(void)
 /* ------------------------------------------------------------ breakpoints */
 
 struct bp_site {
-	uintptr_t addr;			/* the E8/E9 instruction */
+	uintptr_t addr;			/* the E8/E9 or 2E E8 instruction */
 	struct static_call_key *key;
 	int tail;			/* E9 (tail call, or the trampoline) */
+	int len;			/* 5, or 6 for 2E E8 */
+	int armed;			/* prefix patcher: rel32 about to change */
+	int in_flight;			/* prefix patcher: threads released onto the E8 */
 };
 
-static struct bp_site *bp_sites;	/* sorted by addr; never changes after set-up */
+static struct bp_site *bp_sites;	/* sorted by addr; set once at set-up */
+static struct bp_site **prefix_batch;	/* write_prefix's sites; sized at set-up */
 static size_t n_bp_sites;
 static struct sigaction old_sigtrap;
 static unsigned long emulated;
@@ -326,7 +359,43 @@ unsigned long static_call_emulated(void)
 	return __atomic_load_n(&emulated, __ATOMIC_RELAXED);
 }
 
-static const struct bp_site *bp_lookup(uintptr_t addr)
+/*
+ * The prefix patcher's handshake with its trap handler, per site.  `armed`
+ * is 1 from before the int3 is written until the new rel32 is in place: a
+ * thread that traps meanwhile waits.  `in_flight` counts threads the
+ * handler has released onto the E8 that have not executed it yet: a
+ * released thread runs the one call with the trap flag set (single step)
+ * and the step's SIGTRAP takes it off the count.  A thread released by one
+ * update and delayed at the E8 (preempted there) must not execute it while
+ * a later update writes that rel32, so the writer waits for the count to
+ * drop to 0 before writing.  Both sides use sequentially consistent
+ * operations (a Dekker pair: the handler counts itself, then reads `armed`;
+ * the writer sets `armed`, then reads the count).  A side that has to wait
+ * spins a little, then sleeps on a futex (the thread it waits for may need
+ * the CPU), and the other side wakes it.
+ */
+#define SPINS	1000		/* pause loops before sleeping: a write takes a few µs */
+static int armed_waiters, drain_waiting;
+static __thread struct bp_site *stepping __attribute__((tls_model("initial-exec")));
+
+#define EFLAGS_TF	0x100UL
+#ifndef TRAP_TRACE
+#define TRAP_TRACE	2
+#endif
+
+/* futex(2) on a private word: sleep while *word == val; wake n sleepers.
+ * Raw system calls, async-signal-safe. */
+static void futex_wait(int *word, int val)
+{
+	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(int *word)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+static struct bp_site *bp_lookup(uintptr_t addr)
 {
 	size_t lo = 0, hi = n_bp_sites;
 
@@ -356,9 +425,49 @@ static void bp_handler(int sig, siginfo_t *info, void *ctx)
 	ucontext_t *uc = ctx;
 	greg_t *gregs = uc->uc_mcontext.gregs;
 	uintptr_t at = (uintptr_t)gregs[REG_RIP] - 1;
-	const struct bp_site *s = bp_lookup(at);
+	struct bp_site *s = stepping;
 	void *to;
 
+	if (s && info->si_code == TRAP_TRACE) {
+		/* prefix patcher: the released thread has made its call */
+		stepping = NULL;
+		gregs[REG_EFL] &= ~(greg_t)EFLAGS_TF;
+		if (__atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_SEQ_CST) == 0 &&
+		    __atomic_load_n(&drain_waiting, __ATOMIC_SEQ_CST))
+			futex_wake(&s->in_flight);
+		return;
+	}
+	s = bp_lookup(at);
+	if (s && s->len == 6 && current_patcher != STATIC_CALL_PATCHER_BREAKPOINT) {
+		/*
+		 * Prefix patcher: RIP is on the E8 already.  Return once the
+		 * displacement is in place, with the trap flag set: the thread
+		 * makes its call and traps once more (the single step above).
+		 * The return to user mode with TF set goes through IRET, which
+		 * serialises this CPU: it fetches the E8 and rel32 anew.  The
+		 * control returns at once.
+		 */
+		if (current_patcher == STATIC_CALL_PATCHER_PREFIX) {
+			for (;;) {
+				__atomic_fetch_add(&s->in_flight, 1, __ATOMIC_SEQ_CST);
+				if (!__atomic_load_n(&s->armed, __ATOMIC_SEQ_CST))
+					break;
+				if (__atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_SEQ_CST) == 0 &&
+				    __atomic_load_n(&drain_waiting, __ATOMIC_SEQ_CST))
+					futex_wake(&s->in_flight);
+				for (int i = 0; i < SPINS && __atomic_load_n(&s->armed, __ATOMIC_SEQ_CST); i++)
+					__asm__ volatile("pause" ::: "memory");
+				__atomic_fetch_add(&armed_waiters, 1, __ATOMIC_SEQ_CST);
+				while (__atomic_load_n(&s->armed, __ATOMIC_SEQ_CST))
+					futex_wait(&s->armed, 1);
+				__atomic_fetch_sub(&armed_waiters, 1, __ATOMIC_SEQ_CST);
+			}
+			stepping = s;
+			gregs[REG_EFL] |= (greg_t)EFLAGS_TF;
+		}
+		__atomic_fetch_add(&emulated, 1, __ATOMIC_RELAXED);
+		return;
+	}
 	if (!s) {
 		/* Not ours: hand it on, or re-execute the int3 with the
 		 * default action (the process dies of SIGTRAP as it would have). */
@@ -375,7 +484,7 @@ static void bp_handler(int sig, siginfo_t *info, void *ctx)
 	to = __atomic_load_n(&s->key->func, __ATOMIC_ACQUIRE);
 	if (!s->tail) {
 		gregs[REG_RSP] -= 8;
-		*(uint64_t *)gregs[REG_RSP] = at + STATIC_CALL_INSN_SIZE;
+		*(uint64_t *)gregs[REG_RSP] = at + (uintptr_t)s->len;
 	}
 	gregs[REG_RIP] = (greg_t)to;
 	__atomic_fetch_add(&emulated, 1, __ATOMIC_RELAXED);
@@ -404,7 +513,7 @@ static int bp_setup(void)
 	/* one trampoline per key (sorted to drop repeats), then the sites */
 	for (s = b; s < e; s++)
 		bp_sites[n++] = (struct bp_site){ (uintptr_t)static_call_site_key(s)->tramp,
-			static_call_site_key(s), 1 };
+			static_call_site_key(s), 1, STATIC_CALL_INSN_SIZE, 0, 0 };
 	qsort(bp_sites, n, sizeof(*bp_sites), bp_cmp);
 	max = n;
 	n = 0;
@@ -414,9 +523,13 @@ static int bp_setup(void)
 	for (s = b; s < e; s++)
 		bp_sites[n++] = (struct bp_site){ (uintptr_t)static_call_site_addr(s),
 			static_call_site_key(s),
-			(int)(static_call_site_flags(s) & STATIC_CALL_SITE_TAIL) };
+			(int)(static_call_site_flags(s) & STATIC_CALL_SITE_TAIL),
+			(int)static_call_insn_len(static_call_site_addr(s)), 0, 0 };
 	qsort(bp_sites, n, sizeof(*bp_sites), bp_cmp);
 	n_bp_sites = n;
+	prefix_batch = calloc(n ? n : 1, sizeof(*prefix_batch));
+	if (!prefix_batch)
+		return -1;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = bp_handler;
@@ -447,7 +560,7 @@ static int setup_locked(enum static_call_policy policy, enum static_call_patcher
 	if (patcher == STATIC_CALL_PATCHER_DEFAULT)
 		patcher = policy == STATIC_CALL_POLICY_SEED ? STATIC_CALL_PATCHER_STORE
 							    : STATIC_CALL_PATCHER_BREAKPOINT;
-	if (patcher < STATIC_CALL_PATCHER_STORE || patcher > STATIC_CALL_PATCHER_STORE_UNSAFE) {
+	if (patcher < STATIC_CALL_PATCHER_STORE || patcher > STATIC_CALL_PATCHER_PREFIX_EARLY) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -457,9 +570,11 @@ static int setup_locked(enum static_call_policy policy, enum static_call_patcher
 		return -1;
 	}
 	detect_serialize();
+	if (getenv("STATIC_CALL_WRITE_SPACING"))
+		write_spacing = strtoul(getenv("STATIC_CALL_WRITE_SPACING"), NULL, 10);
 	if (alias_setup())
 		return -1;
-	if (patcher == STATIC_CALL_PATCHER_BREAKPOINT && (sync_setup() || bp_setup()))
+	if (traps(patcher) && (sync_setup() || bp_setup()))
 		return -1;
 	current_policy = policy;
 	current_patcher = patcher;
@@ -486,7 +601,7 @@ int static_call_init(enum static_call_policy policy)
 
 static int rel32_reaches(const unsigned char *insn, const void *dest)
 {
-	intptr_t d = (intptr_t)dest - (intptr_t)(insn + STATIC_CALL_INSN_SIZE);
+	intptr_t d = (intptr_t)dest - (intptr_t)(insn + static_call_insn_len(insn));
 
 	return d >= INT32_MIN && d <= INT32_MAX;
 }
@@ -512,12 +627,17 @@ int static_call_check_site(const struct static_call_site *site,
 		*why = "unknown flag bits in the key field";
 		return -1;
 	}
-	if (insn[0] != (tail ? 0xe9 : 0xe8)) {
+	if (static_call_insn_prefixed(insn)) {
+		if (tail) {
+			*why = "tail flag set but the site is a call (2E E8)";
+			return -1;
+		}
+	} else if (insn[0] != (tail ? 0xe9 : 0xe8)) {
 		if (insn[0] == 0xe8 || insn[0] == 0xe9)
 			*why = tail ? "tail flag set but the site is a call (E8)"
 				    : "tail flag clear but the site is a jmp (E9)";
 		else
-			*why = "not an E8 call or E9 jmp rel32";
+			*why = "not an E8 call or E9 jmp rel32, nor a 2E E8 call";
 		return -1;
 	}
 	dest = static_call_insn_dest(insn);
@@ -525,16 +645,29 @@ int static_call_check_site(const struct static_call_site *site,
 		*why = "destination is neither the trampoline nor the current target";
 		return -1;
 	}
-	if (patcher == STATIC_CALL_PATCHER_STORE && static_call_crosses_line(insn)) {
-		*why = "crosses a cache line at its final address (left on the trampoline)";
+	if (!static_call_patcher_owns(patcher, insn)) {
+		if (patcher == STATIC_CALL_PATCHER_PREFIX || patcher == STATIC_CALL_PATCHER_PREFIX_EARLY)
+			*why = "not a cs-prefixed call (left on the trampoline)";
+		else if (static_call_insn_prefixed(insn))
+			*why = "a cs-prefixed call, the prefix patcher's (left on the trampoline)";
+		else
+			*why = "crosses a cache line at its final address (left on the trampoline)";
 		return 0;
 	}
 	return 1;
 }
 
+/* The rel32 of the E8/E9 at insn that reaches dest. */
 static uint32_t rel32_to(const unsigned char *insn, const void *dest)
 {
 	return (uint32_t)((intptr_t)dest - (intptr_t)(insn + STATIC_CALL_INSN_SIZE));
+}
+
+/* The length of a site while its first byte may be an int3: as set-up
+ * found it (the trap patchers know every site). */
+static unsigned site_len(const unsigned char *insn)
+{
+	return (unsigned)bp_lookup((uintptr_t)insn)->len;
 }
 
 static int fail(struct static_call_key *key, const void *where, const char *why, int err)
@@ -558,7 +691,7 @@ static int write_store(struct static_call_key *key, unsigned char *tramp, void *
 
 		if (static_call_site_key(s) != key)
 			continue;
-		if (current_patcher == STATIC_CALL_PATCHER_STORE && static_call_crosses_line(insn))
+		if (!static_call_patcher_owns(current_patcher, insn))
 			continue;	/* fallback, found in phase 1 */
 		poke32(insn + 1, rel32_to(insn, func));
 		rewritten++;
@@ -594,19 +727,87 @@ static int write_breakpoint(struct static_call_key *key, unsigned char *tramp, v
 	for (s = __start_static_call_sites; s < __stop_static_call_sites; s++)
 		if (static_call_site_key(s) == key) {
 			unsigned char *insn = static_call_site_addr(s);
+			unsigned len = site_len(insn);
 
-			poke32(insn + 1, rel32_to(insn, func));
+			poke32(insn + len - 4,
+			       (uint32_t)((intptr_t)func - (intptr_t)(insn + len)));
 			rewritten++;
 		}
 	sync_all();
 	if (tramp_bp)
 		poke8(tramp, 0xe9);
 	for (s = __start_static_call_sites; s < __stop_static_call_sites; s++)
-		if (static_call_site_key(s) == key)
-			poke8(static_call_site_addr(s),
-			      static_call_site_flags(s) & STATIC_CALL_SITE_TAIL ? 0xe9 : 0xe8);
+		if (static_call_site_key(s) == key) {
+			unsigned char *insn = static_call_site_addr(s);
+
+			poke8(insn, static_call_site_flags(s) & STATIC_CALL_SITE_TAIL ? 0xe9 :
+			      site_len(insn) == 6 ? STATIC_CALL_CS_PREFIX : 0xe8);
+		}
 	sync_all();
 	return rewritten;
+}
+
+/*
+ * Prefix patcher (design 1).  The trampoline first, with one store (it is
+ * 8-aligned: the seed rule covers it), so that every site that is not
+ * rewritten, or not yet, reaches the new target.  Then, for the 2E E8 sites
+ * of the key:
+ *   1. arm each site and put int3 on its prefix byte;
+ *   2. sync: from now on a thread that arrives at a site traps and waits,
+ *      and no CPU executes the old bytes from an earlier fetch;
+ *   3. wait until no thread released at a site by an earlier trap is still
+ *      before its E8;
+ *   4. write each rel32, one byte at a time (no one executes it);
+ *   5. disarm: trapped threads return to their E8 and call the new target;
+ *   6. sync: no CPU keeps a stale copy of the old rel32;
+ *   7. put each prefix back.  A thread that still sees the int3 afterwards
+ *      traps and is released at once: no third sync.
+ * The control (PREFIX_EARLY) is the same writer with a handler that does
+ * not wait.
+ */
+static int write_prefix(struct static_call_key *key, unsigned char *tramp, void *func)
+{
+	const struct static_call_site *s;
+	int n = 0, w;
+
+	poke32(tramp + 1, rel32_to(tramp, func));
+	__atomic_store_n(&key->func, func, __ATOMIC_RELEASE);
+	for (s = __start_static_call_sites; s < __stop_static_call_sites; s++)
+		if (static_call_site_key(s) == key && site_len(static_call_site_addr(s)) == 6)
+			prefix_batch[n++] = bp_lookup((uintptr_t)static_call_site_addr(s));
+	if (!n) {
+		sync_core_self();
+		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		__atomic_store_n(&prefix_batch[i]->armed, 1, __ATOMIC_SEQ_CST);
+		poke8((void *)prefix_batch[i]->addr, INT3);
+	}
+	sync_all();
+	__atomic_store_n(&drain_waiting, 1, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < n; i++) {
+		int *count = &prefix_batch[i]->in_flight;
+
+		for (int j = 0; j < SPINS && __atomic_load_n(count, __ATOMIC_SEQ_CST); j++)
+			__asm__ volatile("pause" ::: "memory");
+		while ((w = __atomic_load_n(count, __ATOMIC_SEQ_CST)))
+			futex_wait(count, w);
+	}
+	__atomic_store_n(&drain_waiting, 0, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < n; i++) {
+		unsigned char *insn = (unsigned char *)prefix_batch[i]->addr;
+
+		poke32_bytes(insn + 2, (uint32_t)((intptr_t)func - (intptr_t)(insn + 6)));
+	}
+	for (int i = 0; i < n; i++) {
+		__atomic_store_n(&prefix_batch[i]->armed, 0, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&armed_waiters, __ATOMIC_SEQ_CST))
+			futex_wake(&prefix_batch[i]->armed);
+	}
+	sync_all();
+	for (int i = 0; i < n; i++)
+		poke8((void *)prefix_batch[i]->addr, STATIC_CALL_CS_PREFIX);
+	return n;
 }
 
 int __static_call_update(struct static_call_key *key, void *func)
@@ -662,6 +863,8 @@ int __static_call_update(struct static_call_key *key, void *func)
 	/* Phase 2. */
 	if (current_patcher == STATIC_CALL_PATCHER_BREAKPOINT)
 		ret = write_breakpoint(key, tramp, func);
+	else if (traps(current_patcher))
+		ret = write_prefix(key, tramp, func);
 	else
 		ret = write_store(key, tramp, func);
 out:

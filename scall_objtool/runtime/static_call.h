@@ -25,7 +25,7 @@
  *   static_call_setup(policy, patcher) the same with an explicit patcher
  *
  * The table is written into the objects after compiling, by
- *   scall-objtool write [--policy seed|kernel] [--allow-tail] FILE.o
+ *   scall-objtool write [--policy seed|kernel] [--allow-tail] [--allow-prefixed] FILE.o
  * and bracketed at link time by __start_static_call_sites and
  * __stop_static_call_sites (link with -Wl,-T,static_call_sites.ld).
  *
@@ -33,7 +33,7 @@
  * the executable mappings that hold sites and trampolines are copied into a
  * memfd which is mapped back over them (R-X, MAP_FIXED) and a second time
  * elsewhere (RW-); every write goes through that alias.  Other threads may
- * run through the sites during an update with either patcher:
+ * run through the sites during an update with any patcher:
  *
  *   STATIC_CALL_PATCHER_STORE       the seed thread's rule (Lutomirski): one
  *       4-byte store of the new rel32 per site, no other thread stopped.
@@ -46,8 +46,18 @@
  *       first byte, serialise; a SIGTRAP handler emulates the call (or tail
  *       jump) to the key's current target meanwhile.  Every site, crossing
  *       or not.
+ *   STATIC_CALL_PATCHER_PREFIX      the seed thread's cs-prefix design
+ *       (Torvalds), for sites emitted by static_call_prefixed() as
+ *       2E E8 rel32: int3 on the prefix byte, serialise all threads, write
+ *       the rel32 (one byte at a time: no atomic store is needed), serialise,
+ *       put the prefix back.  A thread that traps has RIP on the E8 already;
+ *       the handler waits until the displacement is in place and returns
+ *       (no emulation).  Every 2E E8 site, crossing or not; the others stay
+ *       on the trampoline.
  *   STATIC_CALL_PATCHER_STORE_UNSAFE  the control experiment only: the
  *       single store applied to crossing sites too (may tear; never use).
+ *   STATIC_CALL_PATCHER_PREFIX_EARLY  the prefix patcher's control: its
+ *       trap handler returns at once, before the displacement is written.
  *
  * Policy.  A table written under the seed policy (scall-objtool's default)
  * promises that every site is an E8 call (or an E9 tail call with
@@ -61,6 +71,13 @@
  *
  *   static_call_init(STATIC_CALL_POLICY_SEED)    store patcher
  *   static_call_init(STATIC_CALL_POLICY_KERNEL)  breakpoint patcher
+ *   static_call_setup(STATIC_CALL_POLICY_SEED, STATIC_CALL_PATCHER_PREFIX)
+ *       prefix patcher, for a table written with --allow-prefixed (which
+ *       lists the 2E E8 sites, crossing or not; the kernel policy lists them
+ *       too, for the breakpoint patcher)
+ *
+ * Which listed sites a patcher rewrites is static_call_patcher_owns(): the
+ * patcher reads the site's bytes (2E E8, E8, E9) and where it lies.
  *
  * Without a call the seed policy (store patcher) applies on the first
  * update: telling the runtime SEED about a kernel-policy table only leaves
@@ -108,6 +125,7 @@ struct static_call_site {
 
 #define STATIC_CALL_CACHE_LINE	64
 #define STATIC_CALL_INSN_SIZE	5	/* E8/E9 rel32 */
+#define STATIC_CALL_CS_PREFIX	0x2e	/* the prefixed site: 2E E8 rel32, 6 bytes */
 
 enum static_call_policy {
 	STATIC_CALL_POLICY_SEED = 0,	/* E8 (E9) sites that never cross a line */
@@ -119,6 +137,8 @@ enum static_call_patcher {
 	STATIC_CALL_PATCHER_STORE = 1,		/* one 4-byte store; non-crossing sites */
 	STATIC_CALL_PATCHER_BREAKPOINT = 2,	/* int3 handshake; every site */
 	STATIC_CALL_PATCHER_STORE_UNSAFE = 3,	/* control: one store, crossing too */
+	STATIC_CALL_PATCHER_PREFIX = 4,		/* int3 on a cs prefix; 2E E8 sites */
+	STATIC_CALL_PATCHER_PREFIX_EARLY = 5,	/* control: the trap returns at once */
 };
 
 #define STATIC_CALL_KEY(name)	__SCK__##name
@@ -190,6 +210,128 @@ enum static_call_patcher {
 	__static_call_update(&STATIC_CALL_KEY(name), (void *)__sc_new);	\
 })
 
+/*
+ * The cs-prefixed call site (design 1 of the seed thread, Torvalds):
+ *
+ *   static_call_prefixed(name, args...)
+ *
+ * calls the static call `name` through inline asm as `2E E8 rel32` (a cs
+ * segment override, which does nothing in 64-bit mode, in front of a call
+ * to __SCT__name), so that the prefix patcher can put int3 on the prefix
+ * byte: a thread that hits it traps with RIP already on the E8, and the
+ * trap handler only has to return once the new displacement is in place.
+ * Zero to six integer or pointer arguments; the result is the static call's
+ * return type, which must be void, an integer or a pointer (returned in
+ * %rax; a floating-point argument is refused at compile time).
+ *
+ * The asm states the x86-64 System V calling convention itself (the
+ * compiler sees no call):
+ *   - %rax is the result; the argument registers %rdi, %rsi, %rdx, %rcx,
+ *     %r8, %r9 are operands or clobbered, and so are %r10, %r11;
+ *   - every vector register (%xmm0-15; with AVX-512 also %xmm16-31 and the
+ *     mask registers %k0-7): no SSE/AVX register is preserved by a call;
+ *   - the x87 stack st(0)-st(7) (it must be empty at a call, and the
+ *     callee may use it) and the MMX registers that alias it; "fpsr" (x87
+ *     status word);
+ *   - "cc" (flags) and "memory" (the callee may read and write anything);
+ *   - the stack: the asm moves %rsp below the 128-byte red zone (the
+ *     compiler sees no call, so the function may keep data there, which
+ *     the call's return address would overwrite) and aligns it to 16 bytes
+ *     as the ABI requires at a call; the caller's %rsp is kept in a
+ *     register the callee preserves (the compiler picks one: every
+ *     caller-saved register is clobbered).
+ * The direction flag is clear before the call (the ABI's invariant, which
+ * the compiler keeps) and the callee returns it clear, so it needs no
+ * clobber; %mxcsr and the x87 control word are callee-saved.
+ * Cost: the site is 6 bytes instead of 5, plus 15 bytes of stack handling
+ * (lea, and, two movs); no unwinding (C++ exceptions, backtrace()) through
+ * the callee, whose caller's frame the asm's %rsp moves hide from CFI.
+ */
+#define __SC_CS_NARG(...)	__SC_CS_NARG_(0, ##__VA_ARGS__, 6, 5, 4, 3, 2, 1, 0)
+#define __SC_CS_NARG_(_0, _1, _2, _3, _4, _5, _6, n, ...)	n
+
+#define __SC_CS_ARG(i, a)						\
+	_Static_assert(__builtin_classify_type(a) != 8 &&		\
+		       __builtin_classify_type(a) != 9,			\
+		       "static_call_prefixed: integer or pointer arguments only"); \
+	unsigned long __sc_t##i = (unsigned long)(a);
+#define __SC_CS_TEMPS0()
+#define __SC_CS_TEMPS1(a)	__SC_CS_ARG(1, a)
+#define __SC_CS_TEMPS2(a, b)	__SC_CS_TEMPS1(a) __SC_CS_ARG(2, b)
+#define __SC_CS_TEMPS3(a, b, c)	__SC_CS_TEMPS2(a, b) __SC_CS_ARG(3, c)
+#define __SC_CS_TEMPS4(a, b, c, d)	__SC_CS_TEMPS3(a, b, c) __SC_CS_ARG(4, d)
+#define __SC_CS_TEMPS5(a, b, c, d, e)	__SC_CS_TEMPS4(a, b, c, d) __SC_CS_ARG(5, e)
+#define __SC_CS_TEMPS6(a, b, c, d, e, f)	__SC_CS_TEMPS5(a, b, c, d, e) __SC_CS_ARG(6, f)
+
+#define __SC_CS_REG(i, r)	register unsigned long __sc_r##i __asm__(r) = __sc_t##i;
+#define __SC_CS_REGS0
+#define __SC_CS_REGS1	__SC_CS_REG(1, "rdi")
+#define __SC_CS_REGS2	__SC_CS_REGS1 __SC_CS_REG(2, "rsi")
+#define __SC_CS_REGS3	__SC_CS_REGS2 __SC_CS_REG(3, "rdx")
+#define __SC_CS_REGS4	__SC_CS_REGS3 __SC_CS_REG(4, "rcx")
+#define __SC_CS_REGS5	__SC_CS_REGS4 __SC_CS_REG(5, "r8")
+#define __SC_CS_REGS6	__SC_CS_REGS5 __SC_CS_REG(6, "r9")
+
+#define __SC_CS_OUT0
+#define __SC_CS_OUT1	, "+r"(__sc_r1)
+#define __SC_CS_OUT2	__SC_CS_OUT1, "+r"(__sc_r2)
+#define __SC_CS_OUT3	__SC_CS_OUT2, "+r"(__sc_r3)
+#define __SC_CS_OUT4	__SC_CS_OUT3, "+r"(__sc_r4)
+#define __SC_CS_OUT5	__SC_CS_OUT4, "+r"(__sc_r5)
+#define __SC_CS_OUT6	__SC_CS_OUT5, "+r"(__sc_r6)
+
+/* the argument registers an n-argument call does not use are clobbered */
+#define __SC_CS_CLOB0	"rdi", "rsi", "rdx", "rcx", "r8", "r9",
+#define __SC_CS_CLOB1	"rsi", "rdx", "rcx", "r8", "r9",
+#define __SC_CS_CLOB2	"rdx", "rcx", "r8", "r9",
+#define __SC_CS_CLOB3	"rcx", "r8", "r9",
+#define __SC_CS_CLOB4	"r8", "r9",
+#define __SC_CS_CLOB5	"r9",
+#define __SC_CS_CLOB6
+
+#ifdef __AVX512F__
+#define __SC_CS_CLOB_AVX512						\
+	"xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", \
+	"xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", \
+	"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7",
+#else
+#define __SC_CS_CLOB_AVX512
+#endif
+
+/* every other register the x86-64 SysV convention lets a callee change */
+#define __SC_CS_CLOBBERS						\
+	"r10", "r11",							\
+	"xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",	\
+	"xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", \
+	__SC_CS_CLOB_AVX512						\
+	"st", "st(1)", "st(2)", "st(3)", "st(4)", "st(5)", "st(6)", "st(7)", \
+	"mm0", "mm1", "mm2", "mm3", "mm4", "mm5", "mm6", "mm7",		\
+	"fpsr", "cc", "memory"
+
+#define __SC_CS_ASM(name)						\
+	"mov %%rsp, %[__sc_sp]\n\t"					\
+	"lea -128(%%rsp), %%rsp\n\t"	/* below the red zone */	\
+	"and $-16, %%rsp\n\t"		/* 16-aligned at the call */	\
+	".byte 0x2e\n\t"		/* cs: does nothing; int3 goes here */ \
+	"call " STATIC_CALL_TRAMP_STR(name) "\n\t"			\
+	"mov %[__sc_sp], %%rsp"
+
+#define __SC_CS_CALL(name, n, ...)	__SC_CS_CALL_(name, n, __VA_ARGS__)
+#define __SC_CS_CALL_(name, n, ...)					\
+({									\
+	__SC_CS_TEMPS##n(__VA_ARGS__)					\
+	__SC_CS_REGS##n							\
+	unsigned long __sc_rax, __sc_sp;				\
+	__asm__ volatile(__SC_CS_ASM(name)				\
+			 : "=a"(__sc_rax), [__sc_sp] "=&r"(__sc_sp) __SC_CS_OUT##n \
+			 :						\
+			 : __SC_CS_CLOB##n __SC_CS_CLOBBERS);		\
+	(__typeof__(STATIC_CALL_TRAMP(name)(__VA_ARGS__)))__sc_rax;	\
+})
+
+#define static_call_prefixed(name, ...)					\
+	__SC_CS_CALL(name, __SC_CS_NARG(__VA_ARGS__), ##__VA_ARGS__)
+
 /* Library (static_call.c). */
 int static_call_init(enum static_call_policy policy);
 /* Choose policy and patcher, remap the text, register membarrier and the
@@ -204,7 +346,8 @@ enum static_call_patcher static_call_patcher(void);
  * interrupted threads return to user mode through IRET, which serialises)
  * or "none" before set-up / for the store patchers. */
 const char *static_call_sync_method(void);
-/* Number of SIGTRAPs the breakpoint patcher's handler emulated (all threads). */
+/* Number of SIGTRAPs at a site the handler took (all threads): calls the
+ * breakpoint patcher emulated, or returns to the E8 of the prefix patcher. */
 unsigned long static_call_emulated(void);
 int __static_call_update(struct static_call_key *key, void *func);
 
@@ -229,22 +372,63 @@ static inline unsigned long static_call_site_flags(const struct static_call_site
 	return ((uintptr_t)&s->key + s->key) & STATIC_CALL_SITE_FLAGS;
 }
 
-/* 1 when the 5 bytes at insn cross a cache line where they are now. */
+/* 1 when insn is a cs-prefixed call, 2E E8 rel32 (static_call_prefixed). */
+static inline int static_call_insn_prefixed(const unsigned char *insn)
+{
+	return insn[0] == STATIC_CALL_CS_PREFIX && insn[1] == 0xe8;
+}
+
+/* Length of the site at insn: 6 for 2E E8 rel32, else 5 (E8/E9 rel32). */
+static inline unsigned static_call_insn_len(const unsigned char *insn)
+{
+	return STATIC_CALL_INSN_SIZE + static_call_insn_prefixed(insn);
+}
+
+/* 1 when the bytes of the site at insn cross a cache line where they are now. */
 static inline int static_call_crosses_line(const void *insn)
 {
-	return (uintptr_t)insn % STATIC_CALL_CACHE_LINE + STATIC_CALL_INSN_SIZE
+	return (uintptr_t)insn % STATIC_CALL_CACHE_LINE + static_call_insn_len(insn)
 		> STATIC_CALL_CACHE_LINE;
 }
 
-/* Destination of the E8/E9 rel32 at insn (NULL for any other opcode). */
+/* Destination of the E8/E9 rel32 at insn, or of the E8 after a cs prefix
+ * (NULL for any other opcode). */
 static inline void *static_call_insn_dest(const unsigned char *insn)
 {
 	int32_t rel;
 
+	insn += static_call_insn_prefixed(insn);
 	if (insn[0] != 0xe8 && insn[0] != 0xe9)
 		return NULL;
 	__builtin_memcpy(&rel, insn + 1, 4);
 	return (void *)(insn + STATIC_CALL_INSN_SIZE + rel);
+}
+
+/*
+ * Whether `patcher` rewrites the listed site at insn (its own sites), where
+ * it is now; the others keep calling the trampoline, which every patcher
+ * retargets:
+ *   store          E8/E9 whose 5 bytes do not cross a line (the seed rule)
+ *   store-unsafe   every E8/E9 (the control)
+ *   prefix(-early) every 2E E8, crossing or not (design 1)
+ *   breakpoint     every site: E8, E9, 2E E8
+ */
+static inline int static_call_patcher_owns(enum static_call_patcher patcher,
+					   const unsigned char *insn)
+{
+	int prefixed = static_call_insn_prefixed(insn);
+
+	switch (patcher) {
+	case STATIC_CALL_PATCHER_STORE:
+		return !prefixed && !static_call_crosses_line(insn);
+	case STATIC_CALL_PATCHER_STORE_UNSAFE:
+		return !prefixed;
+	case STATIC_CALL_PATCHER_PREFIX:
+	case STATIC_CALL_PATCHER_PREFIX_EARLY:
+		return prefixed;
+	default:
+		return 1;
+	}
 }
 
 /*
