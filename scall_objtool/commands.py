@@ -269,7 +269,8 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     summary = {"objects": len(results), **summarize(results, per_object=True)}
     if run.skipped:
         summary["skipped"] = run.skipped
-    verdict = findings.check(findings.sites_from_results(results), max_fallback, base)
+    verdict = findings.check(findings.sites_from_results(results), max_fallback, base,
+                             errors=len(errors), objects=len(results))
     plain = [e.removeprefix(error_line("")) for e in errors]
     if format == "sarif":
         from .report.sarif import sarif_json
@@ -287,7 +288,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
         from .report.text import check_text, stats_text
         text = check_text(verdict, summary, options.policy, source_root, quiet, group_by,
                           stats_text(results) if stats else "")
-    if not _deliver(messages, text, output) or errors:
+    if not _deliver(messages, text, output) or not verdict.complete:
         return 2
     return 0 if verdict.passed else 1
 

@@ -191,10 +191,26 @@ class CheckResult:
     max_fallback: int
     baseline: str | None
     gone: list[LintSite]           # baseline findings no longer present
+    errors: int = 0                # inputs that could not be checked
+    objects: int | None = None     # objects read (None: not counted, a library call)
+
+    @property
+    def complete(self) -> bool:
+        """Every input was read, and there was at least one: a check that read
+        nothing, or not everything, never passes."""
+        return not self.errors and self.objects != 0
 
     @property
     def passed(self) -> bool:
-        return self.failing <= self.max_fallback
+        return self.complete and self.failing <= self.max_fallback
+
+    @property
+    def status(self) -> str:
+        """``passed``, ``failed`` or ``incomplete`` (an input error, or no object
+        read: exit 2 whatever was found)."""
+        if not self.complete:
+            return "incomplete"
+        return "passed" if self.passed else "failed"
 
     @property
     def baselined(self) -> int:
@@ -202,16 +218,19 @@ class CheckResult:
 
 
 def check(sites: list[LintSite], max_fallback: int = 0,
-          baseline: Report | None = None) -> CheckResult:
+          baseline: Report | None = None, errors: int = 0,
+          objects: int | None = None) -> CheckResult:
+    """The verdict on ``sites``; ``errors`` (inputs that failed) and ``objects``
+    (objects read) make it incomplete when there were errors or nothing read."""
     fallback = [s for s in sites if not s.patchable]
     if baseline is None:
         findings = [Finding(s) for s in fallback]
-        return CheckResult(findings, len(findings), max_fallback, None, [])
+        return CheckResult(findings, len(findings), max_fallback, None, [], errors, objects)
     base = [s for s in baseline.sites if not s.patchable]
     pairs, new, gone = match(fallback, base)
     covered = {id(c) for _, c in pairs}
     findings = [Finding(s, baselined=id(s) in covered) for s in fallback]
-    return CheckResult(findings, len(new), max_fallback, baseline.path, gone)
+    return CheckResult(findings, len(new), max_fallback, baseline.path, gone, errors, objects)
 
 
 # --------------------------------------------------------------------- diff

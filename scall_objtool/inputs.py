@@ -173,8 +173,8 @@ def expand(paths: list[str], include: list[str] | None = None,
 
     for p in paths:
         if os.path.isdir(p):
-            found = _walk(p, patterns)
-            if not found:
+            found = _walk(p, patterns, errors)
+            if not found and not errors:
                 errors.append(InputError("no objects found in this directory (include: "
                                          f"{' '.join(patterns)})", show(p)))
             keep, skipped = _kbuild_repeats(found)
@@ -189,10 +189,16 @@ def expand(paths: list[str], include: list[str] | None = None,
     return Expansion(out, errors, repeats)
 
 
-def _walk(top: str, patterns: tuple) -> list[str]:
+def _walk(top: str, patterns: tuple, errors: list) -> list[str]:
+    """The files below ``top`` that match ``patterns``; a directory that cannot
+    be listed is an error (a check that skipped it silently would pass)."""
     import fnmatch
     found = []
-    for root, dirs, files in os.walk(top):
+
+    def unreadable(e: OSError) -> None:
+        errors.append(InputError(f"cannot read directory: {e.strerror}",
+                                 show(e.filename or top)))
+    for root, dirs, files in os.walk(top, onerror=unreadable):
         dirs.sort()
         for f in files:
             if any(fnmatch.fnmatchcase(f, pat) for pat in patterns):

@@ -142,7 +142,8 @@ def test_json_output(cli, build, tmp_path):
     assert res.rc == 1 and res.stdout == ""
     doc = json.loads(out.read_text())
     jsonschema.Draft202012Validator(schema("check")).validate(doc)
-    assert doc["check"] == {"passed": False, "findings": 2, "failing": 2, "max_fallback": 0,
+    assert doc["check"] == {"passed": False, "status": "failed", "findings": 2, "failing": 2,
+                            "max_fallback": 0,
                             "baseline": None, "baselined": 0, "fixed": 0, "errors": []}
     assert [(f["function"], f["kind"], f["reason"], f["source"]["line"])
             for f in doc["findings"]] == [("lint_forward", "tail", "tail-call", TAIL_LINE),
@@ -347,3 +348,74 @@ def test_hostile_source_names_are_escaped(cli, tmp_path):
     # recorded relative to the source root, escaped
     doc = cli("check", "--format", "json", "--source-root", tmp_path, obj).json()
     assert doc["findings"][0]["source"] == {"file": "ev\\x1bil\\nna\\xffme.c", "line": 42}
+
+
+# ------------------------------------------------- never a false pass (#21)
+def _incomplete(res, errors: int, read: bool):
+    """The run ended with exit 2 and a last line that says the check is
+    incomplete (never "passed")."""
+    assert res.rc == 2, (res.stdout, res.stderr)
+    last = summary_line(res.stdout)
+    assert "check passed" not in res.stdout and "check failed" not in res.stdout
+    want = f"check incomplete: {errors} input error{'' if errors == 1 else 's'}"
+    assert want in last, last
+    assert ("no object read" in last) != read, last
+    return last
+
+
+def test_not_elf_is_incomplete(cli, tmp_path):
+    (tmp_path / "notelf.o").write_text("hi\n")
+    res = cli("check", "notelf.o")
+    _incomplete(res, 1, read=False)
+    assert "notelf.o: not an ELF file" in res.stderr
+
+
+def test_empty_directory_is_incomplete(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    _incomplete(cli("check", "empty"), 1, read=False)
+
+
+def test_lto_and_bitcode_are_incomplete(cli, tmp_path):
+    import subprocess
+    src = SRC / "lint.c"
+    subprocess.run(["gcc", "-c", "-O2", "-flto", "-o", str(tmp_path / "lto.o"), str(src)],
+                   check=True)
+    subprocess.run(["clang", "-c", "-O2", "-flto", "-o", str(tmp_path / "bc.o"), str(src)],
+                   check=True)
+    for name in ("lto.o", "bc.o"):
+        res = cli("check", "--policy", "kernel", name)
+        _incomplete(res, 1, read=False)
+    res = cli("check", "--policy", "kernel", "lto.o", "bc.o")
+    _incomplete(res, 2, read=False)
+
+
+def test_a_tree_with_one_bad_object_is_incomplete(cli, build, tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    build("lint.c", "-O2", out="tree/a.o")
+    (tree / "sub" / "bad.o").write_bytes(b"\x7fELF" + b"\0" * 8)
+    res = cli("check", "--policy", "kernel", "tree")
+    last = _incomplete(res, 1, read=True)
+    # what the objects that were read hold is still said
+    assert "1 object, 4 sites" in last and "(0 fallback sites in the objects read)" in last
+    doc = cli("check", "--policy", "kernel", "--format", "json", "tree")
+    assert doc.rc == 2
+    c = doc.json()["check"]
+    assert c["status"] == "incomplete" and c["passed"] is False and len(c["errors"]) == 1
+    jsonschema.validate(doc.json(), schema("check"))
+    sarif = cli("check", "--policy", "kernel", "--format", "sarif", "tree")
+    run = json.loads(sarif.stdout)["runs"][0]
+    assert sarif.rc == 2 and run["invocations"][0]["executionSuccessful"] is False
+    assert run["properties"]["check"]["status"] == "incomplete"
+
+
+def test_only_foreign_objects_read_nothing(cli, tmp_path):
+    """A walk that finds only objects of another class reads none: not a pass."""
+    import subprocess
+    (tmp_path / "t").mkdir()
+    (tmp_path / "x.s").write_text(".text\nf: ret\n")
+    subprocess.run(["as", "--32", "-o", str(tmp_path / "t" / "x.o"), str(tmp_path / "x.s")],
+                   check=True)
+    res = cli("check", "t")
+    assert res.rc == 2, res.stdout
+    assert summary_line(res.stdout).endswith("check incomplete: no object read")

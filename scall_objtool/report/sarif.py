@@ -181,7 +181,7 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
         "results": results,
         "columnKind": "utf16CodeUnits",
         "properties": {"policy": options.to_json(), "summary": summary,
-                       "check": {"passed": res.passed and not errors,
+                       "check": {"passed": res.passed and not errors, "status": res.status,
                                  "failing": res.failing, "max_fallback": res.max_fallback,
                                  "baseline": res.baseline}},
     }

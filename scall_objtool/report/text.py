@@ -268,8 +268,22 @@ def check_text(res, summary: dict, policy: str, root: str | None = None,
     detail = plural(res.failing, what)
     if res.failing or res.max_fallback:
         detail += f", at most {res.max_fallback} allowed"
-    lines.append(f"{head}; check {'passed' if res.passed else 'failed'}: {detail}")
+    lines.append(f"{head}; {check_status(res, detail)}")
     return _lines(lines)
+
+
+def check_status(res, detail: str) -> str:
+    """The verdict at the end of check's summary line: ``check passed: ...``,
+    ``check failed: ...``, or, when an input could not be read or none was,
+    ``check incomplete: 2 input errors`` (never a pass), with what was found
+    in the rest."""
+    if res.status != "incomplete":
+        return f"check {res.status}: {detail}"
+    why = [plural(res.errors, "input error")] if res.errors else []
+    if not res.objects:
+        why.append("no object read")
+    found = f" ({detail} in the objects read)" if res.objects else ""
+    return f"check incomplete: {', '.join(why)}{found}"
 
 
 def _source(s) -> str:
