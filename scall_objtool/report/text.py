@@ -171,6 +171,8 @@ def verify_text(verdicts, options: Options, skipped: dict | None = None,
                 lines.extend(f"{v.path}: missing: {m}" for m in v.missing)
         if v.policy_findings and not quiet:
             lines.extend(f"{v.path}: policy: {m}" for m in v.policy_findings)
+        if v.unlisted and not quiet:
+            lines.extend(f"{v.path}: unlisted: {m}" for m in v.unlisted)
     bad = sum(not v.ok for v in verdicts)
     findings = sum(bool(v.policy_findings) for v in verdicts)
     lines.append(f"verify: {len(verdicts)} objects, {sum(v.entries for v in verdicts)} "
