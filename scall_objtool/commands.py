@@ -248,7 +248,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
           baseline: str | None = None, max_fallback: int = 0, stats: bool = False,
           source_root: str | None = None, include: list[str] | None = None,
           jobs: int | None = None, candidates: str = "auto", quiet: bool = False,
-          group_by: str | None = None) -> int:
+          group_by: str | None = None, layout_gate: str = "auto") -> int:
     """The CI gate: 0 pass, 1 fail, 2 errors (the report is still written)."""
     from . import findings
     from .model import summarize
@@ -270,7 +270,8 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     if run.skipped:
         summary["skipped"] = run.skipped
     verdict = findings.check(findings.sites_from_results(results), max_fallback, base,
-                             errors=len(errors), objects=len(results))
+                             errors=len(errors), objects=len(results), layout_mode=layout_gate,
+                             policy=options.policy, cache_line=options.cache_line)
     plain = [e.removeprefix(error_line("")) for e in errors]
     if format == "sarif":
         from .report.sarif import sarif_json

@@ -169,6 +169,11 @@ COMMANDS = {c.name: c for c in (
                  metavar="N"),
              Opt("stats", ("--stats",), "flag",
                  "text format: add tables of sites per trampoline, kind, reason and object"),
+             Opt("layout_gate", ("--layout-gate",), "choice",
+                 "crossing findings (layout): chance compares their count with what uniform "
+                 "placement gives (+3 sigma); strict fails on every new one; auto is strict "
+                 "when every judged section is cache-line aligned (the assembler's padding "
+                 "flags), else chance", default="auto", choices=("auto", "chance", "strict")),
              SOURCE_ROOT,
              INCLUDE, JOBS, CANDIDATES, QUIET, GROUP_BY)),
     Command("diff", "Compare two JSON reports: added, removed and changed sites (exit 1 on "

@@ -246,7 +246,12 @@ def finding_line(site, root: str | None = None) -> str:
 def check_text(res, summary: dict, policy: str, root: str | None = None,
                quiet: bool = False, group_by: str | None = None, stats: str = "") -> str:
     """The findings that fail the check, a line each (or, with ``group_by``, a
-    table of groups of findings), and a summary line last."""
+    table of groups of findings), and a summary line last.  Layout findings
+    within the chance limit do not fail and are not listed (``scan`` lists
+    every site); when the limit is exceeded the new ones are."""
+    gate = res.layout
+    over = bool(gate and gate.excess)
+    shown = [f for f in res.findings if f.fails or (over and f.site.layout and not f.baselined)]
     if quiet:
         lines = []
     elif group_by:
@@ -255,23 +260,39 @@ def check_text(res, summary: dict, policy: str, root: str | None = None,
                          lambda sites: (sum(id(s) not in known for s in sites), len(sites)),
                          ("new" if res.baseline is not None else "failing", "findings"))
     else:
-        lines = [finding_line(f.site, root) for f in res.findings if not f.baselined]
+        lines = [finding_line(f.site, root) for f in shown]
     head = (f"summary: {plural(summary['objects'], 'object')}, "
             f"{plural(summary['sites'], 'site')}, {summary['patchable']} patchable, "
             f"{summary['fallback']} fallback (policy {policy})"
             f"{skipped_text(summary.get('skipped'))}")
     if res.baseline is not None:
-        head += f"; baseline {res.baseline}: {res.baselined} known, {res.failing} new"
+        head += f"; baseline {res.baseline}: {res.baselined} known, {res.new} new"
         if res.gone:
             head += f", {len(res.gone)} fixed"
     if stats:
         lines.append(stats.rstrip("\n"))
-    what = "new fallback site" if res.baseline is not None else "fallback site"
+    chance = bool(gate and gate.calls and gate.mode == "chance")
+    what = (("new " if res.baseline is not None else "")
+            + ("structural " if chance else "") + "fallback site")
     detail = plural(res.failing, what)
     if res.failing or res.max_fallback:
         detail += f", at most {res.max_fallback} allowed"
+    if gate and gate.calls:
+        detail += f"; {layout_text(gate)}"
     lines.append(f"{head}; {check_status(res, detail)}")
     return _lines(lines)
+
+
+def layout_text(gate) -> str:
+    """``layout: 3 crossing of 120 calls, chance 7.5, limit 16`` (``over the
+    limit of 16`` when it fails), or, strict, ``layout (strict, pinned
+    alignment): 3 crossing of 120 calls, 1 new``."""
+    counts = f"{gate.findings} crossing of {plural(gate.calls, 'call')}"
+    if gate.mode == "chance":
+        limit = f"over the limit of {gate.limit}" if gate.excess else f"limit {gate.limit}"
+        return f"layout: {counts}, chance {gate.expected:.1f}, {limit}"
+    why = ", pinned alignment" if gate.pinned else ""
+    return f"layout (strict{why}): {counts}, {gate.new} new"
 
 
 def check_status(res, detail: str) -> str:
