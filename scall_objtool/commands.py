@@ -295,17 +295,38 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
 
 
 def diff(old: str, new: str, format: str = "text", output: str | None = None,
-         quiet: bool = False) -> int:
+         quiet: bool = False, old_root: str | None = None,
+         new_root: str | None = None) -> int:
     """Compare two reports: 0 no new fallback site, 1 a new one, 2 errors."""
     from . import findings
     from .report.jsondoc import diff_json, load_report
     from .report.text import diff_text
     check_output(output, [old, new])
+    for opt, root in (("--old-root", old_root), ("--new-root", new_root)):
+        if root is not None and not os.path.isdir(root):
+            raise UsageError(f"{opt} {show(root)}: not a directory")
     rep_old = load_report(old)
     rep_new = load_report(new)
-    d = findings.diff(rep_old.sites, rep_new.sites)
+    warnings = _policy_warning(rep_old, rep_new.policy, "OLD")
+    d = findings.diff(rep_old.sites, rep_new.sites, old_root, new_root)
+    matched = d.unchanged or d.changed
+    if not matched and rep_old.sites and rep_new.sites and old_root is new_root is None:
+        # two trees (or releases) in different places: match on the paths below
+        # each report's common directory
+        roots = findings.common_root(rep_old.sites), findings.common_root(rep_new.sites)
+        again = findings.diff(rep_old.sites, rep_new.sites, *roots)
+        if again.unchanged or again.changed:
+            d, matched = again, True
+            warnings.append(warning_line(show(new), "no object path of OLD is in NEW; matched on "
+                                              f"the paths below {show(roots[0])} (OLD) and "
+                                              f"{show(roots[1])} (NEW) "
+                                              "(--old-root/--new-root choose them)"))
+    if not matched and rep_old.sites and rep_new.sites:
+        warnings.append(warning_line(show(new), "no site of OLD matches one of NEW: every site is "
+                                          "added or removed (reports of different trees? "
+                                          "--old-root and --new-root re-root them)"))
     text = diff_json(d, old, new) if format == "json" else diff_text(d, quiet)
-    if not _deliver(_policy_warning(rep_old, rep_new.policy, "OLD"), text, output):
+    if not _deliver(warnings, text, output):
         return 2
     return 1 if d.new_fallback else 0
 

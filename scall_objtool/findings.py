@@ -131,11 +131,36 @@ LAYOUT_REASONS = frozenset({"crosses-cache-line", "may-cross-cache-line"})
 STRUCTURAL_REASONS = frozenset({"tail-call", "conditional-tail-call", "prefixed", "indirect"})
 
 
+_COMPRESSED = (".ko.xz", ".ko.zst", ".ko.gz")
+
+
+def object_key(path: str, root: str | None = None) -> str:
+    """An object path as identities compare it: normalized, relative to ``root``
+    (an absolute, normalized directory; default: the current directory) when
+    below it, a compressed module as the module (``x.ko.xz`` is ``x.ko``)."""
+    p = norm_object(path) if root is None else relative_below(os.path.abspath(path), root)
+    for ext in _COMPRESSED:
+        if p.endswith(ext):
+            return p[:-len(ext)] + ".ko"
+    return p
+
+
 def site_key(s, root: str | None = None) -> tuple:
     """A site's identity without its ordinal: (object relative to ``root``
     (default: the current directory), function, trampoline, kind)."""
-    obj = norm_object(s.object) if root is None else relative_below(s.object, root)
-    return (obj, norm_function(s.function, s.section), s.trampoline, s.kind)
+    return (object_key(s.object, root), norm_function(s.function, s.section), s.trampoline,
+            s.kind)
+
+
+def common_root(sites) -> str | None:
+    """The deepest directory that holds every site's object (None: no sites)."""
+    dirs = {os.path.dirname(os.path.abspath(s.object)) for s in sites}
+    if not dirs:
+        return None
+    try:
+        return os.path.commonpath(sorted(dirs))
+    except ValueError:
+        return None
 
 
 def keyer(root: str | None):

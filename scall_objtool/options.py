@@ -182,7 +182,13 @@ COMMANDS = {c.name: c for c in (
              Arg("new", "NEW.json", "the later report")),
             (Opt("format", ("--format", "-f"), "choice", "output format", default="text",
                  choices=("text", "json")),
-             LINT_OUTPUT, QUIET),
+             LINT_OUTPUT, QUIET,
+             Opt("old_root", ("--old-root",), "str",
+                 "match OLD's objects by their paths below DIR (default: the current "
+                 "directory; when nothing matches, each report's common directory)",
+                 metavar="DIR"),
+             Opt("new_root", ("--new-root",), "str",
+                 "match NEW's objects by their paths below DIR", metavar="DIR")),
             policy=False),
     Command("dashboard", "Render JSON reports (scan or check --format json, oldest first) "
                          "as one self-contained HTML page: summary, breakdowns, fallback "

@@ -130,13 +130,19 @@ def finding_json(f) -> dict:
                    "ordinal": ordinal}}
 
 
+def _shown(site) -> dict:
+    """A site of diff's JSON, its object path normalized (no ``/./``)."""
+    import os
+    return {**site.to_json(), "object": os.path.normpath(site.object)}
+
+
 def diff_json(d, old: str, new: str) -> str:
     return dump({
         "tool": tool(),
         "old": old, "new": new,
-        "added": [s.to_json() for s in d.added],
-        "removed": [s.to_json() for s in d.removed],
-        "changed": [{"old": o.to_json(), "new": n.to_json()} for o, n in d.changed],
+        "added": [_shown(s) for s in d.added],
+        "removed": [_shown(s) for s in d.removed],
+        "changed": [{"old": _shown(o), "new": _shown(n)} for o, n in d.changed],
         "summary": {"added": len(d.added), "removed": len(d.removed),
                     "changed": len(d.changed), "unchanged": len(d.unchanged),
                     "moved": d.moved, "new_fallback": len(d.new_fallback)},
@@ -240,7 +246,7 @@ def _joined(root: str | None, path):
     import os
     if root is None or os.path.isabs(path):
         return path
-    return os.path.join(root, path)
+    return os.path.normpath(os.path.join(root, path))
 
 
 def _str(v):

@@ -323,7 +323,7 @@ def diff_text(d, quiet: bool = False) -> str:
         return "  [new fallback]" if id(s) in newfb else ""
 
     def site(s) -> str:
-        return esc(f"{s.object}: {s.where}: {s.kind} {s.trampoline}: "
+        return esc(f"{display_path(s.object)}: {s.where}: {s.kind} {s.trampoline}: "
                    f"{verdict(s.patchable, s.reason)}{_source(s)}")
 
     for s in d.added if not quiet else ():
@@ -332,7 +332,7 @@ def diff_text(d, quiet: bool = False) -> str:
         lines.append(f"removed  {site(s)}")
     for o, n in d.changed if not quiet else ():
         kind = f"{o.kind} -> {n.kind}" if o.kind != n.kind else n.kind
-        lines.append(esc(f"changed  {n.object}: {n.where}: {kind} {n.trampoline}: "
+        lines.append(esc(f"changed  {display_path(n.object)}: {n.where}: {kind} {n.trampoline}: "
                          f"{verdict(o.patchable, o.reason)} -> "
                          f"{verdict(n.patchable, n.reason)}{_source(n)}{mark(n)}"))
     lines.append(f"summary: {len(d.added)} added, {len(d.removed)} removed, "
