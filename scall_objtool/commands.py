@@ -78,12 +78,16 @@ def _deliver(messages: list[str], text: str, output: str | None) -> bool:
     return True
 
 
-def _collect(paths: list[str], include: list[str] | None, archives: bool = True):
+def _collect(paths: list[str], include: list[str] | None, archives: bool = True,
+             linked: bool = False):
     """(the inputs, one error line for each path that could not be expanded,
-    the number of files a walk passed over as repeats of others)."""
-    found = expand(paths, include, archives)
+    the number of files a walk passed over as repeats of others, and of those
+    the number passed over as parts of a linked artifact it reads instead)."""
+    from .inputs import LINKED_INTO
+    found = expand(paths, include, archives, linked)
+    held = sum(why.startswith(LINKED_INTO.split("{")[0]) for _, why in found.repeats)
     return found.inputs, [error_line(f"{show(e.path)}: {e.message}" if e.path else e.message)
-                          for e in found.errors], len(found.repeats)
+                          for e in found.errors], len(found.repeats) - held, held
 
 
 @record
@@ -96,13 +100,15 @@ class Run:
     skipped: dict
 
 
-def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None) -> Run:
+def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None,
+           linked: bool = False) -> Run:
     """Run a batch.  ``output`` (-o) must not be an input; ``refuse(result)`` may
-    name a reason to count a result as an error instead."""
+    name a reason to count a result as an error instead; ``linked``: a walk
+    reads linked artifacts instead of their parts (``expand``)."""
     check_output(output, [])
-    inputs, errors, repeated = _collect(paths, include)
+    inputs, errors, repeated, held = _collect(paths, include, linked=linked)
     check_output(output, [i.path for i in inputs])
-    run = Run([], list(errors), errors, {"foreign": 0, "repeated": repeated})
+    run = Run([], list(errors), errors, {"foreign": 0, "repeated": repeated, "linked": held})
     for o in run_batch(worker, inputs, args, jobs):
         why = refuse(o.result) if refuse and o.ok and o.result is not None else None
         if why:
@@ -194,7 +200,7 @@ def write(paths: list[str], options: Options, output: str | None = None,
         raise UsageError("-o/--output takes exactly one input file")
     # archives are not expanded: one is refused as a whole (write_path), and a
     # directory walk does not look for them unless --include asks
-    inputs, messages, _ = _collect(paths, include or WRITE_INCLUDE, archives=False)
+    inputs, messages, _, _ = _collect(paths, include or WRITE_INCLUDE, archives=False)
     if output is not None and (len(inputs) != 1 or inputs[0].path != paths[0]):
         raise UsageError("-o/--output takes exactly one input file")
     if output is not None:
@@ -261,12 +267,13 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
         base = load_report(baseline)               # InputError: exit 2 (run_guarded)
     # an object without machine code (slim LTO) has nothing to check: not a pass
     run = _batch(scan_one, paths, include, (options, candidates), jobs, output,
-                 refuse=lambda r: r.no_code)
+                 refuse=lambda r: r.no_code, linked=True)
     results, messages, errors = run.results, run.messages, run.errors
     if base is not None:
         messages[:0] = (_policy_warning(base, options.to_json(), "the baseline")
                         + _unmatched_baseline(base, results))
-    summary = {"objects": len(results), **summarize(results, per_object=True)}
+    summary = {"objects": len(results), **summarize(results, per_object=True),
+               "placement": findings.exactness(results)}
     if run.skipped:
         summary["skipped"] = run.skipped
     verdict = findings.check(findings.sites_from_results(results), max_fallback, base,

@@ -197,6 +197,28 @@ def sites_from_results(results) -> list[LintSite]:
             for r in results for s in r.sites]
 
 
+def exactness(results) -> dict:
+    """How many sites were judged exactly (a final address, the module loader's
+    layout) and how many provisionally (the section's alignment only: an
+    object linked into nothing the run read), with the provisional objects."""
+    exact = provisional = 0
+    objects = []
+    for r in results:
+        n = 0
+        for s in r.sites:
+            basis = s.placement.get("basis") if isinstance(s.placement, dict) else None
+            if s.kind == "indirect":
+                continue
+            if basis in ("address", "model"):
+                exact += 1
+            else:
+                n += 1
+        if n:
+            provisional += n
+            objects.append({"path": r.path, "sites": n})
+    return {"exact": exact, "provisional": provisional, "provisional_objects": objects}
+
+
 @dataclass
 class Report:
     """A JSON report (``scan --format json``) read back."""

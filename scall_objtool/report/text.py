@@ -25,6 +25,9 @@ def skipped_text(skipped: dict | None) -> str:
         parts.append(f"{skipped['foreign']} of another ELF class or machine")
     if skipped.get("repeated"):
         parts.append(f"{plural(skipped['repeated'], 'repeat')} of other objects (Kbuild)")
+    if skipped.get("linked"):
+        parts.append(f"{plural(skipped['linked'], 'part')} of vmlinux or modules "
+                     "(judged there)")
     return "; skipped " + ", ".join(parts)
 
 
@@ -265,6 +268,13 @@ def check_text(res, summary: dict, policy: str, root: str | None = None,
             f"{plural(summary['sites'], 'site')}, {summary['patchable']} patchable, "
             f"{summary['fallback']} fallback (policy {policy})"
             f"{skipped_text(summary.get('skipped'))}")
+    placed = summary.get("placement")
+    mixed = placed and placed["exact"] and placed["provisional"]
+    if placed and (mixed or (summary.get("skipped") or {}).get("linked")):
+        head += (f"; {placed['exact']} sites judged exactly, "
+                 f"{placed['provisional']} provisional")
+        if mixed and not quiet:
+            lines.extend(provisional_lines(placed["provisional_objects"]))
     if res.baseline is not None:
         head += f"; baseline {res.baseline}: {res.baselined} known, {res.new} new"
         if res.gone:
@@ -281,6 +291,22 @@ def check_text(res, summary: dict, policy: str, root: str | None = None,
         detail += f"; {layout_text(gate)}"
     lines.append(f"{head}; {check_status(res, detail)}")
     return _lines(lines)
+
+
+#: provisional objects listed by name; the JSON summary lists them all
+PROVISIONAL_SHOWN = 10
+
+
+def provisional_lines(objects: list[dict]) -> list[str]:
+    """Which sites are provisional, and why: objects linked into no artifact the
+    run read, whose crossing verdicts rest on section alignment."""
+    out = [esc(f"provisional: {o['path']}: {plural(o['sites'], 'site')} (not linked into "
+               "vmlinux or a module in the tree: crossing by section alignment)")
+           for o in objects[:PROVISIONAL_SHOWN]]
+    if len(objects) > PROVISIONAL_SHOWN:
+        out.append(f"provisional: ... and {len(objects) - PROVISIONAL_SHOWN} more objects "
+                   "(the JSON summary lists them)")
+    return out
 
 
 def layout_text(gate) -> str:
