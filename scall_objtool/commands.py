@@ -154,8 +154,10 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
          include: list[str] | None = None, jobs: int | None = None,
          stats: bool = False, candidates: str = "auto", quiet: bool = False,
          group_by: str | None = None, source_root: str | None = None) -> int:
-    """Report every site: 0, or 2 when an input failed (the report is still written)."""
-    run = _batch(scan_one, paths, include, (options, candidates), jobs, output)
+    """Report every site: 0, or 2 when an input failed (the report is still written).
+    A build tree is read as check reads it (linked artifacts), so that a scan
+    report is a baseline for check."""
+    run = _batch(scan_one, paths, include, (options, candidates), jobs, output, linked=True)
     if format == "json":
         from .report.jsondoc import paths_base, scan_json
         text = scan_json(run.results, options, run.skipped, paths_base(output), source_root)
