@@ -585,3 +585,28 @@ def test_trend_shows_fallback_on_its_own_scale(cli, tree, tmp_path, browser):
                      "'#trend-fallback circle')).map(function (c) { return +c.getAttribute('cy'); })")
     # 3% apart is tens of pixels apart
     assert abs(ys[0] - ys[1]) > 40, ys
+
+
+@pytest.mark.slow             # the whole corpus checked against a baseline, in a browser
+def test_corpus_baselined_check_shows_new_findings_in_one_click(cli, corpus, tmp_path, browser):
+    """Issue 21's must-show: the corpus dashboard of a baselined check lists the
+    new findings alone after one click.  The baseline is the corpus without
+    net/, so net/'s findings are new (crossing ones within chance: the check
+    itself may pass)."""
+    base = tmp_path / "base.json"
+    scan_json(cli, base, *sorted(p for p in corpus.iterdir() if p.name != "net"))
+    out = tmp_path / "check.json"
+    r = cli("check", "--format", "json", "--baseline", base, "-o", out, corpus)
+    assert r.rc in (0, 1), r.stderr
+    doc = json.loads(out.read_text())
+    new = [f for f in doc["findings"] if f["baseline_state"] == "new"]
+    assert new and all("/net/" in f["object"] for f in new)
+    assert len(new) < len(doc["findings"])
+    page = tmp_path / "check.html"
+    page.write_text(dashboard_from_files([str(out)]))
+    open_page(browser, page)
+    assert console_errors(browser) == []
+    assert total(browser, "sites") == len(doc["findings"])
+    from selenium.webdriver.common.by import By
+    browser.find_element(By.ID, "sites-new").click()
+    assert total(browser, "sites") == len(new)
