@@ -276,10 +276,18 @@ def _kbuild_linked(top: str, found: list[str]) -> tuple[list[str], list[tuple[st
                 listed = fh.read().split()
         except OSError:
             listed = []
+        # NAME.mod lists paths relative to the build's top (Kbuild), which may
+        # be the walk's top or any directory above the module's
+        bases = [top]
+        d = os.path.dirname(os.path.abspath(stem))
+        while True:
+            bases.append(d)
+            up = os.path.dirname(d)
+            if up == d:
+                break
+            d = up
         for part in listed:
-            # NAME.mod lists paths relative to the build's top (Kbuild), or to
-            # the module's directory
-            for base in (top, os.path.dirname(stem)):
+            for base in bases:
                 cand = os.path.join(base, part)
                 if os.path.isfile(cand):
                     parts.setdefault(os.path.realpath(cand), name)

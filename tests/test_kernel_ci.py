@@ -529,3 +529,13 @@ def test_an_edit_before_a_static_call_moves_it_and_nothing_is_new(linked_tree, t
     d = run_cli("diff", "--format", "json", base, after).json()
     assert d["summary"]["added"] == d["summary"]["removed"] == 0
     assert d["summary"]["moved"] >= 3          # a_fn's three calls moved in vmlinux
+
+
+def test_a_module_checked_from_its_own_directory(linked_tree):
+    """NAME.mod lists parts relative to the build's top; a walk that starts
+    below it still finds them, and counts each site once."""
+    t = linked_tree
+    r = run_cli("check", "--format", "json", "--layout-gate", "strict", t / "drivers")
+    doc = r.json()
+    assert doc["summary"]["sites"] == 4
+    assert doc["summary"]["skipped"]["linked"] == 3
