@@ -264,6 +264,9 @@ def _kbuild_linked(top: str, found: list[str]) -> tuple[list[str], list[tuple[st
             for m in members:
                 if m.member_offset is None:
                     parts[os.path.realpath(m.path)] = "vmlinux"
+        # lib.a archives: linked only where referenced
+        parts.update(_lib_members_in(vmlinux, [f for f in found
+                                               if os.path.basename(f) == "lib.a"]))
     kos = set()
     for f in found:
         stem = _module_stem(f)
@@ -306,6 +309,41 @@ def _kbuild_linked(top: str, found: list[str]) -> tuple[list[str], list[tuple[st
     if has_vmlinux:
         keep.insert(0, vmlinux)
     return keep, skipped
+
+
+def _lib_members_in(vmlinux: str, archives: list[str]) -> dict[str, str]:
+    """The thin members of ``lib.a`` archives that the link pulled into
+    ``vmlinux`` (an archive member is linked only when referenced): those
+    defining a global function that vmlinux's symbol table names.  By
+    realpath; unreadable files are left to the walk, which reports them."""
+    from .elf import STB_GLOBAL, STT_FUNC, ElfFile, read_file
+    out: dict[str, str] = {}
+    if not archives:
+        return out
+    try:
+        strtab = ElfFile(read_file(vmlinux), vmlinux).strtab
+    except (InputError, OSError):
+        return out
+    for lib in archives:
+        try:
+            members = archive_members(lib, read_file(lib))
+        except (InputError, OSError):
+            continue
+        for m in members:
+            if m.member_offset is not None:
+                continue
+            try:
+                elf = ElfFile(read_file(m.path), m.path)
+                cols = elf.syms
+                for i in range(elf.num_symbols):
+                    info = cols.info[i]
+                    if info >> 4 == STB_GLOBAL and info & 0xF == STT_FUNC and cols.shndx[i]:
+                        if b"\0" + elf.symbol(i).name_bytes + b"\0" in strtab:
+                            out[os.path.realpath(m.path)] = "vmlinux"
+                            break
+            except (InputError, OSError, ValueError):
+                continue
+    return out
 
 
 def _module_stem(path: str) -> str | None:

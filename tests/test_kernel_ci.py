@@ -539,3 +539,20 @@ def test_a_module_checked_from_its_own_directory(linked_tree):
     doc = r.json()
     assert doc["summary"]["sites"] == 4
     assert doc["summary"]["skipped"]["linked"] == 3
+
+
+def test_lib_a_members_count_once(linked_tree):
+    """lib.a is linked only where referenced: the member vmlinux pulled in is
+    judged in vmlinux, the other keeps its own (provisional) verdicts."""
+    t = linked_tree
+    _as(t / "lib" / "l1.o", _calls("__SCT__k", "l1_fn", [5]))
+    _as(t / "lib" / "l2.o", _calls("__SCT__k", "l2_fn", [7]))
+    subprocess.run(["ar", "cDPrsT", "lib/lib.a", "lib/l1.o", "lib/l2.o"], cwd=t, check=True)
+    _as(t / "kernel" / "ref.o", ".text\n.globl ref_fn\nref_fn:\n call l1_fn\n ret\n")
+    subprocess.run(["ar", "cDPrST", "vmlinux.a", "kernel/ref.o"], cwd=t, check=True)
+    subprocess.run(["ld", "-o", "vmlinux", "-e", "0", "kernel/a.o", "kernel/b.o", "kernel/ref.o",
+                    "lib/lib.a"], cwd=t, check=True)
+    doc = run_cli("check", "--format", "json", t).json()
+    by_obj = {Path(o["path"]).relative_to(t).as_posix(): o["sites"]
+              for o in doc["summary"]["by_object"] if o["sites"]}
+    assert by_obj == {"vmlinux": 7, "drivers/foo.ko": 4, "other/c.o": 2, "lib/l2.o": 1}, by_obj
