@@ -270,7 +270,7 @@ def check_text(res, summary: dict, policy: str, root: str | None = None,
             f"{skipped_text(summary.get('skipped'))}")
     placed = summary.get("placement")
     mixed = placed and placed["exact"] and placed["provisional"]
-    if placed and (mixed or (summary.get("skipped") or {}).get("linked")):
+    if placed and placed["exact"]:
         head += (f"; {placed['exact']} sites judged exactly, "
                  f"{placed['provisional']} provisional")
         if mixed and not quiet:
