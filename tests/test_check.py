@@ -540,3 +540,17 @@ def test_identity_has_an_ordinal_and_no_verdict():
                             site(kind="call", reason=None, off=7)])
     res = check(cur, 0, base, layout_mode="strict")
     assert res.findings[0].state == "new" and res.failing == 1 and not res.passed
+
+
+def test_an_old_baseline_still_matches(cli, lint_o, tmp_path):
+    """A baseline from before the stable identity (and without the fields
+    reports gained since: placement) loads and matches as before."""
+    base = tmp_path / "old.json"
+    cli("scan", "--format", "json", "-o", base, lint_o)
+    doc = json.loads(base.read_text())
+    for o in doc["objects"]:
+        for s in o["sites"]:
+            s.pop("placement", None)
+    base.write_text(json.dumps(doc))
+    res = cli("check", "--baseline", base, lint_o)
+    assert res.rc == 0 and "1 known, 0 new" in res.stdout, res.stdout
