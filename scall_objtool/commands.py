@@ -99,8 +99,10 @@ def _deliver(messages: list[str], text: str, output: str | None,
 class Collected:
     """The inputs of a command line: the error line of each path that could
     not be expanded, the warning of each symlink a walk did not follow out of
-    its tree, what was passed over (``skipped`` counts for the summary) and
-    the inputs left out as the same file as another (display, display kept)."""
+    its tree, what was passed over (``skipped`` counts for the summary: Kbuild
+    repeats, parts of a linked artifact read instead, links out of the tree,
+    the same file again) and the inputs left out as the same file as another
+    (display, display kept)."""
     inputs: list
     errors: list
     warnings: list
@@ -108,15 +110,18 @@ class Collected:
     duplicates: list
 
 
-def _collect(paths: list[str], include: list[str] | None, archives: bool = True) -> Collected:
-    found = expand(paths, include, archives)
+def _collect(paths: list[str], include: list[str] | None, archives: bool = True,
+             linked: bool = False) -> Collected:
+    from .inputs import LINKED_INTO
+    found = expand(paths, include, archives, linked)
     errors = [error_line(f"{show(e.path)}: {e.message}" if e.path else e.message)
               for e in found.errors]
     warnings = [warning_line(link, f"a symlink out of the directory walked (to {target}): "
                                    "skipped, neither read nor written")
                 for link, target in found.outside]
-    skipped = {"repeated": len(found.repeats), "outside": len(found.outside),
-               "duplicate": len(found.duplicates)}
+    held = sum(why.startswith(LINKED_INTO.split("{")[0]) for _, why in found.repeats)
+    skipped = {"repeated": len(found.repeats) - held, "linked": held,
+               "outside": len(found.outside), "duplicate": len(found.duplicates)}
     return Collected(found.inputs, errors, warnings, skipped, found.duplicates)
 
 
@@ -132,11 +137,13 @@ class Run:
     files: dict
 
 
-def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None) -> Run:
+def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None,
+           linked: bool = False) -> Run:
     """Run a batch.  ``output`` (-o) must not be an input; ``refuse(result)`` may
-    name a reason to count a result as an error instead."""
+    name a reason to count a result as an error instead; ``linked``: a walk
+    reads linked artifacts instead of their parts (``expand``)."""
     check_output(output, [])
-    got = _collect(paths, include)
+    got = _collect(paths, include, linked=linked)
     check_output(output, [i.path for i in got.inputs])
     inputs, errors = got.inputs, got.errors
     run = Run([], got.warnings + errors, errors, {"foreign": 0, **got.skipped},
@@ -187,8 +194,10 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
          include: list[str] | None = None, jobs: int | None = None,
          stats: bool = False, candidates: str = "auto", quiet: bool = False,
          group_by: str | None = None, source_root: str | None = None) -> int:
-    """Report every site: 0, or 2 when an input failed (the report is still written)."""
-    run = _batch(scan_one, paths, include, (options, candidates), jobs, output)
+    """Report every site: 0, or 2 when an input failed (the report is still written).
+    A build tree is read as check reads it (linked artifacts), so that a scan
+    report is a baseline for check."""
+    run = _batch(scan_one, paths, include, (options, candidates), jobs, output, linked=True)
     if format == "json":
         from .report.jsondoc import paths_base, scan_json
         text = scan_json(run.results, options, run.skipped, paths_base(output), source_root)
@@ -297,7 +306,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
           baseline: str | None = None, max_fallback: int = 0, stats: bool = False,
           source_root: str | None = None, include: list[str] | None = None,
           jobs: int | None = None, candidates: str = "auto", quiet: bool = False,
-          group_by: str | None = None) -> int:
+          group_by: str | None = None, layout_gate: str = "auto") -> int:
     """The CI gate: 0 pass, 1 fail, 2 errors (the report is still written)."""
     from . import findings
     from .model import summarize
@@ -310,15 +319,18 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
         base = load_report(baseline)               # InputError: exit 2 (run_guarded)
     # an object without machine code (slim LTO) has nothing to check: not a pass
     run = _batch(scan_one, paths, include, (options, candidates), jobs, output,
-                 refuse=lambda r: r.no_code)
+                 refuse=lambda r: r.no_code, linked=True)
     results, messages, errors = run.results, run.messages, run.errors
     if base is not None:
         messages[:0] = (_policy_warning(base, options.to_json(), "the baseline")
                         + _unmatched_baseline(base, results))
-    summary = {"objects": len(results), **summarize(results, per_object=True)}
+    summary = {"objects": len(results), **summarize(results, per_object=True),
+               "placement": findings.exactness(results)}
     if run.skipped:
         summary["skipped"] = run.skipped
-    verdict = findings.check(findings.sites_from_results(results), max_fallback, base)
+    verdict = findings.check(findings.sites_from_results(results), max_fallback, base,
+                             errors=len(errors), objects=len(results), layout_mode=layout_gate,
+                             policy=options.policy, cache_line=options.cache_line)
     plain = [e.removeprefix(error_line("")) for e in errors]
     if format == "sarif":
         from .report.sarif import sarif_json
@@ -336,24 +348,44 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
         from .report.text import check_text, stats_text
         text = check_text(verdict, summary, options.policy, source_root, quiet, group_by,
                           stats_text(results) if stats else "")
-    if not _deliver(messages, text, output, machine=format != "text") or errors:
+    if not _deliver(messages, text, output, machine=format != "text") or not verdict.complete:
         return 2
     return 0 if verdict.passed else 1
 
 
 def diff(old: str, new: str, format: str = "text", output: str | None = None,
-         quiet: bool = False) -> int:
+         quiet: bool = False, old_root: str | None = None,
+         new_root: str | None = None) -> int:
     """Compare two reports: 0 no new fallback site, 1 a new one, 2 errors."""
     from . import findings
     from .report.jsondoc import diff_json, load_report
     from .report.text import diff_text
     check_output(output, [old, new])
+    for opt, root in (("--old-root", old_root), ("--new-root", new_root)):
+        if root is not None and not os.path.isdir(root):
+            raise UsageError(f"{opt} {show(root)}: not a directory")
     rep_old = load_report(old)
     rep_new = load_report(new)
-    d = findings.diff(rep_old.sites, rep_new.sites)
+    warnings = _policy_warning(rep_old, rep_new.policy, "OLD")
+    d = findings.diff(rep_old.sites, rep_new.sites, old_root, new_root)
+    matched = d.unchanged or d.changed
+    if not matched and rep_old.sites and rep_new.sites and old_root is new_root is None:
+        # two trees (or releases) in different places: match on the paths below
+        # each report's common directory
+        roots = findings.common_root(rep_old.sites), findings.common_root(rep_new.sites)
+        again = findings.diff(rep_old.sites, rep_new.sites, *roots)
+        if again.unchanged or again.changed:
+            d, matched = again, True
+            warnings.append(warning_line(show(new), "no object path of OLD is in NEW; matched on "
+                                              f"the paths below {show(roots[0])} (OLD) and "
+                                              f"{show(roots[1])} (NEW) "
+                                              "(--old-root/--new-root choose them)"))
+    if not matched and rep_old.sites and rep_new.sites:
+        warnings.append(warning_line(show(new), "no site of OLD matches one of NEW: every site is "
+                                          "added or removed (reports of different trees? "
+                                          "--old-root and --new-root re-root them)"))
     text = diff_json(d, old, new) if format == "json" else diff_text(d, quiet)
-    if not _deliver(_policy_warning(rep_old, rep_new.policy, "OLD"), text, output,
-                    machine=format == "json"):
+    if not _deliver(warnings, text, output, machine=format == "json"):
         return 2
     return 1 if d.new_fallback else 0
 

@@ -1,7 +1,9 @@
 """Find stage: trampolines, and the relocations that point at them.
 
 A trampoline is a GLOBAL symbol whose name starts with the trampoline prefix
-(objtool marks exactly these).  Every relocation whose symbol is a
+(objtool marks exactly these in an object).  In a linked image a LOCAL code
+symbol counts too: a trampoline with hidden visibility (the shipped runtime's)
+or from a static link is made LOCAL by the linker.  Every relocation whose symbol is a
 trampoline -- or a section symbol whose target lands on a trampoline defined
 in that section -- is a *candidate*; the decode stage proves or rejects it.
 
@@ -18,6 +20,9 @@ from .elf import (
     SHN_LORESERVE,
     SHT_PROGBITS,
     STB_GLOBAL,
+    STB_LOCAL,
+    STT_FUNC,
+    STT_NOTYPE,
     STT_SECTION,
     ElfFile,
     Section,
@@ -48,13 +53,17 @@ def may_have_trampolines(elf: ElfFile, prefix: bytes) -> bool:
 
 
 def find_trampolines(elf: ElfFile, prefix: bytes) -> dict[int, Symbol]:
-    """Global symbols named prefix+something, by symbol index."""
+    """Global symbols named prefix+something, by symbol index; in a linked image
+    also local ones of code (a hidden trampoline after the link)."""
     if not may_have_trampolines(elf, prefix):
         return {}
     info = elf.syms.info
+    local_ok = elf.linked
     out = {}
     for idx in elf.names_with_prefix(prefix):
-        if info[idx] >> 4 != STB_GLOBAL:
+        bind, stype = info[idx] >> 4, info[idx] & 0xF
+        if bind != STB_GLOBAL and not (local_ok and bind == STB_LOCAL
+                                       and stype in (STT_FUNC, STT_NOTYPE)):
             continue
         sym = elf.symbol(idx)
         if sym.shndx >= SHN_LORESERVE:

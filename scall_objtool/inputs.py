@@ -141,7 +141,7 @@ class Expansion:
 
 
 def expand(paths: list[str], include: list[str] | None = None,
-           archives: bool = True) -> Expansion:
+           archives: bool = True, linked: bool = False) -> Expansion:
     """The inputs named by ``paths``.
 
     A directory walk stays in its tree: a symlink that resolves outside the
@@ -161,7 +161,14 @@ def expand(paths: list[str], include: list[str] | None = None,
     module's parts), ``NAME.ko`` and a composite ``NAME.o`` linked from other
     parts.  Those are passed over and listed in ``repeats``.  Objects of
     another ELF class or machine found by a walk are marked ``walked`` and
-    skipped when read (x86 kernels hold 32-bit realmode and boot objects)."""
+    skipped when read (x86 kernels hold 32-bit realmode and boot objects).
+
+    With ``linked`` (``check``: verdicts, not tables) a walk prefers what was
+    linked: ``vmlinux`` at the top of the walk is read and the objects linked
+    into it (the members of ``vmlinux.a``) are passed over; a ``NAME.ko``
+    beside ``NAME.mod`` is read and the parts ``NAME.mod`` lists (and a
+    composite ``NAME.o``) are passed over.  Their sites are then judged at
+    final addresses or by the module loader's layout, each counted once."""
     patterns = tuple(include) if include else DEFAULT_INCLUDE
     out: list[Input] = []
     errors: list[InputError] = []
@@ -190,12 +197,17 @@ def expand(paths: list[str], include: list[str] | None = None,
             walk = _walk(p, patterns)
             errors.extend(walk.errors)
             outside.extend((show(f), show(t)) for f, t in walk.outside)
-            if not walk.found and not walk.outside and not walk.errors:
+            found = walk.found
+            if not found and not walk.outside and not walk.errors:
                 errors.append(InputError("no objects found in this directory (include: "
                                          f"{' '.join(patterns)})", show(p)))
-            keep, skipped = _kbuild_repeats(walk.found)
+            if linked:
+                keep, skipped = _kbuild_linked(p, found)
+            else:
+                keep, skipped = _kbuild_repeats(found)
             repeats.extend((show(f), why) for f, why in skipped)
-            walked = frozenset(os.path.realpath(f) for f in keep)
+            # every file the walk found (read, or passed over as held by another)
+            walked = frozenset(os.path.realpath(f) for f in found)
             for full in keep:
                 add_file(full, walked, walk.links.get(full))
         elif os.path.isfile(p):
@@ -326,6 +338,112 @@ def _kbuild_repeats(found: list[str]) -> tuple[list[str], list[tuple[str, str]]]
                                ".mod lists"))
     gone = {f for f, _ in skipped}
     return [f for f in found if f not in gone], skipped
+
+
+#: why a walk passed over an object that a linked artifact holds
+LINKED_INTO = "linked into {}: judged there"
+
+
+def _kbuild_linked(top: str, found: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """``_kbuild_repeats`` preferring linked artifacts: (the files to read,
+    [(file, why)] those passed over).  ``vmlinux`` (top of the walk) replaces
+    the members of ``vmlinux.a`` and ``vmlinux.o``; ``NAME.ko`` beside
+    ``NAME.mod`` replaces the parts it lists and a composite ``NAME.o``."""
+    skipped = []
+    parts: dict[str, str] = {}          # realpath of a part -> the artifact holding it
+    vmlinux = os.path.join(top, "vmlinux")
+    has_vmlinux = os.path.isfile(vmlinux)
+    if has_vmlinux:
+        archive = os.path.join(top, "vmlinux.a")
+        if os.path.isfile(archive):
+            try:
+                from .elf import read_file
+                members = archive_members(archive, read_file(archive))
+            except (InputError, OSError):
+                members = []            # read again by the walk, which reports it
+            for m in members:
+                if m.member_offset is None:
+                    parts[os.path.realpath(m.path)] = "vmlinux"
+        # lib.a archives: linked only where referenced
+        parts.update(_lib_members_in(vmlinux, [f for f in found
+                                               if os.path.basename(f) == "lib.a"]))
+    kos = set()
+    for f in found:
+        stem = _module_stem(f)
+        if stem is None or not os.path.isfile(stem + ".mod") or f.endswith(".o"):
+            continue
+        kos.add(f)
+        name = os.path.basename(f)
+        try:
+            with open(stem + ".mod", encoding="utf-8", errors="replace") as fh:
+                listed = fh.read().split()
+        except OSError:
+            listed = []
+        # NAME.mod lists paths relative to the build's top (Kbuild), which may
+        # be the walk's top or any directory above the module's
+        bases = [top]
+        d = os.path.dirname(os.path.abspath(stem))
+        while True:
+            bases.append(d)
+            up = os.path.dirname(d)
+            if up == d:
+                break
+            d = up
+        for part in listed:
+            for base in bases:
+                cand = os.path.join(base, part)
+                if os.path.isfile(cand):
+                    parts.setdefault(os.path.realpath(cand), name)
+                    break
+        if _composite(stem):
+            parts.setdefault(os.path.realpath(stem + ".o"), name)
+    keep = []
+    for f in found:
+        holder = parts.get(os.path.realpath(f))
+        if os.path.basename(f) == "vmlinux.o" and (has_vmlinux or len(found) > 1):
+            skipped.append((f, "vmlinux.o repeats every built-in object"))
+        elif holder is not None and f not in kos:
+            skipped.append((f, LINKED_INTO.format(holder)))
+        else:
+            keep.append(f)
+    if has_vmlinux:
+        keep.insert(0, vmlinux)
+    return keep, skipped
+
+
+def _lib_members_in(vmlinux: str, archives: list[str]) -> dict[str, str]:
+    """The thin members of ``lib.a`` archives that the link pulled into
+    ``vmlinux`` (an archive member is linked only when referenced): those
+    defining a global function that vmlinux's symbol table names.  By
+    realpath; unreadable files are left to the walk, which reports them."""
+    from .elf import STB_GLOBAL, STT_FUNC, ElfFile, read_file
+    out: dict[str, str] = {}
+    if not archives:
+        return out
+    try:
+        strtab = ElfFile(read_file(vmlinux), vmlinux).strtab
+    except (InputError, OSError):
+        return out
+    for lib in archives:
+        try:
+            members = archive_members(lib, read_file(lib))
+        except (InputError, OSError):
+            continue
+        for m in members:
+            if m.member_offset is not None:
+                continue
+            try:
+                elf = ElfFile(read_file(m.path), m.path)
+                cols = elf.syms
+                for i in range(elf.num_symbols):
+                    info = cols.info[i]
+                    if info >> 4 == STB_GLOBAL and info & 0xF == STT_FUNC and cols.shndx[i]:
+                        if b"\0" + elf.symbol(i).name_bytes + b"\0" in strtab:
+                            out[os.path.realpath(m.path)] = "vmlinux"
+                            break
+            except (InputError, OSError, ValueError):
+                continue
+    return out
 
 
 def _module_stem(path: str) -> str | None:

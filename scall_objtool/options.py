@@ -172,6 +172,11 @@ COMMANDS = {c.name: c for c in (
                  metavar="N"),
              Opt("stats", ("--stats",), "flag",
                  "text format: add tables of sites per trampoline, kind, reason and object"),
+             Opt("layout_gate", ("--layout-gate",), "choice",
+                 "crossing findings (layout): chance compares their count with what uniform "
+                 "placement gives (+3 sigma); strict fails on every new one; auto is strict "
+                 "when every judged section is cache-line aligned (the assembler's padding "
+                 "flags), else chance", default="auto", choices=("auto", "chance", "strict")),
              SOURCE_ROOT,
              INCLUDE, JOBS, CANDIDATES, QUIET, GROUP_BY)),
     Command("diff", "Compare two JSON reports: added, removed and changed sites (exit 1 on "
@@ -180,7 +185,13 @@ COMMANDS = {c.name: c for c in (
              Arg("new", "NEW.json", "the later report")),
             (Opt("format", ("--format", "-f"), "choice", "output format", default="text",
                  choices=("text", "json")),
-             LINT_OUTPUT, QUIET),
+             LINT_OUTPUT, QUIET,
+             Opt("old_root", ("--old-root",), "str",
+                 "match OLD's objects by their paths below DIR (default: the current "
+                 "directory; when nothing matches, each report's common directory)",
+                 metavar="DIR"),
+             Opt("new_root", ("--new-root",), "str",
+                 "match NEW's objects by their paths below DIR", metavar="DIR")),
             policy=False),
     Command("dashboard", "Render JSON reports (scan or check --format json, oldest first) "
                          "as one self-contained HTML page: summary, breakdowns, fallback "

@@ -56,7 +56,7 @@ def test_default_policy_fails_on_the_tail_call(cli, lint_o):
         f"{LINT_C}:{TAIL_LINE}: {SRC_MSG.format(lint_o, 'lint_forward+0x3')}"]
     s = summary_line(res.stdout)
     assert "1 object, 4 sites, 3 patchable, 1 fallback (policy seed)" in s
-    assert "check failed: 1 fallback site, at most 0 allowed" in s
+    assert "check failed: 1 structural fallback site, at most 0 allowed" in s
     assert res.stderr == ""
 
 
@@ -65,7 +65,7 @@ def test_kernel_policy_and_allow_tail_pass(cli, lint_o):
         res = cli("check", *args, lint_o)
         assert res.rc == 0, (args, res.stdout, res.stderr)
         assert finding_lines(res.stdout) == []
-        assert "check passed: 0 fallback sites" in summary_line(res.stdout)
+        assert re.search(r"check passed: 0 (structural )?fallback sites", summary_line(res.stdout))
 
 
 def test_without_debug_info_objtool_form(cli, build):
@@ -87,9 +87,10 @@ def test_max_fallback(cli, build):
     obj = build("lint.c", "-O2", "-g", "-DLINT_EXTRA")
     assert cli("check", obj).rc == 1
     res = cli("check", "--max-fallback", "1", obj)
-    assert res.rc == 1 and "2 fallback sites, at most 1 allowed" in res.stdout
+    assert res.rc == 1 and "2 structural fallback sites, at most 1 allowed" in res.stdout
     res = cli("check", "--max-fallback", "2", obj)
-    assert res.rc == 0 and "check passed: 2 fallback sites, at most 2 allowed" in res.stdout
+    assert res.rc == 0 and "check passed: 2 structural fallback sites, at most 2 allowed" in \
+        res.stdout
     # the findings are still listed when they are allowed
     assert [int(x.split(":")[1]) for x in finding_lines(res.stdout)] == [TAIL_LINE, EXTRA_LINE]
     assert cli("check", "--max-fallback", "-1", obj).rc == 2
@@ -142,8 +143,13 @@ def test_json_output(cli, build, tmp_path):
     assert res.rc == 1 and res.stdout == ""
     doc = json.loads(out.read_text())
     jsonschema.Draft202012Validator(schema("check")).validate(doc)
-    assert doc["check"] == {"passed": False, "findings": 2, "failing": 2, "max_fallback": 0,
-                            "baseline": None, "baselined": 0, "fixed": 0, "errors": []}
+    assert doc["check"] == {"passed": False, "status": "failed", "findings": 2, "failing": 2,
+                            "max_fallback": 0, "new": 2,
+                            "baseline": None, "baselined": 0, "fixed": 0, "errors": [],
+                            "layout": {"mode": "chance", "pinned": False, "calls": 3,
+                                       "findings": 0, "new": 0, "expected": 0.75,
+                                       "sigma": 0.75, "baseline": None, "limit": 3,
+                                       "excess": 0}}
     assert [(f["function"], f["kind"], f["reason"], f["source"]["line"])
             for f in doc["findings"]] == [("lint_forward", "tail", "tail-call", TAIL_LINE),
                                           ("lint_extra", "tail", "tail-call", EXTRA_LINE)]
@@ -232,7 +238,7 @@ def test_new_fallback_site_fails_the_baseline(cli, build, tmp_path):
     # only the new site is reported; the known tail call stays silent
     assert finding_lines(res.stdout) == [
         f"{LINT_C}:{EXTRA_LINE}: {SRC_MSG.format(obj, 'lint_extra+0x3')}"]
-    assert "1 known, 1 new; check failed: 1 new fallback site" in res.stdout
+    assert "1 known, 1 new; check failed: 1 new structural fallback site" in res.stdout
     assert cli("check", "--baseline", base, "--max-fallback", "1", obj).rc == 0
     # a baseline from another object does not cover this one
     other = build("lint.c", "-O2", "-g", out="other.o")
@@ -298,7 +304,8 @@ def test_identities_are_counted():
 def test_each_identity_field_matters(change):
     base = Report("b.json", {}, [site()])
     assert check([site()], 0, base).passed
-    assert not check([site(**change)], 0, base).passed
+    # (a crossing call is a layout finding: strictly, every new one fails)
+    assert not check([site(**change)], 0, base, layout_mode="strict").passed
 
 
 def test_offsets_sections_and_clone_numbers_do_not_matter():
@@ -347,3 +354,203 @@ def test_hostile_source_names_are_escaped(cli, tmp_path):
     # recorded relative to the source root, escaped
     doc = cli("check", "--format", "json", "--source-root", tmp_path, obj).json()
     assert doc["findings"][0]["source"] == {"file": "ev\\x1bil\\nna\\xffme.c", "line": 42}
+
+
+# ------------------------------------------------- never a false pass (#21)
+def _incomplete(res, errors: int, read: bool):
+    """The run ended with exit 2 and a last line that says the check is
+    incomplete (never "passed")."""
+    assert res.rc == 2, (res.stdout, res.stderr)
+    last = summary_line(res.stdout)
+    assert "check passed" not in res.stdout and "check failed" not in res.stdout
+    want = f"check incomplete: {errors} input error{'' if errors == 1 else 's'}"
+    assert want in last, last
+    assert ("no object read" in last) != read, last
+    return last
+
+
+def test_not_elf_is_incomplete(cli, tmp_path):
+    (tmp_path / "notelf.o").write_text("hi\n")
+    res = cli("check", "notelf.o")
+    _incomplete(res, 1, read=False)
+    assert "notelf.o: not an ELF file" in res.stderr
+
+
+def test_empty_directory_is_incomplete(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    _incomplete(cli("check", "empty"), 1, read=False)
+
+
+def test_lto_and_bitcode_are_incomplete(cli, tmp_path):
+    import subprocess
+    src = SRC / "lint.c"
+    subprocess.run(["gcc", "-c", "-O2", "-flto", "-o", str(tmp_path / "lto.o"), str(src)],
+                   check=True)
+    subprocess.run(["clang", "-c", "-O2", "-flto", "-o", str(tmp_path / "bc.o"), str(src)],
+                   check=True)
+    for name in ("lto.o", "bc.o"):
+        res = cli("check", "--policy", "kernel", name)
+        _incomplete(res, 1, read=False)
+    res = cli("check", "--policy", "kernel", "lto.o", "bc.o")
+    _incomplete(res, 2, read=False)
+
+
+def test_a_tree_with_one_bad_object_is_incomplete(cli, build, tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    build("lint.c", "-O2", out="tree/a.o")
+    (tree / "sub" / "bad.o").write_bytes(b"\x7fELF" + b"\0" * 8)
+    res = cli("check", "--policy", "kernel", "tree")
+    last = _incomplete(res, 1, read=True)
+    # what the objects that were read hold is still said
+    assert "1 object, 4 sites" in last and "(0 fallback sites in the objects read)" in last
+    doc = cli("check", "--policy", "kernel", "--format", "json", "tree")
+    assert doc.rc == 2
+    c = doc.json()["check"]
+    assert c["status"] == "incomplete" and c["passed"] is False and len(c["errors"]) == 1
+    jsonschema.validate(doc.json(), schema("check"))
+    sarif = cli("check", "--policy", "kernel", "--format", "sarif", "tree")
+    run = json.loads(sarif.stdout)["runs"][0]
+    assert sarif.rc == 2 and run["invocations"][0]["executionSuccessful"] is False
+    assert run["properties"]["check"]["status"] == "incomplete"
+
+
+def test_only_foreign_objects_read_nothing(cli, tmp_path):
+    """A walk that finds only objects of another class reads none: not a pass."""
+    import subprocess
+    (tmp_path / "t").mkdir()
+    (tmp_path / "x.s").write_text(".text\nf: ret\n")
+    subprocess.run(["as", "--32", "-o", str(tmp_path / "t" / "x.o"), str(tmp_path / "x.s")],
+                   check=True)
+    res = cli("check", "t")
+    assert res.rc == 2, res.stdout
+    assert summary_line(res.stdout).endswith("check incomplete: no object read")
+
+
+# ------------------------------------------- stable identity, two gates (#21)
+def _asm_object(tmp_path, name: str, body: str, align: int = 4, tail: bool = True):
+    """An object whose function f in .text.f (2**align-aligned) is ``body``,
+    calling the trampoline __SCT__x (defined GLOBAL in another section), and
+    (``tail``) a function g whose tail call goes to it."""
+    import subprocess
+    src = tmp_path / f"{name}.s"
+    src.write_text(
+        '.section .text.tramp,"ax",@progbits\n.globl __SCT__x\n.type __SCT__x,@function\n'
+        "__SCT__x:\n ret\n.size __SCT__x, 1\n"
+        f'.section .text.f,"ax",@progbits\n.p2align {align}\n.globl f\n.type f,@function\n'
+        f"f:\n{body}\n ret\n.size f, .-f\n"
+        + ('.section .text.g,"ax",@progbits\n.p2align 4\n.globl g\n.type g,@function\n'
+           "g:\n jmp __SCT__x\n.size g, .-g\n" if tail else ""))
+    obj = tmp_path / f"{name}.o"
+    subprocess.run(["as", "--64", "-o", str(obj), str(src)], check=True)
+    return obj
+
+
+def test_a_call_moved_into_depends_is_a_layout_finding_within_chance(cli, tmp_path):
+    """The issue's case: an edit before a static call moves it from offset 4
+    (never crossing) to 0xf (depends on placement).  It is the same site (its
+    identity has no offset and no verdict), now a *layout* finding: within the
+    chance rate it does not fail the gate; strictly it does."""
+    obj = _asm_object(tmp_path, "x", " .skip 4, 0x90\n call __SCT__x")
+    base = tmp_path / "base.json"
+    assert cli("scan", "--format", "json", "-o", base, obj).rc == 0
+    _asm_object(tmp_path, "x", " .skip 15, 0x90\n call __SCT__x")     # the edit, rebuilt
+    res = cli("check", "--baseline", base, obj)
+    assert res.rc == 0, res.stdout
+    assert finding_lines(res.stdout) == []
+    last = summary_line(res.stdout)
+    assert "1 known, 1 new" in last
+    assert last.endswith("check passed: 0 new structural fallback sites; "
+                         "layout: 1 crossing of 1 call, chance 0.2, limit 2")
+    doc = cli("check", "--format", "json", "--baseline", base, obj).json()
+    jsonschema.validate(doc, schema("check"))
+    states = {f["function"]: (f["baseline_state"], f["gate"], f["fails"]) for f in doc["findings"]}
+    assert states == {"f": ("new", "layout", False), "g": ("unchanged", "structural", False)}
+    assert doc["findings"][0]["id"] == {"object": "x.o", "function": "f",
+                                        "trampoline": "__SCT__x", "kind": "call", "ordinal": 0}
+    res = cli("check", "--layout-gate", "strict", "--baseline", base, obj)
+    assert res.rc == 1 and len(finding_lines(res.stdout)) == 1
+    assert "may-cross-cache-line" in finding_lines(res.stdout)[0]
+    assert "layout (strict): 1 crossing of 1 call, 1 new" in summary_line(res.stdout)
+    # diff: the same site, changed (patchable -> fallback); not added
+    new = tmp_path / "new.json"
+    cli("scan", "--format", "json", "-o", new, obj)
+    d = cli("diff", base, new)
+    assert "0 added, 0 removed, 1 changed, 1 unchanged" in d.stdout
+
+
+def test_a_new_structural_finding_fails_whatever_the_layout(cli, tmp_path):
+    obj = _asm_object(tmp_path, "x", " call __SCT__x")
+    base = tmp_path / "base.json"
+    cli("scan", "--format", "json", "-o", base, obj)
+    _asm_object(tmp_path, "x", " call __SCT__x\n jmp __SCT__x")
+    res = cli("check", "--baseline", base, obj)
+    assert res.rc == 1
+    assert [x.split("not patchable: ")[1].split()[0] for x in finding_lines(res.stdout)] == [
+        "tail-call"]
+    assert "1 new structural fallback site" in summary_line(res.stdout)
+
+
+def test_layout_findings_above_chance_fail(cli, tmp_path):
+    """40 calls, each 12 bytes past a 16-byte boundary: every one may cross,
+    against 10 expected by chance (sigma 2.7): over the limit of 19."""
+    body = "\n".join(" .p2align 4\n .skip 12, 0x90\n call __SCT__x" for _ in range(40))
+    obj = _asm_object(tmp_path, "many", body)
+    res = cli("check", obj)
+    assert res.rc == 1
+    assert len(finding_lines(res.stdout)) == 41          # the 40, and g's tail call
+    assert summary_line(res.stdout).endswith(
+        "check failed: 1 structural fallback site, at most 0 allowed; "
+        "layout: 40 crossing of 40 calls, chance 10.0, over the limit of 19")
+    doc = cli("check", "--format", "json", obj).json()
+    assert doc["check"]["layout"] == {"mode": "chance", "pinned": False, "calls": 40,
+                                      "findings": 40, "new": 40, "expected": 10.0,
+                                      "sigma": 2.739, "baseline": None, "limit": 19,
+                                      "excess": 21}
+    # a baseline that holds them raises the limit to its count (+3 sigma)
+    base = tmp_path / "b.json"
+    cli("scan", "--format", "json", "-o", base, obj)
+    assert cli("check", "--allow-tail", "--baseline", base, obj).rc == 0
+
+
+def test_a_pinned_build_gates_crossing_strictly(cli, tmp_path):
+    """Sections aligned to the cache line (what the assembler's padding flags
+    leave) pin the layout: a crossing call is then a real defect, and auto is
+    strict; --layout-gate chance overrides it."""
+    obj = _asm_object(tmp_path, "p", " .skip 62, 0x90\n call __SCT__x", align=6, tail=False)
+    res = cli("check", obj)
+    assert res.rc == 1 and "crosses-cache-line" in res.stdout
+    assert "layout (strict, pinned alignment): 1 crossing of 1 call, 1 new" in res.stdout
+    assert cli("check", "--layout-gate", "chance", obj).rc == 0
+
+
+def test_identity_has_an_ordinal_and_no_verdict():
+    """A finding's stable id is (object, function, trampoline, kind, ordinal);
+    a site that turned fallback in place of a patchable one is new, one that
+    stays fallback for another reason is updated (not failing)."""
+    cur = [site(kind="call", reason=None, off=1), site(kind="call", off=5,
+                                                       reason="crosses-cache-line")]
+    base = Report("b", {}, [site(kind="call", reason=None, off=2),
+                            site(kind="call", reason="may-cross-cache-line", off=7)])
+    res = check(cur, 0, base)
+    [f] = res.findings
+    assert f.stable_id == ("a.o", "f", "__SCT__x", "call", 1) and f.state == "updated"
+    assert res.passed and not res.gone
+    base = Report("b", {}, [site(kind="call", reason=None, off=2),
+                            site(kind="call", reason=None, off=7)])
+    res = check(cur, 0, base, layout_mode="strict")
+    assert res.findings[0].state == "new" and res.failing == 1 and not res.passed
+
+
+def test_an_old_baseline_still_matches(cli, lint_o, tmp_path):
+    """A baseline from before the stable identity (and without the fields
+    reports gained since: placement) loads and matches as before."""
+    base = tmp_path / "old.json"
+    cli("scan", "--format", "json", "-o", base, lint_o)
+    doc = json.loads(base.read_text())
+    for o in doc["objects"]:
+        for s in o["sites"]:
+            s.pop("placement", None)
+    base.write_text(json.dumps(doc))
+    res = cli("check", "--baseline", base, lint_o)
+    assert res.rc == 0 and "1 known, 0 new" in res.stdout, res.stdout

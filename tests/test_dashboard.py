@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -516,3 +517,96 @@ def test_corpus_dashboard_in_chromium(cli, corpus, tmp_path, browser):
     assert_summary(d, doc1)
     assert_pictures_agree(d, doc1)
     assert console_errors(d) == []
+
+
+def test_a_baselined_check_opens_on_new_findings(cli, tree, tmp_path, browser):
+    """Issue 21: the dashboard of a check against a baseline carries new /
+    known / fixed per finding, lists the new ones first, and shows them alone
+    with one click; the baseline's gone findings are there under 'fixed'."""
+    base = tmp_path / "base.json"
+    # the baseline lacks kinds.o (its findings are new) and has one object the
+    # tree has no more (its findings are fixed)
+    extra = tmp_path / "gone" / "old.o"
+    extra.parent.mkdir()
+    shutil.copyfile(tree / "lib" / "demo.o", extra)
+    scan_json(cli, base, extra, *[tree / r for r in LAYOUT if r != "arch/x/kinds.o"])
+    out = tmp_path / "check.json"
+    r = cli("check", "--format", "json", "--layout-gate", "strict", "--baseline", base,
+            "-o", out, tree)
+    assert r.rc == 1, r.stderr
+    doc = json.loads(out.read_text())
+    states = [f["baseline_state"] for f in doc["findings"]]
+    n_new, n_known = states.count("new"), states.count("unchanged") + states.count("updated")
+    assert n_new and n_known and doc["fixed"]
+    assert {f["object"] for f in doc["findings"] if f["baseline_state"] == "new"} == {
+        str(tree / "arch/x/kinds.o")}
+    page = tmp_path / "check.html"
+    page.write_text(dashboard_from_files([str(out)]))
+    d = browser
+    open_page(d, page)
+    assert console_errors(d) == []
+    # opens on the current findings, the new ones first
+    assert total(d, "sites") == len(doc["findings"])
+    shown = js(d, "return Array.from(document.querySelectorAll('#sites-table tr.site'))"
+                  ".map(function (tr) { var x = tr.querySelector('[data-state]');"
+                  " return x ? x.getAttribute('data-state') : null; })")
+    k = min(len(shown), n_new)
+    assert shown[:k] == ["new"] * k and set(shown[k:]) <= {"known"}
+    assert f"{n_new} new" in text_of(d, "#sum-check")
+    # one click: the new findings alone
+    from selenium.webdriver.common.by import By
+    d.find_element(By.ID, "sites-new").click()
+    assert total(d, "sites") == n_new
+    select(d, "#sites-state", "fixed")
+    js(d, "arguments[0].dispatchEvent(new Event('change'))",
+       d.find_element(By.ID, "sites-state"))
+    assert total(d, "sites") == len(doc["fixed"])
+
+
+def test_trend_shows_fallback_on_its_own_scale(cli, tree, tmp_path, browser):
+    """Fallback counts that differ by a few percent must be visibly apart: the
+    fallback chart's axis spans their own range, not 0..patchable."""
+    doc = scan_json(cli, tmp_path / "a.json", tree)
+    reports = []
+    for i, fb in enumerate((1000, 1030, 1010)):
+        d = json.loads(json.dumps(doc))
+        d["summary"].update(sites=fb + 20000, patchable=20000, fallback=fb)
+        p = tmp_path / f"r{i}.json"
+        p.write_text(json.dumps(d))
+        reports.append(str(p))
+    page = tmp_path / "trend.html"
+    page.write_text(dashboard_from_files(reports))
+    open_page(browser, page)
+    assert console_errors(browser) == []
+    lo, hi = js(browser, "var s = document.getElementById('trend-fallback');"
+                         "return [+s.getAttribute('data-axis-min'), +s.getAttribute('data-axis-max')]")
+    assert 900 <= lo <= 1000 < 1030 <= hi <= 1100, (lo, hi)
+    ys = js(browser, "return Array.from(document.querySelectorAll("
+                     "'#trend-fallback circle')).map(function (c) { return +c.getAttribute('cy'); })")
+    # 3% apart is tens of pixels apart
+    assert abs(ys[0] - ys[1]) > 40, ys
+
+
+@pytest.mark.slow             # the whole corpus checked against a baseline, in a browser
+def test_corpus_baselined_check_shows_new_findings_in_one_click(cli, corpus, tmp_path, browser):
+    """Issue 21's must-show: the corpus dashboard of a baselined check lists the
+    new findings alone after one click.  The baseline is the corpus without
+    net/, so net/'s findings are new (crossing ones within chance: the check
+    itself may pass)."""
+    base = tmp_path / "base.json"
+    scan_json(cli, base, *sorted(p for p in corpus.iterdir() if p.name != "net"))
+    out = tmp_path / "check.json"
+    r = cli("check", "--format", "json", "--baseline", base, "-o", out, corpus)
+    assert r.rc in (0, 1), r.stderr
+    doc = json.loads(out.read_text())
+    new = [f for f in doc["findings"] if f["baseline_state"] == "new"]
+    assert new and all("/net/" in f["object"] for f in new)
+    assert len(new) < len(doc["findings"])
+    page = tmp_path / "check.html"
+    page.write_text(dashboard_from_files([str(out)]))
+    open_page(browser, page)
+    assert console_errors(browser) == []
+    assert total(browser, "sites") == len(doc["findings"])
+    from selenium.webdriver.common.by import By
+    browser.find_element(By.ID, "sites-new").click()
+    assert total(browser, "sites") == len(new)

@@ -117,3 +117,56 @@ def test_errors(report, tmp_path):
     res = run_cli("diff", "--format", "json", "-o", out, good, good)
     assert res.rc == 0 and res.stdout == "" and json.loads(out.read_text())["summary"][
         "unchanged"] == 4
+
+
+# ------------------------------------------ across trees and releases (#21)
+def _tree(root, objects: dict):
+    import shutil
+    from scall_testlib import PREBUILT
+    for rel, name in objects.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PREBUILT / name, root / rel)
+    return root
+
+
+def test_two_trees_match_below_their_common_roots(tmp_path):
+    """6.1 against 6.12, or two build trees: the same objects under different
+    directories.  Nothing matches by path; diff matches on the paths below each
+    report's common directory and says so, or as --old-root/--new-root say."""
+    _tree(tmp_path / "v1" / "kernel", {"a/x.o": "demo.o", "b/y.o": "kinds.o"})
+    _tree(tmp_path / "build" / "v2" / "kernel", {"a/x.o": "demo.o", "b/y.o": "kinds.o"})
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    assert run_cli("scan", "--format", "json", "-o", old, "./v1/./kernel",
+                   cwd=tmp_path).rc == 0
+    assert run_cli("scan", "--format", "json", "-o", new, "build/v2/kernel",
+                   cwd=tmp_path).rc == 0
+    res = run_cli("diff", old, new, cwd=tmp_path)
+    assert res.rc == 0, res.stdout + res.stderr
+    assert "0 added, 0 removed, 0 changed" in last(res)
+    assert "matched on the paths below" in res.stderr and "v1/kernel (OLD)" in res.stderr
+    res = run_cli("diff", "--old-root", "v1", "--new-root", "build/v2", old, new, cwd=tmp_path)
+    assert res.rc == 0 and res.stderr == "" and "0 added, 0 removed" in last(res)
+    # roots that leave nothing in common: a warning, every site added or removed
+    res = run_cli("diff", "--old-root", "v1/kernel/a", "--new-root", "build", old, new,
+                  cwd=tmp_path)
+    assert "no site of OLD matches one of NEW" in res.stderr
+    assert " 0 unchanged" in last(res)
+    assert run_cli("diff", "--old-root", "nowhere", old, new, cwd=tmp_path).rc == 2
+
+
+def test_paths_are_shown_normalised(tmp_path):
+    _tree(tmp_path / "t", {"k/x.o": "demo.o"})
+    _tree(tmp_path / "u", {"k/x.o": "kinds.o"})
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    run_cli("scan", "--format", "json", "-o", old, "./t/./k", cwd=tmp_path)
+    run_cli("scan", "--format", "json", "-o", new, "u/./k/", cwd=tmp_path)
+    res = run_cli("diff", "--old-root", "t", "--new-root", "u", old, new, cwd=tmp_path)
+    assert "/./" not in res.stdout and "removed  t/k/x.o: demo_" in res.stdout, res.stdout
+    doc = json.loads(run_cli("diff", "--format", "json", old, new, cwd=tmp_path).stdout)
+    assert all("/./" not in s["object"] for s in doc["added"] + doc["removed"])
+
+
+def test_a_compressed_module_is_the_module():
+    from scall_objtool.findings import object_key
+    assert object_key("/r/drivers/x.ko.xz", "/r") == object_key("/r/drivers/x.ko", "/r") == \
+        "drivers/x.ko"

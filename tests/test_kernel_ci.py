@@ -133,11 +133,19 @@ def test_check_counts_every_site_of_a_kernel_tree_once(kernel_tree):
     assert r.rc == 0, r.stderr
     doc = r.json()
     assert doc["summary"]["sites"] == distinct
-    assert doc["summary"]["skipped"] == {"foreign": 1, "repeated": 5}
+    # check (and scan, whose report is check's baseline) reads the module
+    # foo.ko, linked from the parts foo.mod lists (and the composite foo.o),
+    # instead of them: its sites are judged where it was linked (write writes
+    # the parts)
+    assert doc["summary"]["skipped"] == {"foreign": 1, "repeated": 3, "linked": 3}
     objects = sorted(Path(o["path"]).name for o in doc["summary"]["by_object"])
-    assert objects == ["foo-hooks.o", "foo-main.o", "sched.o", "scheduler_core_long_name.o"]
+    assert objects == ["foo.ko", "sched.o", "scheduler_core_long_name.o"]
     text = run_cli("check", "--policy", "kernel", tree).stdout
-    assert "skipped 1 of another ELF class or machine, 5 repeats of other objects" in text
+    assert ("skipped 1 of another ELF class or machine, 3 repeats of other objects (Kbuild), "
+            "3 parts of vmlinux or modules (judged there)") in text
+    scan = run_cli("scan", "--policy", "kernel", "--format", "json", tree).json()
+    assert scan["summary"]["sites"] == distinct
+    assert scan["summary"]["skipped"] == doc["summary"]["skipped"]
 
 
 def test_a_foreign_object_named_explicitly_stays_an_error(kernel_tree):
@@ -403,3 +411,148 @@ def test_scan_text_names_what_a_module_verdict_rests_on(corpus):
     out = run_cli("scan", ko).stdout
     assert re.search(r"crossing never \(module text\+0x[0-9a-f]+, model 6\.1\)", out), out
     assert "(align " not in out
+
+
+# ------------------------------------- exact by default on a build tree (#21)
+def _as(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    src = path.with_suffix(".S")
+    src.write_text(text)
+    subprocess.run(["as", "--64", "-g", "-o", str(path), str(src)], check=True)
+    return path
+
+
+def _calls(tramp: str, name: str, pads: list[int]) -> str:
+    """A function ``name`` (16-aligned .text) with a call to ``tramp`` after
+    each run of ``pads`` nops."""
+    body = "".join(f" .skip {n}, 0x90\n call {tramp}\n" for n in pads)
+    return (f'.text\n.p2align 4\n.globl {name}\n.type {name},@function\n{name}:\n{body}'
+            f" ret\n.size {name}, .-{name}\n")
+
+
+@pytest.fixture
+def linked_tree(tmp_path) -> Path:
+    """A build tree with what was linked: kernel/a.o and kernel/b.o linked into
+    a stand-in vmlinux (listed by the thin vmlinux.a, also in built-in.a and
+    vmlinux.o), a module drivers/foo.ko linked (ld -r, with .modinfo and
+    .gnu.linkonce.this_module) from the two parts foo.mod lists, and other/c.o
+    linked into nothing."""
+    t = tmp_path / "build"
+    tramp = ('.section .text.tramp,"ax",@progbits\n.p2align 3\n.globl __SCT__k\n'
+             ".type __SCT__k,@function\n__SCT__k:\n jmp k_target\n .byte 0x0f, 0xb9, 0xcc\n"
+             ".size __SCT__k, 8\n.globl k_target\nk_target:\n ret\n")
+    a = _as(t / "kernel" / "a.o", tramp + _calls("__SCT__k", "a_fn", [3, 14, 1]))
+    b = _as(t / "kernel" / "b.o", _calls("__SCT__k", "b_fn", [12, 40]) +
+            '.section .text.b2,"ax",@progbits\n.globl b_tail\nb_tail:\n jmp __SCT__k\n')
+    subprocess.run(["ld", "-o", "vmlinux", "-e", "0", "kernel/a.o", "kernel/b.o"], cwd=t,
+                   check=True)
+    subprocess.run(["ar", "cDPrST", "kernel/built-in.a", "kernel/a.o", "kernel/b.o"], cwd=t,
+                   check=True)
+    subprocess.run(["ar", "cDPrST", "vmlinux.a", "kernel/a.o", "kernel/b.o"], cwd=t,
+                   check=True)
+    _ld_r(t / "vmlinux.o", a, b)
+    p1 = _as(t / "drivers" / "foo-main.o", _calls("__SCT__foo", "foo_main", [2, 13, 30]))
+    p2 = _as(t / "drivers" / "foo-hooks.o", _calls("__SCT__foo", "foo_hooks", [14]))
+    mod = _as(t / "drivers" / "foo.mod.o",
+              '.section .modinfo,"a",@progbits\n.asciz "license=GPL"\n'
+              '.asciz "vermagic=6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions "\n'
+              '.section .gnu.linkonce.this_module,"aw",@progbits\n.p2align 6\n.skip 0x380\n')
+    _ld_r(t / "drivers" / "foo.o", p1, p2)
+    (t / "drivers" / "foo.mod").write_text("drivers/foo-main.o\ndrivers/foo-hooks.o\n")
+    _ld_r(t / "drivers" / "foo.ko", t / "drivers" / "foo.o", mod)
+    _as(t / "other" / "c.o", _calls("__SCT__foo", "c_fn", [13, 1]))
+    return t
+
+
+def test_a_build_tree_is_judged_where_it_was_linked(linked_tree):
+    """vmlinux's sites at their final addresses, foo.ko's by the loader model,
+    each counted once (the parts they were linked from are passed over); c.o
+    keeps its provisional verdicts, and the output says so."""
+    t = linked_tree
+    r = run_cli("check", "--format", "json", "--layout-gate", "strict", t)
+    doc = r.json()
+    by_obj = {Path(o["path"]).relative_to(t).as_posix(): o["sites"]
+              for o in doc["summary"]["by_object"] if o["sites"]}
+    assert by_obj == {"vmlinux": 6, "drivers/foo.ko": 4, "other/c.o": 2}, by_obj
+    assert doc["summary"]["sites"] == 12
+    assert doc["summary"]["placement"]["exact"] == 10
+    assert doc["summary"]["placement"]["provisional"] == 2
+    assert [Path(o["path"]).name for o in doc["summary"]["placement"]["provisional_objects"]] \
+        == ["c.o"]
+    # a.o, b.o (vmlinux), foo-main.o, foo-hooks.o and the composite foo.o (foo.ko)
+    assert doc["summary"]["skipped"]["linked"] == 5
+    # every verdict on vmlinux and foo.ko is exact: never 'depends'
+    assert all(f["crossing"] != "depends" for f in doc["findings"]
+               if Path(f["object"]).name != "c.o")
+    # findings are reported at the source line (the .S here, built with -g)
+    vml = [f for f in doc["findings"] if Path(f["object"]).name == "vmlinux"]
+    assert vml and all(f["source"] and f["source"]["file"].endswith(".S") for f in vml)
+    text = run_cli("check", "--layout-gate", "strict", t).stdout
+    assert "provisional: " in text and "other/c.o: 2 sites (not linked into vmlinux" in text
+    last = text.splitlines()[-1]
+    assert "10 sites judged exactly, 2 provisional" in last
+    assert "5 parts of vmlinux or modules (judged there)" in last
+
+
+def test_write_still_writes_the_parts(linked_tree):
+    """write works on objects before the link: the parts, not the artifacts."""
+    t = linked_tree
+    before = (t / "drivers" / "foo.ko").read_bytes()
+    r = run_cli("write", "-q", "--policy", "kernel", "--module", t / "drivers")
+    assert r.rc == 0, r.stderr
+    assert (t / "drivers" / "foo.ko").read_bytes() == before
+
+
+def test_an_edit_before_a_static_call_moves_it_and_nothing_is_new(linked_tree, tmp_path):
+    """The issue's must-show on the small tree: record a baseline (scan reads
+    the tree as check does), edit code before a static call in a part of
+    vmlinux, rebuild and relink: 0 new structural findings, and the site that
+    only moved is 'moved' in diff, not added."""
+    t = linked_tree
+    base = tmp_path / "base.json"
+    assert run_cli("scan", "--format", "json", "-o", base, t).rc == 0
+    src = (t / "kernel" / "a.S").read_text()
+    # the edit: two instructions before the first call of a_fn
+    edited = src.replace("a_fn:\n", "a_fn:\n cmp $100, %edi\n jle 1f\n1:\n", 1)
+    assert edited != src
+    (t / "kernel" / "a.S").write_text(edited)
+    subprocess.run(["as", "--64", "-g", "-o", "kernel/a.o", "kernel/a.S"], cwd=t, check=True)
+    subprocess.run(["ld", "-o", "vmlinux", "-e", "0", "kernel/a.o", "kernel/b.o"], cwd=t,
+                   check=True)
+    r = run_cli("check", "--format", "json", "--baseline", base, t)
+    doc = r.json()
+    new = [f for f in doc["findings"] if f["baseline_state"] == "new"]
+    assert [f for f in new if f["gate"] == "structural"] == []
+    assert r.rc == 0, r.stdout
+    after = tmp_path / "after.json"
+    run_cli("scan", "--format", "json", "-o", after, t)
+    d = run_cli("diff", "--format", "json", base, after).json()
+    assert d["summary"]["added"] == d["summary"]["removed"] == 0
+    assert d["summary"]["moved"] >= 3          # a_fn's three calls moved in vmlinux
+
+
+def test_a_module_checked_from_its_own_directory(linked_tree):
+    """NAME.mod lists parts relative to the build's top; a walk that starts
+    below it still finds them, and counts each site once."""
+    t = linked_tree
+    r = run_cli("check", "--format", "json", "--layout-gate", "strict", t / "drivers")
+    doc = r.json()
+    assert doc["summary"]["sites"] == 4
+    assert doc["summary"]["skipped"]["linked"] == 3
+
+
+def test_lib_a_members_count_once(linked_tree):
+    """lib.a is linked only where referenced: the member vmlinux pulled in is
+    judged in vmlinux, the other keeps its own (provisional) verdicts."""
+    t = linked_tree
+    _as(t / "lib" / "l1.o", _calls("__SCT__k", "l1_fn", [5]))
+    _as(t / "lib" / "l2.o", _calls("__SCT__k", "l2_fn", [7]))
+    subprocess.run(["ar", "cDPrsT", "lib/lib.a", "lib/l1.o", "lib/l2.o"], cwd=t, check=True)
+    _as(t / "kernel" / "ref.o", ".text\n.globl ref_fn\nref_fn:\n call l1_fn\n ret\n")
+    subprocess.run(["ar", "cDPrST", "vmlinux.a", "kernel/ref.o"], cwd=t, check=True)
+    subprocess.run(["ld", "-o", "vmlinux", "-e", "0", "kernel/a.o", "kernel/b.o", "kernel/ref.o",
+                    "lib/lib.a"], cwd=t, check=True)
+    doc = run_cli("check", "--format", "json", t).json()
+    by_obj = {Path(o["path"]).relative_to(t).as_posix(): o["sites"]
+              for o in doc["summary"]["by_object"] if o["sites"]}
+    assert by_obj == {"vmlinux": 7, "drivers/foo.ko": 4, "other/c.o": 2, "lib/l2.o": 1}, by_obj

@@ -190,3 +190,33 @@ def test_validator_rejects_broken_sarif(sarif_validator, build):
         breaks(broken)
         with pytest.raises(jsonschema.ValidationError):
             sarif_validator.validate(broken)
+
+
+def test_baseline_states_updated_and_absent(sarif_validator, build, tmp_path):
+    """Issue 21: a finding whose baseline counterpart was fallback for another
+    reason is 'updated'; a baseline finding that is gone is an 'absent' result
+    (kind pass) with the fingerprint it had; each result says its gate."""
+    obj = build("lint.c", "-O2", "-g", "-DLINT_EXTRA", out="lint.o")
+    base = tmp_path / "base.json"
+    run_cli("scan", "--format", "json", "-o", base, obj)
+    _, first = sarif(obj)
+    prints = {r["locations"][0]["logicalLocations"][0]["name"]:
+              r["partialFingerprints"]["scallObjtoolSite/v2"] for r in results_of(first)}
+    # lint_forward's tail call recorded as a crossing call's reason: updated
+    doc = json.loads(base.read_text())
+    for o in doc["objects"]:
+        for s in o["sites"]:
+            if s["function"] == "lint_forward" and s["kind"] == "tail":
+                s["reason"] = "conditional-tail-call"
+    base.write_text(json.dumps(doc))
+    build("lint.c", "-O2", "-g", out="lint.o")          # lint_extra's tail call is gone
+    res, doc = sarif("--baseline", base, obj)
+    sarif_validator.validate(doc)
+    got = [(r["locations"][0]["logicalLocations"][0]["name"], r["baselineState"],
+            r.get("kind", "fail"), r["properties"]["gate"]) for r in results_of(doc)]
+    assert got == [("lint_forward", "updated", "fail", "structural"),
+                   ("lint_extra", "absent", "pass", "structural")]
+    gone = results_of(doc)[1]
+    assert gone["level"] == "none"
+    assert gone["partialFingerprints"]["scallObjtoolSite/v2"] == prints["lint_extra"]
+    assert res.rc == 0

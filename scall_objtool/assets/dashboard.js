@@ -63,7 +63,7 @@
       exactBasis: r[3][2], g: r[3][3], base: r[3][4], fn: str(r[4]), foff: r[5],
       tramp: str(r[6]), kind: str(r[7]), len: r[8], pre: r[9], crossing: r[10],
       reason: str(r[11]), align: r[12], file: str(r[13]), line: r[14], inlined: r[15],
-      placement: r[16]
+      placement: r[16], state: r[17] === undefined ? null : r[17]
     };
   }
   var SITES = D.sites.map(function (_, i) { return site(i); });
@@ -368,7 +368,7 @@
       el("div", { "class": "k", text: "Check" }),
       el("div", { "class": "v " + (D.check.passed ? "ok" : "bad"), text: D.check.passed ? "passed" : "failed" }),
       el("div", { "class": "s", text: fmt(D.check.failing) + " failing, at most " + fmt(D.check.max_fallback) +
-        (D.check.baseline !== null ? "; " + fmt(D.check.baselined) + " baselined, " + fmt(D.check.fixed) + " fixed" : "") })) : null
+        (D.check.baseline !== null ? "; " + fmt(D.check.new) + " new, " + fmt(D.check.baselined) + " baselined, " + fmt(D.check.fixed) + " fixed" : "") })) : null
   ]);
 
   /* ------------------------------------------------------ breakdowns */
@@ -484,6 +484,28 @@
       return el("option", { value: c, text: c ? "crossing " + c : "any crossing" });
     }));
   if (D.kind === "check") verdictSel.disabled = true;
+  /* A check against a baseline: each finding is new, known (unchanged or
+     updated) or fixed (gone); the table opens on the current findings, new
+     ones first, and one click shows the new ones alone. */
+  var BASELINED = D.check !== null && D.check.baseline !== null;
+  var STATE_RANK = { "new": 0, "known": 1, "fixed": 2 };
+  var stateSel = el("select", { id: "sites-state", "aria-label": "against the baseline" },
+    [["current", "new and known"], ["new", "new only"], ["known", "known only"], ["fixed", "fixed"],
+     ["all", "new, known and fixed"]].map(function (o) {
+      return el("option", { value: o[0], text: o[1] });
+    }));
+  var newBtn = el("button", { type: "button", id: "sites-new",
+    text: "new findings only (" + fmt(BASELINED ? D.check.new : 0) + ")" });
+  newBtn.addEventListener("click", function () {
+    stateSel.value = "new"; siteTable.state.page = 0; siteTable.draw();
+  });
+  if (!BASELINED) { stateSel.style.display = "none"; newBtn.style.display = "none"; }
+  function stateOk(s) {
+    var v = stateSel.value;
+    if (v === "all") return true;
+    if (v === "current") return s.state !== "fixed";
+    return s.state === v;
+  }
   function src(s) {
     return s.file !== null ? s.file + ":" + s.line : null;
   }
@@ -501,7 +523,8 @@
     help: "Each row's picture lays the instruction's bytes on the " + LINE + "-byte cache line (prefix, opcode, displacement from dark to light) " +
       "and marks the line boundary in red where the instruction crosses it. Without an exact placement, every possible one is a row " +
       "(with many, a strip of the possible starts: green fits, red crosses). Click a row for the large picture and every detail.",
-    sort: ["order", 1], controls: [verdictSel, reasonSel, crossSel], rowClass: "site",
+    sort: BASELINED ? ["state", 1] : ["order", 1],
+    controls: [newBtn, stateSel, verdictSel, reasonSel, crossSel], rowClass: "site",
     rows: function () { return SITES; },
     predicate: function (s) {
       var v = verdictSel.value;
@@ -509,7 +532,7 @@
       if (v === "patchable" && s.reason !== null) return false;
       if (reasonSel.value && s.reason !== reasonSel.value) return false;
       if (crossSel.value && s.crossing !== crossSel.value) return false;
-      return true;
+      return !BASELINED || stateOk(s);
     },
     text: function (s) {
       return [s.obj, where(s), s.sec, s.tramp, s.kind, s.reason || "patchable", src(s) || "",
@@ -518,6 +541,10 @@
     key: function (s) { return s.i; },
     columns: [
       { key: "order", label: "#", num: true, get: function (s) { return s.i; }, cell: function (s) { return s.i + 1; } },
+      { key: "state", label: BASELINED ? "baseline" : "", get: BASELINED ? function (s) {
+          return s.state === null ? 3 : STATE_RANK[s.state]; } : null,
+        cell: function (s) { return s.state === null ? "" :
+          el("span", { "class": "state state-" + s.state, "data-state": s.state, text: s.state }); } },
       { key: "obj", label: "object", cls: "mono wrap", get: function (s) { return s.obj; } },
       { key: "where", label: "function+offset", cls: "mono wrap", get: function (s) { return where(s); },
         cell: function (s) { return el("span", null, where(s), el("br"),
@@ -540,7 +567,7 @@
       tr.addEventListener("keydown", clickOnEnter);
     }
   });
-  [verdictSel, reasonSel, crossSel].forEach(function (x) {
+  [stateSel, verdictSel, reasonSel, crossSel].forEach(function (x) {
     x.addEventListener("change", function () { siteTable.state.page = 0; siteTable.draw(); });
   });
   function detail(s) {
@@ -564,23 +591,35 @@
     if (pl) row("placements", pl.starts.length + " possible start" + (pl.starts.length > 1 ? "s" : "") +
       " in the line (" + pl.basis + ")");
     return el("tr", { "class": "detail", "data-detail": s.i },
-      el("td", { colspan: 7 }, el("div", { "class": "bigpic" }, picture(s, true)), kv));
+      el("td", { colspan: 8 }, el("div", { "class": "bigpic" }, picture(s, true)), kv));
   }
 
   /* ----------------------------------------------------------- trend */
   var trendHost = document.getElementById("trend");
-  function lineChart(points) {
+  /* series: [[key, css], ...]; zoom: the axis spans the values' own range
+     (not from 0), so that a change of a few percent is visible */
+  function lineChart(points, series, id, zoom) {
     var w = 640, h = 220, l = 56, r = 70, t = 14, b = 40;
-    var max = 1;
-    points.forEach(function (p) { max = Math.max(max, p.patchable, p.fallback); });
-    var mag = Math.pow(10, Math.floor(Math.log10(max))), step = mag;
-    if (max / step > 8) step *= 2.5; if (max / step > 8) step *= 2;
-    var top = Math.ceil(max / step) * step;
+    var max = 1, min = Infinity;
+    points.forEach(function (p) { series.forEach(function (ser) {
+      max = Math.max(max, p[ser[0]]); min = Math.min(min, p[ser[0]]); }); });
+    var bottom = 0, span = max;
+    if (zoom) {
+      var pad = Math.max(1, Math.ceil((max - min) * 0.25));
+      bottom = Math.max(0, min - pad); span = max + pad - bottom;
+    }
+    var mag = Math.pow(10, Math.floor(Math.log10(Math.max(1, span)))), step = mag;
+    if (span / step < 4 && step >= 10) step /= 5; else if (span / step < 4 && step >= 2) step /= 2;
+    if (span / step > 8) step *= 2.5; if (span / step > 8) step *= 2;
+    step = Math.max(1, step);
+    bottom = Math.floor(bottom / step) * step;
+    var top = Math.max(bottom + step, Math.ceil((zoom ? max + (max - bottom) * 0.05 : max) / step) * step);
     var n = points.length;
     function X(i) { return l + (n === 1 ? (w - l - r) / 2 : i * (w - l - r) / (n - 1)); }
-    function Y(v) { return t + (h - t - b) * (1 - v / top); }
-    var root = sv("svg", { id: "trend-chart", width: w, height: h, role: "img" });
-    for (var v = 0; v <= top + 1e-9; v += step) {
+    function Y(v) { return t + (h - t - b) * (1 - (v - bottom) / (top - bottom)); }
+    var root = sv("svg", { id: id, width: w, height: h, role: "img",
+                           "data-axis-min": bottom, "data-axis-max": top });
+    for (var v = bottom; v <= top + 1e-9; v += step) {
       root.appendChild(sv("line", { "class": "grid", x1: l, x2: w - r, y1: Y(v), y2: Y(v) }));
       root.appendChild(sv("text", { "class": "axis", x: l - 6, y: Y(v) + 4, "text-anchor": "end", text: fmt(Math.round(v)) }));
     }
@@ -589,7 +628,7 @@
       root.appendChild(sv("text", { "class": "axis", x: X(i), y: h - b + 16, "text-anchor": anchor,
                                     text: clip(p.label, 28) }, title(p.label)));
     });
-    [["patchable", "ok"], ["fallback", "bad"]].forEach(function (ser) {
+    series.forEach(function (ser) {
       var d = points.map(function (p, i) { return (i ? "L" : "M") + X(i).toFixed(1) + " " + Y(p[ser[0]]).toFixed(1); }).join(" ");
       root.appendChild(sv("path", { "class": ser[1] + "-line", d: d, "data-series": ser[0] }));
       points.forEach(function (p, i) {
@@ -598,9 +637,9 @@
                             title(p.label + ": " + fmt(p[ser[0]]) + " " + ser[0])));
       });
     });
-    root.appendChild(sv("text", { "class": "axis", x: l, y: h - 6 },
-      sv("tspan", { "class": "ok-fill", text: "\u25cf" }), " patchable   ",
-      sv("tspan", { "class": "bad-fill", text: "\u25cf" }), " fallback"));
+    root.appendChild(sv("text", { "class": "axis", x: l, y: h - 6 }, series.map(function (ser) {
+      return [sv("tspan", { "class": ser[1] + "-fill", text: "\u25cf" }), " " + ser[0] + "   "]; }),
+      zoom ? " (axis from " + fmt(bottom) + ")" : null));
     return root;
   }
   if (D.trend.length < 2) {
@@ -615,7 +654,11 @@
           [p.objects, p.sites, p.patchable, p.fallback].map(function (v) { return el("td", { "class": "num", text: fmt(v) }); }),
           el("td", { "class": "num", text: pct(p.patchable, p.sites) }));
       })));
-    trendHost.appendChild(el("div", { "class": "split" }, lineChart(D.trend), el("div", null, tt)));
+    trendHost.appendChild(el("div", { "class": "split" },
+      lineChart(D.trend, [["patchable", "ok"], ["fallback", "bad"]], "trend-chart", false),
+      el("div", null, tt)));
+    trendHost.appendChild(el("div", null, el("h3", { text: "Fallback sites, on their own scale" }),
+      lineChart(D.trend, [["fallback", "bad"]], "trend-fallback", true)));
     var df = D.diff, c = df.counts, prevLabel = D.trend[D.trend.length - 2].label;
     var dhost = document.getElementById("diff-panel");
     dhost.hidden = false;

@@ -147,7 +147,7 @@ def build_data(docs: list[Doc], labels: list[str]) -> dict:
             None if s["patchable"] else st(s["reason"]), s["alignment"],
             st(src["file"]) if src else None, src["line"] if src else None,
             [[st(f["function"]), st(f["file"]), f["line"]] for f in inl] if inl else None,
-            s["placement"]])
+            s["placement"], s.get("state")])
     data = {
         "v": DATA_VERSION,
         "kind": cur.kind,

@@ -109,23 +109,42 @@ def check_doc(res, summary: dict, options: Options, errors: list[str],
         "schema_version": SCHEMA_VERSION,
         "tool": tool(),
         "policy": options.to_json(),
-        "check": {"passed": res.passed and not errors, "findings": len(res.findings),
+        "check": {"passed": res.passed and not errors, "status": res.status,
+                  "findings": len(res.findings),
                   "failing": res.failing, "max_fallback": res.max_fallback,
-                  "baseline": res.baseline, "baselined": res.baselined,
-                  "fixed": len(res.gone), "errors": errors},
-        "findings": _relative_sources([{**f.site.to_json(), "baselined": f.baselined}
-                                       for f in res.findings], source_root),
+                  "baseline": res.baseline, "baselined": res.baselined, "new": res.new,
+                  "fixed": len(res.gone), "errors": errors,
+                  **({"layout": res.layout.to_json()} if res.layout else {})},
+        "findings": _relative_sources([finding_json(f) for f in res.findings], source_root),
+        "fixed": _relative_sources([{**s.to_json(), "baseline_state": "absent"}
+                                    for s in res.gone], source_root),
         "summary": summary,
     }
+
+
+def finding_json(f) -> dict:
+    """A finding of check's JSON: the site, its stable identity, its state
+    against the baseline (null without one), its gate, and whether it fails."""
+    obj, func, tramp, kind, ordinal = f.stable_id
+    return {**f.site.to_json(), "baselined": f.baselined, "baseline_state": f.state,
+            "gate": f.gate, "fails": f.fails,
+            "id": {"object": obj, "function": func, "trampoline": tramp, "kind": kind,
+                   "ordinal": ordinal}}
+
+
+def _shown(site) -> dict:
+    """A site of diff's JSON, its object path normalized (no ``/./``)."""
+    import os
+    return {**site.to_json(), "object": os.path.normpath(site.object)}
 
 
 def diff_json(d, old: str, new: str) -> str:
     return dump({
         "tool": tool(),
         "old": old, "new": new,
-        "added": [s.to_json() for s in d.added],
-        "removed": [s.to_json() for s in d.removed],
-        "changed": [{"old": o.to_json(), "new": n.to_json()} for o, n in d.changed],
+        "added": [_shown(s) for s in d.added],
+        "removed": [_shown(s) for s in d.removed],
+        "changed": [{"old": _shown(o), "new": _shown(n)} for o, n in d.changed],
         "summary": {"added": len(d.added), "removed": len(d.removed),
                     "changed": len(d.changed), "unchanged": len(d.unchanged),
                     "moved": d.moved, "new_fallback": len(d.new_fallback)},
@@ -241,7 +260,10 @@ def report_from_json(data, path: str, object_root: str | None = None,
                     reason=_opt_enum(s.get("reason"), REASONS),
                     crossing=_opt(s.get("crossing"), str),
                     source=s.get("source") if isinstance(s.get("source"), dict) else None,
-                    inlined=s.get("inlined") if isinstance(s.get("inlined"), list) else [])
+                    inlined=s.get("inlined") if isinstance(s.get("inlined"), list) else [],
+                    length=_opt(s.get("length"), int), alignment=_opt(s.get("alignment"), int),
+                    placement=s.get("placement") if isinstance(s.get("placement"), dict)
+                    else None)
             except (KeyError, TypeError, ValueError) as e:
                 bad(f"{where}: {e.args[0] if e.args else e}")
             if site.patchable == (site.reason is not None):
@@ -265,7 +287,7 @@ def _joined(root: str | None, path):
     import os
     if root is None or os.path.isabs(path):
         return path
-    return os.path.join(root, path)
+    return os.path.normpath(os.path.join(root, path))
 
 
 def _str(v):

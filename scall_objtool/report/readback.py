@@ -133,11 +133,21 @@ def read(data, name: str, detail: bool = True) -> Doc:
             _bad(name, "check.baseline is not a string")
         check = {k: check[k] for k in ("passed", "findings", "failing", "max_fallback",
                                        "baseline", "baselined", "fixed")}
+        # findings the baseline lacks (reports from before it was recorded: the rest)
+        check["new"] = check["findings"] - check["baselined"]
         raw = []
         for i, f in enumerate(findings):
             if not isinstance(f, dict) or not isinstance(f.get("object"), str):
                 _bad(name, f"findings[{i}] has no 'object'")
             raw.append((f["object"], f, f"findings[{i}]"))
+        fixed = data.get("fixed", [])
+        if not isinstance(fixed, list):
+            _bad(name, "'fixed' is not a list")
+        gone = []
+        for i, f in enumerate(fixed):
+            if not isinstance(f, dict) or not isinstance(f.get("object"), str):
+                _bad(name, f"fixed[{i}] has no 'object'")
+            gone.append((f["object"], f, f"fixed[{i}]"))
         # lint's reader checks every site field; feed it the findings as objects
         wrapped = {"schema_version": 1, "policy": policy,
                    "objects": [{"path": o, "sites": [f]} for o, f, _ in raw]}
@@ -154,12 +164,18 @@ def read(data, name: str, detail: bool = True) -> Doc:
             raw.extend((obj["path"], s, f"objects[{i}].sites[{j}]")
                        for j, s in enumerate(obj["sites"]))
         wrapped = data
+        gone = []
     try:
         lint_sites = report_from_json(wrapped, name, schema_name=None).sites
     except InputError as e:
         raise InputError(e.message.replace("(scan --format json)", "(scan or check "
                                            "--format json)"), name) from None
     sites = [_site(name, obj, s, where) for obj, s, where in raw] if detail else []
+    if detail:      # a check report's fixed findings: shown apart (state "fixed")
+        sites += [{**_site(name, obj, s, where), "state": "fixed"} for obj, s, where in gone]
+    if check is None or check.get("baseline") is None:
+        for site in sites:          # new or known only mean something against a baseline
+            site["state"] = None
     paths = [o["path"] for o in by_object] + [s["object"] for s in sites]
     return Doc(name=name, kind=kind, version=version, policy=policy, summary=summary,
                objects=by_object, sites=sites, lint_sites=lint_sites, check=check,
@@ -211,6 +227,12 @@ def _site(name: str, obj: str, s: dict, where: str) -> dict:
         except (ValueError, TypeError, RecursionError):
             _bad(name, f"{where}.placement is not plain JSON")
     out["placement"] = placement
+    state = s.get("baseline_state")
+    if state not in (None, "new", "unchanged", "updated", "absent"):
+        _bad(name, f"{where}.baseline_state is {state!r}")
+    out["state"] = {"unchanged": "known", "updated": "known", "absent": "fixed"}.get(state, state)
+    if out["state"] is None and isinstance(s.get("baselined"), bool):
+        out["state"] = "known" if s["baselined"] else "new"   # reports before baseline_state
     return out
 
 

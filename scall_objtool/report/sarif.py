@@ -4,10 +4,14 @@ One rule per fallback reason (all six, always, in a fixed order), one result
 per finding.  A result's physical location is the source file and line from
 DWARF when known (a path relative to the source root, ``uriBaseId``
 ``%SRCROOT%``), else the object file; its logical location is the function
-and offset.  ``partialFingerprints`` hash the same identity the baseline
-matches on (object, function, trampoline, kind, reason, occurrence), so an
-alert survives unrelated edits.  With a baseline, ``baselineState`` says
-whether a finding is ``new`` or ``unchanged``.  Output is deterministic.
+and offset.  ``partialFingerprints`` hash the site's stable identity, the
+one the baseline matches on (object, function, trampoline, kind, ordinal), so
+an alert survives unrelated edits and a site that only moved stays the same
+alert.  With a baseline, ``baselineState`` says whether a finding is ``new``,
+``unchanged`` or ``updated`` (fallback there for another reason), and the
+baseline's findings that are gone are listed as ``absent``; each result's
+properties say its gate (structural or layout) and whether it fails the check.
+Output is deterministic.
 """
 from __future__ import annotations
 
@@ -15,12 +19,12 @@ import hashlib
 import os
 from urllib.parse import quote
 
-from ..findings import CheckResult, LintSite, base_dir
+from ..findings import CheckResult, Finding, LintSite, base_dir
 from . import dump, tool
 from .text import display_path
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-FINGERPRINT = "scallObjtoolSite/v1"
+FINGERPRINT = "scallObjtoolSite/v2"
 
 #: reason -> (name, short description, full description)
 RULES = {
@@ -112,9 +116,9 @@ def _artifact(path: str, root: str | None) -> dict:
     return loc
 
 
-def _fingerprint(site: LintSite, occurrence: int) -> str:
+def _fingerprint(stable_id: tuple) -> str:
     h = hashlib.sha256()
-    for part in (*site.identity, occurrence):
+    for part in stable_id:
         h.update(str(part).encode("utf-8", "surrogateescape"))
         h.update(b"\0")
     return h.hexdigest()
@@ -145,11 +149,9 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
     root = base_dir(root)
     files = files or {}
     results = []
-    seen: dict[tuple, int] = {}
-    for f in res.findings:
+    absent = [Finding(s, "absent", i) for s, i in zip(res.gone, res.gone_ordinals)]
+    for f in res.findings + absent:
         s = f.site
-        occurrence = seen.get(s.identity, 0)
-        seen[s.identity] = occurrence + 1
         if s.source and s.source.get("file"):
             # the caller after inlining (addr2line -i's outermost frame)
             phys = {"artifactLocation": _artifact(s.source["file"], root)}
@@ -169,16 +171,19 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
             "level": "warning",
             "message": {"text": text},
             "locations": [{"physicalLocation": phys, "logicalLocations": [logical]}],
-            "partialFingerprints": {FINGERPRINT: _fingerprint(s, occurrence)},
+            "partialFingerprints": {FINGERPRINT: _fingerprint(f.stable_id)},
             "properties": {"object": s.object, "section": s.section, "offset": s.offset,
                            "trampoline": s.trampoline, "key": s.key, "kind": s.kind,
-                           "crossing": s.crossing},
+                           "crossing": s.crossing, "gate": f.gate, "fails": f.fails},
         }
+        if f.state == "absent":
+            result["kind"] = "pass"         # gone: SARIF's kind for a result that no longer fails
+            result["level"] = "none"
         related = _inline_chain(s.inlined, root)
         if related:
             result["relatedLocations"] = related
         if res.baseline is not None:
-            result["baselineState"] = "unchanged" if f.baselined else "new"
+            result["baselineState"] = f.state
         results.append(result)
     invocation: dict = {"executionSuccessful": not errors}
     if errors:
@@ -191,9 +196,10 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
         "results": results,
         "columnKind": "utf16CodeUnits",
         "properties": {"policy": options.to_json(), "summary": summary,
-                       "check": {"passed": res.passed and not errors,
+                       "check": {"passed": res.passed and not errors, "status": res.status,
                                  "failing": res.failing, "max_fallback": res.max_fallback,
-                                 "baseline": res.baseline}},
+                                 "baseline": res.baseline,
+                                 **({"layout": res.layout.to_json()} if res.layout else {})}},
     }
     if root is not None:
         run = {"tool": run.pop("tool"),

@@ -31,6 +31,9 @@ def skipped_text(skipped: dict | None) -> str:
     if skipped.get("duplicate"):
         parts.append(f"{plural(skipped['duplicate'], 'duplicate')} of other inputs "
                      "(same file)")
+    if skipped.get("linked"):
+        parts.append(f"{plural(skipped['linked'], 'part')} of vmlinux or modules "
+                     "(judged there)")
     return "; skipped " + ", ".join(parts)
 
 
@@ -177,6 +180,8 @@ def verify_text(verdicts, options: Options, skipped: dict | None = None,
                 lines.extend(f"{v.path}: missing: {m}" for m in v.missing)
         if v.policy_findings and not quiet:
             lines.extend(f"{v.path}: policy: {m}" for m in v.policy_findings)
+        if v.unlisted and not quiet:
+            lines.extend(f"{v.path}: unlisted: {m}" for m in v.unlisted)
     bad = sum(not v.ok for v in verdicts)
     findings = sum(bool(v.policy_findings) for v in verdicts)
     lines.append(f"verify: {len(verdicts)} objects, {sum(v.entries for v in verdicts)} "
@@ -250,7 +255,12 @@ def finding_line(site, root: str | None = None) -> str:
 def check_text(res, summary: dict, policy: str, root: str | None = None,
                quiet: bool = False, group_by: str | None = None, stats: str = "") -> str:
     """The findings that fail the check, a line each (or, with ``group_by``, a
-    table of groups of findings), and a summary line last."""
+    table of groups of findings), and a summary line last.  Layout findings
+    within the chance limit do not fail and are not listed (``scan`` lists
+    every site); when the limit is exceeded the new ones are."""
+    gate = res.layout
+    over = bool(gate and gate.excess)
+    shown = [f for f in res.findings if f.fails or (over and f.site.layout and not f.baselined)]
     if quiet:
         lines = []
     elif group_by:
@@ -259,23 +269,76 @@ def check_text(res, summary: dict, policy: str, root: str | None = None,
                          lambda sites: (sum(id(s) not in known for s in sites), len(sites)),
                          ("new" if res.baseline is not None else "failing", "findings"))
     else:
-        lines = [finding_line(f.site, root) for f in res.findings if not f.baselined]
+        lines = [finding_line(f.site, root) for f in shown]
     head = (f"summary: {plural(summary['objects'], 'object')}, "
             f"{plural(summary['sites'], 'site')}, {summary['patchable']} patchable, "
             f"{summary['fallback']} fallback (policy {policy})"
             f"{skipped_text(summary.get('skipped'))}")
+    placed = summary.get("placement")
+    mixed = placed and placed["exact"] and placed["provisional"]
+    if placed and placed["exact"]:
+        head += (f"; {placed['exact']} sites judged exactly, "
+                 f"{placed['provisional']} provisional")
+        if mixed and not quiet:
+            lines.extend(provisional_lines(placed["provisional_objects"]))
     if res.baseline is not None:
-        head += f"; baseline {res.baseline}: {res.baselined} known, {res.failing} new"
+        head += f"; baseline {res.baseline}: {res.baselined} known, {res.new} new"
         if res.gone:
             head += f", {len(res.gone)} fixed"
     if stats:
         lines.append(stats.rstrip("\n"))
-    what = "new fallback site" if res.baseline is not None else "fallback site"
+    chance = bool(gate and gate.calls and gate.mode == "chance")
+    what = (("new " if res.baseline is not None else "")
+            + ("structural " if chance else "") + "fallback site")
     detail = plural(res.failing, what)
     if res.failing or res.max_fallback:
         detail += f", at most {res.max_fallback} allowed"
-    lines.append(f"{head}; check {'passed' if res.passed else 'failed'}: {detail}")
+    if gate and gate.calls:
+        detail += f"; {layout_text(gate)}"
+    lines.append(f"{head}; {check_status(res, detail)}")
     return _lines(lines)
+
+
+#: provisional objects listed by name; the JSON summary lists them all
+PROVISIONAL_SHOWN = 10
+
+
+def provisional_lines(objects: list[dict]) -> list[str]:
+    """Which sites are provisional, and why: objects linked into no artifact the
+    run read, whose crossing verdicts rest on section alignment."""
+    out = [esc(f"provisional: {o['path']}: {plural(o['sites'], 'site')} (not linked into "
+               "vmlinux or a module in the tree: crossing by section alignment)")
+           for o in objects[:PROVISIONAL_SHOWN]]
+    if len(objects) > PROVISIONAL_SHOWN:
+        out.append(f"provisional: ... and {len(objects) - PROVISIONAL_SHOWN} more objects "
+                   "(the JSON summary lists them)")
+    return out
+
+
+def layout_text(gate) -> str:
+    """``layout: 3 crossing of 120 calls, chance 7.5, limit 16`` (``over the
+    limit of 16`` when it fails), or, strict, ``layout (strict, pinned
+    alignment): 3 crossing of 120 calls, 1 new``."""
+    counts = f"{gate.findings} crossing of {plural(gate.calls, 'call')}"
+    if gate.mode == "chance":
+        limit = f"over the limit of {gate.limit}" if gate.excess else f"limit {gate.limit}"
+        return f"layout: {counts}, chance {gate.expected:.1f}, {limit}"
+    why = ", pinned alignment" if gate.pinned else ""
+    return f"layout (strict{why}): {counts}, {gate.new} new"
+
+
+def check_status(res, detail: str) -> str:
+    """The verdict at the end of check's summary line: ``check passed: ...``,
+    ``check failed: ...``, or, when an input could not be read or none was,
+    ``check incomplete: 2 input errors`` (never a pass), with what was found
+    in the rest."""
+    if res.status != "incomplete":
+        return f"check {res.status}: {detail}"
+    why = [plural(res.errors, "input error")] if res.errors else []
+    if not res.objects:
+        why.append("no object read")
+    found = f" ({detail} in the objects read)" if res.objects else ""
+    return f"check incomplete: {', '.join(why)}{found}"
 
 
 def _source(s) -> str:
@@ -292,7 +355,7 @@ def diff_text(d, quiet: bool = False) -> str:
         return "  [new fallback]" if id(s) in newfb else ""
 
     def site(s) -> str:
-        return esc(f"{s.object}: {s.where}: {s.kind} {s.trampoline}: "
+        return esc(f"{display_path(s.object)}: {s.where}: {s.kind} {s.trampoline}: "
                    f"{verdict(s.patchable, s.reason)}{_source(s)}")
 
     for s in d.added if not quiet else ():
@@ -301,7 +364,7 @@ def diff_text(d, quiet: bool = False) -> str:
         lines.append(f"removed  {site(s)}")
     for o, n in d.changed if not quiet else ():
         kind = f"{o.kind} -> {n.kind}" if o.kind != n.kind else n.kind
-        lines.append(esc(f"changed  {n.object}: {n.where}: {kind} {n.trampoline}: "
+        lines.append(esc(f"changed  {display_path(n.object)}: {n.where}: {kind} {n.trampoline}: "
                          f"{verdict(o.patchable, o.reason)} -> "
                          f"{verdict(n.patchable, n.reason)}{_source(n)}{mark(n)}"))
     lines.append(f"summary: {len(d.added)} added, {len(d.removed)} removed, "
