@@ -19,7 +19,7 @@ import hashlib
 import os
 from urllib.parse import quote
 
-from ..findings import CheckResult, Finding, LintSite, base_dir
+from ..findings import CheckResult, Finding, base_dir
 from . import dump, tool
 from .text import display_path
 

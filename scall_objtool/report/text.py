@@ -1,7 +1,6 @@
 """The text a person reads: scan, --stats, verify, check, diff and write."""
 from __future__ import annotations
 
-import os
 
 from ..model import ObjectResult, Options, summarize
 from . import esc, plural, verdict
