@@ -429,7 +429,7 @@ def test_every_message_naming_a_report_is_one_clean_line(reports, tmp_path):
             assert "Traceback" not in text, (name, args, text)
             lines = text.splitlines(keepends=True)
             assert bool(lines) == (rc == 2 or name == "policy-value"
-                                   or (name == "object-names" and args[0] == "check")), \
+                                   or (name == "object-names" and args[0] in ("check", "diff"))), \
                 (name, args, rc, text)
             for line in lines:
                 assert line.endswith("\n") and line[:-1].isprintable(), (name, args, line)
