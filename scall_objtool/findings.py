@@ -48,6 +48,7 @@ class LintSite:
     crossing: str | None
     source: dict | None = field(default=None, compare=False, hash=False)
     inlined: list = field(default_factory=list, compare=False, hash=False)
+    compiler: str | None = field(default=None, compare=False, hash=False)  # from .comment
 
     @property
     def identity(self) -> tuple:
@@ -69,6 +70,11 @@ class LintSite:
         if self.function is not None and self.function_offset is not None:
             return f"{self.function}+{self.function_offset:#x}"
         return f"{self.section}+{self.offset:#x}"
+
+    def remedy(self, line: int = 64):
+        """What makes this site patchable (remedy.Remedy), None when it is."""
+        from .remedy import remedy
+        return None if self.reason is None else remedy(self.reason, self.compiler, line)
 
     @property
     def message(self) -> str:
@@ -116,7 +122,8 @@ def sites_from_results(results) -> list[LintSite]:
     return [LintSite(object=r.path, section=s.section, offset=s.offset, function=s.function,
                      function_offset=s.function_offset, trampoline=s.trampoline, key=s.key,
                      kind=s.kind, patchable=s.patchable, reason=s.reason,
-                     crossing=s.crossing, source=s.source, inlined=s.inlined)
+                     crossing=s.crossing, source=s.source, inlined=s.inlined,
+                     compiler=r.compiler)
             for r in results for s in r.sites]
 
 

@@ -9,6 +9,7 @@ import json
 from ..errors import InputError
 from ..findings import LintSite, Report
 from ..model import KINDS, REASONS, ObjectResult, Options, summarize
+from ..remedy import COMPILERS, remedy_json
 from . import dump, esc, tool
 
 SCHEMA_VERSION = 1
@@ -40,6 +41,8 @@ def scan_doc(results: list[ObjectResult], options: Options,
     objects = [r.to_json() for r in results]
     for obj in objects:
         _relative_sources(obj["sites"], source_root)
+        for site in obj["sites"]:
+            site["remedy"] = remedy_json(site["reason"], obj["compiler"], options.cache_line)
     return {**doc,
             "tool": tool(),
             "policy": options.to_json(),
@@ -111,7 +114,10 @@ def check_doc(res, summary: dict, options: Options, errors: list[str],
                   "failing": res.failing, "max_fallback": res.max_fallback,
                   "baseline": res.baseline, "baselined": res.baselined,
                   "fixed": len(res.gone), "errors": errors},
-        "findings": _relative_sources([{**f.site.to_json(), "baselined": f.baselined}
+        "findings": _relative_sources([{**f.site.to_json(), "baselined": f.baselined,
+                                        "compiler": f.site.compiler,
+                                        "remedy": remedy_json(f.site.reason, f.site.compiler,
+                                                              options.cache_line)}
                                        for f in res.findings], source_root),
         "summary": summary,
     }
@@ -200,7 +206,8 @@ def report_from_json(data, path: str, object_root: str | None = None,
                     reason=_opt_enum(s.get("reason"), REASONS),
                     crossing=_opt(s.get("crossing"), str),
                     source=s.get("source") if isinstance(s.get("source"), dict) else None,
-                    inlined=s.get("inlined") if isinstance(s.get("inlined"), list) else [])
+                    inlined=s.get("inlined") if isinstance(s.get("inlined"), list) else [],
+                    compiler=_opt_enum(s.get("compiler", obj.get("compiler")), COMPILERS))
             except (KeyError, TypeError, ValueError) as e:
                 bad(f"{where}: {e.args[0] if e.args else e}")
             if site.patchable == (site.reason is not None):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ..errors import InputError
 from ..findings import LintSite
 from ..model import KINDS, REASONS
+from ..remedy import COMPILERS
 from .jsondoc import report_from_json, validate
 
 CROSSINGS = ("never", "always", "depends")
@@ -150,7 +151,9 @@ def read(data, name: str, detail: bool = True) -> Doc:
             if not isinstance(obj, dict) or not isinstance(obj.get("sites"), list) \
                     or not isinstance(obj.get("path"), str):
                 _bad(name, f"objects[{i}] has no 'path' and 'sites'")
-            raw.extend((obj["path"], s, f"objects[{i}].sites[{j}]")
+            comp = obj.get("compiler")      # the object's, for each site's remedy
+            raw.extend((obj["path"], s if comp is None or not isinstance(s, dict)
+                        else {**s, "compiler": comp}, f"objects[{i}].sites[{j}]")
                        for j, s in enumerate(obj["sites"]))
         wrapped = data
     try:
@@ -210,6 +213,7 @@ def _site(name: str, obj: str, s: dict, where: str) -> dict:
         except (ValueError, TypeError, RecursionError):
             _bad(name, f"{where}.placement is not plain JSON")
     out["placement"] = placement
+    out["compiler"] = s.get("compiler") if s.get("compiler") in COMPILERS else None
     return out
 
 
