@@ -195,3 +195,39 @@ def test_dashboard_shows_the_remedy(tmp_path):
     assert run_cli("dashboard", "-o", page, out, cwd=tmp_path).rc == 0
     js = page.read_text()
     assert re.search(r'row\("remedy", s\.remedy\)', js) and 'label: "remedy"' in js
+
+
+# ------------------------------------------------------------------ user space
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_example_makefile_remedy_leaves_no_fallback_site(tmp_path, compiler):
+    """examples/makefile with REMEDY=1: check passes with 0 fallback sites and
+    the runtime's store patcher rewrites every site (without it: 4 fallback)."""
+    from test_kernel_ci import EXAMPLES, _shim
+    ex = tmp_path / "examples"
+    shutil.copytree(EXAMPLES / "makefile", ex / "makefile")
+    shutil.copytree(EXAMPLES / "userspace-static-call", ex / "userspace-static-call")
+    env, mk = _shim(tmp_path), ex / "makefile"
+
+    def make(*args):
+        r = subprocess.run(["make", f"CC={compiler}", *args], cwd=mk, env=env,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r
+
+    objs = [str(mk / o) for o in ("demo.o", "hooks.o")]
+    make("prog")
+    plain = run_cli("check", *objs, cwd=mk)
+    assert plain.rc == 1 and " 0 fallback" not in plain.stdout
+    make("clean")
+    make("REMEDY=1", "prog")
+    res = run_cli("check", "--allow-tail", *objs, cwd=mk)
+    assert res.rc == 0 and ", 0 fallback (policy seed); check passed" in res.stdout, res.stdout
+    sites = int(re.search(r"(\d+) sites", res.stdout)[1])
+    out = subprocess.run([str(mk / "prog")], capture_output=True, text=True, check=True).stdout
+    # every site is a table entry, and every update rewrites all of its entries
+    assert re.findall(r"^entries (\d+)$", out, re.M) == [str(sites)] * 3
+    updates = re.findall(r"^update \S+ -> \S+: entries (\d+) rewritten (\d+) refused (\d+)$",
+                         out, re.M)
+    assert len(updates) == 4 and all(e == w and r == "0" for e, w, r in updates)
+    assert sum(int(e) for e, _, _ in updates[:2]) == sites
+    assert out.count(" ok\n") == 3
