@@ -66,3 +66,18 @@ def configure(make: list[str], out: Path, src: Path, extra: list[str] = ()) -> N
     sh(make + ["defconfig"], stdout=subprocess.DEVNULL)
     sh([str(src / "scripts/config"), "--file", str(out / ".config"), *DEBUG_CONFIG, *extra])
     sh(make + ["olddefconfig"], stdout=subprocess.DEVNULL)
+
+
+def load_script(name: str):
+    """scripts/NAME (no .py suffix) as a module, registered in sys.modules
+    (dataclasses look their module up there)."""
+    import importlib.machinery
+    import importlib.util
+    import sys
+    mod_name = name.replace("-", "_")
+    loader = importlib.machinery.SourceFileLoader(mod_name, str(ROOT / "scripts" / name))
+    spec = importlib.util.spec_from_loader(mod_name, loader)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = mod
+    loader.exec_module(mod)
+    return mod

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 
 import jsonschema
 import pytest
@@ -231,3 +232,33 @@ def test_example_makefile_remedy_leaves_no_fallback_site(tmp_path, compiler):
     assert len(updates) == 4 and all(e == w and r == "0" for e, w, r in updates)
     assert sum(int(e) for e, _, _ in updates[:2]) == sites
     assert out.count(" ok\n") == 3
+
+
+# ---------------------------------------------------------- the experiment
+def test_experiment_lines_and_module_figures(tmp_path):
+    """scripts/remedy-experiment's per-compiler line, and its figures of a
+    module: sites, fallback by reason, crossing sites, executable bytes."""
+    from scall_testlib import ROOT
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from kernel_tree import load_script
+    exp = load_script("remedy-experiment")
+    plain = exp.Figures(sites=10, fallback=4, by_reason={"crosses-cache-line": 3,
+                                                         "tail-call": 1}, text=1000,
+                        object_text=990)
+    aligned = exp.Figures(sites=10, fallback=1, by_reason={"tail-call": 1}, text=1012,
+                          object_text=1000)
+    assert exp.comparison_line("gcc", plain, aligned) == (
+        "gcc: fallback 4 -> 1, text +12 bytes (+1.20%); crossing reasons 3 -> 0; "
+        "padding in the objects +10 bytes")
+    # an object's figures, against what the scan and the ELF say
+    obj = compile_remedy(tmp_path, "gcc", False)
+    f = exp.Figures()
+    f.add_image(obj)
+    f.add_objects([obj])
+    res = scan_path(str(obj))
+    assert (f.images, f.sites, f.fallback) == (1, 32, sum(not s.patchable for s in res.sites))
+    assert f.by_reason == {"crosses-cache-line": f.fallback} and f.crossing == f.fallback
+    with open(obj, "rb") as fh:
+        text = sum(s["sh_size"] for s in ELFFile(fh).iter_sections() if s["sh_flags"] & 4)
+    assert f.text == f.object_text == text
+    assert f.low_align == 0             # .text is 64-aligned (REMEDY_ALIGN)
