@@ -74,7 +74,8 @@ class LintSite:
     def remedy(self, line: int = 64):
         """What makes this site patchable (remedy.Remedy), None when it is."""
         from .remedy import remedy
-        return None if self.reason is None else remedy(self.reason, self.compiler, line)
+        return None if self.reason is None else remedy(self.reason, self.compiler, line,
+                                                       self.kind)
 
     @property
     def message(self) -> str:

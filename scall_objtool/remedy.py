@@ -33,12 +33,17 @@ ALIGN_FLAGS = {
     "gcc": ("-Wa,-malign-branch-boundary=64", "-Wa,-malign-branch=call"),
     "clang": ("-malign-branch-boundary=64", "-malign-branch=call"),
 }
+#: the branch types that also align jmp (tail calls): GNU as joins with +,
+#: clang's driver with a comma (it passes -mllvm -x86-align-branch=call+jmp)
+WITH_JMP = {"gcc": "call+jmp", "clang": "call,jmp"}
 SIBLING_FLAG = "-fno-optimize-sibling-calls"
 
 
-def align_flags(compiler: str, line: int = 64) -> tuple[str, ...]:
-    """The call-alignment flags of ``compiler`` for a ``line``-byte cache line."""
-    return tuple(f.replace("=64", f"={line}") for f in ALIGN_FLAGS[compiler])
+def align_flags(compiler: str, line: int = 64, jmp: bool = False) -> tuple[str, ...]:
+    """The call-alignment flags of ``compiler`` for a ``line``-byte cache line
+    (``jmp``: tail calls too)."""
+    flags = tuple(f.replace("=64", f"={line}") for f in ALIGN_FLAGS[compiler])
+    return flags[:1] + (flags[1].replace("=call", "=" + WITH_JMP[compiler]),) if jmp else flags
 
 
 @dataclass(frozen=True)
@@ -55,19 +60,21 @@ class Remedy:
                 "known": self.known}
 
 
-def _spelled(compiler: str | None, line: int) -> tuple[str, tuple[str, ...]]:
+def _spelled(compiler: str | None, line: int, jmp: bool) -> tuple[str, tuple[str, ...]]:
     """The alignment flags as words, and as flags (None: for each compiler)."""
     if compiler in COMPILERS:
-        flags = align_flags(compiler, line)
+        flags = align_flags(compiler, line, jmp)
         return " ".join(flags), flags
-    gcc, clang = align_flags("gcc", line), align_flags("clang", line)
+    gcc, clang = align_flags("gcc", line, jmp), align_flags("clang", line, jmp)
     return f"{' '.join(gcc)} (gcc) or {' '.join(clang)} (clang)", ()
 
 
-def _crossing(reason: str, compiler: str | None, line: int) -> Remedy:
-    words, flags = _spelled(compiler, line)
-    text = (f"rebuild with the assembler's call alignment, {words}: it pads so that no call "
-            f"crosses a {line}-byte line and raises the section's alignment to {line}")
+def _crossing(reason: str, compiler: str | None, line: int, kind: str | None) -> Remedy:
+    jmp = kind == "tail"            # a tail call allowed by --allow-tail: a jmp
+    words, flags = _spelled(compiler, line, jmp)
+    what = "call or jmp" if jmp else "call"
+    text = (f"rebuild with the assembler's call alignment, {words}: it pads so that no "
+            f"{what} crosses a {line}-byte line and raises the section's alignment to {line}")
     if compiler != "gcc":
         text += " (clang pads no call through the PLT: give the trampoline hidden visibility)"
     if reason == "may-cross-cache-line":
@@ -75,19 +82,19 @@ def _crossing(reason: str, compiler: str | None, line: int) -> Remedy:
     return Remedy(reason, text, flags)
 
 
-def _tail(reason: str, compiler: str | None, line: int) -> Remedy:
+def _tail(reason: str, compiler: str | None, line: int, kind: str | None) -> Remedy:
     return Remedy(reason, "pass --allow-tail if the runtime patcher rewrites jmp sites, or build "
                   f"the caller with {SIBLING_FLAG} so that the compiler keeps a call",
                   (SIBLING_FLAG,), "--allow-tail")
 
 
-def _conditional_tail(reason: str, compiler: str | None, line: int) -> Remedy:
+def _conditional_tail(reason: str, compiler: str | None, line: int, kind: str | None) -> Remedy:
     return Remedy(reason, f"build the caller with {SIBLING_FLAG}: the compiler then calls the "
                   "trampoline instead of jumping to it conditionally (no policy patches a jcc)",
                   (SIBLING_FLAG,))
 
 
-def _prefixed(reason: str, compiler: str | None, line: int) -> Remedy:
+def _prefixed(reason: str, compiler: str | None, line: int, kind: str | None) -> Remedy:
     return Remedy(reason, "no known remedy: a prefix written in the source (asm) stays, and a "
                   "5-byte store cannot replace the longer instruction; --policy kernel accepts "
                   "it where the patcher rewrites whole instructions (int3); an addr32 (67) "
@@ -95,7 +102,7 @@ def _prefixed(reason: str, compiler: str | None, line: int) -> Remedy:
                   known=False)
 
 
-def _indirect(reason: str, compiler: str | None, line: int) -> Remedy:
+def _indirect(reason: str, compiler: str | None, line: int, kind: str | None) -> Remedy:
     return Remedy(reason, "build the caller without -fno-plt, or give the trampoline hidden "
                   "visibility: the compiler then emits a direct call (there is no rel32 to "
                   "patch in a call through the GOT)")
@@ -112,17 +119,20 @@ REMEDIES = {
 }
 
 
-def remedy(reason: str, compiler: str | None = None, line: int = 64) -> Remedy:
-    """The remedy for a fallback ``reason`` in an object built by ``compiler``."""
+def remedy(reason: str, compiler: str | None = None, line: int = 64,
+           kind: str | None = None) -> Remedy:
+    """The remedy for a fallback ``reason`` of a site of ``kind`` (model.KINDS;
+    None: a call) in an object built by ``compiler``."""
     make = REMEDIES.get(reason)
     if make is None:
         return Remedy(reason, f"no known remedy for {reason}", known=False)
-    return make(reason, compiler if compiler in COMPILERS else None, line)
+    return make(reason, compiler if compiler in COMPILERS else None, line, kind)
 
 
-def remedy_json(reason: str | None, compiler: str | None = None, line: int = 64) -> dict | None:
+def remedy_json(reason: str | None, compiler: str | None = None, line: int = 64,
+                kind: str | None = None) -> dict | None:
     """``remedy(...).to_json()``, None for a patchable site (no reason)."""
-    return None if reason is None else remedy(reason, compiler, line).to_json()
+    return None if reason is None else remedy(reason, compiler, line, kind).to_json()
 
 
 def compiler_of(elf) -> str | None:

@@ -262,3 +262,23 @@ def test_experiment_lines_and_module_figures(tmp_path):
         text = sum(s["sh_size"] for s in ELFFile(fh).iter_sections() if s["sh_flags"] & 4)
     assert f.text == f.object_text == text
     assert f.low_align == 0             # .text is 64-aligned (REMEDY_ALIGN)
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_tail_calls_need_jmp_alignment(tmp_path, compiler):
+    """Under --allow-tail a crossing tail call (a jmp) is crosses-cache-line;
+    its remedy aligns jmp too (gcc call+jmp, clang call,jmp), and only that
+    makes every tail call patchable."""
+    jmp = {"gcc": "-Wa,-malign-branch=call+jmp", "clang": "-malign-branch=call,jmp"}[compiler]
+    plain = compile_remedy(tmp_path, compiler, False, "-DREMEDY_TAIL")
+    res = run_cli("check", "--allow-tail", "--format", "json", plain, cwd=tmp_path).json()
+    tails = [f for f in res["findings"] if f["kind"] == "tail"]
+    assert tails and all(f["reason"] == "crosses-cache-line" for f in tails)
+    assert all(f["remedy"]["flags"] == [ALIGN_FLAGS[compiler][0], jmp] for f in tails)
+    calls_only = compile_remedy(tmp_path, compiler, True, "-DREMEDY_TAIL")
+    left = scan_path(str(calls_only), Options(allow_tail=True)).sites
+    assert {s.kind for s in left if not s.patchable} == {"tail"}
+    both = tmp_path / "both.o"
+    subprocess.run([compiler, "-O2", "-fno-pie", "-DREMEDY_TAIL", ALIGN_FLAGS[compiler][0], jmp,
+                    f"-I{SRC}", "-c", "-o", str(both), str(SRC / "remedy.c")], check=True)
+    assert all(s.patchable for s in scan_path(str(both), Options(allow_tail=True)).sites)

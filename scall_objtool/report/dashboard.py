@@ -149,7 +149,8 @@ def build_data(docs: list[Doc], labels: list[str]) -> dict:
             st(src["file"]) if src else None, src["line"] if src else None,
             [[st(f["function"]), st(f["file"]), f["line"]] for f in inl] if inl else None,
             s["placement"],
-            None if s["patchable"] else st(remedy(s["reason"], s["compiler"], line).text)])
+            None if s["patchable"] else st(remedy(s["reason"], s["compiler"], line,
+                                                  s["kind"]).text)])
     # the remedy of each reason: for the compiler of the sites shown, if one
     compilers = {s["compiler"] for s in cur.sites if not s["patchable"]}
     compiler = compilers.pop() if len(compilers) == 1 else None

@@ -42,7 +42,8 @@ def scan_doc(results: list[ObjectResult], options: Options,
     for obj in objects:
         _relative_sources(obj["sites"], source_root)
         for site in obj["sites"]:
-            site["remedy"] = remedy_json(site["reason"], obj["compiler"], options.cache_line)
+            site["remedy"] = remedy_json(site["reason"], obj["compiler"], options.cache_line,
+                                         site["kind"])
     return {**doc,
             "tool": tool(),
             "policy": options.to_json(),
@@ -117,7 +118,7 @@ def check_doc(res, summary: dict, options: Options, errors: list[str],
         "findings": _relative_sources([{**f.site.to_json(), "baselined": f.baselined,
                                         "compiler": f.site.compiler,
                                         "remedy": remedy_json(f.site.reason, f.site.compiler,
-                                                              options.cache_line)}
+                                                              options.cache_line, f.site.kind)}
                                        for f in res.findings], source_root),
         "summary": summary,
     }

@@ -27,3 +27,17 @@ __attribute__((aligned(REMEDY_ALIGN))) int remedy_many(int s)
 	STEP8 STEP8 STEP8 STEP8
 	return s;
 }
+
+#ifdef REMEDY_TAIL
+/*
+ * Tail calls (jmp __SCT__remedy_hook) after 58..63 bytes of nops in 64-aligned
+ * functions: some cross a line; -malign-branch=call+jmp aligns them too.
+ */
+#define TAIL(n)								\
+__attribute__((aligned(64))) int remedy_tail##n(int s)			\
+{									\
+	__asm__ volatile(".rept " #n "\n\tnop\n\t.endr");		\
+	return static_call(remedy_hook)(s);				\
+}
+TAIL(58) TAIL(59) TAIL(60) TAIL(61) TAIL(62) TAIL(63)
+#endif
