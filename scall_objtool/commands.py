@@ -347,7 +347,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     else:
         from .report.text import check_text, stats_text
         text = check_text(verdict, summary, options.policy, source_root, quiet, group_by,
-                          stats_text(results) if stats else "")
+                          stats_text(results) if stats else "", line=options.cache_line)
     if not _deliver(messages, text, output, machine=format != "text") or not verdict.complete:
         return 2
     return 0 if verdict.passed else 1

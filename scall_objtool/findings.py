@@ -63,6 +63,7 @@ class LintSite:
     def placement_basis(self) -> str | None:
         """What the crossing verdict rests on: ``alignment``, ``model``, ``address``."""
         return self.placement.get("basis") if isinstance(self.placement, dict) else None
+    compiler: str | None = field(default=None, compare=False, hash=False)  # from .comment
 
     @property
     def identity(self) -> tuple:
@@ -89,6 +90,12 @@ class LintSite:
         if self.function is not None and self.function_offset is not None:
             return f"{self.function}+{self.function_offset:#x}"
         return f"{self.section}+{self.offset:#x}"
+
+    def remedy(self, line: int = 64):
+        """What makes this site patchable (remedy.Remedy), None when it is."""
+        from .remedy import remedy
+        return None if self.reason is None else remedy(self.reason, self.compiler, line,
+                                                       self.kind)
 
     @property
     def message(self) -> str:
@@ -199,7 +206,8 @@ def sites_from_results(results) -> list[LintSite]:
                      function_offset=s.function_offset, trampoline=s.trampoline, key=s.key,
                      kind=s.kind, patchable=s.patchable, reason=s.reason,
                      crossing=s.crossing, source=s.source, inlined=s.inlined,
-                     length=s.length, alignment=s.alignment, placement=s.placement)
+                     length=s.length, alignment=s.alignment, placement=s.placement,
+                     compiler=r.compiler)
             for r in results for s in r.sites]
 
 

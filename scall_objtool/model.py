@@ -125,6 +125,7 @@ class ObjectResult:
     existing_table: dict | None = None
     warnings: list[str] = LIST
     no_code: str | None = None      # why the object has no machine code to check (LTO)
+    compiler: str | None = None     # gcc or clang, from .comment (objects with sites)
 
     def summary(self) -> dict:
         return summarize([self])
@@ -134,6 +135,7 @@ class ObjectResult:
                 "sites": [s.to_json() for s in self.sites],
                 "references": [r.to_json() for r in self.references],
                 "existing_table": self.existing_table,
+                "compiler": self.compiler,
                 "summary": self.summary()}
 
 

@@ -95,6 +95,9 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
         apply_policy(site, options)
         result.sites.append(site)
     result.sites.sort(key=lambda s: (s.section_index, s.offset))
+    if result.sites:
+        from .remedy import compiler_of
+        result.compiler = compiler_of(elf)
     refs.sort(key=lambda r: r[:2])
     result.references = [r[2] for r in refs]
     if sources and result.sites and (elf.section_by_name(".debug_info") is not None

@@ -348,9 +348,10 @@ def test_hostile_source_names_are_escaped(cli, tmp_path):
     res = cli("check", obj)
     assert res.rc == 1
     lines = res.stdout.splitlines()
-    assert len(lines) == 2 and "\x1b" not in res.stdout
+    assert len(lines) == 3 and "\x1b" not in res.stdout
     assert lines[0] == ("ev\\x1bil\\nna\\xffme.c:42: warning: static call to __SCT__h is not "
                         f"patchable: tail-call [{obj}: f+0x0]")
+    assert lines[1].startswith("ev\\x1bil\\nna\\xffme.c:42: note: remedy: pass --allow-tail")
     # recorded relative to the source root, escaped
     doc = cli("check", "--format", "json", "--source-root", tmp_path, obj).json()
     assert doc["findings"][0]["source"] == {"file": "ev\\x1bil\\nna\\xffme.c", "line": 42}

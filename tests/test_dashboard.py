@@ -388,6 +388,12 @@ def test_small_dashboard_in_chromium(small, tmp_path, browser):
     detail = text_of(d, "#sites-table tr.detail")
     assert "inner_helper (include/x.h:12)" in detail and "arch/x/crossing.c:40" in detail
     assert 'basis "alignment"' in detail
+    # its remedy (remedy.py), here for an object whose compiler is unknown
+    from scall_objtool.remedy import remedy
+    assert remedy("may-cross-cache-line").text in detail
+    reasons = doc["summary"]["by_reason"]
+    assert dict(zip(column(d, "reason", "name"), column(d, "reason", "remedy"))) == {
+        r: remedy(r).text for r in reasons}
     # an image's address: exact, from all its bits
     show_site(d, "c_0bf+0x0")
     (row,) = picture_rows(d, big=False)

@@ -103,7 +103,8 @@ __asm__(
 	"\t.type crossing_call, @function\n"
 	"crossing_call:\n"
 	"\tsubq $8, %rsp\n"			/* 4 bytes; keeps %rsp 16-aligned */
-	"\t.fill 56, 1, 0x90\n"			/* 56 one-byte nops */
+	"\t.rept 56\n\tnop\n\t.endr\n"		/* 56 one-byte nops: instructions,
+						 * so call alignment can pad */
 	"\tcall __SCT__sc_scale\n"		/* E8 rel32 at offset 60..64 */
 	"\taddl $1, %eax\n"
 	"\taddq $8, %rsp\n"

@@ -63,7 +63,8 @@
       exactBasis: r[3][2], g: r[3][3], base: r[3][4], fn: str(r[4]), foff: r[5],
       tramp: str(r[6]), kind: str(r[7]), len: r[8], pre: r[9], crossing: r[10],
       reason: str(r[11]), align: r[12], file: str(r[13]), line: r[14], inlined: r[15],
-      placement: r[16], state: r[17] === undefined ? null : r[17]
+      placement: r[16], state: r[17] === undefined ? null : r[17],
+      remedy: r.length > 18 ? str(r[18]) : null
     };
   }
   var SITES = D.sites.map(function (_, i) { return site(i); });
@@ -383,7 +384,8 @@
       { key: "n", label: "fallback", num: true, get: function (r) { return r.n; } },
       { key: "share", label: "share", num: true, get: function (r) { return r.n / (sm.fallback || 1); },
         cell: function (r) { return pct(r.n, sm.fallback); } },
-      { key: "why", label: "meaning", cell: function (r) { return REASON_TEXT[r.name] || ""; } }
+      { key: "why", label: "meaning", cell: function (r) { return REASON_TEXT[r.name] || ""; } },
+      { key: "remedy", label: "remedy", cell: function (r) { return (D.remedies || {})[r.name] || ""; } }
     ],
     chart: function (rows) { return hbars(rows, function (r) { return r.name; },
       [{ get: function (r) { return r.n; }, cls: "bad-fill", name: "fallback" }]); }
@@ -580,6 +582,7 @@
     row("instruction", s.kind + (s.len !== null ? ", " + s.len + " bytes" : "") + (s.pre ? ", prefixes " + s.pre : ""));
     row("trampoline", s.tramp);
     row("verdict", s.reason === null ? "patchable" : "fallback: " + s.reason);
+    row("remedy", s.remedy);
     row("crossing", s.crossing !== null ? s.crossing + (s.align !== null ? " (known alignment " + s.align + ")" : "") : null);
     row("source", src(s));
     if (s.inlined && s.inlined.length) row("inlined", s.inlined.map(function (f) {

@@ -26,6 +26,7 @@ from math import gcd
 
 from .. import findings
 from ..errors import UsageError
+from ..remedy import remedy
 from .jsondoc import read_json
 from .readback import Doc, read
 
@@ -147,7 +148,12 @@ def build_data(docs: list[Doc], labels: list[str]) -> dict:
             None if s["patchable"] else st(s["reason"]), s["alignment"],
             st(src["file"]) if src else None, src["line"] if src else None,
             [[st(f["function"]), st(f["file"]), f["line"]] for f in inl] if inl else None,
-            s["placement"], s.get("state")])
+            s["placement"], s.get("state"),
+            None if s["patchable"] else st(remedy(s["reason"], s["compiler"], line,
+                                                  s["kind"]).text)])
+    # the remedy of each reason: for the compiler of the sites shown, if one
+    compilers = {s["compiler"] for s in cur.sites if not s["patchable"]}
+    compiler = compilers.pop() if len(compilers) == 1 else None
     data = {
         "v": DATA_VERSION,
         "kind": cur.kind,
@@ -160,6 +166,7 @@ def build_data(docs: list[Doc], labels: list[str]) -> dict:
                                          "references")},
         "by_kind": sorted(summ["by_kind"].items()),
         "by_reason": sorted(summ["by_reason"].items()),
+        "remedies": {r: remedy(r, compiler, line).text for r in sorted(summ["by_reason"])},
         "tramps": [[st(t), v["sites"], v["patchable"], v["fallback"]]
                    for t, v in summ["by_trampoline"].items()],
         "objs": [[st(cur.rel(o["path"])), o["sites"], o["patchable"], o["fallback"],

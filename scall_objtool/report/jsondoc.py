@@ -9,6 +9,7 @@ import json
 from ..errors import InputError
 from ..findings import LintSite, Report
 from ..model import KINDS, REASONS, ObjectResult, Options, summarize
+from ..remedy import COMPILERS, remedy_json
 from . import dump, esc, tool
 
 SCHEMA_VERSION = 1
@@ -40,6 +41,9 @@ def scan_doc(results: list[ObjectResult], options: Options,
     objects = [r.to_json() for r in results]
     for obj in objects:
         _relative_sources(obj["sites"], source_root)
+        for site in obj["sites"]:
+            site["remedy"] = remedy_json(site["reason"], obj["compiler"], options.cache_line,
+                                         site["kind"])
     return {**doc,
             "tool": tool(),
             "policy": options.to_json(),
@@ -115,19 +119,22 @@ def check_doc(res, summary: dict, options: Options, errors: list[str],
                   "baseline": res.baseline, "baselined": res.baselined, "new": res.new,
                   "fixed": len(res.gone), "errors": errors,
                   **({"layout": res.layout.to_json()} if res.layout else {})},
-        "findings": _relative_sources([finding_json(f) for f in res.findings], source_root),
+        "findings": _relative_sources([finding_json(f, options.cache_line)
+                                       for f in res.findings], source_root),
         "fixed": _relative_sources([{**s.to_json(), "baseline_state": "absent"}
                                     for s in res.gone], source_root),
         "summary": summary,
     }
 
 
-def finding_json(f) -> dict:
+def finding_json(f, line: int = 64) -> dict:
     """A finding of check's JSON: the site, its stable identity, its state
-    against the baseline (null without one), its gate, and whether it fails."""
+    against the baseline (null without one), its gate, whether it fails, the
+    object's compiler and the remedy for a ``line``-byte cache line."""
     obj, func, tramp, kind, ordinal = f.stable_id
     return {**f.site.to_json(), "baselined": f.baselined, "baseline_state": f.state,
-            "gate": f.gate, "fails": f.fails,
+            "gate": f.gate, "fails": f.fails, "compiler": f.site.compiler,
+            "remedy": remedy_json(f.site.reason, f.site.compiler, line, f.site.kind),
             "id": {"object": obj, "function": func, "trampoline": tramp, "kind": kind,
                    "ordinal": ordinal}}
 
@@ -263,7 +270,8 @@ def report_from_json(data, path: str, object_root: str | None = None,
                     inlined=s.get("inlined") if isinstance(s.get("inlined"), list) else [],
                     length=_opt(s.get("length"), int), alignment=_opt(s.get("alignment"), int),
                     placement=s.get("placement") if isinstance(s.get("placement"), dict)
-                    else None)
+                    else None,
+                    compiler=_opt_enum(s.get("compiler", obj.get("compiler")), COMPILERS))
             except (KeyError, TypeError, ValueError) as e:
                 bad(f"{where}: {e.args[0] if e.args else e}")
             if site.patchable == (site.reason is not None):

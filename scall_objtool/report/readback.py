@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ..errors import InputError
 from ..findings import LintSite
 from ..model import KINDS, REASONS
+from ..remedy import COMPILERS
 from .jsondoc import report_from_json, validate
 
 CROSSINGS = ("never", "always", "depends")
@@ -161,7 +162,9 @@ def read(data, name: str, detail: bool = True) -> Doc:
             if not isinstance(obj, dict) or not isinstance(obj.get("sites"), list) \
                     or not isinstance(obj.get("path"), str):
                 _bad(name, f"objects[{i}] has no 'path' and 'sites'")
-            raw.extend((obj["path"], s, f"objects[{i}].sites[{j}]")
+            comp = obj.get("compiler")      # the object's, for each site's remedy
+            raw.extend((obj["path"], s if comp is None or not isinstance(s, dict)
+                        else {**s, "compiler": comp}, f"objects[{i}].sites[{j}]")
                        for j, s in enumerate(obj["sites"]))
         wrapped = data
         gone = []
@@ -233,6 +236,7 @@ def _site(name: str, obj: str, s: dict, where: str) -> dict:
     out["state"] = {"unchanged": "known", "updated": "known", "absent": "fixed"}.get(state, state)
     if out["state"] is None and isinstance(s.get("baselined"), bool):
         out["state"] = "known" if s["baselined"] else "new"   # reports before baseline_state
+    out["compiler"] = s.get("compiler") if s.get("compiler") in COMPILERS else None
     return out
 
 

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from urllib.parse import quote
 
 from ..findings import CheckResult, Finding, base_dir
+from ..remedy import remedy
 from . import dump, tool
 from .text import display_path
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT = "scallObjtoolSite/v2"
+_OPTION = re.compile(r"(?<![\w`])(--?[A-Za-z][\w,=+.-]*[\w=])")
 
 #: reason -> (name, short description, full description)
 RULES = {
@@ -33,9 +36,7 @@ RULES = {
         "Tail call to a static-call trampoline is not patched",
         "The site is a jmp (E9 rel32) to the trampoline, a tail call. The seed policy "
         "patches only direct calls, so this site keeps jumping through the out-of-line "
-        "trampoline, which costs one extra jump on every call. Use --allow-tail if the "
-        "runtime patcher rewrites jmp sites, or restructure the caller so that the "
-        "static call is not in tail position."),
+        "trampoline, which costs one extra jump on every call."),
     "conditional-tail-call": (
         "ConditionalTailCall",
         "Conditional tail call to a static-call trampoline is not patched",
@@ -54,30 +55,38 @@ RULES = {
         "The site calls or jumps through a memory operand (for example "
         "call *__SCT__x@GOTPCREL(%rip)), usually because the object was built as "
         "position-independent code. There is no rel32 to rewrite, so the site can never "
-        "be patched; build the object without -fPIC/-fPIE or with -fno-plt."),
+        "be patched."),
     "crosses-cache-line": (
         "CrossesCacheLine",
         "Call to a static-call trampoline crosses a cache line",
         "The call instruction straddles a cache-line boundary wherever the section is "
         "placed, so rewriting its 4-byte displacement is not atomic for concurrently "
-        "executing CPUs. The site keeps calling the trampoline. Changing the code layout "
-        "or aligning the call (for example with a padding nop) makes it patchable."),
+        "executing CPUs. The site keeps calling the trampoline."),
     "may-cross-cache-line": (
         "MayCrossCacheLine",
         "Call to a static-call trampoline may cross a cache line",
         "Whether the call straddles a cache-line boundary depends on where the linker and "
         "loader place the section (its known alignment is smaller than the cache line), "
-        "so it cannot be proven safe to patch. If the section will start on a larger "
-        "alignment, say so with --assume-align N (this section starts N-aligned), which "
-        "makes the verdict exact. A kernel module's layout is modelled from its "
-        "vermagic; there this verdict means the model did not apply (see the warning)."),
+        "so it cannot be proven safe to patch. A kernel module's layout is modelled from "
+        "its vermagic; there this verdict means the model did not apply (see the "
+        "warning)."),
 }
 RULE_IDS = tuple(RULES)
 KIND_TEXT = {"call": "call", "prefixed-call": "prefixed call", "tail": "tail call",
              "jcc-tail": "conditional tail call", "indirect": "indirect call"}
 
 
-def _rules() -> list[dict]:
+def _help(rid: str, line: int) -> dict:
+    """A rule's help: its remedy (remedy.py), for either compiler; each result
+    carries the remedy for its own object's compiler (message and properties).
+    Not a SARIF ``fix``: a fix must be a concrete edit of an artifact, and the
+    remedy is a build flag whose place (a Makefile, CFLAGS) the tool cannot know."""
+    text = remedy(rid, None, line).text
+    md = _OPTION.sub(r"`\1`", text)          # flags and options as code
+    return {"text": f"Remedy: {text}.", "markdown": f"**Remedy:** {md}."}
+
+
+def _rules(line: int = 64) -> list[dict]:
     out = []
     for rid, (name, short, full) in RULES.items():
         out.append({
@@ -85,7 +94,7 @@ def _rules() -> list[dict]:
             "name": name,
             "shortDescription": {"text": short},
             "fullDescription": {"text": full},
-            "help": {"text": full},
+            "help": _help(rid, line),
             "defaultConfiguration": {"level": "warning"},
             "properties": {"tags": ["static-call", "performance"], "precision": "very-high",
                            "problem.severity": "warning"},
@@ -163,8 +172,9 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
         logical = {"name": s.function if s.function is not None else s.section,
                    "fullyQualifiedName": f"{s.object}:{s.where}",
                    "kind": "function" if s.function is not None else "module"}
+        fix = s.remedy(options.cache_line)
         text = (f"{s.message} ({KIND_TEXT.get(s.kind, s.kind)} at {s.where}, "
-                f"{s.section}+{s.offset:#x} in {s.object})")
+                f"{s.section}+{s.offset:#x} in {s.object}). Remedy: {fix.text}.")
         result = {
             "ruleId": s.reason,
             "ruleIndex": RULE_IDS.index(s.reason),
@@ -174,7 +184,8 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
             "partialFingerprints": {FINGERPRINT: _fingerprint(f.stable_id)},
             "properties": {"object": s.object, "section": s.section, "offset": s.offset,
                            "trampoline": s.trampoline, "key": s.key, "kind": s.kind,
-                           "crossing": s.crossing, "gate": f.gate, "fails": f.fails},
+                           "crossing": s.crossing, "gate": f.gate, "fails": f.fails,
+                           "compiler": s.compiler, "remedy": fix.to_json()},
         }
         if f.state == "absent":
             result["kind"] = "pass"         # gone: SARIF's kind for a result that no longer fails
@@ -191,7 +202,8 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
             {"level": "error", "message": {"text": e}} for e in errors]
     block = tool()
     run = {
-        "tool": {"driver": {**block, "semanticVersion": block["version"], "rules": _rules()}},
+        "tool": {"driver": {**block, "semanticVersion": block["version"],
+                            "rules": _rules(options.cache_line)}},
         "invocations": [invocation],
         "results": results,
         "columnKind": "utf16CodeUnits",

@@ -243,20 +243,32 @@ def via_text(inlined: list, root: str | None = None) -> str:
 def finding_line(site, root: str | None = None) -> str:
     """One finding in the form compilers (source known: the caller's line, the
     inline chain, then the object and function) or objtool (object) use."""
-    loc = location_text(site.source.get("file"), site.source.get("line"), root) \
-        if site.source else None
+    loc = _finding_location(site, root)
     if loc is None:
         return esc(f"{site.object}: {site.where}: warning: {site.message} [scall-objtool]")
     return esc(f"{loc}: warning: {site.message}{via_text(site.inlined, root)} "
                f"[{site.object}: {site.where}]")
 
 
+def remedy_line(site, root: str | None = None, line: int = 64) -> str:
+    """The line after a finding: ``LOCATION: note: remedy: ...`` (the
+    remedy for the site's reason and its object's compiler, remedy.py)."""
+    loc = _finding_location(site, root) or f"{site.object}: {site.where}"
+    return esc(f"{loc}: note: remedy: {site.remedy(line).text}")
+
+
+def _finding_location(site, root: str | None) -> str | None:
+    return location_text(site.source.get("file"), site.source.get("line"), root) \
+        if site.source else None
+
+
 def check_text(res, summary: dict, policy: str, root: str | None = None,
-               quiet: bool = False, group_by: str | None = None, stats: str = "") -> str:
-    """The findings that fail the check, a line each (or, with ``group_by``, a
-    table of groups of findings), and a summary line last.  Layout findings
-    within the chance limit do not fail and are not listed (``scan`` lists
-    every site); when the limit is exceeded the new ones are."""
+               quiet: bool = False, group_by: str | None = None, stats: str = "",
+               line: int = 64) -> str:
+    """The findings that fail the check, a line each followed by its remedy (or,
+    with ``group_by``, a table of groups of findings), and a summary line last.
+    Layout findings within the chance limit do not fail and are not listed
+    (``scan`` lists every site); when the limit is exceeded the new ones are."""
     gate = res.layout
     over = bool(gate and gate.excess)
     shown = [f for f in res.findings if f.fails or (over and f.site.layout and not f.baselined)]
@@ -268,7 +280,8 @@ def check_text(res, summary: dict, policy: str, root: str | None = None,
                          lambda sites: (sum(id(s) not in known for s in sites), len(sites)),
                          ("new" if res.baseline is not None else "failing", "findings"))
     else:
-        lines = [finding_line(f.site, root) for f in shown]
+        lines = [text for f in shown
+                 for text in (finding_line(f.site, root), remedy_line(f.site, root, line))]
     head = (f"summary: {plural(summary['objects'], 'object')}, "
             f"{plural(summary['sites'], 'site')}, {summary['patchable']} patchable, "
             f"{summary['fallback']} fallback (policy {policy})"
