@@ -1,0 +1,117 @@
+"""Speed, second round (issue 24), as work counted, never as time.
+
+* Source lines are read from the DWARF only where an output shows them (scan
+  JSON; check's findings in text, JSON and SARIF), and ``--no-lines`` turns
+  them off: each command line runs in this process with the DWARF reader's
+  section loader (``dwarf.Debug._load``) counting what it loads.
+* Start-up: a run on an object without static calls imports a bounded set of
+  modules (ours and the standard library's beyond the interpreter's own
+  start-up), counted in a fresh interpreter.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scall_testlib import ROOT
+
+SRC = ROOT / "testdata" / "src"
+
+
+@pytest.fixture(scope="module")
+def inline_o(tmp_path_factory):
+    """gcc -O2 -g: static calls with DWARF, one fallback site under the seed policy."""
+    obj = tmp_path_factory.mktemp("speed") / "inline.o"
+    subprocess.run(["gcc", "-O2", "-g", "-c", "-o", str(obj), str(SRC / "inline_sites.c")],
+                   check=True)
+    return obj
+
+
+def _run_counting(monkeypatch, argv: list[str]) -> tuple[int, str, list[str]]:
+    """(exit status, stdout, names of the debug sections loaded) of one command
+    line, run in this process through the fast path (one input: no worker)."""
+    from scall_objtool import dwarf, fastcli
+    loaded: list[str] = []
+    real = dwarf.Debug._load
+
+    def counting(self, name):
+        loaded.append(name)
+        return real(self, name)
+    monkeypatch.setattr(dwarf.Debug, "_load", counting)
+    monkeypatch.delenv("SCALL_OBJTOOL_NO_FASTPATH", raising=False)
+    parsed = fastcli.parse(argv)
+    assert parsed is not None, argv
+    out = io.StringIO()
+    from scall_objtool.commands import run
+    with contextlib.redirect_stdout(out):
+        rc = run(*parsed)
+    return rc, out.getvalue(), loaded
+
+
+NOT_SHOWN = [
+    ["scan"], ["scan", "-q"], ["scan", "--group-by", "dir"], ["scan", "--stats"],
+    ["scan", "--format", "openmetrics"], ["scan", "--format", "json", "--no-lines"],
+    ["check", "-q"], ["check", "--group-by", "reason"], ["check", "--format", "openmetrics"],
+    ["check", "--no-lines"], ["check", "--format", "sarif", "--no-lines"],
+    ["check", "--format", "json", "--no-lines"], ["verify"], ["verify", "--format", "json"],
+    ["write", "--dry-run"],
+]
+
+
+@pytest.mark.parametrize("argv", NOT_SHOWN, ids=" ".join)
+def test_no_dwarf_read_where_no_line_is_shown(monkeypatch, inline_o, argv):
+    rc, out, loaded = _run_counting(monkeypatch, [*argv, "-j", "1", str(inline_o)]
+                                    if argv[0] != "write" else [*argv, str(inline_o)])
+    assert rc in (0, 1), (rc, out)
+    assert loaded == [], f"{' '.join(argv)} read {loaded}"
+    assert "inline_sites.c" not in out
+
+
+SHOWN = [["scan", "--format", "json"], ["check"], ["check", "--format", "json"],
+         ["check", "--format", "sarif"]]
+
+
+@pytest.mark.parametrize("argv", SHOWN, ids=" ".join)
+def test_lines_read_where_shown(monkeypatch, inline_o, argv):
+    rc, out, loaded = _run_counting(monkeypatch, [*argv, "-j", "1", str(inline_o)])
+    assert rc in (0, 1), (rc, out)
+    assert ".debug_info" in loaded and ".debug_line" in loaded
+    assert "inline_sites.c" in out
+
+
+def test_no_lines_leaves_sources_null(monkeypatch, inline_o):
+    _, with_lines, _ = _run_counting(monkeypatch, ["scan", "-f", "json", str(inline_o)])
+    _, without, _ = _run_counting(monkeypatch, ["scan", "-f", "json", "--no-lines",
+                                                str(inline_o)])
+    a, b = json.loads(with_lines), json.loads(without)
+    sites_a = a["objects"][0]["sites"]
+    sites_b = b["objects"][0]["sites"]
+    assert any(s["source"] for s in sites_a)
+    assert all(s["source"] is None and s["inlined"] == [] for s in sites_b)
+    # nothing else changes
+    strip = [{k: v for k, v in s.items() if k not in ("source", "inlined")} for s in sites_a]
+    assert strip == [{k: v for k, v in s.items() if k not in ("source", "inlined")}
+                     for s in sites_b]
+
+
+def test_check_reads_lines_of_the_fallback_sites_only(monkeypatch, inline_o):
+    """check shows only its findings: patchable sites are not looked up."""
+    from scall_objtool import sourcelines
+    looked: list[int] = []
+    real = sourcelines.lookup
+
+    def counting(elf, keys, *a, **kw):
+        looked.append(len(keys))
+        return real(elf, keys, *a, **kw)
+    monkeypatch.setattr(sourcelines, "lookup", counting)
+    rc, out, _ = _run_counting(monkeypatch, ["check", "--format", "json", str(inline_o)])
+    doc = json.loads(out)
+    assert rc == 1 and looked == [doc["summary"]["fallback"]]
+    assert 0 < doc["summary"]["fallback"] < doc["summary"]["sites"]
+    assert all(f["source"] for f in doc["findings"])
