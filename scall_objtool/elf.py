@@ -15,7 +15,6 @@ kvm.ko).
 """
 from __future__ import annotations
 
-import heapq
 import os
 import stat
 import struct
@@ -238,6 +237,7 @@ class ElfFile:
         each the section holding the addresses from it to the next: built once
         (a sweep with a heap of the open sections by index), so that
         ``section_at`` is a bisection however many sections and queries."""
+        import heapq                    # linked images only: off the start-up path
         spans = sorted((s.addr, s.addr + s.size, s.index) for s in self.sections
                        if s.flags & SHF_ALLOC and s.size)
         bounds = sorted({b for start, end, _i in spans for b in (start, end)})

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-from .classify import apply_policy, crossing
 from .elf import SHT_NOBITS, ElfFile, open_elf, reloc_name
 from .find import find_candidates, find_code_candidates, find_trampolines, has_code_relocations
 from .model import ObjectResult, Options, Reference, Site
@@ -56,6 +55,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
         candidates = find_candidates(elf, tramps)
     if not candidates:
         return result
+    from .classify import apply_policy, crossing
     from .decode import prove
     from .elf import display_name
     from .placement import ADDRESS, Placer

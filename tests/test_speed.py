@@ -115,3 +115,54 @@ def test_check_reads_lines_of_the_fallback_sites_only(monkeypatch, inline_o):
     assert rc == 1 and looked == [doc["summary"]["fallback"]]
     assert 0 < doc["summary"]["fallback"] < doc["summary"]["sites"]
     assert all(f["source"] for f in doc["findings"])
+
+
+# ------------------------------------------------------------------ start-up
+#: what a run on an object without static calls may import beyond the
+#: interpreter's own start-up: our modules (read, find trampolines, the
+#: command line's fast path) and a few small standard ones.  Measured with
+#: `python -X importtime`; README "Speed" has the figures.
+MAX_OWN_MODULES = 18
+MAX_STDLIB_MODULES = 26          # most of them runpy's (python -m), not ours
+NEVER = {"re", "enum", "dataclasses", "typing", "inspect", "json", "argparse", "typer",
+         "click", "rich", "capstone", "numpy", "zstandard", "zlib", "hashlib", "tempfile",
+         "pathlib", "shutil", "subprocess", "concurrent", "multiprocessing", "heapq",
+         "math", "ctypes", "fnmatch", "locale"}
+
+
+def _imported(*args: str) -> set[str]:
+    """The modules a fresh interpreter imports for ``args`` (-X importtime)."""
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "SCALL_OBJTOOL_NO_FASTPATH"}
+    r = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines()
+            if line.startswith("import time:") and "| imported package" not in line
+            and not line.endswith("| package")} - {"package"}
+
+
+@pytest.fixture(scope="module")
+def no_calls_o(tmp_path_factory):
+    d = tmp_path_factory.mktemp("nocalls")
+    (d / "plain.c").write_text("int add(int a, int b) { return a + b; }\n"
+                               "static int (*hook)(int, int) = add;\n"
+                               "int call(int x) { return hook(x, 1); }\n")
+    subprocess.run(["gcc", "-O2", "-g", "-c", "-o", str(d / "plain.o"), str(d / "plain.c")],
+                   check=True)
+    return d / "plain.o"
+
+
+@pytest.mark.parametrize("argv", [["write", "-q", "--dry-run", "--policy", "kernel"],
+                                  ["scan", "-q"]], ids=" ".join)
+def test_startup_imports_are_bounded(no_calls_o, argv):
+    base = _imported("-c", "pass")
+    run = _imported("-m", "scall_objtool", *argv, str(no_calls_o))
+    beyond = run - base
+    own = {m for m in beyond if m.split(".")[0] == "scall_objtool"}
+    stdlib = {m for m in beyond if not m.startswith(("scall_objtool", "__editable__"))}
+    limit = MAX_OWN_MODULES + (2 if argv[0] == "scan" else 0)    # + report, report.text
+    assert len(own) <= limit, sorted(own)
+    assert len(stdlib) <= MAX_STDLIB_MODULES, sorted(stdlib)
+    assert not {m.split(".")[0] for m in beyond} & NEVER, sorted(
+        m for m in beyond if m.split(".")[0] in NEVER)
