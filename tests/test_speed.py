@@ -166,3 +166,40 @@ def test_startup_imports_are_bounded(no_calls_o, argv):
     assert len(stdlib) <= MAX_STDLIB_MODULES, sorted(stdlib)
     assert not {m.split(".")[0] for m in beyond} & NEVER, sorted(
         m for m in beyond if m.split(".")[0] in NEVER)
+
+
+# ------------------------------------------------------------------ capstone
+def test_capstone_library_bound_directly_decodes_as_the_package(inline_o):
+    """decode.py calls capstone's C library without importing the capstone
+    package (its import costs more than proving kvm.ko's sites): the layout it
+    assumes is the package's, and every instruction decodes the same."""
+    import ctypes
+
+    import capstone
+
+    from scall_objtool import decode
+    from scall_objtool.elf import ElfFile
+    assert decode._library_path() is not None       # the direct path is the one taken
+    layout = decode._bulk_layout()
+    t = capstone._cs_insn
+    assert layout[3:] == (ctypes.sizeof(t), t.address.offset, t.size.offset,
+                          t.mnemonic.offset)
+    elf = ElfFile(Path(inline_o).read_bytes(), str(inline_o))
+    text = next(s for s in elf.sections if s.name == ".text")
+    code = bytes(elf.data[text.offset:text.offset + text.size])
+    starts, sizes, mnemonic = decode.disassemble(code, 0)
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    want = list(md.disasm_lite(code, 0))
+    assert len(starts) == len(want) > 10
+    assert [(a, n, mnemonic(i)) for i, (a, n) in enumerate(zip(starts, sizes))] == \
+        [(a, n, m) for a, n, m, _ in want]
+
+
+def test_proving_sites_does_not_import_the_capstone_package(inline_o):
+    r = subprocess.run([sys.executable, "-c", "import sys\nfrom scall_objtool import scan_path\n"
+                        f"assert scan_path({str(inline_o)!r}).sites\n"
+                        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                        "('capstone', 'dataclasses', 'inspect')))"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
