@@ -196,10 +196,14 @@ def test_capstone_library_bound_directly_decodes_as_the_package(inline_o):
 
 
 def test_proving_sites_does_not_import_the_capstone_package(inline_o):
-    r = subprocess.run([sys.executable, "-c", "import sys\nfrom scall_objtool import scan_path\n"
-                        f"assert scan_path({str(inline_o)!r}).sites\n"
-                        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-                        "('capstone', 'dataclasses', 'inspect')))"],
-                       capture_output=True, text=True)
+    """Scanning and writing an object with sites imports neither the capstone
+    package nor dataclasses/inspect/re/typing (beyond what start-up had)."""
+    code = ("import sys\nbefore = set(sys.modules)\n"
+            "from scall_objtool import scan_path, write_path\n"
+            f"assert scan_path({str(inline_o)!r}).sites\n"
+            f"assert write_path({str(inline_o)!r}, dry_run=True).entries\n"
+            "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in "
+            "('capstone', 'dataclasses', 'inspect', 're', 'typing')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
