@@ -75,16 +75,18 @@ def _run(inp: Input, work) -> Outcome:
     return out
 
 
-def _scanned(inp: Input, options: Options, candidates: str, sources: bool = True):
+def _scanned(inp: Input, options: Options, candidates: str, sources: bool | str = True):
     from .elf import ElfFile
     from .pipeline import scan_elf
     elf = ElfFile(inp.read(), inp.display)
     return elf, scan_elf(elf, options, candidates, sources)
 
 
-def scan_one(inp: Input, options: Options, candidates: str = "auto") -> Outcome:
-    """Scan one input: the outcome's result is its ``ObjectResult``."""
-    return _run(inp, lambda: _scanned(inp, options, candidates)[1])
+def scan_one(inp: Input, options: Options, candidates: str = "auto",
+             sources: bool | str = True) -> Outcome:
+    """Scan one input: the outcome's result is its ``ObjectResult`` (with the
+    source lines ``sources`` asks for, see ``pipeline.scan_elf``)."""
+    return _run(inp, lambda: _scanned(inp, options, candidates, sources)[1])
 
 
 def verify_one(inp: Input, options: Options, candidates: str = "auto") -> Outcome:

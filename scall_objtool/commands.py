@@ -193,11 +193,15 @@ def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
 def scan(paths: list[str], options: Options, format: str = "text", output: str | None = None,
          include: list[str] | None = None, jobs: int | None = None,
          stats: bool = False, candidates: str = "auto", quiet: bool = False,
-         group_by: str | None = None, source_root: str | None = None) -> int:
+         group_by: str | None = None, source_root: str | None = None,
+         no_lines: bool = False) -> int:
     """Report every site: 0, or 2 when an input failed (the report is still written).
     A build tree is read as check reads it (linked artifacts), so that a scan
     report is a baseline for check."""
-    run = _batch(scan_one, paths, include, (options, candidates), jobs, output, linked=True)
+    # of the scan's outputs only JSON shows source lines: the DWARF is read for it alone
+    sources = "all" if format == "json" and not no_lines else "none"
+    run = _batch(scan_one, paths, include, (options, candidates, sources), jobs, output,
+                 linked=True)
     if format == "json":
         from .report.jsondoc import paths_base, scan_json
         text = scan_json(run.results, options, run.skipped, paths_base(output), source_root)
@@ -306,7 +310,8 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
           baseline: str | None = None, max_fallback: int = 0, stats: bool = False,
           source_root: str | None = None, include: list[str] | None = None,
           jobs: int | None = None, candidates: str = "auto", quiet: bool = False,
-          group_by: str | None = None, layout_gate: str = "auto") -> int:
+          group_by: str | None = None, layout_gate: str = "auto",
+          no_lines: bool = False) -> int:
     """The CI gate: 0 pass, 1 fail, 2 errors (the report is still written)."""
     from . import findings
     from .model import summarize
@@ -318,7 +323,11 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     if baseline is not None:
         base = load_report(baseline)               # InputError: exit 2 (run_guarded)
     # an object without machine code (slim LTO) has nothing to check: not a pass
-    run = _batch(scan_one, paths, include, (options, candidates), jobs, output,
+    # the findings (fallback sites) show source lines in text (a line each),
+    # JSON and SARIF; a summary, --group-by and OpenMetrics do not read the DWARF
+    shown = format in ("json", "sarif") or (format == "text" and not quiet and not group_by)
+    sources = "fallback" if shown and not no_lines else "none"
+    run = _batch(scan_one, paths, include, (options, candidates, sources), jobs, output,
                  refuse=lambda r: r.no_code, linked=True)
     results, messages, errors = run.results, run.messages, run.errors
     if base is not None:

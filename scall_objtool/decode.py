@@ -13,7 +13,6 @@ candidate, however many candidates it holds.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
 
 from .elf import (
     ADDRESS_MASK,
@@ -29,9 +28,11 @@ from .elf import (
     STT_SECTION,
     ElfFile,
     Section,
+    display_name,
 )
 from .find import Candidate
 from .intervals import Innermost
+from .records import record
 
 LEGACY_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
 DIRECT_RELOCS = frozenset({R_X86_64_PC32, R_X86_64_PLT32})
@@ -49,20 +50,76 @@ def _capstone():
     return _CS
 
 
+#: capstone 5's ``cs_insn``: id (u32), address (u64) at 8, size (u16) at 16,
+#: bytes[24] at 18, mnemonic[32] at 42, op_str[160] at 74, detail* at 240
+_CS_INSN = (248, 8, 16, 42)
+_CS_ARCH_X86, _CS_MODE_64 = 3, 1 << 3
+
+
+def _library_path() -> str | None:
+    """The capstone library the capstone package ships (capstone/lib), found
+    without importing the package; None when it is elsewhere (or
+    LIBCAPSTONE_PATH chooses another)."""
+    import os
+    from importlib.util import find_spec
+    if os.environ.get("LIBCAPSTONE_PATH"):
+        return None
+    try:
+        spec = find_spec("capstone")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    libdir = os.path.join(list(spec.submodule_search_locations)[0], "lib")
+    return next((os.path.join(libdir, n) for n in ("libcapstone.so", "libcapstone.so.5")
+                 if os.path.exists(os.path.join(libdir, n))), None)
+
+
+def _bind(path: str):
+    """(cs_disasm, cs_free, handle) of the capstone library at ``path`` (API 5.0,
+    an x86-64 handle of our own), or None."""
+    import ctypes
+    import os
+    try:
+        lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_DEEPBIND", 0))
+    except OSError:
+        return None
+    c_int_p = ctypes.POINTER(ctypes.c_int)
+    lib.cs_version.restype = ctypes.c_int
+    lib.cs_version.argtypes = (c_int_p, c_int_p)
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    lib.cs_version(ctypes.byref(major), ctypes.byref(minor))
+    if (major.value, minor.value) != (5, 0):
+        return None
+    lib.cs_open.restype = ctypes.c_int
+    lib.cs_open.argtypes = (ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t))
+    handle = ctypes.c_size_t()
+    if lib.cs_open(_CS_ARCH_X86, _CS_MODE_64, ctypes.byref(handle)) != 0:
+        return None
+    lib.cs_disasm.restype = ctypes.c_size_t
+    lib.cs_disasm.argtypes = (ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
+                              ctypes.c_uint64, ctypes.c_size_t,
+                              ctypes.POINTER(ctypes.c_void_p))
+    lib.cs_free.restype = None
+    lib.cs_free.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    return lib.cs_disasm, lib.cs_free, handle.value
+
+
 def _bulk_layout():
-    """(cs_disasm, cs_free, struct type, size, address/size/mnemonic offsets) of
-    capstone's C API, or False when the layout is not the expected one."""
+    """(cs_disasm, cs_free, handle, struct size, address/size/mnemonic offsets)
+    of capstone's C API 5.0, or False when it is not that.  The library is
+    loaded with ctypes without importing the capstone package when it is where
+    the package keeps it: the package's import (inspect, pathlib, subprocess,
+    a module per architecture) costs more than proving every site of a large
+    module."""
     global _BULK
     if _BULK is None:
-        import ctypes
-
-        import capstone
-        t = capstone._cs_insn
-        size = ctypes.sizeof(t)
-        addr_off, size_off, mn_off = t.address.offset, t.size.offset, t.mnemonic.offset
-        ok = (size % 8 == 0 and addr_off % 8 == 0 and ctypes.sizeof(ctypes.c_ulong) == 8)
-        _BULK = (capstone._cs.cs_disasm, capstone._cs.cs_free, t, size, addr_off, size_off,
-                 mn_off) if ok else False
+        path = _library_path()
+        bound = _bind(path) if path else None
+        if bound is None:
+            import capstone             # the library the package found
+            bound = _bind(capstone._cs._name)
+        _BULK = (*bound, *_CS_INSN) if bound is not None else False
     return _BULK
 
 
@@ -73,19 +130,18 @@ def disassemble(code: bytes, base: int) -> tuple[list[int], list[int], object]:
     Uses capstone's C ``cs_disasm`` once for the whole range and reads the
     fields it needs from the returned array in bulk; the third value maps an
     instruction index to its mnemonic."""
-    md = _capstone()
     layout = _bulk_layout()
     if not layout or not code:
         starts, sizes, mnems = [], [], []
-        for addr, size, mnem, _ops in md.disasm_lite(code, base):
+        for addr, size, mnem, _ops in _capstone().disasm_lite(code, base):
             starts.append(addr)
             sizes.append(size)
             mnems.append(mnem)
         return starts, sizes, mnems.__getitem__
     import ctypes
-    cs_disasm, cs_free, t, stride, addr_off, size_off, mn_off = layout
-    insns = ctypes.POINTER(t)()
-    n = cs_disasm(md.csh, code, len(code), base, 0, ctypes.byref(insns))
+    cs_disasm, cs_free, handle, stride, addr_off, size_off, mn_off = layout
+    insns = ctypes.c_void_p()
+    n = cs_disasm(handle, code, len(code), base, 0, ctypes.byref(insns))
     if n <= 0:
         return [], [], None
     try:
@@ -234,7 +290,9 @@ class SectionDecoder:
         return Decoding(code, start, pieces, mnemonics)
 
 
-@dataclass(slots=True)
+# records, not dataclasses: importing dataclasses (it pulls in inspect) costs
+# more than proving the sites of a large module
+@record
 class Insn:
     start: int
     length: int
@@ -244,7 +302,7 @@ class Insn:
     mnemonic: str
 
 
-@dataclass(slots=True)
+@record
 class Proof:
     """The verdict on one candidate."""
     candidate: Candidate
@@ -289,15 +347,17 @@ class FunctionIndex:
         rank = {STB_GLOBAL: 0, STB_WEAK: 1}
         base = sec.addr if elf.linked else 0       # symbol values are addresses there
         funcs, labels = [], []
+        # from the symbol columns, not a Symbol record each (kvm.ko: 3,000 symbols)
+        info, value, size, name = cols.info, cols.value, cols.size, cols.name
         for i in cols.in_section(sec.index):
-            stype = cols.info[i] & 0xF
-            if stype in (STT_SECTION, STT_FILE) or not 0 <= cols.value[i] - base <= sec.size:
+            stype = info[i] & 0xF
+            if stype in (STT_SECTION, STT_FILE) or not 0 <= value[i] - base <= sec.size:
                 continue
-            s = elf.symbol(i)
-            if not s.name_bytes or s.name_bytes.startswith(b".L"):
+            raw = elf.symbol_name_bytes(name[i])
+            if not raw or raw.startswith(b".L"):
                 continue
-            entry = (s.value - base, rank.get(s.bind, 2), s.name, s.size, s.index)
-            (funcs if s.type == STT_FUNC else labels).append(entry)
+            entry = (value[i] - base, rank.get(info[i] >> 4, 2), display_name(raw), size[i], i)
+            (funcs if stype == STT_FUNC else labels).append(entry)
         funcs.sort()
         self.funcs = funcs
         # funcs are in (start, rank, name, ...) order already

@@ -15,7 +15,6 @@ kvm.ko).
 """
 from __future__ import annotations
 
-import heapq
 import os
 import stat
 import struct
@@ -238,6 +237,7 @@ class ElfFile:
         each the section holding the addresses from it to the next: built once
         (a sweep with a heap of the open sections by index), so that
         ``section_at`` is a bisection however many sections and queries."""
+        import heapq                    # linked images only: off the start-up path
         spans = sorted((s.addr, s.addr + s.size, s.index) for s in self.sections
                        if s.flags & SHF_ALLOC and s.size)
         bounds = sorted({b for start, end, _i in spans for b in (start, end)})
@@ -526,21 +526,34 @@ class RelocColumns:
     """One relocation section's entries as parallel lists."""
 
     def __init__(self, elf: ElfFile, sec: Section):
-        data = elf.data
-        ent = RELA_SIZE if sec.type == SHT_RELA else REL_SIZE
-        words = ent // 8
-        self.offset = _column(data, sec.offset, sec.size, "Q", 0, words)
-        self.sym = _column(data, sec.offset, sec.size, "I", 3, words * 2)
-        self.type = _column(data, sec.offset, sec.size, "I", 2, words * 2)
-        if sec.type == SHT_RELA:
-            self.addend = _column(data, sec.offset, sec.size, "q", 2, 3)
-        else:
-            self.addend = [0] * len(self.offset)
+        self._data, self._sec = elf.data, sec
+        self._words = (RELA_SIZE if sec.type == SHT_RELA else REL_SIZE) // 8
+        self.sym = self._col("I", 3, self._words * 2)
+        if sec.type != SHT_RELA:
             self._target = (elf, sec.info)
             self._code: bytes | None = None     # the target's bytes, read once
 
+    def _col(self, fmt: str, start: int, step: int) -> list:
+        return _column(self._data, self._sec.offset, self._sec.size, fmt, start, step)
+
+    # the other columns are read when first asked for: finding candidates
+    # looks at every entry's symbol, and at the rest of a few entries only
+    @cached_property
+    def offset(self) -> list:
+        return self._col("Q", 0, self._words)
+
+    @cached_property
+    def type(self) -> list:
+        return self._col("I", 2, self._words * 2)
+
+    @cached_property
+    def addend(self) -> list:
+        if self._sec.type == SHT_RELA:
+            return self._col("q", 2, 3)
+        return [0] * len(self.sym)
+
     def __len__(self) -> int:
-        return len(self.offset)
+        return len(self.sym)
 
     def implicit_addend(self, i: int) -> int:
         """SHT_REL: the addend stored in the relocated field."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
 
 from .elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF_WRITE,
                   SHN_LORESERVE, SHN_UNDEF, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_SYMTAB_SHNDX,
@@ -32,14 +31,14 @@ from .elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF_WRITE
 from .errors import InputError, KeyMissingError
 from .intervals import Innermost
 from .model import TAIL_KINDS, ObjectResult, Options, Site
-from .records import fields
+from .records import fields, record
 from .sitetable import FLAG_TAIL, RELA_TABLE, TABLE, key_name, table_sections
 
 SYM = struct.Struct("<IBBHQQ")
 RELA = struct.Struct("<QQq")
 
 
-@dataclass(slots=True)
+@record                 # not a dataclass: importing dataclasses costs more than a write
 class Entry:
     site: Site
     addr_sym: int

@@ -20,7 +20,6 @@ refused.
 from __future__ import annotations
 
 import os
-import re
 import stat
 
 TMP_PREFIX = ".scall-"
@@ -67,6 +66,7 @@ def stale_temporaries(directory: str) -> list[str]:
         name = e.name
         if not name.startswith("."):
             continue
+        import re                       # off the start-up path: only for a candidate
         m = re.match(_TMP, name) if name.endswith(TMP_SUFFIX) else (
             re.match(_OLD_TMP, name, re.DOTALL) if name.endswith(OLD_TMP_SUFFIX) else None)
         if m is None:

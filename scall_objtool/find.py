@@ -13,6 +13,8 @@ can carry it, and the decoder is never imported.
 """
 from __future__ import annotations
 
+from itertools import compress
+
 from .elf import (
     ADDRESS_MASK,
     SHF_ALLOC,
@@ -102,9 +104,11 @@ def find_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candidate]:
         if not target.flags & SHF_ALLOC:
             continue        # debug information and notes are not uses either
         rel = elf.relocations(rsec)
-        for i, s in enumerate(rel.sym):
-            if s not in wanted:
-                continue
+        if wanted.isdisjoint(rel.sym):
+            continue
+        # the entries naming a wanted symbol, picked at C speed (kvm.ko: 1,000 of 42,000)
+        for i in compress(range(len(rel.sym)), map(wanted.__contains__, rel.sym)):
+            s = rel.sym[i]
             off, rt, add = rel.offset[i], rel.type[i], rel.implicit_addend(i)
             if linked:
                 off -= target.addr          # r_offset is an address in a linked image

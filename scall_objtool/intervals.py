@@ -10,7 +10,6 @@ in all, whatever the sizes and nesting.
 from __future__ import annotations
 
 import heapq
-from typing import Any
 
 
 class Innermost:
@@ -22,7 +21,7 @@ class Innermost:
     non-decreasing order cost O(log n) each, amortised; a query below the
     previous one restarts the sweep (still correct, only slower)."""
 
-    def __init__(self, items: list[tuple[int, int, Any, Any]], presorted: bool = False):
+    def __init__(self, items: list[tuple[int, int, object, object]], presorted: bool = False):
         """``presorted``: the items are already in (start, order) order."""
         self._items = items if presorted else sorted(items, key=lambda t: (t[0], t[2]))
         self._restart()

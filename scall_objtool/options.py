@@ -122,6 +122,9 @@ GROUP_BY = Opt("group_by", ("--group-by",), "choice",
                "text format: instead of one line a site, a table of the sites grouped by "
                "object directory, trampoline, kind or fallback reason (for large trees)",
                choices=("dir", "trampoline", "kind", "reason"))
+NO_LINES = Opt("no_lines", ("--no-lines",), "flag",
+               "do not read source lines (DWARF) for the report; the formats that show "
+               "them (text findings, JSON, SARIF) leave them null")
 STATS = Opt("stats", ("--stats",), "flag",
             "text format: add tables of sites per trampoline, kind, reason and object "
             "(the JSON summary always has them)")
@@ -132,7 +135,8 @@ COMMANDS = {c.name: c for c in (
             (PATHS,),
             (Opt("format", ("--format", "-f"), "choice", "report format" + METRICS_HELP,
                  default="text", choices=("text", "json", "openmetrics")),
-             OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES, QUIET, GROUP_BY, SOURCE_ROOT)),
+             OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES, QUIET, GROUP_BY, SOURCE_ROOT,
+             NO_LINES)),
     Command("verify",
             "Check existing tables: every entry must point at an instruction that calls or "
             "jumps to its key's trampoline, with the right tail flag, and no site the "
@@ -178,7 +182,7 @@ COMMANDS = {c.name: c for c in (
                  "when every judged section is cache-line aligned (the assembler's padding "
                  "flags), else chance", default="auto", choices=("auto", "chance", "strict")),
              SOURCE_ROOT,
-             INCLUDE, JOBS, CANDIDATES, QUIET, GROUP_BY)),
+             INCLUDE, JOBS, CANDIDATES, QUIET, GROUP_BY, NO_LINES)),
     Command("diff", "Compare two JSON reports: added, removed and changed sites (exit 1 on "
                     "a new fallback site).",
             (Arg("old", "OLD.json", "the earlier `scan --format json` report"),

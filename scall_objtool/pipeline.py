@@ -9,20 +9,27 @@
 """
 from __future__ import annotations
 
-from .classify import apply_policy, crossing
 from .elf import SHT_NOBITS, ElfFile, open_elf, reloc_name
 from .find import find_candidates, find_code_candidates, find_trampolines, has_code_relocations
 from .model import ObjectResult, Options, Reference, Site
 from .sitetable import ENTRY_SIZE, foreign_table_problem, key_name, table_sections
 
+#: what ``scan_elf(sources=...)`` reads source lines (DWARF) for: every site,
+#: the fallback sites only (what a check shows), or none
+SOURCES = ("all", "fallback", "none")
+
+
 def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
-             sources: bool = True) -> ObjectResult:
+             sources: bool | str = True) -> ObjectResult:
     """Find, prove and classify every static-call site of a parsed object.
 
     ``candidates_from`` matters for linked images only: ``relocs`` uses the
     relocations an image keeps (``--emit-relocs``), ``code`` scans the code
     for direct branches to trampolines, ``auto`` uses relocations when the
-    image has any for its code."""
+    image has any for its code.  ``sources``: whose source lines to read from
+    the DWARF (one of SOURCES; True is all, False none): only what an output
+    shows is paid for."""
+    sources = {True: "all", False: "none"}.get(sources, sources)
     result = ObjectResult(path=elf.path, elf_type=elf.elf_type)
     linked = elf.linked
     if linked:
@@ -48,6 +55,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
         candidates = find_candidates(elf, tramps)
     if not candidates:
         return result
+    from .classify import apply_policy, crossing
     from .decode import prove
     from .elf import display_name
     from .placement import ADDRESS, Placer
@@ -100,10 +108,10 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
         result.compiler = compiler_of(elf)
     refs.sort(key=lambda r: r[:2])
     result.references = [r[2] for r in refs]
-    if sources and result.sites and (elf.section_by_name(".debug_info") is not None
+    if sources != "none" and result.sites and (elf.section_by_name(".debug_info") is not None
                                      or elf.section_by_name(".zdebug_info") is not None):
         from .sourcelines import attach_sources
-        attach_sources(elf, result)
+        attach_sources(elf, result, fallback_only=sources == "fallback")
     return result
 
 

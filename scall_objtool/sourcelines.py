@@ -423,9 +423,13 @@ def frame_json(f: Frame) -> dict:
     return {"function": f.function, "file": f.file, "line": f.line}
 
 
-def attach_sources(elf: ElfFile, result) -> None:
-    """Fill ``site.source`` and ``site.inlined`` of every site; never raises."""
-    keys = [site_key(s.section_index, s.offset, s.address) for s in result.sites]
+def attach_sources(elf: ElfFile, result, fallback_only: bool = False) -> None:
+    """Fill ``site.source`` and ``site.inlined`` of every site (``fallback_only``:
+    of the fallback sites, the only ones a check shows); never raises."""
+    sites = [s for s in result.sites if not (fallback_only and s.patchable)]
+    keys = [site_key(s.section_index, s.offset, s.address) for s in sites]
+    if not keys:
+        return
     try:
         frames = lookup(elf, keys)
     except Exception as e:  # malformed DWARF must not cost the scan
@@ -440,7 +444,7 @@ def attach_sources(elf: ElfFile, result) -> None:
         if d is None:
             d = shown[id(f)] = frame_json(f)
         return d
-    for site, key in zip(result.sites, keys):
+    for site, key in zip(sites, keys):
         fr = frames.get(key)
         if not fr or (fr[-1].file is None and fr[-1].line is None and len(fr) == 1):
             site.source, site.inlined = None, []

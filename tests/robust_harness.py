@@ -950,7 +950,7 @@ def _serve(workdir: str) -> None:
     import scall_objtool.decode  # noqa: F401 - warm up: numpy, capstone
     import scall_objtool.emit  # noqa: F401
     import scall_objtool.pipeline  # noqa: F401
-    scall_objtool.decode._capstone()
+    scall_objtool.decode._bulk_layout()      # loads the capstone library
     proto.write(json.dumps({"ready": True}) + "\n")
     stdin = sys.stdin.buffer
     while True:

@@ -230,7 +230,7 @@ def test_an_overlong_leb128_is_corrupt_after_ten_bytes(signed):
 @pytest.mark.parametrize("where", ["info", "line"])
 def test_an_overlong_leb128_in_dwarf_is_a_one_line_warning(tmp_path, where):
     obj = _assemble(tmp_path, long_leb(5000, where), where)
-    r = run_cli("scan", obj)
+    r = run_cli("scan", "--format", "json", obj)     # the scan output that shows lines
     assert r.rc == 0
     warn = [ln for ln in r.stderr.splitlines() if "warning" in ln]
     assert len(warn) == 1 and "LEB128" in warn[0] and "does not fit in 64 bits" in warn[0], \

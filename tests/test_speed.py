@@ -1,0 +1,209 @@
+"""Speed, second round (issue 24), as work counted, never as time.
+
+* Source lines are read from the DWARF only where an output shows them (scan
+  JSON; check's findings in text, JSON and SARIF), and ``--no-lines`` turns
+  them off: each command line runs in this process with the DWARF reader's
+  section loader (``dwarf.Debug._load``) counting what it loads.
+* Start-up: a run on an object without static calls imports a bounded set of
+  modules (ours and the standard library's beyond the interpreter's own
+  start-up), counted in a fresh interpreter.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scall_testlib import ROOT
+
+SRC = ROOT / "testdata" / "src"
+
+
+@pytest.fixture(scope="module")
+def inline_o(tmp_path_factory):
+    """gcc -O2 -g: static calls with DWARF, one fallback site under the seed policy."""
+    obj = tmp_path_factory.mktemp("speed") / "inline.o"
+    subprocess.run(["gcc", "-O2", "-g", "-c", "-o", str(obj), str(SRC / "inline_sites.c")],
+                   check=True)
+    return obj
+
+
+def _run_counting(monkeypatch, argv: list[str]) -> tuple[int, str, list[str]]:
+    """(exit status, stdout, names of the debug sections loaded) of one command
+    line, run in this process through the fast path (one input: no worker)."""
+    from scall_objtool import dwarf, fastcli
+    loaded: list[str] = []
+    real = dwarf.Debug._load
+
+    def counting(self, name):
+        loaded.append(name)
+        return real(self, name)
+    monkeypatch.setattr(dwarf.Debug, "_load", counting)
+    monkeypatch.delenv("SCALL_OBJTOOL_NO_FASTPATH", raising=False)
+    parsed = fastcli.parse(argv)
+    assert parsed is not None, argv
+    out = io.StringIO()
+    from scall_objtool.commands import run
+    with contextlib.redirect_stdout(out):
+        rc = run(*parsed)
+    return rc, out.getvalue(), loaded
+
+
+NOT_SHOWN = [
+    ["scan"], ["scan", "-q"], ["scan", "--group-by", "dir"], ["scan", "--stats"],
+    ["scan", "--format", "openmetrics"], ["scan", "--format", "json", "--no-lines"],
+    ["check", "-q"], ["check", "--group-by", "reason"], ["check", "--format", "openmetrics"],
+    ["check", "--no-lines"], ["check", "--format", "sarif", "--no-lines"],
+    ["check", "--format", "json", "--no-lines"], ["verify"], ["verify", "--format", "json"],
+    ["write", "--dry-run"],
+]
+
+
+@pytest.mark.parametrize("argv", NOT_SHOWN, ids=" ".join)
+def test_no_dwarf_read_where_no_line_is_shown(monkeypatch, inline_o, argv):
+    rc, out, loaded = _run_counting(monkeypatch, [*argv, "-j", "1", str(inline_o)]
+                                    if argv[0] != "write" else [*argv, str(inline_o)])
+    assert rc in (0, 1), (rc, out)
+    assert loaded == [], f"{' '.join(argv)} read {loaded}"
+    assert "inline_sites.c" not in out
+
+
+SHOWN = [["scan", "--format", "json"], ["check"], ["check", "--format", "json"],
+         ["check", "--format", "sarif"]]
+
+
+@pytest.mark.parametrize("argv", SHOWN, ids=" ".join)
+def test_lines_read_where_shown(monkeypatch, inline_o, argv):
+    rc, out, loaded = _run_counting(monkeypatch, [*argv, "-j", "1", str(inline_o)])
+    assert rc in (0, 1), (rc, out)
+    assert ".debug_info" in loaded and ".debug_line" in loaded
+    assert "inline_sites.c" in out
+
+
+def test_no_lines_leaves_sources_null(monkeypatch, inline_o):
+    _, with_lines, _ = _run_counting(monkeypatch, ["scan", "-f", "json", str(inline_o)])
+    _, without, _ = _run_counting(monkeypatch, ["scan", "-f", "json", "--no-lines",
+                                                str(inline_o)])
+    a, b = json.loads(with_lines), json.loads(without)
+    sites_a = a["objects"][0]["sites"]
+    sites_b = b["objects"][0]["sites"]
+    assert any(s["source"] for s in sites_a)
+    assert all(s["source"] is None and s["inlined"] == [] for s in sites_b)
+    # nothing else changes
+    strip = [{k: v for k, v in s.items() if k not in ("source", "inlined")} for s in sites_a]
+    assert strip == [{k: v for k, v in s.items() if k not in ("source", "inlined")}
+                     for s in sites_b]
+
+
+def test_check_reads_lines_of_the_fallback_sites_only(monkeypatch, inline_o):
+    """check shows only its findings: patchable sites are not looked up."""
+    from scall_objtool import sourcelines
+    looked: list[int] = []
+    real = sourcelines.lookup
+
+    def counting(elf, keys, *a, **kw):
+        looked.append(len(keys))
+        return real(elf, keys, *a, **kw)
+    monkeypatch.setattr(sourcelines, "lookup", counting)
+    rc, out, _ = _run_counting(monkeypatch, ["check", "--format", "json", str(inline_o)])
+    doc = json.loads(out)
+    assert rc == 1 and looked == [doc["summary"]["fallback"]]
+    assert 0 < doc["summary"]["fallback"] < doc["summary"]["sites"]
+    assert all(f["source"] for f in doc["findings"])
+
+
+# ------------------------------------------------------------------ start-up
+#: what a run on an object without static calls may import beyond the
+#: interpreter's own start-up: our modules (read, find trampolines, the
+#: command line's fast path) and a few small standard ones.  Measured with
+#: `python -X importtime`; README "Speed" has the figures.
+MAX_OWN_MODULES = 18
+MAX_STDLIB_MODULES = 26          # most of them runpy's (python -m), not ours
+NEVER = {"re", "enum", "dataclasses", "typing", "inspect", "json", "argparse", "typer",
+         "click", "rich", "capstone", "numpy", "zstandard", "zlib", "hashlib", "tempfile",
+         "pathlib", "shutil", "subprocess", "concurrent", "multiprocessing", "heapq",
+         "math", "ctypes", "fnmatch", "locale"}
+
+
+def _imported(*args: str) -> set[str]:
+    """The modules a fresh interpreter imports for ``args`` (-X importtime)."""
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "SCALL_OBJTOOL_NO_FASTPATH"}
+    r = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines()
+            if line.startswith("import time:") and "| imported package" not in line
+            and not line.endswith("| package")} - {"package"}
+
+
+@pytest.fixture(scope="module")
+def no_calls_o(tmp_path_factory):
+    d = tmp_path_factory.mktemp("nocalls")
+    (d / "plain.c").write_text("int add(int a, int b) { return a + b; }\n"
+                               "static int (*hook)(int, int) = add;\n"
+                               "int call(int x) { return hook(x, 1); }\n")
+    subprocess.run(["gcc", "-O2", "-g", "-c", "-o", str(d / "plain.o"), str(d / "plain.c")],
+                   check=True)
+    return d / "plain.o"
+
+
+@pytest.mark.parametrize("argv", [["write", "-q", "--dry-run", "--policy", "kernel"],
+                                  ["scan", "-q"]], ids=" ".join)
+def test_startup_imports_are_bounded(no_calls_o, argv):
+    base = _imported("-c", "pass")
+    run = _imported("-m", "scall_objtool", *argv, str(no_calls_o))
+    beyond = run - base
+    own = {m for m in beyond if m.split(".")[0] == "scall_objtool"}
+    stdlib = {m for m in beyond if not m.startswith(("scall_objtool", "__editable__"))}
+    limit = MAX_OWN_MODULES + (2 if argv[0] == "scan" else 0)    # + report, report.text
+    assert len(own) <= limit, sorted(own)
+    assert len(stdlib) <= MAX_STDLIB_MODULES, sorted(stdlib)
+    assert not {m.split(".")[0] for m in beyond} & NEVER, sorted(
+        m for m in beyond if m.split(".")[0] in NEVER)
+
+
+# ------------------------------------------------------------------ capstone
+def test_capstone_library_bound_directly_decodes_as_the_package(inline_o):
+    """decode.py calls capstone's C library without importing the capstone
+    package (its import costs more than proving kvm.ko's sites): the layout it
+    assumes is the package's, and every instruction decodes the same."""
+    import ctypes
+
+    import capstone
+
+    from scall_objtool import decode
+    from scall_objtool.elf import ElfFile
+    assert decode._library_path() is not None       # the direct path is the one taken
+    layout = decode._bulk_layout()
+    t = capstone._cs_insn
+    assert layout[3:] == (ctypes.sizeof(t), t.address.offset, t.size.offset,
+                          t.mnemonic.offset)
+    elf = ElfFile(Path(inline_o).read_bytes(), str(inline_o))
+    text = next(s for s in elf.sections if s.name == ".text")
+    code = bytes(elf.data[text.offset:text.offset + text.size])
+    starts, sizes, mnemonic = decode.disassemble(code, 0)
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    want = list(md.disasm_lite(code, 0))
+    assert len(starts) == len(want) > 10
+    assert [(a, n, mnemonic(i)) for i, (a, n) in enumerate(zip(starts, sizes))] == \
+        [(a, n, m) for a, n, m, _ in want]
+
+
+def test_proving_sites_does_not_import_the_capstone_package(inline_o):
+    """Scanning and writing an object with sites imports neither the capstone
+    package nor dataclasses/inspect/re/typing (beyond what start-up had)."""
+    code = ("import sys\nbefore = set(sys.modules)\n"
+            "from scall_objtool import scan_path, write_path\n"
+            f"assert scan_path({str(inline_o)!r}).sites\n"
+            f"assert write_path({str(inline_o)!r}, dry_run=True).entries\n"
+            "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in "
+            "('capstone', 'dataclasses', 'inspect', 're', 'typing')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
