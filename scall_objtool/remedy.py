@@ -24,7 +24,7 @@ without -fpic/-fpie (the kernel is).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .records import record
 
 COMPILERS = ("gcc", "clang")
 
@@ -46,7 +46,7 @@ def align_flags(compiler: str, line: int = 64, jmp: bool = False) -> tuple[str, 
     return flags[:1] + (flags[1].replace("=call", "=" + WITH_JMP[compiler]),) if jmp else flags
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Remedy:
     """How a fallback site becomes patchable (``known`` False: no known way)."""
     reason: str

@@ -190,7 +190,7 @@ def test_dashboard_shows_the_remedy(tmp_path):
     fix = remedy("crosses-cache-line", "gcc").text
     assert data["remedies"] == {"crosses-cache-line": fix}
     rows = [r for r in data["sites"] if r[11] is not None]
-    assert rows and all(data["strings"][r[17]] == fix for r in rows)
+    assert rows and all(data["strings"][r[18]] == fix for r in rows)
     assert all(r[17] is None for r in data["sites"] if r[11] is None)
     page = tmp_path / "page.html"
     assert run_cli("dashboard", "-o", page, out, cwd=tmp_path).rc == 0

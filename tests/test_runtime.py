@@ -104,7 +104,9 @@ def check_patcher(exe: Path, patcher: str, seconds: float, env=None) -> str:
     out = p.stdout
     assert (wrong, crashes) == (0, 0), out
     assert p.returncode == 0, f"{out}\n{p.stderr}"
-    assert calls > 10**6 and updates > 100, out
+    # enough work to have raced (not a rate: a loaded machine gives far fewer
+    # calls a second; scripts/runtime-stress measures rates)
+    assert calls > 10**4 and updates > 100, out
     head = HEAD.match(out)
     final = FINAL.search(out)
     assert head and final, out

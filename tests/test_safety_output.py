@@ -435,7 +435,9 @@ def test_every_message_naming_a_report_is_one_clean_line(reports, tmp_path):
                 assert line.endswith("\n") and line[:-1].isprintable(), (name, args, line)
                 assert line.startswith("scall-objtool: "), (name, args, line)
                 seen.add(line.split(":")[1].strip())
-            if lines and name != "not-json":        # the payload is named, escaped
+            if lines and name != "not-json" and not (name == "object-names"
+                                                     and args[0] == "diff"):
+                # the payload is named, escaped (diff's "nothing matches" names the file)
                 assert "\\x1b" in text or "\\u202e" in text, (name, args, text)
             if args[0] == "diff":       # the text report names them as well
                 assert all(x.isprintable() for x in out.decode("utf-8").splitlines())
