@@ -10,15 +10,9 @@ from ..errors import InputError
 from ..findings import LintSite, Report
 from ..model import ObjectResult, Options, summarize
 from . import dump, esc, tool
+from .jsonvalid import schema  # noqa: F401 (the shipped schemas, for users)
 
 SCHEMA_VERSION = 1
-
-
-def schema(name: str = "report") -> dict:
-    """A JSON Schema shipped in the package: ``report`` (scan), ``check`` or ``verify``."""
-    from importlib import resources
-    text = resources.files("scall_objtool").joinpath(f"schema/{name}-v1.json").read_text()
-    return json.loads(text)
 
 
 # ------------------------------------------------------------------- writing

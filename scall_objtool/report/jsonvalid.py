@@ -18,6 +18,14 @@ from __future__ import annotations
 _CACHE: dict[str, object] = {}
 
 
+def schema(name: str = "report") -> dict:
+    """A JSON Schema shipped in the package: ``report`` (scan), ``check`` or ``verify``."""
+    import json
+    from importlib import resources
+    text = resources.files("scall_objtool").joinpath(f"schema/{name}-v1.json").read_text()
+    return json.loads(text)
+
+
 class Invalid(Exception):
     """The document does not match; ``str()`` names the place and the reason."""
 
@@ -32,8 +40,6 @@ def _validator(name: str, part: str | None):
     v = _CACHE.get(key)
     if v is None:
         import jsonschema_rs
-
-        from .jsondoc import schema
         s = schema(name.removesuffix("-v1.json"))
         if part is not None:        # a subschema, with the definitions it refers to
             s = {"$defs": s["$defs"], **s["properties"][part]}
