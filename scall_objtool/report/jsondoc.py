@@ -223,13 +223,14 @@ def report_from_json(data, path: str, object_root: str | None = None,
     field the sites are built from, of the right type."""
     if schema_name is not None:
         validate(data, schema_name, lambda why: _not_a_report(path, why))
-    sites = [LintSite(object=_joined(object_root, obj["path"]), section=s["section"],
+    sites = [LintSite(object=path, section=s["section"],
                       offset=s["offset"], function=s["function"],
                       function_offset=s["function_offset"], trampoline=s["trampoline"],
                       key=s["key"], kind=s["kind"], patchable=s["patchable"],
                       reason=s["reason"], crossing=s["crossing"], source=s["source"],
                       inlined=s.get("inlined") or [])
-             for obj in data["objects"] for s in obj["sites"]]
+             for obj in data["objects"] if obj["sites"]
+             for path in (_joined(object_root, obj["path"]),) for s in obj["sites"]]
     policy = data["policy"]
     return Report(path, policy, sites)
 
