@@ -122,14 +122,14 @@ def _calls(fn) -> int:
 
 def test_the_schema_check_is_not_python_work_per_field(objects, tmp_path):
     """Reading a report back costs a few Python calls a site: the schema check is
-    the library's (the hand-written validator made ~100 calls a site)."""
+    the library's (~6 calls a site; the hand-written validator made ~190)."""
     doc = json.loads(run_cli("scan", "--format", "json", *objects).stdout)
     sites = doc["objects"][0]["sites"]
     doc["objects"][0]["sites"] = sites * (2000 // len(sites))
     n = len(doc["objects"][0]["sites"])
     read(doc, "r.json")                 # the schema compiled once, outside the count
     calls = _calls(lambda: read(doc, "r.json"))
-    assert calls < 12 * n, f"{calls} Python calls to read {n} sites"
+    assert calls < 25 * n, f"{calls} Python calls to read {n} sites"
 
 
 def test_a_long_prefixes_string_costs_its_size_in_process_memory(objects, tmp_path):
