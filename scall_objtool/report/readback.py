@@ -106,18 +106,14 @@ def read(data, name: str, detail: bool = True, checked: bool = False) -> Doc:
                root=common_root(paths))
 
 
-_FIELDS = ("section", "offset", "function", "function_offset", "trampoline", "kind",
-           "patchable", "reason", "crossing", "source", "address", "length", "alignment",
-           "inlined", "placement")
+#: what a check finding lacks (no instruction bytes, no placement)
+_ABSENT = {"address": None, "length": None, "alignment": None, "prefixes": "",
+           "placement": None, "inlined": None}
 
 
 def _site(obj: str, s: dict) -> dict:
-    """The fields the renderers use (a check finding has no address, length,
-    alignment, prefixes or placement)."""
-    out = {"object": obj, "prefixes": s.get("prefixes", "")}
-    for k in _FIELDS:
-        out[k] = s.get(k)
-    return out
+    """A site as the renderers take it: its fields and its object."""
+    return {**_ABSENT, **s, "object": obj}
 
 
 # ------------------------------------------------------------- directories
