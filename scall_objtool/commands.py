@@ -208,7 +208,7 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
     elif format == "openmetrics":
         from .report.jsondoc import scan_doc
         from .report.openmetrics import render_openmetrics
-        text = render_openmetrics(scan_doc(run.results, options, run.skipped))
+        text = render_openmetrics(scan_doc(run.results, options, run.skipped), checked=True)
     else:
         from .report.text import scan_text
         text = scan_text(run.results, options, run.skipped, quiet, group_by, stats)
@@ -352,7 +352,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
             text = dump(doc)
         else:
             from .report.openmetrics import render_openmetrics
-            text = render_openmetrics(doc)
+            text = render_openmetrics(doc, checked=True)
     else:
         from .report.text import check_text, stats_text
         text = check_text(verdict, summary, options.policy, source_root, quiet, group_by,

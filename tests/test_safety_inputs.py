@@ -140,23 +140,18 @@ def test_invalid_report_is_one_error_line(cli, report, kinds, tmp_path, name, co
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
 def test_validator_agrees_with_jsonschema(report, name, tmp_path):
     jsonschema = pytest.importorskip("jsonschema")
-    from scall_objtool.report.jsonvalid import Invalid, shipped
+    from scall_objtool.report.jsonvalid import Invalid, validate
     from scall_objtool.report.jsondoc import schema
     doc = json.loads(report.read_text())
-    shipped("report-v1.json").validate(doc)
+    validate(doc, "report-v1.json")
     jsonschema.Draft202012Validator(schema()).validate(doc)
     MUTATIONS[name](doc)
+    if name == "schema-version-float":      # JSON Schema: 1.0 is the integer 1; the
+        return                              # parser refuses it (test above)
     with pytest.raises(Invalid):
-        shipped("report-v1.json").validate(doc)
-    if name != "schema-version-float":      # JSON Schema: 1.0 is the integer 1
-        with pytest.raises(jsonschema.ValidationError):
-            jsonschema.Draft202012Validator(schema()).validate(doc)
-
-
-def test_validator_refuses_unknown_schema_keywords():
-    from scall_objtool.report.jsonvalid import SchemaError, Validator
-    with pytest.raises(SchemaError):
-        Validator({"type": "object", "properties": {"a": {"multipleOf": 2}}})
+        validate(doc, "report-v1.json")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema()).validate(doc)
 
 
 # --------------------------------------------------- 21: names escaped in diff

@@ -8,18 +8,12 @@ import json
 
 from ..errors import InputError
 from ..findings import LintSite, Report
-from ..model import KINDS, REASONS, ObjectResult, Options, summarize
-from ..remedy import COMPILERS, remedy_json
+from ..model import ObjectResult, Options, summarize
+from ..remedy import remedy_json
 from . import dump, esc, tool
+from .jsonvalid import schema  # noqa: F401 (the shipped schemas, for users)
 
 SCHEMA_VERSION = 1
-
-
-def schema(name: str = "report") -> dict:
-    """A JSON Schema shipped in the package: ``report`` (scan), ``check`` or ``verify``."""
-    from importlib import resources
-    text = resources.files("scall_objtool").joinpath(f"schema/{name}-v1.json").read_text()
-    return json.loads(text)
 
 
 # ------------------------------------------------------------------- writing
@@ -199,13 +193,26 @@ def read_json(path: str):
     if len(raw) > MAX_JSON:
         raise InputError(f"larger than {MAX_JSON} bytes: refused", shown)
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), parse_float=_no_float, parse_constant=_no_float)
+    except _Float as e:
+        raise InputError(f"not a scall-objtool JSON report: {esc(str(e))}", shown) from None
     except (ValueError, UnicodeDecodeError) as e:
         raise InputError(f"not a JSON report: {esc(str(e)[:200])}", shown) from None
     except RecursionError:
         raise InputError("not a JSON report: nested too deeply", shown) from None
     except MemoryError:
         raise InputError("not a JSON report: too large to load", shown) from None
+
+
+class _Float(ValueError):
+    pass
+
+
+def _no_float(text: str):
+    """A report holds integers only: ``1.0``, ``1e3``, NaN and Infinity are refused
+    while parsing (JSON Schema would take ``1.0`` for the integer 1)."""
+    raise _Float(f"{text[:40]} is not an integer (a report holds no fraction, exponent, "
+                 "NaN or Infinity)")
 
 
 def _read_bounded(fd: int, limit: int) -> bytearray:
@@ -237,58 +244,37 @@ def load_report(path: str):
 def report_from_json(data, path: str, object_root: str | None = None,
                      schema_name: str | None = "report-v1.json"):
     """A report (parsed JSON) read back, checked against ``schema_name`` (None:
-    the caller has checked it); object paths joined to ``object_root``."""
-    def bad(why: str):
-        raise InputError(f"not a scall-objtool JSON report (scan --format json): {esc(why)}",
-                         path)
-
+    the caller has checked it); object paths joined to ``object_root``.  The
+    schema is the one structural check: a document that passes it has every
+    field the sites are built from, of the right type."""
     if schema_name is not None:
-        validate(data, schema_name, bad)
-    objects = data.get("objects")
-    if not isinstance(objects, list):
-        bad("no 'objects' list")
-    policy = data.get("policy") if isinstance(data.get("policy"), dict) else {}
-    sites = []
-    for i, obj in enumerate(objects):
-        if not isinstance(obj, dict) or not isinstance(obj.get("path"), str) \
-                or not isinstance(obj.get("sites"), list):
-            bad(f"objects[{i}] has no 'path' and 'sites'")
-        for j, s in enumerate(obj["sites"]):
-            where = f"objects[{i}].sites[{j}]"
-            if not isinstance(s, dict):
-                bad(f"{where} is not an object")
-            try:
-                site = LintSite(
-                    object=_joined(object_root, obj["path"]), section=_str(s["section"]), offset=_int(s["offset"]),
-                    function=_opt(s.get("function"), str),
-                    function_offset=_opt(s.get("function_offset"), int),
-                    trampoline=_str(s["trampoline"]), key=_str(s.get("key", "")),
-                    kind=_enum(s["kind"], KINDS), patchable=_bool(s["patchable"]),
-                    reason=_opt_enum(s.get("reason"), REASONS),
-                    crossing=_opt(s.get("crossing"), str),
-                    source=s.get("source") if isinstance(s.get("source"), dict) else None,
-                    inlined=s.get("inlined") if isinstance(s.get("inlined"), list) else [],
-                    length=_opt(s.get("length"), int), alignment=_opt(s.get("alignment"), int),
-                    placement=s.get("placement") if isinstance(s.get("placement"), dict)
-                    else None,
-                    compiler=_opt_enum(s.get("compiler", obj.get("compiler")), COMPILERS))
-            except (KeyError, TypeError, ValueError) as e:
-                bad(f"{where}: {e.args[0] if e.args else e}")
-            if site.patchable == (site.reason is not None):
-                bad(f"{where}: 'patchable' and 'reason' disagree")
-            sites.append(site)
+        validate(data, schema_name, lambda why: _not_a_report(path, why))
+    sites = [LintSite(object=path, section=s["section"],
+                      offset=s["offset"], function=s["function"],
+                      function_offset=s["function_offset"], trampoline=s["trampoline"],
+                      key=s["key"], kind=s["kind"], patchable=s["patchable"],
+                      reason=s["reason"], crossing=s["crossing"], source=s["source"],
+                      inlined=s.get("inlined") or [], length=s.get("length"),
+                      alignment=s.get("alignment"), placement=s.get("placement"),
+                      compiler=s.get("compiler", obj.get("compiler")))
+             for obj in data["objects"] if obj["sites"]
+             for path in (_joined(object_root, obj["path"]),) for s in obj["sites"]]
+    policy = data["policy"]
     return Report(path, policy, sites)
 
 
-def validate(data, schema_name: str, bad) -> None:
-    """``bad(why)`` unless ``data`` matches the shipped schema ``schema_name``."""
-    from .jsonvalid import Invalid, shipped
+def _not_a_report(path: str, why: str):
+    raise InputError(f"not a scall-objtool JSON report (scan --format json): {esc(why)}", path)
+
+
+def validate(data, schema_name: str, bad, part: str | None = None) -> None:
+    """``bad(why)`` unless ``data`` matches the shipped schema ``schema_name``
+    (or its property ``part``)."""
+    from .jsonvalid import Invalid, validate as check
     try:
-        shipped(schema_name).validate(data)
+        check(data, schema_name, part)
     except Invalid as e:
         bad(str(e))
-    except RecursionError:
-        bad("nested too deeply")
 
 
 def _joined(root: str | None, path):
@@ -296,39 +282,3 @@ def _joined(root: str | None, path):
     if root is None or os.path.isabs(path):
         return path
     return os.path.normpath(os.path.join(root, path))
-
-
-def _str(v):
-    if not isinstance(v, str):
-        raise TypeError(f"expected a string, not {v!r}")
-    return v
-
-
-def _int(v):
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise TypeError(f"expected a non-negative integer, not {v!r}")
-    return v
-
-
-def _bool(v):
-    if not isinstance(v, bool):
-        raise TypeError(f"expected true or false, not {v!r}")
-    return v
-
-
-def _opt(v, typ):
-    if v is None:
-        return None
-    if typ is int:
-        return _int(v)
-    return _str(v)
-
-
-def _enum(v, allowed):
-    if v not in allowed:
-        raise ValueError(f"unknown value {v!r}")
-    return v
-
-
-def _opt_enum(v, allowed):
-    return None if v is None else _enum(v, allowed)

@@ -1,50 +1,29 @@
-"""A small JSON Schema validator for the subset the shipped schemas use.
+"""The shipped JSON schemas checked by jsonschema-rs (a maintained validator).
 
-Every report the tool loads (``diff``, ``check --baseline``) is validated
-against ``schema/report-v1.json`` before any field is used, so a hostile or
-truncated report is one error line, never a KeyError.  jsonschema is not a
-runtime dependency (its import alone costs ~80 ms); the test suite checks
-that this validator and jsonschema agree on the shipped schemas.
+Every report the tool loads (``diff``, ``check --baseline``, ``dashboard``,
+``openmetrics`` of a file) is validated against its shipped schema before any
+field is used, so a hostile or truncated report is one error line, never a
+KeyError.  Patterns run on Rust's ``regex`` engine (``RegexOptions``: linear
+time, bounded memory), so a long string costs its length, whatever the order
+the keywords are checked in; the library's own messages are masked, so that
+an error on a 50 MB string does not copy it into the message.
 
-Supported keywords: type, const, enum, required, properties,
-additionalProperties, propertyNames, items, $ref (to ``#/...`` in the same
-document), allOf, oneOf, if/then/else, minimum, maximum, minLength, maxLength,
-pattern.  The lengths are checked before the pattern, so that a bounded string
-is never given to the regular expression engine at any length (a repeated
-group costs it ~78 bytes of memory per character).
-Any other keyword in a schema is an error (``SchemaError``), so the
-validator cannot silently ignore a constraint the schema relies on.
-
-Stricter than JSON Schema on one point, on purpose: "integer" means a JSON
-number written without a fraction or exponent (``1``, not ``1.0``) and never
-a boolean; the tool writes nothing else.
+This module only compiles the schemas (once a process) and words the first
+error as ``where: why`` (``objects[0].sites[3].prefixes: longer than 28
+characters``), quoting at most 60 characters of the offending value.  Floats,
+NaN and huge numbers never get here: ``jsondoc.read_json`` refuses them.
 """
 from __future__ import annotations
 
-import re
-
-_TYPES = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
-_ANNOTATIONS = {"$schema", "$id", "title", "description", "$defs", "$comment", "default",
-                "examples"}
-_KNOWN = _ANNOTATIONS | {"type", "const", "enum", "required", "properties",
-                         "additionalProperties", "propertyNames", "items", "$ref", "allOf",
-                         "oneOf", "if", "then", "else", "minimum", "maximum", "minLength",
-                         "maxLength", "pattern"}
+_CACHE: dict[str, object] = {}
 
 
-_EMPTY: dict = {}
-
-
-class SchemaError(Exception):
-    """The schema uses something this validator does not implement."""
+def schema(name: str = "report") -> dict:
+    """A JSON Schema shipped in the package: ``report`` (scan), ``check`` or ``verify``."""
+    import json
+    from importlib import resources
+    text = resources.files("scall_objtool").joinpath(f"schema/{name}-v1.json").read_text()
+    return json.loads(text)
 
 
 class Invalid(Exception):
@@ -56,162 +35,73 @@ class Invalid(Exception):
         self.why = why
 
 
-def _same(a, b) -> bool:
-    """JSON equality that keeps booleans, integers and floats apart."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return a == b
+def _validator(name: str, part: str | None):
+    key = f"{name}#{part}"
+    v = _CACHE.get(key)
+    if v is None:
+        import jsonschema_rs
+        s = schema(name.removesuffix("-v1.json"))
+        if part is not None:        # a subschema, with the definitions it refers to
+            s = {"$defs": s["$defs"], **s["properties"][part]}
+        # mask: the library's messages (unused here) would copy the whole value
+        v = _CACHE[key] = jsonschema_rs.validator_for(
+            s, pattern_options=jsonschema_rs.RegexOptions(), mask="...")
+    return v
+
+
+def validate(doc, name: str, part: str | None = None) -> None:
+    """Raise ``Invalid`` at the first place ``doc`` does not match the shipped
+    schema ``name`` (``report-v1.json``), or its property ``part`` (``summary``)."""
+    import jsonschema_rs
+    try:
+        _validator(name, part).validate(doc)
+    except jsonschema_rs.ValidationError as e:
+        raise Invalid(_where(e.instance_path), _why(e)) from None
+
+
+def _where(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out
 
 
 def _short(v) -> str:
+    if isinstance(v, str) and len(v) > 60:
+        return repr(v[:57]) + "..."
+    if isinstance(v, (dict, list)):
+        return "an object" if isinstance(v, dict) else "a list"
     text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class Validator:
-    def __init__(self, schema: dict):
-        self.root = schema
-        self._patterns: dict[str, re.Pattern] = {}
-        self._refs: dict[str, dict] = {}
-        self._check_keywords(schema)
-
-    def _check_keywords(self, node, seen=None) -> None:
-        seen = set() if seen is None else seen
-        if isinstance(node, dict) and id(node) not in seen:
-            seen.add(id(node))
-            for key, val in node.items():
-                if key in ("properties", "$defs"):
-                    for sub in val.values():
-                        self._check_keywords(sub, seen)
-                elif key in ("allOf", "oneOf"):
-                    for sub in val:
-                        self._check_keywords(sub, seen)
-                elif key in ("additionalProperties", "propertyNames", "items", "if", "then",
-                             "else"):
-                    self._check_keywords(val, seen)
-                elif key not in _KNOWN:
-                    raise SchemaError(f"unsupported schema keyword {key!r}")
-
-    def _resolve(self, ref: str):
-        if not ref.startswith("#/"):
-            raise SchemaError(f"unsupported $ref {ref!r}")
-        node = self.root
-        for part in ref[2:].split("/"):
-            node = node[part.replace("~1", "/").replace("~0", "~")]
-        return node
-
-    def validate(self, doc) -> None:
-        """Raise ``Invalid`` at the first place ``doc`` does not match."""
-        err = self._check(self.root, doc, "")
-        if err is not None:
-            raise Invalid(*err)
-
-    def is_valid(self, schema, value) -> bool:
-        return self._check(schema, value, "") is None
-
-    def _check(self, s, v, where: str):     # noqa: C901 (one keyword per branch)
-        """None if ``v`` matches ``s``, else (where, why).  (Errors are returned,
-        not raised: oneOf and if/then/else try alternatives on every site.)"""
-        if s is True:
-            return None
-        if s is False:
-            return where, "no value is allowed here"
-        ref = s.get("$ref")
-        if ref is not None:
-            target = self._refs.get(ref)
-            if target is None:
-                target = self._refs[ref] = self._resolve(ref)
-            err = self._check(target, v, where)
-            if err is not None:
-                return err
-        t = s.get("type")
-        if t is not None:
-            types = t if isinstance(t, list) else (t,)
-            if not any(_TYPES[x](v) for x in types):
-                return where, f"expected {' or '.join(types)}, not {_short(v)}"
-        if "const" in s and not _same(v, s["const"]):
-            return where, f"expected {s['const']!r}, not {_short(v)}"
-        if "enum" in s and not any(_same(v, e) for e in s["enum"]):
-            return where, f"unknown value {_short(v)}"
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            if "minimum" in s and v < s["minimum"]:
-                return where, f"{v} is less than {s['minimum']}"
-            if "maximum" in s and v > s["maximum"]:
-                return where, f"{v} is more than {s['maximum']}"
-        elif isinstance(v, str):
-            if "minLength" in s and len(v) < s["minLength"]:
-                return where, f"shorter than {s['minLength']} characters"
-            if "maxLength" in s and len(v) > s["maxLength"]:
-                return where, f"longer than {s['maxLength']} characters"
-            if "pattern" in s:
-                pat = self._patterns.get(s["pattern"])
-                if pat is None:
-                    pat = self._patterns[s["pattern"]] = re.compile(s["pattern"])
-                if not pat.search(v):
-                    return where, f"{_short(v)} does not match {s['pattern']!r}"
-        elif isinstance(v, dict):
-            for key in s.get("required", ()):
-                if key not in v:
-                    return where, f"{key!r} is required"
-            props = s.get("properties", _EMPTY)
-            extra = s.get("additionalProperties", True)
-            names = s.get("propertyNames")
-            for key, val in v.items():
-                sub = props.get(key)
-                if sub is None and extra is True and names is None:
-                    continue
-                at = f"{where}.{key}" if where else key
-                if names is not None:
-                    err = self._check(names, key, at)
-                    if err is not None:
-                        return err
-                if sub is not None:
-                    err = self._check(sub, val, at)
-                elif extra is False:
-                    return where, f"unexpected property {_short(key)}"
-                elif extra is not True:
-                    err = self._check(extra, val, at)
-                else:
-                    err = None
-                if err is not None:
-                    return err
-        elif isinstance(v, list) and "items" in s:
-            item = s["items"]
-            for i, x in enumerate(v):
-                err = self._check(item, x, f"{where}[{i}]")
-                if err is not None:
-                    return err
-        for sub in s.get("allOf", ()):
-            err = self._check(sub, v, where)
-            if err is not None:
-                return err
-        alts = s.get("oneOf")
-        if alts is not None:
-            hits = sum(self._check(sub, v, where) is None for sub in alts)
-            if hits != 1:
-                return where, f"{_short(v)} matches {hits} of the allowed forms, not exactly one"
-        cond = s.get("if")
-        if cond is not None:
-            branch = s.get("then") if self._check(cond, v, where) is None else s.get("else")
-            if branch is not None:
-                return self._check(branch, v, where)
-        return None
+#: the wording of each kind of error (``value``: the offending value, shortened;
+#: the other fields are the library's details of that kind)
+_WHY = {
+    "Required": "{property!r} is required",
+    "AdditionalProperties": "unexpected property {unexpected}",
+    "PropertyNames": "unexpected key {key}",
+    "Type": "expected {types}, not {value}",
+    "Enum": "unknown value {value}",
+    "OneOfNotValid": "{value} matches none of the allowed forms",
+    "OneOfMultipleValid": "{value} matches more than one of the allowed forms",
+    "Constant": "expected {expected_value!r}, not {value}",
+    "Minimum": "{value} is less than {limit}",
+    "Maximum": "{value} is more than {limit}",
+    "MinLength": "shorter than {limit} characters",
+    "MaxLength": "longer than {limit} characters",
+    "Pattern": "{value} does not match {pattern!r}",
+    "FalseSchema": "no value is allowed here",
+}
 
 
-_CACHE: dict[str, Validator] = {}
-
-
-def shipped(name: str) -> Validator:
-    """The validator of a schema shipped in the package (``report-v1.json``)."""
-    v = _CACHE.get(name)
-    if v is None:
-        import json
-        from importlib import resources
-        schema = json.loads(resources.files("scall_objtool").joinpath(f"schema/{name}")
-                            .read_text())
-        v = _CACHE[name] = Validator(schema)
-    return v
+def _why(e) -> str:
+    kind = type(e.kind).__name__
+    d = dict(e.kind.as_dict())
+    if "unexpected" in d:
+        d["unexpected"] = _short(d["unexpected"][0])
+    if "error" in d:            # PropertyNames: the key that failed
+        d["key"] = _short(d["error"].instance)
+    if "types" in d:
+        d["types"] = " or ".join(d["types"])
+    return _WHY.get(kind, "{value}: " + kind).format_map({**d, "value": _short(e.instance)})

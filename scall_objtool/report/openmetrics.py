@@ -128,7 +128,8 @@ def render_doc(doc: Doc) -> str:
     return "\n".join(w.lines) + "\n"
 
 
-def render_openmetrics(report: dict, name: str = "report") -> str:
+def render_openmetrics(report: dict, name: str = "report", checked: bool = False) -> str:
     """The OpenMetrics text of a parsed ``scan``/``check --format json`` document.
-    InputError (path = ``name``) when the document is malformed."""
-    return render_doc(read(report, name))
+    InputError (path = ``name``) when the document is malformed (``checked``: the
+    caller made it, and it is not checked again)."""
+    return render_doc(read(report, name, checked=checked))

@@ -2,8 +2,9 @@
 
 Both ``scan --format json`` (every site, per object) and ``check --format
 json`` (the fallback sites as ``findings``) carry the same ``summary``; a
-:class:`Doc` holds what both renderers need from either, checked so that a
-malformed document is one :class:`InputError`, never a traceback.
+:class:`Doc` holds what both renderers need from either.  The shipped schema
+(``schema/*.json``, checked by jsonschema-rs) is the one structural check, so
+that a malformed document is one :class:`InputError`, never a traceback.
 
 Object directories: the object paths of a report are shown relative to their
 longest common directory (a kernel tree's ``kernel/``), and an object's
@@ -12,19 +13,13 @@ the top; an archive member counts in the archive's directory.
 """
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..findings import LintSite
-from ..model import KINDS, REASONS
-from ..remedy import COMPILERS
 from .jsondoc import report_from_json, validate
-
-CROSSINGS = ("never", "always", "depends")
-_COUNTS = ("sites", "patchable", "fallback", "references")
 
 
 @dataclass
@@ -68,114 +63,57 @@ def _count(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
-def _check_counts(name: str, where: str, d, keys) -> None:
-    if not isinstance(d, dict):
-        _bad(name, f"{where} is not an object")
-    for k in keys:
-        if not _count(d.get(k)):
-            _bad(name, f"{where}.{k} is not a count")
-
-
-def _check_map(name: str, where: str, d, allowed=None) -> None:
-    if not isinstance(d, dict):
-        _bad(name, f"{where} is not an object")
-    for k, v in d.items():
-        if allowed is not None and k not in allowed:
-            _bad(name, f"{where} has an unknown key {k!r}")
-        if not _count(v):
-            _bad(name, f"{where}.{k} is not a count")
-
-
-def read(data, name: str, detail: bool = True) -> Doc:
-    """A scan or check document as a :class:`Doc`; InputError if malformed.
-    Without ``detail`` the site dicts are left out (``sites`` is empty; the
-    lint sites and the summary are read and checked all the same)."""
+def read(data, name: str, detail: bool = True, checked: bool = False) -> Doc:
+    """A scan or check document as a :class:`Doc`; InputError if it does not
+    match its shipped schema (the one structural check; ``checked``: the caller
+    made the document itself, as ``scan --format openmetrics`` does, and it is
+    not checked again).  Without ``detail`` the site dicts are left out
+    (``sites`` is empty; the lint sites and the summary are read all the same)."""
     if not isinstance(data, dict):
         _bad(name, "the top level is not an object")
-    if data.get("schema_version") != 1:
-        _bad(name, f"schema_version is {data.get('schema_version')!r}, expected 1")
-    validate(data, "check-v1.json" if "findings" in data or "check" in data
-             else "report-v1.json", lambda why: _bad(name, why))
-    summary = data.get("summary")
-    _check_counts(name, "summary", summary, ("objects", *_COUNTS))
-    _check_map(name, "summary.by_kind", summary.get("by_kind"), KINDS)
-    _check_map(name, "summary.by_reason", summary.get("by_reason"), REASONS)
-    tramps = summary.get("by_trampoline")
-    if not isinstance(tramps, dict):
-        _bad(name, "summary.by_trampoline is not an object")
-    for t, v in tramps.items():
-        _check_counts(name, f"summary.by_trampoline[{t!r}]", v, ("sites", "patchable",
-                                                                 "fallback"))
-    by_object = summary.get("by_object")
-    if not isinstance(by_object, list):
-        _bad(name, "summary.by_object is not a list")
-    for i, o in enumerate(by_object):
-        _check_counts(name, f"summary.by_object[{i}]", o, _COUNTS)
-        if not isinstance(o.get("path"), str):
-            _bad(name, f"summary.by_object[{i}].path is not a string")
-    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
-    version = tool.get("version") if isinstance(tool.get("version"), str) else "?"
-    policy = data.get("policy") if isinstance(data.get("policy"), dict) else {}
+    is_check = "findings" in data or "check" in data
+    if not checked:
+        if data.get("schema_version") != 1:
+            _bad(name, f"schema_version is {data.get('schema_version')!r}, expected 1")
+        validate(data, "check-v1.json" if is_check else "report-v1.json",
+                 lambda why: _bad(name, why))
+        if is_check:        # a check report's summary is the scan's: checked by its schema
+            validate(data["summary"], "report-v1.json", lambda why: _bad(name, f"summary.{why}"),
+                     part="summary")
+    summary = data["summary"]
+    by_object = summary["by_object"]
+    version = data["tool"]["version"]
     # only plain fields: the renderers show them as they are
-    policy = {k: v for k, v in policy.items() if isinstance(k, str) and (
-        v is None or isinstance(v, (str, bool)) or _count(v))}
+    policy = {k: v for k, v in data["policy"].items() if
+              v is None or isinstance(v, (str, bool)) or _count(v)}
     check = None
-    if "findings" in data or "check" in data:
+    if is_check:
         kind = "check"
-        findings = data.get("findings")
-        if not isinstance(findings, list) or not isinstance(data.get("check"), dict):
-            _bad(name, "a check report needs 'check' and a 'findings' list")
-        check = data["check"]
-        _check_counts(name, "check", check, ("findings", "failing", "max_fallback",
-                                             "baselined", "fixed"))
-        if not isinstance(check.get("passed"), bool):
-            _bad(name, "check.passed is not true or false")
-        if check.get("baseline") is not None and not isinstance(check["baseline"], str):
-            _bad(name, "check.baseline is not a string")
-        check = {k: check[k] for k in ("passed", "findings", "failing", "max_fallback",
-                                       "baseline", "baselined", "fixed")}
+        check = {k: data["check"][k] for k in ("passed", "findings", "failing", "max_fallback",
+                                               "baseline", "baselined", "fixed")}
         # findings the baseline lacks (reports from before it was recorded: the rest)
         check["new"] = check["findings"] - check["baselined"]
-        raw = []
-        for i, f in enumerate(findings):
-            if not isinstance(f, dict) or not isinstance(f.get("object"), str):
-                _bad(name, f"findings[{i}] has no 'object'")
-            raw.append((f["object"], f, f"findings[{i}]"))
-        fixed = data.get("fixed", [])
-        if not isinstance(fixed, list):
-            _bad(name, "'fixed' is not a list")
+        raw = [(f["object"], f) for f in data["findings"]]
+        objects = [{"path": o, "sites": [f]} for o, f in raw]
         gone = []
-        for i, f in enumerate(fixed):
-            if not isinstance(f, dict) or not isinstance(f.get("object"), str):
-                _bad(name, f"fixed[{i}] has no 'object'")
-            gone.append((f["object"], f, f"fixed[{i}]"))
-        # lint's reader checks every site field; feed it the findings as objects
-        wrapped = {"schema_version": 1, "policy": policy,
-                   "objects": [{"path": o, "sites": [f]} for o, f, _ in raw]}
+        for i, f in enumerate(data.get("fixed", [])):
+            # a baseline's finding that is gone: shown apart, with the fields of a site
+            if not all(isinstance(f.get(k), t) for k, t in _FIXED_FIELDS):
+                _bad(name, f"fixed[{i}] lacks the fields of a site")
+            gone.append((f["object"], f))
     else:
         kind = "scan"
-        objects = data.get("objects")
-        if not isinstance(objects, list):
-            _bad(name, "no 'objects' list")
-        raw = []
-        for i, obj in enumerate(objects):
-            if not isinstance(obj, dict) or not isinstance(obj.get("sites"), list) \
-                    or not isinstance(obj.get("path"), str):
-                _bad(name, f"objects[{i}] has no 'path' and 'sites'")
-            comp = obj.get("compiler")      # the object's, for each site's remedy
-            raw.extend((obj["path"], s if comp is None or not isinstance(s, dict)
-                        else {**s, "compiler": comp}, f"objects[{i}].sites[{j}]")
-                       for j, s in enumerate(obj["sites"]))
-        wrapped = data
+        objects = data["objects"]
+        # the object's compiler, for each site's remedy
+        raw = [(obj["path"], s if obj.get("compiler") is None
+                else {**s, "compiler": obj["compiler"]})
+               for obj in objects for s in obj["sites"]]
         gone = []
-    try:
-        lint_sites = report_from_json(wrapped, name, schema_name=None).sites
-    except InputError as e:
-        raise InputError(e.message.replace("(scan --format json)", "(scan or check "
-                                           "--format json)"), name) from None
-    sites = [_site(name, obj, s, where) for obj, s, where in raw] if detail else []
-    if detail:      # a check report's fixed findings: shown apart (state "fixed")
-        sites += [{**_site(name, obj, s, where), "state": "fixed"} for obj, s, where in gone]
+    lint_sites = report_from_json({"policy": policy, "objects": objects}, name,
+                                  schema_name=None).sites
+    sites = [_site(obj, s) for obj, s in raw] if detail else []
+    if detail:
+        sites += [{**_site(obj, s), "state": "fixed"} for obj, s in gone]
     if check is None or check.get("baseline") is None:
         for site in sites:          # new or known only mean something against a baseline
             site["state"] = None
@@ -185,58 +123,27 @@ def read(data, name: str, detail: bool = True) -> Doc:
                root=common_root(paths))
 
 
-def _opt_count(name, where, s, key):
-    v = s.get(key)
-    if v is not None and not _count(v):
-        _bad(name, f"{where}.{key} is not a non-negative integer")
-    return v
+#: what a check finding lacks (no instruction bytes, no placement)
+_ABSENT = {"address": None, "length": None, "alignment": None, "prefixes": "",
+           "placement": None, "inlined": None}
 
 
-def _site(name: str, obj: str, s: dict, where: str) -> dict:
-    """The fields the renderers use, checked (lint's reader checked the rest)."""
-    out = {"object": obj}
-    for k in ("section", "offset", "function", "function_offset", "trampoline", "kind",
-              "patchable", "reason", "crossing", "source"):
-        out[k] = s.get(k)
-    if out["crossing"] not in (None, *CROSSINGS):
-        _bad(name, f"{where}.crossing is {out['crossing']!r}")
-    src = out["source"]
-    if src is not None and not (isinstance(src, dict) and isinstance(src.get("file"), str)
-                                and _count(src.get("line"))):
-        _bad(name, f"{where}.source is not {{file, line}}")
-    for k in ("address", "length", "alignment"):
-        out[k] = _opt_count(name, where, s, k)
-    if out["length"] is not None and not 1 <= out["length"] <= 15:
-        _bad(name, f"{where}.length is {out['length']}")
-    if out["alignment"] == 0:
-        _bad(name, f"{where}.alignment is 0")
-    pre = s.get("prefixes", "")
-    if not isinstance(pre, str) or len(pre) % 2 or any(c not in "0123456789abcdef"
-                                                        for c in pre):
-        _bad(name, f"{where}.prefixes is not hex")
-    out["prefixes"] = pre
-    inl = s.get("inlined")
-    if inl is not None:
-        if not isinstance(inl, list) or not all(isinstance(f, dict) for f in inl):
-            _bad(name, f"{where}.inlined is not a list of frames")
-        inl = [{"function": f.get("function") if isinstance(f.get("function"), str) else None,
-                "file": f.get("file") if isinstance(f.get("file"), str) else None,
-                "line": f.get("line") if _count(f.get("line")) else None} for f in inl]
-    out["inlined"] = inl
-    placement = s.get("placement")
-    if placement is not None:
-        try:        # shown as it is: it must be plain JSON (no NaN, not absurdly deep)
-            json.dumps(placement, allow_nan=False)
-        except (ValueError, TypeError, RecursionError):
-            _bad(name, f"{where}.placement is not plain JSON")
-    out["placement"] = placement
-    state = s.get("baseline_state")
-    if state not in (None, "new", "unchanged", "updated", "absent"):
-        _bad(name, f"{where}.baseline_state is {state!r}")
-    out["state"] = {"unchanged": "known", "updated": "known", "absent": "fixed"}.get(state, state)
-    if out["state"] is None and isinstance(s.get("baselined"), bool):
-        out["state"] = "known" if s["baselined"] else "new"   # reports before baseline_state
-    out["compiler"] = s.get("compiler") if s.get("compiler") in COMPILERS else None
+#: what a fixed finding (from the baseline) must carry to be shown
+_FIXED_FIELDS = (("object", str), ("section", str), ("offset", int), ("trampoline", str),
+                 ("kind", str), ("patchable", bool))
+
+#: a finding's baseline_state as the dashboard groups it
+_STATE = {"new": "new", "unchanged": "known", "updated": "known", "absent": "fixed"}
+
+
+def _site(obj: str, s: dict) -> dict:
+    """A site as the renderers take it: its fields, its object, its state
+    against the baseline (new / known / fixed) and its compiler."""
+    out = {**_ABSENT, "compiler": None, **s, "object": obj}
+    state = _STATE.get(s.get("baseline_state"))
+    if state is None and isinstance(s.get("baselined"), bool):
+        state = "known" if s["baselined"] else "new"     # reports before baseline_state
+    out["state"] = state
     return out
 
 
