@@ -192,8 +192,16 @@ def read_json(path: str):
         os.close(fd)
     if len(raw) > MAX_JSON:
         raise InputError(f"larger than {MAX_JSON} bytes: refused", shown)
+    fractions = []
+
+    def fraction(text: str) -> float:
+        fractions.append(text)
+        return float(text)
     try:
-        return json.loads(raw.decode("utf-8"), parse_float=_no_float, parse_constant=_no_float)
+        data = json.loads(raw.decode("utf-8"), parse_float=fraction, parse_constant=_no_float)
+        if fractions and len(fractions) != _layout_fractions(data):
+            _no_float(fractions[0])
+        return data
     except _Float as e:
         raise InputError(f"not a scall-objtool JSON report: {esc(str(e))}", shown) from None
     except (ValueError, UnicodeDecodeError) as e:
@@ -208,9 +216,20 @@ class _Float(ValueError):
     pass
 
 
+def _layout_fractions(data) -> int:
+    """How many fractions a report may hold: those of check's layout gate
+    (``expected``, ``sigma``), the one place a fraction belongs."""
+    layout = data.get("check", {}).get("layout") if isinstance(data, dict) and \
+        isinstance(data.get("check"), dict) else None
+    if not isinstance(layout, dict):
+        return 0
+    return sum(type(layout.get(k)) is float for k in ("expected", "sigma"))
+
+
 def _no_float(text: str):
-    """A report holds integers only: ``1.0``, ``1e3``, NaN and Infinity are refused
-    while parsing (JSON Schema would take ``1.0`` for the integer 1)."""
+    """A report holds integers only (but for check's layout expectation): ``1.0``,
+    ``1e3``, NaN and Infinity are refused while parsing (JSON Schema would take
+    ``1.0`` for the integer 1)."""
     raise _Float(f"{text[:40]} is not an integer (a report holds no fraction, exponent, "
                  "NaN or Infinity)")
 
