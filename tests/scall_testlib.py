@@ -2,6 +2,7 @@
 
 - paths of the checkout and its test data; running the CLI (`run_cli`),
   objtool (`run_objtool`), `as` and `gcc`; fetching the Debian data;
+- counting work instead of timing it (`python_lines`);
 - independent readers used to check what scall-objtool reports and writes:
   the .static_call_sites table (pyelftools), objdump's view of the branches to
   trampolines, symbols, sections, and the crossing rule;
@@ -51,6 +52,49 @@ def run_cli(*args, cwd=None, env=None, timeout=120) -> Result:
                        capture_output=True, text=True, cwd=cwd, env=full_env,
                        timeout=timeout)
     return Result(p.returncode, p.stdout, p.stderr)
+
+
+# ------------------------------------------------------------ packages
+INSTALL_HINT = "run scripts/install-debian-deps (the packages of scripts/debian-packages/*.txt)"
+
+
+def missing_tool_message(*names: str) -> str:
+    return f"{', '.join(names)} not installed: {INSTALL_HINT}"
+
+
+def require_tools(*names: str) -> None:
+    """Fail (never skip: a CI run must not go green without them) when a
+    program the test runs is not installed."""
+    import pytest
+    missing = [n for n in names if shutil.which(n) is None and not Path(n).exists()]
+    if missing:
+        pytest.fail(missing_tool_message(*missing), pytrace=False)
+
+
+# ------------------------------------------------------------ work counts
+def python_lines(fn, *args, **kwargs):
+    """(fn(*args, **kwargs), the number of Python lines it executed).
+
+    A count of work that a busy machine cannot change: cost tests compare
+    these counts at 1x and 4x the input instead of timing the two runs.  A
+    loop's every pass counts (a backward jump is a line event), in
+    comprehensions too; work done inside one C call (a ``bytes.find``) counts
+    once, so a test of such a path counts what it reads as well."""
+    count = 0
+
+    def local(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    previous = sys.gettrace()
+    sys.settrace(lambda frame, event, arg: local)
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        sys.settrace(previous)
+    return result, count
 
 
 def assemble(src: Path, out: Path, *flags: str) -> Path:

@@ -159,9 +159,8 @@ def test_bench_reports_four_rates(tmp_path):
     assert list(rates) == ["retpoline function pointer", "function pointer", "trampoline",
                            "patched direct call"], p.stdout
     assert "1.00x the patched direct call" in p.stdout.splitlines()[-1]
-    # a retpoline costs an RSB-stuffing return per call: an order of magnitude
-    assert float(rates["retpoline function pointer"]) < float(rates["patched direct call"])
-    # the retpoline loop really calls through a thunk
+    # the retpoline loop really calls through a thunk (how much slower it is
+    # is the bench's to say: no test compares times)
     dis = subprocess.run(["objdump", "-dr", str(tmp_path / "loop_retpoline.o")],
                          capture_output=True, text=True).stdout
     assert "__x86_indirect_thunk" in dis
