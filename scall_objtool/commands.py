@@ -167,17 +167,23 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
 def verify(paths: list[str], options: Options, format: str = "text",
            output: str | None = None, include: list[str] | None = None,
            jobs: int | None = None, candidates: str = "auto", quiet: bool = False,
-           strict: bool = False) -> int:
+           strict: bool = False, by_table: bool = False) -> int:
     """Check existing tables: 1 when one is wrong (with ``strict``, also when it
-    lists a site the policy would not patch), 2 on errors."""
+    lists a site the policy would not patch), 2 on errors.  ``by_table``: each
+    table is judged by its own policy (a kernel table lists the sites the seed
+    policy leaves alone: they are no findings)."""
     run = _batch(verify_one, paths, include, (options, candidates), jobs, output)
     verdicts = run.results
+    if by_table:
+        for v in verdicts:
+            if v.table_policy != options.policy:
+                v.policy_findings = []
     if format == "json":
         from .report.jsondoc import verify_json
         text = verify_json(verdicts, options, run.skipped)
     else:
         from .report.text import verify_text
-        text = verify_text(verdicts, options, run.skipped, quiet)
+        text = verify_text(verdicts, options, run.skipped, quiet, by_table)
     if not _deliver(run.messages, text, output) or run.errors:
         return 2
     failed = any(not v.ok or (strict and v.policy_findings) for v in verdicts)
@@ -310,11 +316,23 @@ def diff(old: str, new: str, format: str = "text", output: str | None = None,
 
 def dashboard(reports: list[str], output: str | None = None,
               label: list[str] | None = None) -> int:
-    """Render reports as one HTML page: 0, or 2 on a bad report."""
+    """Render reports as one HTML page: 0, or 2 on a bad report.  Without -o
+    the page goes to standard output, unless that is a terminal (a page of
+    HTML is no use there): a usage error (``-o -`` insists)."""
     from .report.dashboard import dashboard_from_files
+    if output is None and _isatty(sys.stdout):
+        raise UsageError("dashboard: standard output is a terminal; name the page with "
+                         "-o FILE (or -o - to print the HTML anyway)")
     check_output(output, reports)
     page = dashboard_from_files(reports, label)
     return 0 if _deliver([], page, output) else 2
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def runtime_path() -> int:
@@ -336,7 +354,12 @@ def run(name: str, values: dict) -> int:
     try:
         kw = dict(values)
         if TABLE[name].policy:
-            kw["options"] = Options(**{o.dest: kw.pop(o.dest) for o in POLICY})
+            policy = {o.dest: kw.pop(o.dest) for o in POLICY}
+            if TABLE[name].policy_of_table:
+                kw["by_table"] = policy["policy"] is None
+                if kw["by_table"]:
+                    del policy["policy"]
+            kw["options"] = Options(**policy)
         return COMMANDS[name](**kw)
     except ScallError as e:
         _emit_messages([error_line(str(e))])
