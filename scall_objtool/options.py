@@ -191,9 +191,9 @@ COMMANDS = {c.name: c for c in (
             "Check existing tables: every entry must point at an instruction that calls or "
             "jumps to its key's trampoline, with the right tail flag, and no site the "
             "table's policy lists may be missing (a table with tail calls is a kernel "
-            "one).  Entries the --policy would not patch are reported apart, as policy "
-            "findings.  Exit 1 on a wrong or incomplete table (--strict: on policy "
-            "findings too).",
+            "one).  With --policy, entries that policy would not patch are reported "
+            "apart, as policy findings.  Exit 1 on a wrong or incomplete table "
+            "(--strict: on policy findings too).",
             (PATHS,),
             (FORMAT, OUTPUT, INCLUDE, JOBS, CANDIDATES,
              Opt("quiet", ("--quiet", "-q"), "flag",
