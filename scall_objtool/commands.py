@@ -146,10 +146,10 @@ def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
 # ----------------------------------------------------------------- commands
 def scan(paths: list[str], options: Options, format: str = "text", output: str | None = None,
          include: list[str] | None = None, jobs: int | None = None,
-         stats: bool = False, candidates: str = "auto", quiet: bool = False,
+         stats: bool = False, quiet: bool = False,
          group_by: str | None = None, source_root: str | None = None) -> int:
     """Report every site: 0, or 2 when an input failed (the report is still written)."""
-    run = _batch(scan_one, paths, include, (options, candidates), jobs, output)
+    run = _batch(scan_one, paths, include, (options,), jobs, output)
     if format == "json":
         from .report.jsondoc import paths_base, scan_json
         text = scan_json(run.results, options, run.skipped, paths_base(output), source_root)
@@ -166,13 +166,13 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
 
 def verify(paths: list[str], options: Options, format: str = "text",
            output: str | None = None, include: list[str] | None = None,
-           jobs: int | None = None, candidates: str = "auto", quiet: bool = False,
+           jobs: int | None = None, quiet: bool = False,
            strict: bool = False, by_table: bool = False) -> int:
     """Check existing tables: 1 when one is wrong (with ``strict``, also when it
     lists a site the policy would not patch), 2 on errors.  ``by_table``: each
     table is judged by its own policy (a kernel table lists the sites the seed
     policy leaves alone: they are no findings)."""
-    run = _batch(verify_one, paths, include, (options, candidates), jobs, output)
+    run = _batch(verify_one, paths, include, (options,), jobs, output)
     verdicts = run.results
     if by_table:
         for v in verdicts:
@@ -253,7 +253,7 @@ def _added_keys_warning(lacking: list[tuple[str, list[str]]]) -> list[str]:
 def check(paths: list[str], options: Options, format: str = "text", output: str | None = None,
           baseline: str | None = None, max_fallback: int = 0, stats: bool = False,
           source_root: str | None = None, include: list[str] | None = None,
-          jobs: int | None = None, candidates: str = "auto", quiet: bool = False,
+          jobs: int | None = None, quiet: bool = False,
           group_by: str | None = None) -> int:
     """The CI gate: 0 pass, 1 fail, 2 errors (the report is still written)."""
     from . import findings
@@ -266,7 +266,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     if baseline is not None:
         base = load_report(baseline)               # InputError: exit 2 (run_guarded)
     # an object without machine code (slim LTO) has nothing to check: not a pass
-    run = _batch(scan_one, paths, include, (options, candidates), jobs, output,
+    run = _batch(scan_one, paths, include, (options,), jobs, output,
                  refuse=lambda r: r.no_code)
     results, messages, errors = run.results, run.messages, run.errors
     if base is not None:
@@ -350,16 +350,16 @@ def run(name: str, values: dict) -> int:
     """Carry out command ``name`` with ``values`` by option dest (from the option
     table); usage problems become one error line and exit 2."""
     from .options import COMMANDS as TABLE
-    from .options import POLICY
+    from .options import options_of
     try:
         kw = dict(values)
         if TABLE[name].policy:
-            policy = {o.dest: kw.pop(o.dest) for o in POLICY}
-            if TABLE[name].policy_of_table:
-                kw["by_table"] = policy["policy"] is None
-                if kw["by_table"]:
-                    del policy["policy"]
-            kw["options"] = Options(**policy)
+            by_table = TABLE[name].policy_of_table and kw["policy"] is None
+            if by_table:
+                del kw["policy"]
+                kw["by_table"] = True
+            options, kw = options_of(TABLE[name], kw)
+            kw["options"] = options
         return COMMANDS[name](**kw)
     except ScallError as e:
         _emit_messages([error_line(str(e))])

@@ -29,6 +29,8 @@ POLICIES = ("seed", "kernel")
 #: the loader model from the module's vermagic, off uses section alignment
 #: only, a model name forces that model
 PLACEMENTS = ("auto", "off", "6.1", "6.4")
+#: how a linked image's candidate sites are found (see pipeline.scan_elf)
+CANDIDATE_SOURCES = ("auto", "relocs", "code")
 
 
 @record(frozen=True)
@@ -43,11 +45,14 @@ class Options:
     module: bool = False
     strict_keys: bool = False
     placement: str = "auto"
+    candidates: str = "auto"
 
     def __post_init__(self):
         check_policy(self)          # by the option table, as the command line's values
 
     def to_json(self) -> dict:
+        """The report's ``policy`` record (``candidates`` aside: how a linked
+        image's sites were found, not what is done with them)."""
         return {"name": self.policy, "allow_tail": self.allow_tail,
                 "cache_line": self.cache_line, "assume_align": self.assume_align,
                 "module": self.module, "strict_keys": self.strict_keys,
@@ -156,7 +161,7 @@ JOBS = Opt("jobs", ("--jobs", "-j"), "int",
 CANDIDATES = Opt("candidates", ("--candidates",), "choice",
                  "linked images: find candidates through the relocations the image keeps "
                  "(relocs), by scanning its code for branches (code), or relocations when "
-                 "present (auto)", default="auto", choices=("auto", "relocs", "code"))
+                 "present (auto)", default=_DEF["candidates"], choices=CANDIDATE_SOURCES)
 FORMAT = Opt("format", ("--format", "-f"), "choice", "report format", default="text",
              choices=("text", "json"))
 METRICS_HELP = ("; openmetrics: counts per directory, trampoline, kind and reason for "
@@ -319,5 +324,14 @@ def check_together(cmd: Command, values: dict) -> None:
 def check_policy(options) -> None:
     """The policy record's values, as the command line checks them (the
     library's ``Options(...)`` goes through here too)."""
-    for o in POLICY:
+    for o in (*POLICY, CANDIDATES):
         check(o, getattr(options, o.dest))
+
+
+def options_of(cmd: Command, values: dict) -> tuple:
+    """(the ``Options`` record of a command's values, the other values): every
+    option whose dest is a field of ``Options`` goes into the record."""
+    from .records import fields
+    rest = dict(values)
+    own = {o.dest for o in all_options(cmd)} & set(fields(Options))
+    return Options(**{d: rest.pop(d) for d in sorted(own) if d in rest}), rest

@@ -13,16 +13,22 @@ from .classify import apply_policy, crossing
 from .elf import SHT_NOBITS, ElfFile, open_elf, reloc_name
 from .find import find_candidates, find_code_candidates, find_trampolines, has_code_relocations
 from .model import ObjectResult, Options, Reference, Site
+from .options import CANDIDATES, check
 from .sitetable import ENTRY_SIZE, foreign_table_problem, key_name, table_sections
 
-def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
+def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
              sources: bool = True) -> ObjectResult:
     """Find, prove and classify every static-call site of a parsed object.
 
-    ``candidates_from`` matters for linked images only: ``relocs`` uses the
-    relocations an image keeps (``--emit-relocs``), ``code`` scans the code
-    for direct branches to trampolines, ``auto`` uses relocations when the
-    image has any for its code."""
+    ``options.candidates`` (or ``candidates_from``, when given) matters for
+    linked images only: ``relocs`` uses the relocations an image keeps
+    (``--emit-relocs``), ``code`` scans the code for direct branches to
+    trampolines, ``auto`` uses relocations when the image has any for its
+    code."""
+    if candidates_from is None:
+        candidates_from = options.candidates
+    else:
+        check(CANDIDATES, candidates_from)
     result = ObjectResult(path=elf.path, elf_type=elf.elf_type)
     linked = elf.linked
     if linked:
@@ -116,6 +122,6 @@ def _lto_without_code(elf: ElfFile) -> str | None:
 
 
 def scan_path(path: str, options: Options | None = None,
-              candidates_from: str = "auto") -> ObjectResult:
+              candidates_from: str | None = None) -> ObjectResult:
     """Scan one file; raises InputError for anything that is not a usable object."""
     return scan_elf(open_elf(path), options or Options(), candidates_from)

@@ -352,8 +352,8 @@ def assert_error_line(r, path=None):
 
 
 # ------------------------------------------------------------ the library
-#: the options of each command that the library takes besides the policy
-_LIBRARY_OPTIONS = {"scan": {"candidates"}, "write": {"output", "force", "dry_run", "backup"}}
+#: the options of each command that the library takes besides ``Options``
+_LIBRARY_OPTIONS = {"scan": set(), "write": {"output", "force", "dry_run", "backup"}}
 
 
 def parse_args(command: str, args):
@@ -361,14 +361,14 @@ def parse_args(command: str, args):
     command's other values by option dest), parsed by the same option table the
     CLI uses, for tests that state options as the CLI spells them but call the
     library.  An option the library does not take is a test error."""
-    from scall_objtool import Options
     from scall_objtool.fastcli import parse
-    from scall_objtool.options import COMMANDS, POLICY
+    from scall_objtool.options import COMMANDS, options_of
     parsed = parse([command, *map(str, args)])
     assert parsed is not None, f"{command} {args}: not a well-formed command line"
-    values = parsed[1]
-    options = Options(**{o.dest: values.pop(o.dest) for o in POLICY})
+    options, values = options_of(COMMANDS[command], parsed[1])
     for opt in COMMANDS[command].options:
+        if opt.dest not in values:
+            continue                    # a field of Options
         given = values[opt.dest] != (False if opt.kind == "flag" else opt.default)
         assert not given or opt.dest in _LIBRARY_OPTIONS[command], \
             f"{opt.flags[0]}: not a library option; test it through the CLI"
@@ -381,7 +381,7 @@ def scan_lib(*args) -> dict:
     from scall_objtool import scan_path
     from scall_objtool.report.jsondoc import scan_doc    # the JSON renderer
     options, values = parse_args("scan", args)
-    results = [scan_path(p, options, values["candidates"]) for p in values["paths"]]
+    results = [scan_path(p, options) for p in values["paths"]]
     return json.loads(json.dumps(scan_doc(results, options)))
 
 

@@ -77,7 +77,8 @@ def test_a_bad_command_line_is_one_line_and_exit_2(case, mode, tmp_path):
 def test_the_library_checks_options_as_the_command_line_does():
     for kw, msg in [({"cache_line": 2 ** 70}, "--cache-line: must be a power of two"),
                     ({"assume_align": 3}, "--assume-align: must be a power of two"),
-                    ({"placement": "6.2"}, "--placement: unknown value '6.2'")]:
+                    ({"placement": "6.2"}, "--placement: unknown value '6.2'"),
+                    ({"candidates": "guess"}, "--candidates: unknown value 'guess'")]:
         with pytest.raises(UsageError, match=re.escape(msg)):
             Options(**kw)
     assert Options(cache_line=8, assume_align=1 << 30).cache_line == 8
