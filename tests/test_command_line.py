@@ -61,8 +61,14 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("mode", ["fast", "typer"])
-@pytest.mark.parametrize("case", sorted(BAD))
+#: through typer too in the everyday run (the rest of the typer runs are slow)
+TYPER_SAMPLE = {"cache-line 2^70", "unknown option", "json grouped", "group-by directory"}
+CASES = [pytest.param(case, mode, marks=() if mode == "fast" or case in TYPER_SAMPLE
+                      else pytest.mark.slow, id=f"{case}-{mode}")
+         for case in sorted(BAD) for mode in ("fast", "typer")]
+
+
+@pytest.mark.parametrize("case,mode", CASES)
 def test_a_bad_command_line_is_one_line_and_exit_2(case, mode, tmp_path):
     argv, message = BAD[case]
     env = {"SCALL_OBJTOOL_NO_FASTPATH": "1"} if mode == "typer" else None
