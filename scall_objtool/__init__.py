@@ -12,8 +12,9 @@ from .model import ObjectResult, Options, Reference, Site  # noqa: E402
 
 
 def scan_path(path: str, options: Options | None = None,
-              candidates_from: str = "auto") -> ObjectResult:
-    """Scan one object file (or linked image) and return its sites and references."""
+              candidates_from: str | None = None) -> ObjectResult:
+    """Scan one object file (or linked image) and return its sites and references
+    (``candidates_from``: ``options.candidates`` unless given)."""
     from .pipeline import scan_path as _scan
     return _scan(path, options, candidates_from)
 

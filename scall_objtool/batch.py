@@ -75,25 +75,25 @@ def _run(inp: Input, work) -> Outcome:
     return out
 
 
-def _scanned(inp: Input, options: Options, candidates: str, sources: bool | str = True):
+def _scanned(inp: Input, options: Options, sources: bool | str = True):
     from .elf import ElfFile
     from .pipeline import scan_elf
     elf = ElfFile(inp.read(), inp.display)
-    return elf, scan_elf(elf, options, candidates, sources)
+    return elf, scan_elf(elf, options, sources=sources)
 
 
-def scan_one(inp: Input, options: Options, candidates: str = "auto",
-             sources: bool | str = True) -> Outcome:
+def scan_one(inp: Input, options: Options, sources: bool | str = True) -> Outcome:
     """Scan one input: the outcome's result is its ``ObjectResult`` (with the
-    source lines ``sources`` asks for, see ``pipeline.scan_elf``)."""
-    return _run(inp, lambda: _scanned(inp, options, candidates, sources)[1])
+    source lines ``sources`` asks for, see ``pipeline.scan_elf``; how a linked
+    image's candidates are found is ``options.candidates``)."""
+    return _run(inp, lambda: _scanned(inp, options, sources)[1])
 
 
-def verify_one(inp: Input, options: Options, candidates: str = "auto") -> Outcome:
+def verify_one(inp: Input, options: Options) -> Outcome:
     """Verify the table of one input: the outcome's result is its ``Verdict``."""
     def work():
         from .verify import verify
-        elf, result = _scanned(inp, options, candidates, sources=False)
+        elf, result = _scanned(inp, options, sources=False)
         return verify(elf, result, options)
     return _run(inp, work)
 

@@ -6,9 +6,11 @@
     scall-objtool check  PATH... [--format text|json|sarif] [--baseline R.json]
     scall-objtool diff   OLD.json NEW.json
 
-Well-formed command lines never reach this module: ``fastcli`` parses them
-from the same table and calls the same ``commands.run``.  typer handles the
-rest: help, completion and the messages for malformed command lines.
+Command lines are parsed by ``fastcli`` (the same table, no typer), which
+also reports every malformed one; typer renders the help, and runs
+well-formed commands when SCALL_OBJTOOL_NO_FASTPATH is set.  Its parameters
+are plain strings: the values are converted and checked by the option table
+(``options.value``), never by typer, so the messages are the tool's own.
 
 Exit status: 0 success, 1 when check finds fallback sites or verify a
 mismatch, 2 input or usage errors.  Each bad input gives one line
@@ -20,14 +22,14 @@ from __future__ import annotations
 import errno
 import inspect
 import sys
-from enum import Enum
 from typing import Optional
 
 import typer
+import typer.core
 
 from . import __version__, commands
 from .errors import PROG, ScallError
-from .options import COMMANDS, Command, Opt, all_options
+from .options import COMMANDS, Command, Opt, all_options, check_together, value
 from .streams import EXIT_CLOSED_PIPE, OutputError, failed, silence
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -35,40 +37,68 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="Find, classify and record static-call sites in x86-64 ELF objects.",
                   context_settings={"help_option_names": ["-h", "--help"]})
 
-_ANNOTATION = {"flag": bool, "str": str, "int": int, "list": list[str]}
+
+def _metavar(opt: Opt) -> str | None:
+    if opt.kind == "choice":
+        return "<" + "|".join(opt.choices) + ">"
+    return opt.metavar
 
 
 def _parameter(opt: Opt) -> inspect.Parameter:
-    """A typer option parameter for one entry of the table."""
-    default = False if opt.kind == "flag" else opt.default
-    if opt.kind == "choice":
-        annotation = Enum(opt.dest.title().replace("_", ""), {c: c for c in opt.choices},
-                          type=str)
+    """A typer option parameter for one entry of the table: a flag, else a
+    string (a list of them) that the table converts and checks."""
+    if opt.kind == "flag":
+        info = typer.Option(False, *opt.flags, help=opt.help)
+        annotation = bool
     else:
-        annotation = _ANNOTATION[opt.kind]
-    if default is None:
-        annotation = Optional[annotation]
-    info = typer.Option(default, *opt.flags, help=opt.help, metavar=opt.metavar,
-                        min=opt.minimum)
+        default = None if opt.default in (None, []) else str(opt.default)
+        info = typer.Option(default, *opt.flags, help=opt.help, metavar=_metavar(opt))
+        annotation = Optional[list[str]] if opt.kind == "list" else Optional[str]
     return inspect.Parameter(opt.dest, inspect.Parameter.KEYWORD_ONLY, default=info,
                              annotation=annotation)
 
 
+class _TableCommand(typer.core.TyperCommand):
+    """Arguments shown by their names only (``PATH...``), not typer's types."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        for p in self.params:
+            if isinstance(p, typer.core.TyperArgument):
+                shown = p.metavar + ("..." if p.nargs != 1 else "")
+                p.display_type_rich = lambda ctx: None
+                p._rich_display_name = lambda shown=shown: shown
+                p._usage_display_name = lambda shown=shown: shown
+
+
 def _register(cmd: Command) -> None:
     params = [inspect.Parameter(a.dest, inspect.Parameter.KEYWORD_ONLY,
-                                default=typer.Argument(..., metavar=a.metavar, help=a.help),
+                                default=typer.Argument(..., metavar=a.metavar.rstrip("."),
+                                                       help=a.help),
                                 annotation=list[str] if a.many else str)
               for a in cmd.args]
     params += [_parameter(o) for o in all_options(cmd)]
+    table = {o.dest: o for o in all_options(cmd)}
 
-    def command(**values):
-        values = {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
+    def command(**given):
+        values = {}
+        for dest, v in given.items():
+            o = table.get(dest)
+            if o is None or o.kind == "flag":
+                values[dest] = v
+            elif v is None or v == []:
+                values[dest] = o.default
+            elif o.kind == "list":
+                values[dest] = [value(o, x) for x in v]
+            else:
+                values[dest] = value(o, v)
+        check_together(cmd, values)
         raise typer.Exit(commands.run(cmd.name, values))
 
     command.__signature__ = inspect.Signature(params)
     command.__name__ = cmd.name
     command.__doc__ = cmd.help
-    app.command(name=cmd.name)(command)
+    app.command(name=cmd.name, cls=_TableCommand)(command)
 
 
 for _cmd in COMMANDS.values():

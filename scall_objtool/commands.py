@@ -15,6 +15,7 @@ or diff a new fallback site, 2 for input or usage errors.
 from __future__ import annotations
 
 import os
+import sys
 
 from .batch import Outcome, run_batch, scan_one, verify_one, write_one
 from .errors import PROG, ScallError, UsageError, error_line, warning_line
@@ -192,7 +193,7 @@ def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
 # ----------------------------------------------------------------- commands
 def scan(paths: list[str], options: Options, format: str = "text", output: str | None = None,
          include: list[str] | None = None, jobs: int | None = None,
-         stats: bool = False, candidates: str = "auto", quiet: bool = False,
+         stats: bool = False, quiet: bool = False,
          group_by: str | None = None, source_root: str | None = None,
          no_lines: bool = False) -> int:
     """Report every site: 0, or 2 when an input failed (the report is still written).
@@ -200,7 +201,7 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
     report is a baseline for check."""
     # of the scan's outputs only JSON shows source lines: the DWARF is read for it alone
     sources = "all" if format == "json" and not no_lines else "none"
-    run = _batch(scan_one, paths, include, (options, candidates, sources), jobs, output,
+    run = _batch(scan_one, paths, include, (options, sources), jobs, output,
                  linked=True)
     if format == "json":
         from .report.jsondoc import paths_base, scan_json
@@ -218,18 +219,24 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
 
 def verify(paths: list[str], options: Options, format: str = "text",
            output: str | None = None, include: list[str] | None = None,
-           jobs: int | None = None, candidates: str = "auto", quiet: bool = False,
-           strict: bool = False) -> int:
+           jobs: int | None = None, quiet: bool = False,
+           strict: bool = False, by_table: bool = False) -> int:
     """Check existing tables: 1 when one is wrong (with ``strict``, also when it
-    lists a site the policy would not patch), 2 on errors."""
-    run = _batch(verify_one, paths, include, (options, candidates), jobs, output)
+    lists a site the policy would not patch), 2 on errors.  ``by_table``: each
+    table is judged by its own policy (a kernel table lists the sites the seed
+    policy leaves alone: they are no findings)."""
+    run = _batch(verify_one, paths, include, (options,), jobs, output)
     verdicts = run.results
+    if by_table:
+        for v in verdicts:
+            if v.table_policy != options.policy:
+                v.policy_findings = []
     if format == "json":
         from .report.jsondoc import verify_json
         text = verify_json(verdicts, options, run.skipped)
     else:
         from .report.text import verify_text
-        text = verify_text(verdicts, options, run.skipped, quiet)
+        text = verify_text(verdicts, options, run.skipped, quiet, by_table)
     if not _deliver(run.messages, text, output, machine=format != "text") or run.errors:
         return 2
     failed = any(not v.ok or (strict and v.policy_findings) for v in verdicts)
@@ -309,7 +316,7 @@ def _added_keys_warning(lacking: list[tuple[str, list[str]]]) -> list[str]:
 def check(paths: list[str], options: Options, format: str = "text", output: str | None = None,
           baseline: str | None = None, max_fallback: int = 0, stats: bool = False,
           source_root: str | None = None, include: list[str] | None = None,
-          jobs: int | None = None, candidates: str = "auto", quiet: bool = False,
+          jobs: int | None = None, quiet: bool = False,
           group_by: str | None = None, layout_gate: str = "auto",
           no_lines: bool = False) -> int:
     """The CI gate: 0 pass, 1 fail, 2 errors (the report is still written)."""
@@ -327,7 +334,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     # JSON and SARIF; a summary, --group-by and OpenMetrics do not read the DWARF
     shown = format in ("json", "sarif") or (format == "text" and not quiet and not group_by)
     sources = "fallback" if shown and not no_lines else "none"
-    run = _batch(scan_one, paths, include, (options, candidates, sources), jobs, output,
+    run = _batch(scan_one, paths, include, (options, sources), jobs, output,
                  refuse=lambda r: r.no_code, linked=True)
     results, messages, errors = run.results, run.messages, run.errors
     if base is not None:
@@ -401,11 +408,23 @@ def diff(old: str, new: str, format: str = "text", output: str | None = None,
 
 def dashboard(reports: list[str], output: str | None = None,
               label: list[str] | None = None) -> int:
-    """Render reports as one HTML page: 0, or 2 on a bad report."""
+    """Render reports as one HTML page: 0, or 2 on a bad report.  Without -o
+    the page goes to standard output, unless that is a terminal (a page of
+    HTML is no use there): a usage error (``-o -`` insists)."""
     from .report.dashboard import dashboard_from_files
+    if output is None and _isatty(sys.stdout):
+        raise UsageError("dashboard: standard output is a terminal; name the page with "
+                         "-o FILE (or -o - to print the HTML anyway)")
     check_output(output, reports)
     page = dashboard_from_files(reports, label)
     return 0 if _deliver([], page, output, machine=True) else 2
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def runtime_path() -> int:
@@ -424,11 +443,16 @@ def run(name: str, values: dict) -> int:
     """Carry out command ``name`` with ``values`` by option dest (from the option
     table); usage problems become one error line and exit 2."""
     from .options import COMMANDS as TABLE
-    from .options import POLICY
+    from .options import options_of
     try:
         kw = dict(values)
         if TABLE[name].policy:
-            kw["options"] = Options(**{o.dest: kw.pop(o.dest) for o in POLICY})
+            by_table = TABLE[name].policy_of_table and kw["policy"] is None
+            if by_table:
+                del kw["policy"]
+                kw["by_table"] = True
+            options, kw = options_of(TABLE[name], kw)
+            kw["options"] = options
         return COMMANDS[name](**kw)
     except ScallError as e:         # OutputError too: exit 2, or 141 for a closed pipe
         from .streams import failed

@@ -1,28 +1,34 @@
-"""The console entry point, and the fast path of the command line.
+"""The console entry point, and the parser of every command line.
 
 Kbuild starts its object tool once per object, tens of thousands of times per
 build.  Importing typer (and what it pulls in) costs more than scanning a
-typical object, so a well-formed command line is parsed here, from the same
-option table (``options.py``) that typer's commands are built from, and handed
-to the same functions (``commands.run``).  Anything this parser does not
-accept -- help, an unknown option, a malformed or out-of-range value --
-returns None, and typer parses the whole command line with its usual
-messages.
+typical object, so the command line is parsed here, from the option table
+(``options.py``) that typer's commands are built from too, and handed to
+``commands.run``.  A malformed command line -- an unknown command or option,
+a missing or bad value, options that conflict -- is one line
+``scall-objtool: error: ...`` and exit 2, whichever way the command runs.
+Only help (``-h``, ``--help``, no arguments) and ``--version`` go to typer.
 
-Set SCALL_OBJTOOL_NO_FASTPATH=1 to always go through typer (the tests run
-both ways and compare).
+Set SCALL_OBJTOOL_NO_FASTPATH=1 to run well-formed commands through typer too
+(the tests run both ways and compare).
 """
 from __future__ import annotations
 
 import os
 
+HELP = ("-h", "--help")
+
 
 def parse(argv: list[str]):
-    """(command name, values by dest), or None when typer should parse instead."""
-    from .options import COMMANDS, all_options
-    cmd = COMMANDS.get(argv[0]) if argv else None
-    if cmd is None:
+    """(command name, values by dest), or None when typer should render help;
+    UsageError for a malformed command line."""
+    from .errors import UsageError
+    from .options import COMMANDS, all_options, check_together, value
+    if not argv or argv[0] in HELP or argv[0] == "--version":
         return None
+    cmd = COMMANDS.get(argv[0])
+    if cmd is None:
+        raise UsageError(f"unknown command {argv[0]!r} (choose from {', '.join(COMMANDS)})")
     opts = all_options(cmd)
     by_flag = {f: o for o in opts for f in o.flags}
     values: dict = {o.dest: (False if o.kind == "flag" else o.default) for o in opts}
@@ -38,69 +44,67 @@ def parse(argv: list[str]):
         if a == "--":
             only_positional = True
             continue
-        name, eq, val = a.partition("=") if a.startswith("--") else (a, "", "")
-        opt = by_flag.get(name)
-        if opt is None:
+        if a in HELP:
             return None
-        if opt.kind == "flag":
-            if eq:
-                return None
-            values[opt.dest] = True
-            continue
-        if not eq:
-            if i >= n:
-                return None
-            val = argv[i]
-            i += 1
-        if opt.kind == "int":
-            try:
-                num = int(val, 10)
-            except ValueError:
-                return None
-            if opt.minimum is not None and num < opt.minimum:
-                return None
-            values[opt.dest] = num
-        elif opt.kind == "choice":
-            if val not in opt.choices:
-                return None
-            values[opt.dest] = val
-        elif opt.kind == "list":
-            values[opt.dest] = [*(values[opt.dest] or ()), val]
-        else:
-            values[opt.dest] = val
+        if a.startswith("--"):
+            name, eq, val = a.partition("=")
+            pending = []
+        else:                                   # -q, -j4, -qj 4: short options bundled
+            name, eq, val, pending = a[:2], "", "", list(a[2:])
+        while True:
+            opt = by_flag.get(name)
+            if opt is None:
+                raise UsageError(f"{cmd.name}: no such option {name}")
+            if opt.kind == "flag":
+                if eq:
+                    raise UsageError(f"{name} takes no value")
+                values[opt.dest] = True
+                if not pending:
+                    break
+                name = "-" + pending.pop(0)
+                continue
+            if pending:
+                val, eq, pending = "".join(pending), "=", []
+            if not eq:
+                if i >= n:
+                    raise UsageError(f"{name} needs a value")
+                val = argv[i]
+                i += 1
+            v = value(opt, val)
+            values[opt.dest] = [*(values[opt.dest] or ()), v] if opt.kind == "list" else v
+            break
     args = cmd.args
     if len(args) == 1 and args[0].many:
         if not positional:
-            return None
+            raise UsageError(f"{cmd.name}: missing {args[0].metavar}")
         values[args[0].dest] = positional
-    elif len(positional) == len(args):
-        values.update((a.dest, v) for a, v in zip(args, positional))
+    elif len(positional) < len(args):
+        raise UsageError(f"{cmd.name}: missing {' '.join(a.metavar for a in args[len(positional):])}")
+    elif len(positional) > len(args):
+        raise UsageError(f"{cmd.name}: unexpected argument {positional[len(args)]!r}")
     else:
-        return None
+        values.update((a.dest, v) for a, v in zip(args, positional))
+    check_together(cmd, values)
     return cmd.name, values
 
 
-def try_fast(argv: list[str]) -> int | None:
-    if os.environ.get("SCALL_OBJTOOL_NO_FASTPATH"):
-        return None
-    parsed = parse(argv)
-    if parsed is None:
-        return None
-    from .commands import run
-    return run(*parsed)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: the fast path, else the full typer CLI."""
+    """Console entry point: the table's parser, typer for help."""
     import sys
 
     from .interrupt import run
     args = sys.argv[1:] if argv is None else argv
 
     def go():
-        code = try_fast(args)
-        if code is not None:
-            return code
+        from .errors import UsageError, error_line
+        try:
+            parsed = parse(args)
+        except UsageError as e:
+            sys.stderr.write(error_line(str(e)) + "\n")
+            return 2
+        if parsed is not None and not os.environ.get("SCALL_OBJTOOL_NO_FASTPATH"):
+            from .commands import run as run_command
+            return run_command(*parsed)
         from .cli import main as full_main
         return full_main(args)
     return run(go)

@@ -64,12 +64,33 @@ def _handler(signum, frame):
 
 
 def install() -> None:
-    """Install the handlers in the main process (the command line does this)."""
+    """Install the handlers in the main process (the command line does this).
+
+    With ``SCALL_OBJTOOL_READY_FILE`` set, the process id is then appended to
+    the file it names: a test (or a supervisor) that interrupts the tool
+    waits for that line, so that its signal never lands while the
+    interpreter is still starting."""
     handled = tuple(s for s in SIGNALS if s not in _IF_NOT_IGNORED
                     or _signal.getsignal(s) != _signal.SIG_IGN)
     _state.update(signum=None, main=os.getpid(), busy=False, polling=False, handled=handled)
     for s in handled:
         _signal.signal(s, _handler)
+    ready = os.environ.get("SCALL_OBJTOOL_READY_FILE")
+    if ready:
+        _report_ready(ready)
+
+
+def _report_ready(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"%d\n" % os.getpid())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def install_worker() -> None:

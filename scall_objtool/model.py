@@ -1,63 +1,18 @@
 """The data that flows between the stages: options, sites, references."""
 from __future__ import annotations
 
+from .options import PLACEMENTS, POLICIES, Options  # noqa: F401  (beside its option table)
 from .records import LIST, record
 
 KINDS = ("call", "prefixed-call", "tail", "jcc-tail", "indirect")
 CROSSINGS = ("never", "always", "depends")
 REASONS = ("tail-call", "conditional-tail-call", "prefixed", "indirect",
            "crosses-cache-line", "may-cross-cache-line")
-POLICIES = ("seed", "kernel")
-#: where a kernel module's sections are placed (see placement.py): auto picks
-#: the loader model from the module's vermagic, off uses section alignment
-#: only, a model name forces that model
-PLACEMENTS = ("auto", "off", "6.1", "6.4")
-
 #: the one prefix a cs-prefixed call site (design 1, the prefix patcher) has
 CS_PREFIX = b"\x2e"
 
 #: kinds whose table entry carries the tail flag (1) in the key addend
 TAIL_KINDS = frozenset({"tail", "jcc-tail"})
-
-
-@record(frozen=True)
-class Options:
-    """Everything that changes what the tool finds, classifies or writes."""
-    policy: str = "seed"
-    allow_tail: bool = False
-    allow_prefixed: bool = False
-    cache_line: int = 64
-    assume_align: int | None = None
-    tramp_prefix: str = "__SCT__"
-    key_prefix: str = "__SCK__"
-    module: bool = False
-    strict_keys: bool = False
-    placement: str = "auto"
-
-    def __post_init__(self):
-        from .errors import UsageError
-        if self.policy not in POLICIES:
-            raise UsageError(f"unknown policy {self.policy!r} (choose from {', '.join(POLICIES)})")
-        if self.cache_line <= 0 or self.cache_line & (self.cache_line - 1):
-            raise UsageError(f"--cache-line must be a power of two, not {self.cache_line}")
-        if self.assume_align is not None and (
-                self.assume_align <= 0 or self.assume_align & (self.assume_align - 1)):
-            raise UsageError(f"--assume-align must be a power of two, not {self.assume_align}")
-        if self.placement not in PLACEMENTS:
-            raise UsageError(f"unknown placement {self.placement!r} "
-                             f"(choose from {', '.join(PLACEMENTS)})")
-        if not self.tramp_prefix:
-            raise UsageError("--tramp-prefix must not be empty")
-        if not self.key_prefix:
-            raise UsageError("--key-prefix must not be empty")
-
-    def to_json(self) -> dict:
-        return {"name": self.policy, "allow_tail": self.allow_tail,
-                "allow_prefixed": self.allow_prefixed,
-                "cache_line": self.cache_line, "assume_align": self.assume_align,
-                "module": self.module, "strict_keys": self.strict_keys,
-                "tramp_prefix": self.tramp_prefix, "key_prefix": self.key_prefix,
-                "placement": self.placement}
 
 
 @record

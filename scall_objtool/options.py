@@ -1,16 +1,19 @@
 """The one option table: every command, argument and option, written once.
 
-Each :class:`Opt` carries its flags, value kind, default, help and (for a
-fixed set of values) its choices.  Two parsers are built from this table and
-nothing else:
+Each :class:`Opt` carries its flags, value kind, default, help, (for a
+fixed set of values) its choices and the range of its numbers.  The values
+are checked here and only here (``value``, ``check``, ``check_together``),
+with the tool's own one-line messages; both parsers call these:
 
-* ``cli.py`` turns it into typer commands (help, completion, error messages);
-* ``fastcli.py`` parses well-formed command lines without importing typer
-  (Kbuild starts the tool once per object, so start-up time matters).
+* ``fastcli.py`` parses every command line without importing typer (Kbuild
+  starts the tool once per object, so start-up time matters) and reports a
+  malformed one as ``scall-objtool: error: ...``, exit 2;
+* ``cli.py`` turns the table into typer commands, which render the help.
 
 Options that change what is found, classified or written (``POLICY``) are the
-fields of :class:`model.Options`; their defaults are read from that record, so
-each default is written once.  Every command is carried out by the function
+fields of :class:`Options` (defined here, beside their table; ``model``
+re-exports it); their defaults are read from that record, so each default is
+written once, and the record's values are checked by the table too.  Every command is carried out by the function
 of the same name in ``commands.py``, called with one keyword argument per
 option (``paths`` for the inputs, ``options`` for the policy record).
 
@@ -18,13 +21,54 @@ This module imports nothing heavy: it is on the per-object fast path.
 """
 from __future__ import annotations
 
-from .model import PLACEMENTS, POLICIES, Options
+from .errors import UsageError
 from .records import defaults, record
+
+POLICIES = ("seed", "kernel")
+#: where a kernel module's sections are placed (see placement.py): auto picks
+#: the loader model from the module's vermagic, off uses section alignment
+#: only, a model name forces that model
+PLACEMENTS = ("auto", "off", "6.1", "6.4")
+#: how a linked image's candidate sites are found (see pipeline.scan_elf)
+CANDIDATE_SOURCES = ("auto", "relocs", "code")
+
+
+@record(frozen=True)
+class Options:
+    """Everything that changes what the tool finds, classifies or writes."""
+    policy: str = "seed"
+    allow_tail: bool = False
+    allow_prefixed: bool = False
+    cache_line: int = 64
+    assume_align: int | None = None
+    tramp_prefix: str = "__SCT__"
+    key_prefix: str = "__SCK__"
+    module: bool = False
+    strict_keys: bool = False
+    placement: str = "auto"
+    candidates: str = "auto"
+
+    def __post_init__(self):
+        check_policy(self)          # by the option table, as the command line's values
+
+    def to_json(self) -> dict:
+        """The report's ``policy`` record (``candidates`` aside: how a linked
+        image's sites were found, not what is done with them)."""
+        return {"name": self.policy, "allow_tail": self.allow_tail,
+                "allow_prefixed": self.allow_prefixed,
+                "cache_line": self.cache_line, "assume_align": self.assume_align,
+                "module": self.module, "strict_keys": self.strict_keys,
+                "tramp_prefix": self.tramp_prefix, "key_prefix": self.key_prefix,
+                "placement": self.placement}
 
 
 @record(frozen=True)
 class Opt:
-    """One option: ``kind`` is flag, str, int, choice or list (repeatable str)."""
+    """One option: ``kind`` is flag, str, int, choice or list (repeatable str).
+
+    An int lies in ``minimum``..``maximum`` (and is a power of two with
+    ``power_of_two``); a str is not empty with ``nonempty``; a ``text_only``
+    option changes the text format only and is refused with another."""
     dest: str
     flags: tuple
     kind: str
@@ -33,6 +77,10 @@ class Opt:
     choices: tuple = ()
     metavar: str | None = None
     minimum: int | None = None
+    maximum: int | None = None
+    power_of_two: bool = False
+    nonempty: bool = False
+    text_only: bool = False
 
 
 @record(frozen=True)
@@ -51,6 +99,8 @@ class Command:
     args: tuple
     options: tuple
     policy: bool = True          # takes the POLICY options (built into ``options``)
+    #: --policy defaults to each table's own (verify): ``None`` when not given
+    policy_of_table: bool = False
 
 
 _DEF = defaults(Options)
@@ -71,19 +121,23 @@ POLICY = (
     _policy("allow_prefixed", ("--allow-prefixed",), "flag",
             "seed policy: cs-prefixed calls (2E E8, static_call_prefixed) are listed, "
             "crossing or not, for the run-time prefix patcher"),
-    _policy("cache_line", ("--cache-line",), "int", "cache-line size in bytes",
-            metavar="N"),
+    _policy("cache_line", ("--cache-line",), "int",
+            "cache-line size in bytes (a power of two, 8 to 4096)", metavar="N",
+            minimum=8, maximum=4096, power_of_two=True),
     _policy("assume_align", ("--assume-align",), "int",
-            "relocatable objects: each section starts N-aligned (write records it in "
-            "sh_addralign); not used for the sections of a modelled kernel module",
-            metavar="N"),
+            "relocatable objects: each section starts N-aligned (a power of two up to "
+            "1 GiB; write records it in sh_addralign); not used for the sections of a "
+            "modelled kernel module",
+            metavar="N", minimum=1, maximum=1 << 30, power_of_two=True),
     _policy("placement", ("--placement",), "choice",
             "kernel modules: auto lays out the sections as the module loader of the "
             "vermagic's kernel does (6.1-6.3, 6.4-6.12), giving exact crossing verdicts; off "
             "uses section alignment only; 6.1 or 6.4 forces that model",
             choices=PLACEMENTS),
-    _policy("tramp_prefix", ("--tramp-prefix",), "str", "trampoline symbol prefix"),
-    _policy("key_prefix", ("--key-prefix",), "str", "key symbol prefix"),
+    _policy("tramp_prefix", ("--tramp-prefix",), "str", "trampoline symbol prefix",
+            metavar="PREFIX", nonempty=True),
+    _policy("key_prefix", ("--key-prefix",), "str", "key symbol prefix",
+            metavar="PREFIX", nonempty=True),
     _policy("module", ("--module",), "flag",
             "kernel module: the trampoline stands in for a missing key, as objtool "
             "--module does (a .ko with .gnu.linkonce.this_module is recognised without it; "
@@ -91,6 +145,14 @@ POLICY = (
     _policy("strict_keys", ("--strict-keys",), "flag",
             "a missing key is an error (as in objtool), not added"),
 )
+
+#: verify's --policy: by default, each table is judged by the policy it was
+#: written under
+TABLE_POLICY = Opt("policy", ("--policy",), "choice",
+                   "judge every table by this policy (default: each by its own: a table "
+                   "that lists a tail call or a site that may cross a cache line is a "
+                   "kernel one, as objtool writes, else a seed one)",
+                   choices=POLICIES)
 
 # ------------------------------------------------------- shared by many
 PATHS = Arg("paths", "PATH...", "objects to process", many=True)
@@ -100,11 +162,11 @@ INCLUDE = Opt("include", ("--include",), "list",
               metavar="GLOB")
 JOBS = Opt("jobs", ("--jobs", "-j"), "int",
            "worker processes over files (default: the number of CPUs)", metavar="N",
-           minimum=1)
+           minimum=1, maximum=1024)
 CANDIDATES = Opt("candidates", ("--candidates",), "choice",
                  "linked images: find candidates through the relocations the image keeps "
                  "(relocs), by scanning its code for branches (code), or relocations when "
-                 "present (auto)", default="auto", choices=("auto", "relocs", "code"))
+                 "present (auto)", default=_DEF["candidates"], choices=CANDIDATE_SOURCES)
 FORMAT = Opt("format", ("--format", "-f"), "choice", "report format", default="text",
              choices=("text", "json"))
 METRICS_HELP = ("; openmetrics: counts per directory, trampoline, kind and reason for "
@@ -117,17 +179,19 @@ SOURCE_ROOT = Opt("source_root", ("--source-root",), "str",
                   "show and record source paths relative to DIR when below it (default: "
                   "the current directory)", metavar="DIR")
 QUIET = Opt("quiet", ("--quiet", "-q"), "flag",
-            "text format: print only the summary line (and warnings and errors)")
+            "text format: print only the summary line (and warnings and errors)",
+            text_only=True)
 GROUP_BY = Opt("group_by", ("--group-by",), "choice",
                "text format: instead of one line a site, a table of the sites grouped by "
                "object directory, trampoline, kind or fallback reason (for large trees)",
-               choices=("dir", "trampoline", "kind", "reason"))
+               choices=("dir", "trampoline", "kind", "reason"), text_only=True)
 NO_LINES = Opt("no_lines", ("--no-lines",), "flag",
                "do not read source lines (DWARF) for the report; the formats that show "
                "them (text findings, JSON, SARIF) leave them null")
 STATS = Opt("stats", ("--stats",), "flag",
-            "text format: add tables of sites per trampoline, kind, reason and object "
-            "(the JSON summary always has them)")
+            "text format: add tables of the sites per trampoline, kind, reason and "
+            "object, with fallback, and their totals (the JSON summary always has them)",
+            text_only=True)
 
 # ------------------------------------------------------------ commands
 COMMANDS = {c.name: c for c in (
@@ -141,16 +205,18 @@ COMMANDS = {c.name: c for c in (
             "Check existing tables: every entry must point at an instruction that calls or "
             "jumps to its key's trampoline, with the right tail flag, and no site the "
             "table's policy lists may be missing (a table with tail calls is a kernel "
-            "one).  Entries the --policy would not patch are reported apart, as policy "
-            "findings.  Exit 1 on a wrong or incomplete table (--strict: on policy "
-            "findings too).",
+            "one).  With --policy, entries that policy would not patch are reported "
+            "apart, as policy findings.  Exit 1 on a wrong or incomplete table "
+            "(--strict: on policy findings too).",
             (PATHS,),
             (FORMAT, OUTPUT, INCLUDE, JOBS, CANDIDATES,
              Opt("quiet", ("--quiet", "-q"), "flag",
-                 "text format: print only the failed objects and the summary line"),
+                 "text format: print only the failed objects and the summary line",
+                 text_only=True),
              Opt("strict", ("--strict",), "flag",
                  "policy findings (an entry for a site the policy would not patch) fail "
-                 "the run too, not only a wrong or incomplete table"))),
+                 "the run too, not only a wrong or incomplete table")),
+            policy_of_table=True),
     Command("write", "Write the .static_call_sites table of each object (in place by "
                      "default).",
             (PATHS,),
@@ -173,9 +239,8 @@ COMMANDS = {c.name: c for c in (
                  metavar="REPORT.json"),
              Opt("max_fallback", ("--max-fallback",), "int",
                  "fail only when there are more than N (new) fallback sites", default=0,
-                 metavar="N"),
-             Opt("stats", ("--stats",), "flag",
-                 "text format: add tables of sites per trampoline, kind, reason and object"),
+                 metavar="N", minimum=0),
+             STATS,
              Opt("layout_gate", ("--layout-gate",), "choice",
                  "crossing findings (layout): chance compares their count with what uniform "
                  "placement gives (+3 sigma); strict fails on every new one; auto is strict "
@@ -202,7 +267,8 @@ COMMANDS = {c.name: c for c in (
                          "sites with cache-line pictures, and the trend over the reports.",
             (Arg("reports", "REPORT.json...", "the reports, oldest first", many=True),),
             (Opt("output", ("-o", "--output"), "str",
-                 "write the page to FILE (default: standard output)", metavar="FILE"),
+                 "write the page to FILE (default: standard output, unless it is a "
+                 "terminal; - for standard output)", metavar="FILE"),
              Opt("label", ("--label",), "list",
                  "label of the next report, in order (repeatable; default: its file name)",
                  metavar="L")),
@@ -215,4 +281,77 @@ COMMANDS = {c.name: c for c in (
 
 def all_options(cmd: Command) -> tuple:
     """The options of ``cmd``: its own, then the policy's."""
-    return cmd.options + (POLICY if cmd.policy else ())
+    if not cmd.policy:
+        return cmd.options
+    if cmd.policy_of_table:
+        return cmd.options + (TABLE_POLICY,) + POLICY[1:]
+    return cmd.options + POLICY
+
+
+# ------------------------------------------------------------ the checks
+def _name(opt: Opt) -> str:
+    return opt.flags[0]
+
+
+def check(opt: Opt, v) -> None:
+    """UsageError unless ``v`` is a value ``opt`` takes (None: not given)."""
+    if v is None or opt.kind in ("flag", "list"):
+        return
+    if opt.kind == "choice":
+        if v not in opt.choices:
+            raise UsageError(f"{_name(opt)}: unknown value {v!r} "
+                             f"(choose from {', '.join(opt.choices)})")
+    elif opt.kind == "int":
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise UsageError(f"{_name(opt)}: {v!r} is not a whole number")
+        lo, hi = opt.minimum, opt.maximum
+        if opt.power_of_two and (v <= 0 or v & (v - 1) or not lo <= v <= hi):
+            raise UsageError(f"{_name(opt)}: must be a power of two from {lo} to {hi}, "
+                             f"not {v}")
+        if lo is not None and v < lo:
+            raise UsageError(f"{_name(opt)}: must be at least {lo}, not {v}")
+        if hi is not None and v > hi:
+            raise UsageError(f"{_name(opt)}: must be at most {hi}, not {v}")
+    elif opt.nonempty and not v:
+        raise UsageError(f"{_name(opt)}: must not be empty")
+
+
+def value(opt: Opt, text: str):
+    """The value of ``opt`` written as ``text`` on a command line, checked."""
+    if opt.kind == "int":
+        try:
+            v = int(text, 10)
+        except ValueError:
+            raise UsageError(f"{_name(opt)}: {text!r} is not a whole number") from None
+    else:
+        v = text
+    check(opt, v)
+    return v
+
+
+def check_together(cmd: Command, values: dict) -> None:
+    """Options that cannot be honoured together: a text-only option with
+    another output format (it would be silently ignored)."""
+    fmt = values.get("format")
+    if fmt is None or fmt == "text":
+        return
+    for o in cmd.options:
+        if o.text_only and values.get(o.dest) not in (None, False):
+            raise UsageError(f"{_name(o)} applies to the text format only, not to "
+                             f"--format {fmt}")
+
+
+def check_policy(options) -> None:
+    """The policy record's values, as the command line checks them (the
+    library's ``Options(...)`` goes through here too)."""
+    for o in (*POLICY, CANDIDATES):
+        check(o, getattr(options, o.dest))
+
+
+def options_of(cmd: Command, values: dict) -> tuple:
+    """(the ``Options`` record of a command's values, the other values): every
+    option whose dest is a field of ``Options`` goes into the record."""
+    from .records import fields
+    rest = dict(values)
+    own = {o.dest for o in all_options(cmd)} & set(fields(Options))
+    return Options(**{d: rest.pop(d) for d in sorted(own) if d in rest}), rest

@@ -12,6 +12,7 @@ from __future__ import annotations
 from .elf import SHT_NOBITS, ElfFile, open_elf, reloc_name
 from .find import find_candidates, find_code_candidates, find_trampolines, has_code_relocations
 from .model import ObjectResult, Options, Reference, Site
+from .options import CANDIDATES, check
 from .sitetable import ENTRY_SIZE, foreign_table_problem, key_name, table_sections
 
 #: what ``scan_elf(sources=...)`` reads source lines (DWARF) for: every site,
@@ -19,16 +20,20 @@ from .sitetable import ENTRY_SIZE, foreign_table_problem, key_name, table_sectio
 SOURCES = ("all", "fallback", "none")
 
 
-def scan_elf(elf: ElfFile, options: Options, candidates_from: str = "auto",
+def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
              sources: bool | str = True) -> ObjectResult:
     """Find, prove and classify every static-call site of a parsed object.
 
-    ``candidates_from`` matters for linked images only: ``relocs`` uses the
-    relocations an image keeps (``--emit-relocs``), ``code`` scans the code
-    for direct branches to trampolines, ``auto`` uses relocations when the
-    image has any for its code.  ``sources``: whose source lines to read from
-    the DWARF (one of SOURCES; True is all, False none): only what an output
-    shows is paid for."""
+    ``options.candidates`` (or ``candidates_from``, when given) matters for
+    linked images only: ``relocs`` uses the relocations an image keeps
+    (``--emit-relocs``), ``code`` scans the code for direct branches to
+    trampolines, ``auto`` uses relocations when the image has any for its
+    code.  ``sources``: whose source lines to read from the DWARF (one of
+    SOURCES; True is all, False none): only what an output shows is paid for."""
+    if candidates_from is None:
+        candidates_from = options.candidates
+    else:
+        check(CANDIDATES, candidates_from)
     sources = {True: "all", False: "none"}.get(sources, sources)
     result = ObjectResult(path=elf.path, elf_type=elf.elf_type)
     linked = elf.linked
@@ -127,6 +132,6 @@ def _lto_without_code(elf: ElfFile) -> str | None:
 
 
 def scan_path(path: str, options: Options | None = None,
-              candidates_from: str = "auto") -> ObjectResult:
+              candidates_from: str | None = None) -> ObjectResult:
     """Scan one file; raises InputError for anything that is not a usable object."""
     return scan_elf(open_elf(path), options or Options(), candidates_from)

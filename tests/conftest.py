@@ -4,22 +4,55 @@ live in scall_testlib.py; import helpers from there, never from conftest."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from scall_testlib import ROOT, FetchError, build_source, fetch_debian, run_cli
+from scall_testlib import (ROOT, FetchError, build_source, fetch_debian, missing_tool_message,
+                           run_cli)
+
+# The Debian packages the tests use (compilers, qemu, chromium, kernel headers:
+# scripts/debian-packages/*.txt) are installed by scripts/install-debian-deps,
+# a step of .ci/run and of the README's setup, not of every test session.  A
+# test whose program is missing fails and names that script (never a skip).
 
 
-def pytest_sessionstart(session):
-    """The Debian packages the tests use (compilers, qemu, chromium, kernel
-    headers: scripts/debian-packages/*.txt) are installed once, when missing,
-    so that `python -m pytest` works on a fresh machine as .ci/run does."""
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "install-debian-deps")],
+def pytest_report_header(config):
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "install-debian-deps"), "--check"],
                        capture_output=True, text=True)
-    if r.returncode != 0:
-        raise pytest.UsageError(f"scripts/install-debian-deps failed: {r.stderr.strip()}")
+    if r.returncode == 0:
+        return "debian packages: all installed"
+    return (f"debian packages missing: {r.stdout.strip() or r.stderr.strip()} "
+            "(tests that need them fail: run scripts/install-debian-deps)")
+
+
+def _missing_program(e: FileNotFoundError) -> str | None:
+    name = e.filename
+    if isinstance(name, str) and name and "/" not in name and shutil.which(name) is None:
+        return name
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    try:
+        return (yield)
+    except FileNotFoundError as e:
+        if (name := _missing_program(e)) is None:
+            raise
+        pytest.fail(missing_tool_message(name), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    try:
+        return (yield)
+    except FileNotFoundError as e:
+        if (name := _missing_program(e)) is None:
+            raise
+        pytest.fail(missing_tool_message(name), pytrace=False)
 
 
 @pytest.fixture

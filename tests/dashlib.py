@@ -9,7 +9,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from scall_testlib import require_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 PREBUILT = ROOT / "testdata" / "prebuilt"
@@ -53,8 +53,7 @@ def _require() -> None:
     missing = [p for p in (CHROMIUM, DRIVER) if not Path(p).exists()
                and not shutil.which(Path(p).name)]
     if missing:
-        pytest.fail(f"{', '.join(missing)} missing: run scripts/install-debian-deps, which "
-                    "installs the packages listed in scripts/debian-packages/*.txt")
+        require_tools(*missing)
 
 
 @contextmanager

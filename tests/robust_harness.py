@@ -1100,7 +1100,7 @@ class Tally:
 class WorkerPool:
     """Runs check_bytes over many cases in ``n`` worker processes."""
 
-    def __init__(self, basedir: str, n: int = 2, timeout: float = 20.0):
+    def __init__(self, basedir: str, n: int = 2, timeout: float = 60.0):
         self.basedir = basedir
         self.timeout = timeout
         self.n = n

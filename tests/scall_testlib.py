@@ -2,6 +2,7 @@
 
 - paths of the checkout and its test data; running the CLI (`run_cli`),
   objtool (`run_objtool`), `as` and `gcc`; fetching the Debian data;
+- counting work instead of timing it (`python_lines`);
 - independent readers used to check what scall-objtool reports and writes:
   the .static_call_sites table (pyelftools), objdump's view of the branches to
   trampolines, symbols, sections, and the crossing rule;
@@ -51,6 +52,49 @@ def run_cli(*args, cwd=None, env=None, timeout=120) -> Result:
                        capture_output=True, text=True, cwd=cwd, env=full_env,
                        timeout=timeout)
     return Result(p.returncode, p.stdout, p.stderr)
+
+
+# ------------------------------------------------------------ packages
+INSTALL_HINT = "run scripts/install-debian-deps (the packages of scripts/debian-packages/*.txt)"
+
+
+def missing_tool_message(*names: str) -> str:
+    return f"{', '.join(names)} not installed: {INSTALL_HINT}"
+
+
+def require_tools(*names: str) -> None:
+    """Fail (never skip: a CI run must not go green without them) when a
+    program the test runs is not installed."""
+    import pytest
+    missing = [n for n in names if shutil.which(n) is None and not Path(n).exists()]
+    if missing:
+        pytest.fail(missing_tool_message(*missing), pytrace=False)
+
+
+# ------------------------------------------------------------ work counts
+def python_lines(fn, *args, **kwargs):
+    """(fn(*args, **kwargs), the number of Python lines it executed).
+
+    A count of work that a busy machine cannot change: cost tests compare
+    these counts at 1x and 4x the input instead of timing the two runs.  A
+    loop's every pass counts (a backward jump is a line event), in
+    comprehensions too; work done inside one C call (a ``bytes.find``) counts
+    once, so a test of such a path counts what it reads as well."""
+    count = 0
+
+    def local(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    previous = sys.gettrace()
+    sys.settrace(lambda frame, event, arg: local)
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        sys.settrace(previous)
+    return result, count
 
 
 def assemble(src: Path, out: Path, *flags: str) -> Path:
@@ -308,8 +352,8 @@ def assert_error_line(r, path=None):
 
 
 # ------------------------------------------------------------ the library
-#: the options of each command that the library takes besides the policy
-_LIBRARY_OPTIONS = {"scan": {"candidates"}, "write": {"output", "force", "dry_run", "backup"}}
+#: the options of each command that the library takes besides ``Options``
+_LIBRARY_OPTIONS = {"scan": set(), "write": {"output", "force", "dry_run", "backup"}}
 
 
 def parse_args(command: str, args):
@@ -317,14 +361,14 @@ def parse_args(command: str, args):
     command's other values by option dest), parsed by the same option table the
     CLI uses, for tests that state options as the CLI spells them but call the
     library.  An option the library does not take is a test error."""
-    from scall_objtool import Options
     from scall_objtool.fastcli import parse
-    from scall_objtool.options import COMMANDS, POLICY
+    from scall_objtool.options import COMMANDS, options_of
     parsed = parse([command, *map(str, args)])
     assert parsed is not None, f"{command} {args}: not a well-formed command line"
-    values = parsed[1]
-    options = Options(**{o.dest: values.pop(o.dest) for o in POLICY})
+    options, values = options_of(COMMANDS[command], parsed[1])
     for opt in COMMANDS[command].options:
+        if opt.dest not in values:
+            continue                    # a field of Options
         given = values[opt.dest] != (False if opt.kind == "flag" else opt.default)
         assert not given or opt.dest in _LIBRARY_OPTIONS[command], \
             f"{opt.flags[0]}: not a library option; test it through the CLI"
@@ -337,7 +381,7 @@ def scan_lib(*args) -> dict:
     from scall_objtool import scan_path
     from scall_objtool.report.jsondoc import scan_doc    # the JSON renderer
     options, values = parse_args("scan", args)
-    results = [scan_path(p, options, values["candidates"]) for p in values["paths"]]
+    results = [scan_path(p, options) for p in values["paths"]]
     return json.loads(json.dumps(scan_doc(results, options)))
 
 

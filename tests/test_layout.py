@@ -96,7 +96,8 @@ def test_the_fast_path_parses_every_option_of_every_command():
             if opt.kind == "flag":
                 argv, want = [opt.flags[0]], True
             elif opt.kind == "int":
-                argv, want = [opt.flags[0], "4"], 4
+                n = max(4, opt.minimum or 0)
+                argv, want = [opt.flags[0], str(n)], n
             elif opt.kind == "choice":
                 argv, want = [opt.flags[0], opt.choices[-1]], opt.choices[-1]
             elif opt.kind == "list":

@@ -56,7 +56,9 @@ def test_write_options(tmp_path):
 
 
 def test_candidates_option_reaches_the_library(build, tmp_path):
-    """scan_lib passes --candidates on as scan_path's candidates_from."""
+    """--candidates is a field of Options (scan_lib builds it from the option
+    table), and scan_path's candidates_from, when given, overrides it."""
+    from scall_objtool import Options, scan_path
     import subprocess
     obj = build("linkprog.c", "-O2", "-fno-pie")
     exe = tmp_path / "prog"
@@ -66,3 +68,7 @@ def test_candidates_option_reaches_the_library(build, tmp_path):
         assert scan_lib("--policy", "kernel", "--candidates", how, exe) == \
             run_cli("scan", "--policy", "kernel", "--format", "json", "--candidates", how,
                     exe).json()
+        by_field = scan_path(str(exe), Options(policy="kernel", candidates=how))
+        by_argument = scan_path(str(exe), Options(policy="kernel"), how)
+        assert by_field.to_json() == by_argument.to_json()
+    assert Options().candidates == "auto"

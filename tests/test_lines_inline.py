@@ -9,7 +9,6 @@ wrappers in a header that mimic the kernel's cond_resched() and a tracepoint
 and Python can), relocatable objects and a linked executable."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,14 +16,16 @@ import pytest
 
 from scall_objtool import Options, scan_path
 from scall_objtool.sourcelines import Frame, addr2line
+from scall_testlib import require_tools
 
 SRC = Path(__file__).resolve().parent.parent / "testdata" / "src"
 
 KERNEL = Options(policy="kernel")
-COMPILERS = [c for c in ("gcc", "clang") if shutil.which(c)]
+COMPILERS = ["gcc", "clang"]
 
 
 def _compile(cc: str, out: Path, *flags: str, link: bool = False) -> Path:
+    require_tools(cc)
     cmd = [cc, "-O2", *flags, "-o", str(out), str(SRC / "inline_sites.c")]
     if not link:
         cmd.insert(1, "-c")

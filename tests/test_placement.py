@@ -244,7 +244,7 @@ def test_not_a_module_keeps_alignment_verdicts(mod):
 
 
 def test_options_placement_validated():
-    with pytest.raises(UsageError, match="unknown placement"):
+    with pytest.raises(UsageError, match="--placement: unknown value '6.2'"):
         Options(placement="6.2")
     assert Options().to_json()["placement"] == "auto"
 

@@ -9,12 +9,13 @@ scripts/debian-packages/placement.txt.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from scall_testlib import require_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "module-placement"
@@ -76,10 +77,7 @@ def test_recorded_boot_6_12():
 
 
 def _needs_qemu():
-    missing = [t for t in ("qemu-system-x86_64", "cpio", "depmod") if not shutil.which(t)]
-    if missing or not Path("/bin/busybox").exists():
-        pytest.fail(f"missing {missing or 'busybox'}: install "
-                    "scripts/debian-packages/placement.txt")
+    require_tools("qemu-system-x86_64", "cpio", "depmod", "/bin/busybox")
 
 
 @pytest.mark.slow

@@ -61,7 +61,7 @@ REPRO = Path(__file__).resolve().parent / "fuzz_repro"
 FLIPS = int(os.environ.get("SCALL_FUZZ_FLIPS", "400"))
 EXAMPLES = int(os.environ.get("SCALL_FUZZ_EXAMPLES", "150"))
 JOBS = int(os.environ.get("SCALL_FUZZ_JOBS", "2"))
-TIMEOUT = float(os.environ.get("SCALL_FUZZ_TIMEOUT", "20"))
+TIMEOUT = float(os.environ.get("SCALL_FUZZ_TIMEOUT", "60"))   # a hang guard only
 
 #: Known bugs (see robust_harness.KNOWN_BUGS), each with a strict-xfail
 #: reproducer test.  Mutants that hit only these are counted as "known bugs"

@@ -195,9 +195,8 @@ def test_bench_reports_rates_and_update_latency(tmp_path, patcher):
     assert 0 < float(m[3]) <= float(m[4])
     if patcher == "store":
         assert int(m[5]) == 0
-    # a retpoline costs an RSB-stuffing return per call: an order of magnitude
-    assert float(rates["retpoline function pointer"]) < float(rates["patched direct call"])
-    # the retpoline loop really calls through a thunk
+    # the retpoline loop really calls through a thunk (how much slower it is
+    # is the bench's to say: no test compares times)
     dis = subprocess.run(["objdump", "-dr", str(tmp_path / "loop_retpoline.o")],
                          capture_output=True, text=True).stdout
     assert "__x86_indirect_thunk" in dis

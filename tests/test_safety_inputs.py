@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from robust_harness import deep_tree, remove_tree
-from scall_testlib import assert_error_line
+from scall_testlib import assert_error_line, require_tools
 
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "testdata" / "src"
@@ -281,8 +281,7 @@ def test_llvm_bitcode_is_named(cli, tmp_path, magic, command):
 
 
 def test_clang_lto_object_is_named(cli, tmp_path):
-    if shutil.which("clang") is None:
-        pytest.skip("clang is not installed")
+    require_tools("clang")
     obj = tmp_path / "cl.o"
     subprocess.run(["clang", "-O2", "-flto", "-c", "-o", str(obj), str(SRC / "staticcall.c")],
                    check=True, capture_output=True)

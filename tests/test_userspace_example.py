@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from scall_testlib import ROOT, scan_lib, write_lib
+from scall_testlib import ROOT, require_tools, scan_lib, write_lib
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from tableread import read_table  # noqa: E402
@@ -318,8 +318,7 @@ def test_demo_with_clang(compiled, tmp_path, pic, policy):
     """The demo built with clang (its own choices of sites and alignment):
     right results in every phase, and every listed site calls the new
     target directly after each update, every fallback site the trampoline."""
-    if shutil.which("clang") is None:
-        pytest.fail("clang not installed (scripts/debian-packages/runtime.txt lists it)")
+    require_tools("clang")
     tool_flags, runtime_policy = POLICIES[policy]
     prog = make_program(compiled, tmp_path, "O2", pic, tool_flags, cc="clang")
     assert prog.written == len(prog.listed) >= 3

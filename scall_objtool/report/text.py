@@ -1,6 +1,7 @@
 """The text a person reads: scan, --stats, verify, check, diff and write."""
 from __future__ import annotations
 
+from collections import Counter
 
 from ..model import ObjectResult, Options, summarize
 from . import esc, plural, verdict
@@ -101,8 +102,9 @@ def scan_text(results: list[ObjectResult], options: Options, skipped: dict | Non
         lines.append(stats_text(results).rstrip("\n"))
     t = summarize(results)
     lines.append(f"summary: {plural(len(results), 'object')}, "
-                 f"{t['sites']} sites, {t['patchable']} patchable, {t['fallback']} fallback, "
-                 f"{t['references']} references (policy {options.policy})"
+                 f"{plural(t['sites'], 'site')}, {t['patchable']} patchable, "
+                 f"{t['fallback']} fallback, {plural(t['references'], 'reference')} "
+                 f"(policy {options.policy})"
                  f"{skipped_text(skipped)}")
     return _lines(lines)
 
@@ -113,7 +115,7 @@ def _object_lines(r: ObjectResult) -> list[str]:
             f"({s['patchable']} patchable, {s['fallback']} fallback), "
             f"{plural(s['references'], 'reference')}")
     if r.existing_table is not None:
-        head += f"; has a table of {r.existing_table['entries']} entries"
+        head += f"; has a table of {plural(r.existing_table['entries'], 'entry')}"
     lines = [head]
     for site in r.sites:
         cross = site.crossing or "-"
@@ -143,36 +145,48 @@ def _placed(site) -> str:
 
 
 def stats_text(results: list[ObjectResult]) -> str:
-    """The ``--stats`` tables: sites per trampoline, kind, reason and object
-    (objects with neither sites nor references left out)."""
+    """The ``--stats`` tables: sites per trampoline, kind, reason and object.
+    Trampolines and objects are listed when they have something to say (a
+    fallback site; for objects, a reference too), largest fallback first;
+    each table ends with its total, and says how many rows it left out."""
     t = summarize(results, per_object=True)
     out: list[str] = []
 
-    def table(title: str, head: tuple, rows: list[tuple]) -> None:
-        if rows:
-            out.append(f"{title}:")
-            out.extend(_table(head, rows))
+    def table(title: str, head: tuple, rows: list[tuple], total: tuple,
+              quiet: int = 0, what: str = "") -> None:
+        if not rows and not quiet:
+            return
+        out.append(f"{title}:")
+        out.extend(_table(head, rows + [("total", *total)]))
+        if quiet:
+            out.append(f"  ({plural(quiet, what)} without fallback not listed)")
 
-    table("by trampoline", ("trampoline", "sites", "patchable", "fallback"),
-          [(k, v["sites"], v["patchable"], v["fallback"])
-           for k, v in t["by_trampoline"].items()])
-    table("by kind", ("kind", "sites"), list(t["by_kind"].items()))
-    table("by reason", ("reason", "fallback"), list(t["by_reason"].items()))
-    table("by object", ("object", "sites", "patchable", "fallback", "references"),
-          [(o["path"], o["sites"], o["patchable"], o["fallback"], o["references"])
-           for o in t["by_object"] if o["sites"] or o["references"]])
+    tramps = [(k, v["sites"], v["patchable"], v["fallback"])
+              for k, v in t["by_trampoline"].items()]
+    loud = sorted((r for r in tramps if r[3]), key=lambda r: (-r[3], r[0]))
+    table("by trampoline", ("trampoline", "sites", "patchable", "fallback"), loud,
+          (t["sites"], t["patchable"], t["fallback"]), len(tramps) - len(loud), "trampoline")
+    table("by kind", ("kind", "sites"), list(t["by_kind"].items()), (t["sites"],))
+    table("by reason", ("reason", "fallback"), list(t["by_reason"].items()), (t["fallback"],))
+    objs = [(o["path"], o["sites"], o["patchable"], o["fallback"], o["references"])
+            for o in t["by_object"] if o["sites"] or o["references"]]
+    loud = sorted((r for r in objs if r[3] or r[4]), key=lambda r: (-r[3], -r[4], r[0]))
+    table("by object", ("object", "sites", "patchable", "fallback", "references"), loud,
+          (t["sites"], t["patchable"], t["fallback"], t["references"]),
+          len(objs) - len(loud), "object")
     return _lines(out)
 
 
 # ------------------------------------------------------------------- verify
 def verify_text(verdicts, options: Options, skipped: dict | None = None,
-                quiet: bool = False) -> str:
+                quiet: bool = False, by_table: bool = False) -> str:
     """The objects whose table is wrong or incomplete, or has policy findings,
-    and a summary line last."""
+    and a summary line last (``by_table``: each table judged by its own
+    policy, which the summary counts)."""
     lines = []
     for v in verdicts:
         if not v.ok:
-            lines.append(f"{v.path}: FAILED ({v.entries} entries, {len(v.mismatches)} "
+            lines.append(f"{v.path}: FAILED ({plural(v.entries, 'entry')}, {len(v.mismatches)} "
                          f"mismatched, {len(v.missing)} missing)")
             if not quiet:
                 lines.extend(f"{v.path}: mismatch: {m}" for m in v.mismatches)
@@ -183,14 +197,23 @@ def verify_text(verdicts, options: Options, skipped: dict | None = None,
             lines.extend(f"{v.path}: unlisted: {m}" for m in v.unlisted)
     bad = sum(not v.ok for v in verdicts)
     findings = sum(bool(v.policy_findings) for v in verdicts)
-    lines.append(f"verify: {len(verdicts)} objects, {sum(v.entries for v in verdicts)} "
-                 f"entries, {bad} failed, {findings} with policy findings "
-                 f"(policy {options.policy}){skipped_text(skipped)}")
+    lines.append(f"verify: {plural(len(verdicts), 'object')}, "
+                 f"{plural(sum(v.entries for v in verdicts), 'entry')}, {bad} failed, "
+                 f"{findings} with policy findings ({_policies(verdicts, options, by_table)})"
+                 f"{skipped_text(skipped)}")
     return _lines(lines)
 
 
+def _policies(verdicts, options: Options, by_table: bool) -> str:
+    if not by_table:
+        return f"policy {options.policy}"
+    tables = Counter(v.table_policy for v in verdicts if v.table_policy)
+    return "policy of each table" + (": " + ", ".join(
+        f"{n} {p}" for p, n in sorted(tables.items())) if tables else "")
+
+
 # -------------------------------------------------------------------- write
-_WRITE_VERBS = {"written": "wrote {} entries", "dry-run": "would write {} entries",
+_WRITE_VERBS = {"written": "wrote {}", "dry-run": "would write {}",
                 "unchanged": "unchanged", "copied": "copied unchanged",
                 "skipped-existing": "table exists, unchanged"}
 
@@ -200,8 +223,8 @@ def write_lines(display: str, outcome, options: Options, details: bool) -> list[
     one line a site."""
     from ..inputs import show
     s = outcome.result.summary()
-    counts = f"{s['sites']} sites, {s['patchable']} patchable, {s['fallback']} fallback"
-    verb = _WRITE_VERBS[outcome.action].format(outcome.entries)
+    counts = f"{plural(s['sites'], 'site')}, {s['patchable']} patchable, {s['fallback']} fallback"
+    verb = _WRITE_VERBS[outcome.action].format(plural(outcome.entries, "entry"))
     target = f" -> {show(outcome.output)}" if outcome.output != outcome.path else ""
     lines = [f"{display}{target}: {verb} ({counts}; policy {options.policy})"]
     if details and outcome.action in ("written", "dry-run"):
