@@ -101,7 +101,7 @@ def test_every_site_is_found_and_the_table_verifies(objects, cc, how):
     res = run_cli("verify", prog)
     assert res.rc == 0, res.stdout + res.stderr
     entries = sum(o["existing_table"]["entries"] for o in in_objects["objects"])
-    assert f"verify: 1 objects, {entries} entries, 0 failed" in res.stdout
+    assert f"verify: 1 object, {entries} entries, 0 failed" in res.stdout
 
 
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
