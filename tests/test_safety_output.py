@@ -32,7 +32,8 @@ FULL = "/dev/full"
 
 def _env(**extra) -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    # no empty entry: it names the current directory, which some tests delete
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env["SCALL_OBJTOOL_NO_PROGRESS"] = "1"
     for k in ("SCALL_OBJTOOL_DEBUG", "SRCARCH", "PYTHONIOENCODING", "PYTHONUTF8"):
         env.pop(k, None)
