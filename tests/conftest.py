@@ -36,7 +36,9 @@ def _missing_program(e: FileNotFoundError) -> str | None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item):
+def _fail_on_a_missing_program(item):
+    """A test (its setup or its call) that runs a program the machine lacks
+    fails with a message naming scripts/install-debian-deps."""
     try:
         return (yield)
     except FileNotFoundError as e:
@@ -45,14 +47,7 @@ def pytest_runtest_setup(item):
         pytest.fail(missing_tool_message(name), pytrace=False)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    try:
-        return (yield)
-    except FileNotFoundError as e:
-        if (name := _missing_program(e)) is None:
-            raise
-        pytest.fail(missing_tool_message(name), pytrace=False)
+pytest_runtest_setup = pytest_runtest_call = _fail_on_a_missing_program
 
 
 @pytest.fixture

@@ -97,6 +97,18 @@ def python_lines(fn, *args, **kwargs):
     return result, count
 
 
+def traced_peak(fn, *args, **kwargs):
+    """(fn(*args, **kwargs), the peak of Python's allocations meanwhile, in
+    bytes, from tracemalloc): a memory bound a busy machine cannot change."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        result = fn(*args, **kwargs)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def assemble(src: Path, out: Path, *flags: str) -> Path:
     subprocess.run(["as", "--64", *flags, "-o", str(out), str(src)], check=True,
                    capture_output=True, text=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
-import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from scall_objtool import Options, scan_path
 from scall_objtool.elf import ElfFile
 from scall_objtool.sourcelines import attach_sources
 from scall_objtool.pipeline import scan_elf
-from scall_testlib import python_lines
+from scall_testlib import python_lines, traced_peak
 
 GEN = Path(__file__).resolve().parent.parent / "testdata" / "gen"
 
@@ -48,12 +47,7 @@ def _cost(obj: Path, line: int) -> tuple[int, int]:
     assert res.sites and res.sites[0].source == {"file": "a.c", "line": line}, res.sites
     assert not res.warnings
     res = scan_elf(elf, Options(), sources=False)
-    tracemalloc.start()
-    try:
-        attach_sources(elf, res)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_peak(attach_sources, elf, res)
     return lines, peak
 
 

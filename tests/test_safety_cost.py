@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import threading
-import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from scall_objtool.errors import InputError
 from scall_objtool.pipeline import scan_elf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scall_testlib import run_cli  # noqa: E402
+from scall_testlib import run_cli, traced_peak  # noqa: E402
 
 
 def _rchar() -> int:
@@ -84,12 +83,7 @@ def test_checking_the_first_bytes_costs_no_second_copy(tmp_path):
     obj = _assemble(tmp_path, ".text\nret\n", "x").read_bytes()
     big = tmp_path / "big.o"
     big.write_bytes(obj + bytes(32 << 20))
-    tracemalloc.start()
-    try:
-        data = read_file(str(big))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    data, peak = traced_peak(read_file, str(big))
     assert len(data) == big.stat().st_size and peak < 1.2 * len(data), peak / len(data)
 
 
@@ -189,13 +183,10 @@ def test_a_long_prefixes_string_costs_its_size_not_78_times_it(tmp_path):
     doc["objects"][0]["sites"][0]["prefixes"] = "ab" * (2 << 20)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(doc))
-    tracemalloc.start()
-    try:
+    def refused():
         with pytest.raises(InputError, match="prefixes: longer than 28 characters"):
             load_report(str(bad))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_peak(refused)
     size = bad.stat().st_size
     assert peak < 8 * size, f"{peak} bytes of memory for a {size}-byte report"
 
@@ -244,12 +235,7 @@ def _inline_peak(tmp_path: Path, n: int) -> tuple[int, list]:
     obj = _assemble(tmp_path, inline_nest(n, n), f"nest{n}")
     elf = ElfFile(obj.read_bytes(), str(obj))
     res = scan_elf(elf, Options(), sources=False)
-    tracemalloc.start()
-    try:
-        attach_sources(elf, res)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_peak(attach_sources, elf, res)
     assert not res.warnings, res.warnings
     return peak, res.sites
 
@@ -365,11 +351,6 @@ def test_expanding_costs_the_expanded_size_once(codec):
     from scall_objtool.compressed import decompress
     raw = bytes(range(256)) * (64 << 12)                  # 64 MiB
     packed = gzip.compress(raw) if codec == "gzip" else lzma.compress(raw)
-    tracemalloc.start()
-    try:
-        out = decompress(packed, "x.ko")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    out, peak = traced_peak(decompress, packed, "x.ko")
     assert out == raw
     assert peak < 1.6 * len(raw), f"peak {peak / len(raw):.2f} x the expanded size"
