@@ -113,15 +113,13 @@ class Collected:
 
 def _collect(paths: list[str], include: list[str] | None, archives: bool = True,
              linked: bool = False) -> Collected:
-    from .inputs import LINKED_INTO
     found = expand(paths, include, archives, linked)
     errors = [error_line(f"{show(e.path)}: {e.message}" if e.path else e.message)
               for e in found.errors]
     warnings = [warning_line(link, f"a symlink out of the directory walked (to {target}): "
                                    "skipped, neither read nor written")
                 for link, target in found.outside]
-    held = sum(why.startswith(LINKED_INTO.split("{")[0]) for _, why in found.repeats)
-    skipped = {"repeated": len(found.repeats) - held, "linked": held,
+    skipped = {"repeated": len(found.repeats) - found.linked, "linked": found.linked,
                "outside": len(found.outside), "duplicate": len(found.duplicates)}
     return Collected(found.inputs, errors, warnings, skipped, found.duplicates)
 
@@ -171,12 +169,11 @@ def _unmatched_baseline(base, results) -> list[str]:
     recorded = {norm_object(s.object) for s in base.sites}
     if not recorded or recorded & {norm_object(r.path) for r in results}:
         return []
-    from .report import esc
     example = sorted(recorded)[0]
-    return [esc(warning_line(base.path, f"no object of the baseline is among the inputs (it "
-                                        f"names {example}, ...): every site counts as new; "
-                                        "record it with scan -o FILE, which keeps its paths "
-                                        "relative to the file"))]
+    return [warning_line(base.path, f"no object of the baseline is among the inputs (it "
+                                    f"names {example}, ...): every site counts as new; "
+                                    "record it with scan -o FILE, which keeps its paths "
+                                    "relative to the file")]
 
 
 def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
@@ -184,10 +181,10 @@ def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
     diffs = policy_mismatch(report.policy, other_policy)
     if not diffs:
         return []
-    from .report import esc
-    return [esc(warning_line(report.path, f"{what} was taken with different options "
-                                          f"({'; '.join(diffs)}); its fallback sites may "
-                                          "not match"))]
+    # escaped with every stderr line (streams.err)
+    return [warning_line(report.path, f"{what} was taken with different options "
+                                      f"({'; '.join(diffs)}); its fallback sites may "
+                                      "not match")]
 
 
 # ----------------------------------------------------------------- commands

@@ -132,12 +132,15 @@ class Expansion:
     """The inputs named on a command line, the errors met expanding them, the
     files a directory walk passed over as repeats of others (display, why),
     the symlinks it did not follow out of its tree (display, target), and the
-    inputs left out as the same file as another (display, display kept)."""
+    inputs left out as the same file as another (display, display kept);
+    ``linked``: how many of the repeats are parts of a linked artifact the
+    walk reads instead (``expand(linked=True)``)."""
     inputs: list
     errors: list
     repeats: list
     outside: list = LIST
     duplicates: list = LIST
+    linked: int = 0
 
 
 def expand(paths: list[str], include: list[str] | None = None,
@@ -173,6 +176,7 @@ def expand(paths: list[str], include: list[str] | None = None,
     out: list[Input] = []
     errors: list[InputError] = []
     repeats: list[tuple[str, str]] = []
+    linked_parts = 0
     outside: list[tuple[str, str]] = []
 
     def add_file(p: str, walked: frozenset = frozenset(), real: str | None = None) -> None:
@@ -202,7 +206,8 @@ def expand(paths: list[str], include: list[str] | None = None,
                 errors.append(InputError("no objects found in this directory (include: "
                                          f"{' '.join(patterns)})", show(p)))
             if linked:
-                keep, skipped = _kbuild_linked(p, found)
+                keep, skipped, held = _kbuild_linked(p, found)
+                linked_parts += held
             else:
                 keep, skipped = _kbuild_repeats(found)
             repeats.extend((show(f), why) for f, why in skipped)
@@ -215,7 +220,7 @@ def expand(paths: list[str], include: list[str] | None = None,
         else:
             out.append(Input(show(p), p))   # reported when read: "cannot open"
     inputs, duplicates = _once(out)
-    return Expansion(inputs, errors, repeats, outside, duplicates)
+    return Expansion(inputs, errors, repeats, outside, duplicates, linked_parts)
 
 
 def _once(inputs: list[Input]) -> tuple[list[Input], list[tuple[str, str]]]:
@@ -344,9 +349,10 @@ def _kbuild_repeats(found: list[str]) -> tuple[list[str], list[tuple[str, str]]]
 LINKED_INTO = "linked into {}: judged there"
 
 
-def _kbuild_linked(top: str, found: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+def _kbuild_linked(top: str, found: list[str]) -> tuple[list[str], list[tuple[str, str]], int]:
     """``_kbuild_repeats`` preferring linked artifacts: (the files to read,
-    [(file, why)] those passed over).  ``vmlinux`` (top of the walk) replaces
+    [(file, why)] those passed over, how many of those a linked artifact
+    holds).  ``vmlinux`` (top of the walk) replaces
     the members of ``vmlinux.a`` and ``vmlinux.o``; ``NAME.ko`` beside
     ``NAME.mod`` replaces the parts it lists and a composite ``NAME.o``."""
     skipped = []
@@ -398,17 +404,19 @@ def _kbuild_linked(top: str, found: list[str]) -> tuple[list[str], list[tuple[st
         if _composite(stem):
             parts.setdefault(os.path.realpath(stem + ".o"), name)
     keep = []
+    held = 0
     for f in found:
         holder = parts.get(os.path.realpath(f))
         if os.path.basename(f) == "vmlinux.o" and (has_vmlinux or len(found) > 1):
             skipped.append((f, "vmlinux.o repeats every built-in object"))
         elif holder is not None and f not in kos:
             skipped.append((f, LINKED_INTO.format(holder)))
+            held += 1
         else:
             keep.append(f)
     if has_vmlinux:
         keep.insert(0, vmlinux)
-    return keep, skipped
+    return keep, skipped, held
 
 
 def _lib_members_in(vmlinux: str, archives: list[str]) -> dict[str, str]:
