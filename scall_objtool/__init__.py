@@ -6,7 +6,6 @@ The library follows the data: ``elf`` (read) -> ``find`` (candidates) ->
 """
 from __future__ import annotations
 
-from ._version import __version__
 from .errors import InputError, ScallError, UsageError  # noqa: E402
 from .model import ObjectResult, Options, Reference, Site  # noqa: E402
 
@@ -34,6 +33,14 @@ def write_path(path: str, options: Options | None = None, **kwargs):
     """Write the static-call table of one object; see :func:`write.write_path`."""
     from .write import write_path as _write
     return _write(path, options or Options(), **kwargs)
+
+
+def __getattr__(name: str):
+    # the version is read by --version and the reports, not on the per-object path
+    if name == "__version__":
+        from ._version import __version__
+        return __version__
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["InputError", "ObjectResult", "Options", "Reference", "ScallError", "Site",

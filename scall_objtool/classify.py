@@ -16,6 +16,7 @@ from __future__ import annotations
 from math import gcd
 
 from .model import CS_PREFIX, Options, Site
+from .vocabulary import KIND_TABLE
 
 
 def effective_alignment(sh_addralign: int, options: Options) -> int:
@@ -37,32 +38,35 @@ def crossing(offset: int, length: int, align: int, line: int) -> str:
 
 def apply_policy(site: Site, options: Options) -> None:
     """Set ``patchable`` and ``reason`` on a site under the options' policy."""
-    kind, cross = site.kind, site.crossing
+    kind = site.kind
+    spec = KIND_TABLE[kind]
     if options.policy == "kernel":
         # objtool lists every direct call, tail call and conditional tail
         # call; the kernel's int3-based patcher copes with any placement.
-        if kind == "indirect":
-            site.patchable, site.reason = False, "indirect"
-        else:
-            site.patchable, site.reason = True, None
+        site.reason = None if spec.direct else spec.reason
+        site.patchable = site.reason is None
         return
-    reason = None
-    if kind == "indirect":
-        reason = "indirect"
-    elif kind == "jcc-tail":
-        reason = "conditional-tail-call"
-    elif kind == "tail" and not options.allow_tail:
-        reason = "tail-call"
-    elif site.prefixes:
+    # the kind's own reason (a jmp, a jcc, no rel32), --allow-tail lifting a jmp's
+    reason = None if kind == "tail" and options.allow_tail else spec.reason
+    if reason is None:
+        reason = _site_reason(site, options)
+    site.patchable = reason is None
+    site.reason = reason
+
+
+def _site_reason(site: Site, options: Options) -> str | None:
+    """The seed policy's reason for a direct call or jmp: its prefixes, else
+    its crossing."""
+    if site.prefixes:
         # --allow-prefixed: a call whose one prefix is cs (2E E8 rel32) is
         # the prefix patcher's, crossing or not: int3 goes on the prefix
         # byte, and no thread executes the rel32 while it is written.
-        if not (options.allow_prefixed and kind == "prefixed-call"
-                and site.prefixes == CS_PREFIX):
-            reason = "prefixed"
-    elif cross == "always":
-        reason = "crosses-cache-line"
-    elif cross == "depends":
-        reason = "may-cross-cache-line"
-    site.patchable = reason is None
-    site.reason = reason
+        if options.allow_prefixed and site.kind == "prefixed-call" \
+                and site.prefixes == CS_PREFIX:
+            return None
+        return "prefixed"
+    if site.crossing == "always":
+        return "crosses-cache-line"
+    if site.crossing == "depends":
+        return "may-cross-cache-line"
+    return None

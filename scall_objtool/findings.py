@@ -35,6 +35,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from .vocabulary import KIND_TABLE, reasons_of
+
 
 _CLONE_NUMBER = re.compile(r"\.\d+(?=\.|$)")
 
@@ -139,9 +141,9 @@ def relative_below(path: str, base: str | None) -> str:
 
 
 #: fallback reasons that any edit before the call can change
-LAYOUT_REASONS = frozenset({"crosses-cache-line", "may-cross-cache-line"})
+LAYOUT_REASONS = reasons_of("layout")
 #: fallback reasons that only a change of the code itself changes
-STRUCTURAL_REASONS = frozenset({"tail-call", "conditional-tail-call", "prefixed", "indirect"})
+STRUCTURAL_REASONS = reasons_of("structural")
 
 
 _COMPRESSED = (".ko.xz", ".ko.zst", ".ko.gz")
@@ -221,7 +223,7 @@ def exactness(results) -> dict:
         n = 0
         for s in r.sites:
             basis = s.placement.get("basis") if isinstance(s.placement, dict) else None
-            if s.kind == "indirect":
+            if not KIND_TABLE[s.kind].direct:       # no placement to judge
                 continue
             if basis in ("address", "model"):
                 exact += 1

@@ -3,16 +3,11 @@ from __future__ import annotations
 
 from .options import PLACEMENTS, POLICIES, Options  # noqa: F401  (beside its option table)
 from .records import LIST, record
+from .vocabulary import KINDS, REASONS, TAIL_KINDS  # noqa: F401  (one table each)
 
-KINDS = ("call", "prefixed-call", "tail", "jcc-tail", "indirect")
 CROSSINGS = ("never", "always", "depends")
-REASONS = ("tail-call", "conditional-tail-call", "prefixed", "indirect",
-           "crosses-cache-line", "may-cross-cache-line")
 #: the one prefix a cs-prefixed call site (design 1, the prefix patcher) has
 CS_PREFIX = b"\x2e"
-
-#: kinds whose table entry carries the tail flag (1) in the key addend
-TAIL_KINDS = frozenset({"tail", "jcc-tail"})
 
 
 @record

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 from .errors import UsageError
 from .records import defaults, record
+from .vocabulary import FORMAT_TABLE, LOADER_MODEL_TABLE, formats_of, release_range
 
 POLICIES = ("seed", "kernel")
 #: where a kernel module's sections are placed (see placement.py): auto picks
 #: the loader model from the module's vermagic, off uses section alignment
-#: only, a model name forces that model
-PLACEMENTS = ("auto", "off", "6.1", "6.4")
+#: only, a model name (vocabulary.LOADER_MODELS) forces that model
+PLACEMENTS = ("auto", "off", *LOADER_MODEL_TABLE)
 #: how a linked image's candidate sites are found (see pipeline.scan_elf)
 CANDIDATE_SOURCES = ("auto", "relocs", "code")
 
@@ -131,8 +132,10 @@ POLICY = (
             metavar="N", minimum=1, maximum=1 << 30, power_of_two=True),
     _policy("placement", ("--placement",), "choice",
             "kernel modules: auto lays out the sections as the module loader of the "
-            "vermagic's kernel does (6.1-6.3, 6.4-6.12), giving exact crossing verdicts; off "
-            "uses section alignment only; 6.1 or 6.4 forces that model",
+            "vermagic's kernel does ("
+            + ", ".join(release_range(m) for m in LOADER_MODEL_TABLE.values())
+            + "), giving exact crossing verdicts; off uses section alignment only; "
+            + " or ".join(LOADER_MODEL_TABLE) + " forces that model",
             choices=PLACEMENTS),
     _policy("tramp_prefix", ("--tramp-prefix",), "str", "trampoline symbol prefix",
             metavar="PREFIX", nonempty=True),
@@ -167,10 +170,16 @@ CANDIDATES = Opt("candidates", ("--candidates",), "choice",
                  "linked images: find candidates through the relocations the image keeps "
                  "(relocs), by scanning its code for branches (code), or relocations when "
                  "present (auto)", default=_DEF["candidates"], choices=CANDIDATE_SOURCES)
-FORMAT = Opt("format", ("--format", "-f"), "choice", "report format", default="text",
-             choices=("text", "json"))
-METRICS_HELP = ("; openmetrics: counts per directory, trampoline, kind and reason for "
-                "node_exporter's textfile collector")
+
+
+def _format(command: str, help: str) -> Opt:
+    """``--format`` of ``command``: the formats it writes (vocabulary.FORMATS),
+    their own help after ``help``."""
+    names = formats_of(command)
+    help += "".join(f"; {FORMAT_TABLE[n].help}" for n in names if FORMAT_TABLE[n].help)
+    return Opt("format", ("--format", "-f"), "choice", help, default="text", choices=names)
+
+
 OUTPUT = Opt("output", ("-o", "--output"), "str", "write the report to FILE",
              metavar="FILE")
 LINT_OUTPUT = Opt("output", ("-o", "--output"), "str", "write the output to FILE",
@@ -197,9 +206,7 @@ STATS = Opt("stats", ("--stats",), "flag",
 COMMANDS = {c.name: c for c in (
     Command("scan", "Report every static-call site and how it is classified.",
             (PATHS,),
-            (Opt("format", ("--format", "-f"), "choice", "report format" + METRICS_HELP,
-                 default="text", choices=("text", "json", "openmetrics")),
-             OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES, QUIET, GROUP_BY, SOURCE_ROOT,
+            (_format("scan", "report format"), OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES, QUIET, GROUP_BY, SOURCE_ROOT,
              NO_LINES)),
     Command("verify",
             "Check existing tables: every entry must point at an instruction that calls or "
@@ -209,7 +216,7 @@ COMMANDS = {c.name: c for c in (
             "apart, as policy findings.  Exit 1 on a wrong or incomplete table "
             "(--strict: on policy findings too).",
             (PATHS,),
-            (FORMAT, OUTPUT, INCLUDE, JOBS, CANDIDATES,
+            (_format("verify", "report format"), OUTPUT, INCLUDE, JOBS, CANDIDATES,
              Opt("quiet", ("--quiet", "-q"), "flag",
                  "text format: print only the failed objects and the summary line",
                  text_only=True),
@@ -231,9 +238,7 @@ COMMANDS = {c.name: c for c in (
     Command("check", "Fail (exit 1) when a static-call site is fallback under the policy: "
                      "a CI gate.",
             (PATHS,),
-            (Opt("format", ("--format", "-f"), "choice", "output format" + METRICS_HELP,
-                 default="text", choices=("text", "json", "sarif", "openmetrics")),
-             LINT_OUTPUT,
+            (_format("check", "output format"), LINT_OUTPUT,
              Opt("baseline", ("--baseline",), "str",
                  "a report from `scan --format json`: fail only on fallback sites it lacks",
                  metavar="REPORT.json"),
@@ -252,9 +257,7 @@ COMMANDS = {c.name: c for c in (
                     "a new fallback site).",
             (Arg("old", "OLD.json", "the earlier `scan --format json` report"),
              Arg("new", "NEW.json", "the later report")),
-            (Opt("format", ("--format", "-f"), "choice", "output format", default="text",
-                 choices=("text", "json")),
-             LINT_OUTPUT, QUIET,
+            (_format("diff", "output format"), LINT_OUTPUT, QUIET,
              Opt("old_root", ("--old-root",), "str",
                  "match OLD's objects by their paths below DIR (default: the current "
                  "directory; when nothing matches, each report's common directory)",

@@ -14,6 +14,7 @@ from .find import find_candidates, find_code_candidates, find_trampolines, has_c
 from .model import ObjectResult, Options, Reference, Site
 from .options import CANDIDATES, check
 from .sitetable import ENTRY_SIZE, foreign_table_problem, key_name, table_sections
+from .vocabulary import KIND_TABLE
 
 #: what ``scan_elf(sources=...)`` reads source lines (DWARF) for: every site,
 #: the fallback sites only (what a check shows), or none
@@ -103,7 +104,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
             kind=proof.site_kind, length=insn.length, prefixes=insn.prefixes,
             reloc_type="none" if c.from_code else reloc_name(c.rtype), alignment=align,
             placement=placed)
-        if site.kind != "indirect":
+        if KIND_TABLE[site.kind].direct:          # an indirect call has no rel32
             site.crossing = crossing(at, insn.length, align, options.cache_line)
         apply_policy(site, options)
         result.sites.append(site)

@@ -43,8 +43,8 @@ from math import gcd
 
 from .classify import effective_alignment
 from .elf import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE
-from .model import PLACEMENTS
 from .records import record
+from .vocabulary import LOADER_MODEL_TABLE, LOADER_MODELS, release_range
 
 PAGE_SIZE = 4096
 #: the loader's own flag for ro_after_init sections (include/uapi/linux/elf.h)
@@ -52,12 +52,9 @@ SHF_RO_AFTER_INIT = 0x00200000
 THIS_MODULE = b".gnu.linkonce.this_module"
 
 #: the layout models (the values of Options.placement besides auto and off)
-MODELS = tuple(p for p in PLACEMENTS if p not in ("auto", "off"))
-#: the releases each model is used for by default (inclusive).  Read from
-#: Debian's 6.1 and 6.12 sources and proven on both kernels by
-#: scripts/module-placement; 6.2-6.3 have 6.1's layout_sections() (the
-#: mod_mem rework is 6.4), 6.4-6.11 6.12's __layout_sections()
-MODEL_RELEASES = {"6.1": ((6, 1), (6, 3)), "6.4": ((6, 4), (6, 12))}
+MODELS = LOADER_MODELS
+#: the releases each model is used for by default (inclusive): see vocabulary
+MODEL_RELEASES = {m.name: m.releases for m in LOADER_MODEL_TABLE.values()}
 
 #: layout_sections() masks: (flags that must be set, flags that must be clear)
 _MASKS = ((SHF_EXECINSTR | SHF_ALLOC, 0), (SHF_ALLOC, SHF_WRITE),
@@ -191,7 +188,7 @@ def layout(elf, model: str, info: ModuleInfo) -> Layout:
     """Lay out the SHF_ALLOC sections of a module as ``model``'s loader does.
     Raises Unmodelled for a module that loader would refuse or that the
     model does not cover."""
-    if model not in MODELS:
+    if model not in _LAYOUTS:
         raise ValueError(f"unknown layout model {model!r}")
     flags = loader_flags(elf, info)
     wx = SHF_WRITE | SHF_EXECINSTR
@@ -212,10 +209,7 @@ def layout(elf, model: str, info: ModuleInfo) -> Layout:
                    and is_init_section(s.name_bytes, info.unload) == is_init]
         if not members:
             continue
-        if model == "6.1":
-            _layout_61(members, flags, "init" if is_init else "core", placed)
-        else:
-            _layout_64(members, flags, _INIT_REGIONS if is_init else _CORE_REGIONS, placed)
+        _LAYOUTS[model](members, flags, is_init, placed)
     return Layout(model, info, placed)
 
 
@@ -243,8 +237,10 @@ def _check_size(size: int, where: str) -> None:
         raise Unmodelled(f"the {where} region would be {size} bytes")
 
 
-def _layout_61(members, flags, allocation: str, placed: dict) -> None:
-    regions = _CORE_REGIONS if allocation == "core" else _INIT_REGIONS_61
+def _layout_61(members, flags, is_init: bool, placed: dict) -> None:
+    """layout_sections(): one allocation for core sections, one for init."""
+    allocation = "init" if is_init else "core"
+    regions = _INIT_REGIONS_61 if is_init else _CORE_REGIONS
     size = 0
     region_start = {}
     for m, batch in _passes(members, flags):
@@ -259,7 +255,9 @@ def _layout_61(members, flags, allocation: str, placed: dict) -> None:
             size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)   # strict_align()
 
 
-def _layout_64(members, flags, regions, placed: dict) -> None:
+def _layout_64(members, flags, is_init: bool, placed: dict) -> None:
+    """__layout_sections(): each memory type its own allocation."""
+    regions = _INIT_REGIONS if is_init else _CORE_REGIONS
     sizes: dict[str, int] = {}
     for m, batch in _passes(members, flags):
         region = regions[m]
@@ -287,8 +285,8 @@ def plan(elf, choice: str) -> tuple[Layout | None, str | None]:
                 why = "no vermagic in .modinfo, so the kernel release is unknown"
             else:
                 why = (f"no layout model for kernel release {info.release!r} (models: "
-                       + ", ".join(f"{m} for {lo[0]}.{lo[1]}-{hi[0]}.{hi[1]}"
-                                   for m, (lo, hi) in MODEL_RELEASES.items()) + ")")
+                       + ", ".join(f"{m.name} for {release_range(m)}"
+                                   for m in LOADER_MODEL_TABLE.values()) + ")")
             return None, _fallback(why)
     else:
         model = choice
@@ -343,3 +341,7 @@ class Placer:
 
 #: the placement of a site in a linked image: its address is final
 ADDRESS = {"basis": "address"}
+
+
+#: the layout of each loader model (vocabulary.LOADER_MODELS), by name
+_LAYOUTS = {"6.1": _layout_61, "6.4": _layout_64}

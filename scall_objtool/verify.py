@@ -25,6 +25,7 @@ from .errors import InputError
 from .model import TAIL_KINDS, ObjectResult, Options, Site
 from .sitetable import (ENTRY, ENTRY_SIZE, FLAG_MASK, FLAG_TAIL, TABLE, image_table_bounds,
                         key_name, object_table_section)
+from .vocabulary import KIND_TABLE
 
 
 @dataclass(slots=True)
@@ -203,7 +204,7 @@ def verify(elf: ElfFile, result: ObjectResult, options: Options) -> Verdict:
     v.table_policy = "kernel" if v.policy_findings else options.policy
     kernel = v.table_policy == "kernel"
     for s in result.sites:
-        listed = s.kind != "indirect" if kernel else s.patchable
+        listed = KIND_TABLE[s.kind].direct if kernel else s.patchable
         if listed and (s.section_index, s.offset) not in seen:
             what = f"{_site_where(s)}: {s.kind} to {s.trampoline} is not in the table"
             if elf.linked and not kernel and s.kind == "call":
@@ -215,7 +216,7 @@ def verify(elf: ElfFile, result: ObjectResult, options: Options) -> Verdict:
 
 
 def _verb(site: Site) -> str:
-    return "calls" if site.kind in ("call", "prefixed-call") else "jumps to"
+    return KIND_TABLE[site.kind].verb
 
 
 def _site_where(s: Site) -> str:

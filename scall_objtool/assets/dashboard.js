@@ -46,14 +46,10 @@
   function clipTail(s, n) { return s.length > n ? s.slice(0, n - 1) + "\u2026" : s; }
   function clip(s, n) { return s.length > n ? "\u2026" + s.slice(s.length - n + 1) : s; }
 
-  var REASON_TEXT = {
-    "tail-call": "a jmp to the trampoline: the seed policy patches only calls (--allow-tail does)",
-    "conditional-tail-call": "a conditional jump to the trampoline: never patched in place",
-    "prefixed": "prefix bytes before the call: its displacement is not where a patcher writes",
-    "indirect": "a call through the GOT: nothing to patch in place",
-    "crosses-cache-line": "the instruction straddles a cache line at every placement",
-    "may-cross-cache-line": "the instruction straddles a cache line at some placements"
-  };
+  /* each reason's meaning and each kind's opcode bytes: the tool's one table of
+     each (scall_objtool/vocabulary.py), embedded with the data */
+  var REASON_TEXT = D.vocab.reasons;
+  var OPCODES = D.vocab.opcodes;
 
   /* ------------------------------------------------------------ sites */
   function site(i) {
@@ -90,8 +86,7 @@
   function insnBytes(s) {
     var out = [], i;
     for (i = 0; i < s.pre.length; i += 2) out.push(["pre", s.pre.slice(i, i + 2)]);
-    var op = { "call": ["e8"], "prefixed-call": ["e8"], "tail": ["e9"], "jcc-tail": ["0f", "8?"],
-               "indirect": ["ff", "?5"] }[s.kind] || [];
+    var op = OPCODES[s.kind] || [];
     op.forEach(function (b) { if (out.length < s.len) out.push(["op", b]); });
     while (out.length < s.len) out.push(["imm", "\u00b7\u00b7"]);
     return out;

@@ -27,11 +27,16 @@ from math import gcd
 from .. import findings
 from ..errors import UsageError
 from ..remedy import remedy
+from ..vocabulary import KIND_TABLE, REASON_TABLE
 from .jsondoc import read_json
 from .readback import Doc, read
 
 #: bump when the embedded data layout changes (the page's JS checks it)
 DATA_VERSION = 1
+#: the words the page explains, from the one table of each (vocabulary.py):
+#: each reason's meaning, and the opcode bytes of each kind for the pictures
+VOCAB = {"reasons": {r.name: r.meaning for r in REASON_TABLE.values()},
+         "opcodes": {k.name: list(k.opcode) for k in KIND_TABLE.values()}}
 
 
 class _Strings:
@@ -167,6 +172,7 @@ def build_data(docs: list[Doc], labels: list[str]) -> dict:
         "by_kind": sorted(summ["by_kind"].items()),
         "by_reason": sorted(summ["by_reason"].items()),
         "remedies": {r: remedy(r, compiler, line).text for r in sorted(summ["by_reason"])},
+        "vocab": VOCAB,
         "tramps": [[st(t), v["sites"], v["patchable"], v["fallback"]]
                    for t, v in summ["by_trampoline"].items()],
         "objs": [[st(cur.rel(o["path"])), o["sites"], o["patchable"], o["fallback"],

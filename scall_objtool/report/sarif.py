@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from ..findings import CheckResult, Finding, base_dir
 from ..remedy import remedy
+from ..vocabulary import KIND_TABLE, REASON_TABLE, REASONS
 from . import dump, tool
 from .text import display_path
 
@@ -29,51 +30,7 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT = "scallObjtoolSite/v2"
 _OPTION = re.compile(r"(?<![\w`])(--?[A-Za-z][\w,=+.-]*[\w=])")
 
-#: reason -> (name, short description, full description)
-RULES = {
-    "tail-call": (
-        "TailCall",
-        "Tail call to a static-call trampoline is not patched",
-        "The site is a jmp (E9 rel32) to the trampoline, a tail call. The seed policy "
-        "patches only direct calls, so this site keeps jumping through the out-of-line "
-        "trampoline, which costs one extra jump on every call."),
-    "conditional-tail-call": (
-        "ConditionalTailCall",
-        "Conditional tail call to a static-call trampoline is not patched",
-        "The site is a conditional jump (0F 8x rel32) straight to the trampoline, a "
-        "conditional tail call the compiler formed. A seed-style patcher rewrites only "
-        "E8/E9 instructions, so the site always goes through the trampoline."),
-    "prefixed": (
-        "PrefixedCall",
-        "Call to a static-call trampoline carries prefix bytes",
-        "The call (E8 rel32) has prefix bytes (for example 2E or 67) before the opcode, "
-        "so it is longer than 5 bytes and a 5-byte patch cannot replace it safely; the "
-        "seed policy leaves it calling the trampoline."),
-    "indirect": (
-        "IndirectCall",
-        "Indirect call to a static-call trampoline through the GOT",
-        "The site calls or jumps through a memory operand (for example "
-        "call *__SCT__x@GOTPCREL(%rip)), usually because the object was built as "
-        "position-independent code. There is no rel32 to rewrite, so the site can never "
-        "be patched."),
-    "crosses-cache-line": (
-        "CrossesCacheLine",
-        "Call to a static-call trampoline crosses a cache line",
-        "The call instruction straddles a cache-line boundary wherever the section is "
-        "placed, so rewriting its 4-byte displacement is not atomic for concurrently "
-        "executing CPUs. The site keeps calling the trampoline."),
-    "may-cross-cache-line": (
-        "MayCrossCacheLine",
-        "Call to a static-call trampoline may cross a cache line",
-        "Whether the call straddles a cache-line boundary depends on where the linker and "
-        "loader place the section (its known alignment is smaller than the cache line), "
-        "so it cannot be proven safe to patch. A kernel module's layout is modelled from "
-        "its vermagic; there this verdict means the model did not apply (see the "
-        "warning)."),
-}
-RULE_IDS = tuple(RULES)
-KIND_TEXT = {"call": "call", "prefixed-call": "prefixed call", "tail": "tail call",
-             "jcc-tail": "conditional tail call", "indirect": "indirect call"}
+RULE_IDS = REASONS          # one rule per reason (vocabulary.REASON_TABLE), in its order
 
 
 def _help(rid: str, line: int) -> dict:
@@ -88,18 +45,23 @@ def _help(rid: str, line: int) -> dict:
 
 def _rules(line: int = 64) -> list[dict]:
     out = []
-    for rid, (name, short, full) in RULES.items():
+    for r in REASON_TABLE.values():
         out.append({
-            "id": rid,
-            "name": name,
-            "shortDescription": {"text": short},
-            "fullDescription": {"text": full},
-            "help": _help(rid, line),
+            "id": r.name,
+            "name": r.rule,
+            "shortDescription": {"text": r.short},
+            "fullDescription": {"text": r.full},
+            "help": _help(r.name, line),
             "defaultConfiguration": {"level": "warning"},
             "properties": {"tags": ["static-call", "performance"], "precision": "very-high",
                            "problem.severity": "warning"},
         })
     return out
+
+
+def _kind_text(kind: str) -> str:
+    spec = KIND_TABLE.get(kind)
+    return kind if spec is None else spec.text
 
 
 def _quote(path: str) -> str:
@@ -173,7 +135,7 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
                    "fullyQualifiedName": f"{s.object}:{s.where}",
                    "kind": "function" if s.function is not None else "module"}
         fix = s.remedy(options.cache_line)
-        text = (f"{s.message} ({KIND_TEXT.get(s.kind, s.kind)} at {s.where}, "
+        text = (f"{s.message} ({_kind_text(s.kind)} at {s.where}, "
                 f"{s.section}+{s.offset:#x} in {s.object}). Remedy: {fix.text}.")
         result = {
             "ruleId": s.reason,
