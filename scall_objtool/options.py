@@ -206,8 +206,8 @@ STATS = Opt("stats", ("--stats",), "flag",
 COMMANDS = {c.name: c for c in (
     Command("scan", "Report every static-call site and how it is classified.",
             (PATHS,),
-            (_format("scan", "report format"), OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES, QUIET, GROUP_BY, SOURCE_ROOT,
-             NO_LINES)),
+            (_format("scan", "report format"), OUTPUT, INCLUDE, JOBS, STATS, CANDIDATES,
+             QUIET, GROUP_BY, SOURCE_ROOT, NO_LINES)),
     Command("verify",
             "Check existing tables: every entry must point at an instruction that calls or "
             "jumps to its key's trampoline, with the right tail flag, and no site the "

@@ -1,7 +1,7 @@
 """What to do about a fallback site: one table, reason -> remedy.
 
 Every report (text, JSON, SARIF, the dashboard) takes its remedy from
-:func:`remedy`, which knows each reason of ``model.REASONS``; a reason it does
+:func:`remedy`, which knows each reason of ``vocabulary.REASONS``; a reason it does
 not know gets a remedy that says none is known.  Where the fix is a build
 flag, its spelling depends on the object's compiler, read from the object's
 ``.comment`` (:func:`compiler_of`: ``gcc``, ``clang`` or None when unknown or
@@ -108,7 +108,7 @@ def _indirect(reason: str, compiler: str | None, line: int, kind: str | None) ->
                   "patch in a call through the GOT)")
 
 
-#: reason -> remedy maker, one entry per reason of model.REASONS
+#: reason -> remedy maker, one entry per reason of vocabulary.REASONS (a test checks)
 REMEDIES = {
     "tail-call": _tail,
     "conditional-tail-call": _conditional_tail,
@@ -121,7 +121,7 @@ REMEDIES = {
 
 def remedy(reason: str, compiler: str | None = None, line: int = 64,
            kind: str | None = None) -> Remedy:
-    """The remedy for a fallback ``reason`` of a site of ``kind`` (model.KINDS;
+    """The remedy for a fallback ``reason`` of a site of ``kind`` (vocabulary.KINDS;
     None: a call) in an object built by ``compiler``."""
     make = REMEDIES.get(reason)
     if make is None:

@@ -19,6 +19,7 @@ from scall_objtool import findings as lint
 from scall_objtool.report.dashboard import dashboard_from_files, render_dashboard
 from scall_objtool.report.jsondoc import load_report
 from scall_objtool.errors import InputError
+from scall_objtool.vocabulary import KIND_TABLE, REASON_TABLE
 
 
 def dev(*args) -> subprocess.CompletedProcess:
@@ -385,6 +386,12 @@ def test_small_dashboard_in_chromium(small, tmp_path, browser):
     big = picture_rows(d, big=True)
     assert [r["start"] for r in big] == [0x0c, 0x1c, 0x2c, 0x3c]
     assert_boundary(big[3], 5)
+    # the call's opcode byte, as the tool's table of kinds gives it to the page
+    labels = js(d, """return Array.from(document.querySelectorAll(
+        '#sites-table tr.detail svg.pic g.prow')[0].querySelectorAll('text.hexl'))
+        .map(function (t) { return t.textContent; });""")
+    assert labels == [*KIND_TABLE["call"].opcode, "\u00b7\u00b7", "\u00b7\u00b7",
+                      "\u00b7\u00b7", "\u00b7\u00b7"]
     detail = text_of(d, "#sites-table tr.detail")
     assert "inner_helper (include/x.h:12)" in detail and "arch/x/crossing.c:40" in detail
     assert 'basis "alignment"' in detail
@@ -394,6 +401,9 @@ def test_small_dashboard_in_chromium(small, tmp_path, browser):
     reasons = doc["summary"]["by_reason"]
     assert dict(zip(column(d, "reason", "name"), column(d, "reason", "remedy"))) == {
         r: remedy(r).text for r in reasons}
+    # and its meaning, from the tool's table of reasons
+    assert dict(zip(column(d, "reason", "name"), column(d, "reason", "why"))) == {
+        r: REASON_TABLE[r].meaning for r in reasons}
     # an image's address: exact, from all its bits
     show_site(d, "c_0bf+0x0")
     (row,) = picture_rows(d, big=False)

@@ -1,8 +1,8 @@
 """SARIF 2.1.0 output of ``check`` (for GitHub code scanning and other viewers).
 
-One rule per fallback reason (all six, always, in a fixed order), one result
-per finding.  A result's physical location is the source file and line from
-DWARF when known (a path relative to the source root, ``uriBaseId``
+One rule per fallback reason (each of ``vocabulary.REASONS``, in its order),
+one result per finding.  A result's physical location is the source file and
+line from DWARF when known (a path relative to the source root, ``uriBaseId``
 ``%SRCROOT%``), else the object file; its logical location is the function
 and offset.  ``partialFingerprints`` hash the site's stable identity, the
 one the baseline matches on (object, function, trampoline, kind, ordinal), so
