@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from scall_objtool.vocabulary import KINDS, REASONS  # noqa: E402
+
 SCHEMA = json.loads((ROOT / "scall_objtool" / "schema" / "report-v1.json").read_text())
 
 
@@ -38,9 +41,8 @@ def msgspec_types():
 
     Count = Annotated[int, Meta(ge=0)]
     Pos = Annotated[int, Meta(ge=1)]
-    Kind = Literal["call", "prefixed-call", "tail", "jcc-tail", "indirect"]
-    Reason = Literal["tail-call", "conditional-tail-call", "prefixed", "indirect",
-                     "crosses-cache-line", "may-cross-cache-line"]
+    Kind = Literal[KINDS]
+    Reason = Literal[REASONS]
 
     class S(Struct, forbid_unknown_fields=True):
         pass

@@ -247,3 +247,38 @@ def test_every_command_writes_each_of_its_formats(command, fmt, cli, tmp_path):
     name, values = parse([command, "--format", fmt, "-o", str(out), *args])
     assert run(name, values) in (0, 1)
     assert FORMAT_CHECKS[fmt](out.read_text()), (command, fmt)
+
+
+# ------------------------------------------------------------------ docs
+def _table_rows(text: str, header: str) -> list[str]:
+    """The first cells of the Markdown table under ``header`` (its first row)."""
+    lines = text.splitlines()
+    start = lines.index(header) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.split(" | ", 1)[0].lstrip("| "))
+    return rows
+
+
+def _words(cells: list[str]) -> list[str]:
+    return [w for c in cells for w in re.findall(r"`([^`]+)`", c)]
+
+
+def test_the_documents_list_the_tables():
+    """The README's table of kinds, both tables of remedies and the command
+    summary's --format and --placement values are the tables'."""
+    readme = (ROOT / "README.md").read_text()
+    remedy_md = (ROOT / "docs" / "remedy.md").read_text()
+    kinds = _words(_table_rows(readme, "| kind | instruction | seed policy | kernel policy |"))
+    assert kinds == list(KINDS)
+    assert sorted(_words(_table_rows(readme, "| reason | remedy |"))) == sorted(REASONS)
+    assert sorted(_words(_table_rows(remedy_md, "| reason | remedy | flags (gcc / clang) | "
+                                                "option |"))) == sorted(REASONS)
+    for command in {c for f in FORMAT_TABLE.values() for c in f.commands}:
+        line = next(x for x in readme.splitlines() if x.startswith(f"| `{command} "))
+        shown = re.search(r"--format ([\w\\|]+)\]", line).group(1).split("\\|")
+        assert shown == list(formats_of(command)), command
+    shown = re.search(r"`--placement ([\w.\\|]+)`", readme).group(1).split("\\|")
+    assert shown == list(table.PLACEMENTS)
