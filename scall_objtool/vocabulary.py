@@ -5,11 +5,12 @@ Everything that depends on one of these sets takes it from here: the stages
 (``classify``, ``verify``, ``emit``, ``placement``, ``findings``), the SARIF
 rules (``report/sarif.py``), the option choices (``options.py``) and the
 dashboard, whose page gets the reason texts and instruction bytes as data
-when it is built (``report/dashboard.py``).  What cannot import Python --
-the JSON schemas under ``schema/``, and the remedy of each reason
-(``remedy.REMEDIES``, code rather than words) -- is checked against these
-tables by ``tests/test_vocabulary.py``, so adding a word in one place only
-fails the tests.
+when it is built (``report/dashboard.py``).  The JSON schemas' enums are
+written from these tables by ``scripts/schema_enums.py``.  What cannot be
+derived -- the remedy of each reason (``remedy.REMEDIES``, code rather than
+words), the decoder's opcodes, the commands' writers, the documents' tables
+-- is checked against them by ``tests/test_vocabulary.py``, so a word added
+in one place only fails the tests.
 
 This is a module of its own, with no imports beyond ``records``, because
 ``options.py`` needs the models and formats and is on the per-object fast
