@@ -44,17 +44,13 @@ from math import gcd
 from .classify import effective_alignment
 from .elf import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE
 from .records import record
-from .vocabulary import LOADER_MODEL_TABLE, LOADER_MODELS, release_range
+from .vocabulary import LOADER_MODEL_TABLE, release_range
 
 PAGE_SIZE = 4096
 #: the loader's own flag for ro_after_init sections (include/uapi/linux/elf.h)
 SHF_RO_AFTER_INIT = 0x00200000
 THIS_MODULE = b".gnu.linkonce.this_module"
 
-#: the layout models (the values of Options.placement besides auto and off)
-MODELS = LOADER_MODELS
-#: the releases each model is used for by default (inclusive): see vocabulary
-MODEL_RELEASES = {m.name: m.releases for m in LOADER_MODEL_TABLE.values()}
 
 #: layout_sections() masks: (flags that must be set, flags that must be clear)
 _MASKS = ((SHF_EXECINSTR | SHF_ALLOC, 0), (SHF_ALLOC, SHF_WRITE),
@@ -149,9 +145,10 @@ def model_for(release: str | None) -> str | None:
     version = release_version(release)
     if version is None:
         return None
-    for model, (low, high) in MODEL_RELEASES.items():
+    for m in LOADER_MODEL_TABLE.values():
+        low, high = m.releases
         if low <= version <= high:
-            return model
+            return m.name
     return None
 
 
@@ -343,5 +340,6 @@ class Placer:
 ADDRESS = {"basis": "address"}
 
 
-#: the layout of each loader model (vocabulary.LOADER_MODELS), by name
+#: the layout of each loader model (vocabulary.LOADER_MODELS), by name: a
+#: model is one of Options.placement's values besides auto and off
 _LAYOUTS = {"6.1": _layout_61, "6.4": _layout_64}

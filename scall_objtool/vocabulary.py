@@ -54,11 +54,10 @@ class Reason:
 
 @record(frozen=True)
 class LoaderModel:
-    """A kernel's module loader layout (see placement.py): the releases it is
-    used for by default (inclusive) and the loader function it follows."""
+    """A kernel's module loader layout (placement.py lays it out): the
+    releases it is used for by default, (major, minor) inclusive."""
     name: str
     releases: tuple[tuple[int, int], tuple[int, int]]
-    function: str
 
 
 @record(frozen=True)
@@ -134,11 +133,11 @@ REASON_TABLE: dict[str, Reason] = _table(
 )
 
 #: Read from Debian's 6.1 and 6.12 sources and proven on both kernels by
-#: scripts/module-placement; 6.2-6.3 have 6.1's layout_sections() (the
-#: mod_mem rework is 6.4), 6.4-6.11 6.12's __layout_sections()
+#: scripts/module-placement: 6.1's layout_sections(), which 6.2-6.3 have too
+#: (the mod_mem rework is 6.4), and 6.12's __layout_sections(), 6.4 onwards
 LOADER_MODEL_TABLE: dict[str, LoaderModel] = _table(
-    LoaderModel("6.1", ((6, 1), (6, 3)), "layout_sections()"),
-    LoaderModel("6.4", ((6, 4), (6, 12)), "__layout_sections()"),
+    LoaderModel("6.1", ((6, 1), (6, 3))),
+    LoaderModel("6.4", ((6, 4), (6, 12))),
 )
 
 FORMAT_TABLE: dict[str, Format] = _table(
