@@ -37,6 +37,11 @@ ALIGN_FLAGS = {
 #: clang's driver with a comma (it passes -mllvm -x86-align-branch=call+jmp)
 WITH_JMP = {"gcc": "call+jmp", "clang": "call,jmp"}
 SIBLING_FLAG = "-fno-optimize-sibling-calls"
+#: neither assembler pads a branch that directly follows a data directive
+#: (tests/test_remedy.py, testdata/src/remedy_ud2.c): the kernel 6.1 writes
+#: the ud2 of BUG() so (ASM_UD2)
+DATA_LIMIT = ("a call right after bytes written as data (.byte, as the kernel's ASM_UD2 "
+              "writes ud2) is not padded: write those as an instruction")
 
 
 def align_flags(compiler: str, line: int = 64, jmp: bool = False) -> tuple[str, ...]:
@@ -74,7 +79,8 @@ def _crossing(reason: str, compiler: str | None, line: int, kind: str | None) ->
     words, flags = _spelled(compiler, line, jmp)
     what = "call or jmp" if jmp else "call"
     text = (f"rebuild with the assembler's call alignment, {words}: it pads so that no "
-            f"{what} crosses a {line}-byte line and raises the section's alignment to {line}")
+            f"{what} crosses a {line}-byte line and raises the section's alignment to {line}"
+            f"; {DATA_LIMIT}")
     if compiler != "gcc":
         text += " (clang pads no call through the PLT: give the trampoline hidden visibility)"
     if reason == "may-cross-cache-line":

@@ -20,7 +20,7 @@ from scall_testlib import SRC, run_cli
 
 from scall_objtool import Options, scan_path
 from scall_objtool.model import REASONS
-from scall_objtool.remedy import ALIGN_FLAGS, REMEDIES, compiler_of, remedy
+from scall_objtool.remedy import ALIGN_FLAGS, DATA_LIMIT, REMEDIES, compiler_of, remedy
 from scall_objtool.report.jsondoc import schema
 
 CROSSING = ("crosses-cache-line", "may-cross-cache-line")
@@ -93,7 +93,8 @@ def test_check_prints_the_remedy_for_the_compiler(tmp_path, compiler):
         loc = lines[i].split(": warning: ")[0]
         assert lines[i + 1] == (f"{loc}: note: remedy: rebuild with the assembler's call "
                                 f"alignment, {flags}: it pads so that no call crosses a "
-                                "64-byte line and raises the section's alignment to 64"
+                                "64-byte line and raises the section's alignment to 64; "
+                                + DATA_LIMIT
                                 + (" (clang pads no call through the PLT: give the "
                                    "trampoline hidden visibility)" if compiler == "clang"
                                    else ""))
@@ -130,6 +131,28 @@ def test_clang_does_not_pad_a_call_through_the_plt(tmp_path):
     subprocess.run(["clang", "-O2", "-fpie", *ALIGN_FLAGS["clang"], f"-I{SRC}", "-c",
                     "-o", str(obj), str(SRC / "remedy.c")], check=True, capture_output=True)
     assert any(s.reason == "crosses-cache-line" for s in scan_path(str(obj)).sites)
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_a_call_after_data_is_not_padded_and_ud2_as_an_instruction_is(tmp_path, compiler):
+    """What the crossing remedy's last clause says (remedy.DATA_LIMIT): with
+    the call alignment, a call right after a ud2 written as data (`.byte
+    0x0f, 0x0b`, the kernel 6.1's ASM_UD2) is not padded, so some of
+    remedy_ud2.c's 64 calls (one at each offset of a line) still cross; the
+    same code with the instruction `ud2` has none, and check passes."""
+    crossing = {}
+    for form, ud2 in (("data", '".byte 0x0f, 0x0b"'), ("insn", '"ud2"')):
+        obj = tmp_path / f"ud2-{form}.o"
+        subprocess.run([compiler, "-O2", "-fno-pie", f"-DUD2={ud2}", *ALIGN_FLAGS[compiler],
+                        "-c", "-o", str(obj), str(SRC / "remedy_ud2.c")],
+                       check=True, capture_output=True)
+        sites = scan_path(str(obj), Options()).sites
+        assert len(sites) == 64 and {s.trampoline for s in sites} == {"__SCT__ud2_op"}
+        crossing[form] = [s for s in sites if s.reason == "crosses-cache-line"]
+        res = run_cli("check", obj, cwd=tmp_path)
+        assert res.rc == (1 if crossing[form] else 0), res.stdout
+    assert crossing["data"], "the assembler now pads after data: update remedy.DATA_LIMIT"
+    assert crossing["insn"] == []
 
 
 # --------------------------------------------------------- JSON, SARIF, page

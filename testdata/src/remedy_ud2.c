@@ -1,0 +1,78 @@
+/* A call right after a ud2: written as an instruction (UD2 "ud2") or, as the
+ * kernel's ASM_UD2 until upstream changed it, as data (".byte 0x0f, 0x0b").
+ * GNU as pads no branch that directly follows a data directive, so with the
+ * call-alignment flags only the instruction form keeps every call inside a
+ * 64-byte line.  h<N> puts N nops before the ud2: one of the 64 functions
+ * has its call at each offset of a line (tests/test_remedy.py). */
+#ifndef UD2
+#define UD2 "ud2"
+#endif
+extern void __SCT__ud2_op(void);
+extern int ud2_cond(int);
+#define H(n) int h##n(int x) { if (x > 3) { asm volatile(".rept " #n "; nop; .endr"); \
+	if (ud2_cond(x)) asm volatile(UD2); __SCT__ud2_op(); } return 0; }
+
+H(0)
+H(1)
+H(2)
+H(3)
+H(4)
+H(5)
+H(6)
+H(7)
+H(8)
+H(9)
+H(10)
+H(11)
+H(12)
+H(13)
+H(14)
+H(15)
+H(16)
+H(17)
+H(18)
+H(19)
+H(20)
+H(21)
+H(22)
+H(23)
+H(24)
+H(25)
+H(26)
+H(27)
+H(28)
+H(29)
+H(30)
+H(31)
+H(32)
+H(33)
+H(34)
+H(35)
+H(36)
+H(37)
+H(38)
+H(39)
+H(40)
+H(41)
+H(42)
+H(43)
+H(44)
+H(45)
+H(46)
+H(47)
+H(48)
+H(49)
+H(50)
+H(51)
+H(52)
+H(53)
+H(54)
+H(55)
+H(56)
+H(57)
+H(58)
+H(59)
+H(60)
+H(61)
+H(62)
+H(63)
