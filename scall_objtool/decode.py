@@ -32,6 +32,7 @@ from .elf import (
 )
 from .find import Candidate
 from .intervals import Innermost
+from .model import location
 from .records import record
 
 LEGACY_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
@@ -517,6 +518,6 @@ def instructions_at(elf: ElfFile, sec: Section, offsets) -> dict[int, tuple | No
             if hit is None:
                 out[off] = None
                 continue
-            where = f" in {fname}+{hit[0] - fstart:#x}" if fname else ""
+            where = f" in {location(fname, hit[0] - fstart)}" if fname else ""
             out[off] = (*hit, where)
     return out

@@ -30,7 +30,7 @@ from .elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF_WRITE
                   Section, printable)
 from .errors import InputError, KeyMissingError
 from .intervals import Innermost
-from .model import TAIL_KINDS, ObjectResult, Options, Site
+from .model import TAIL_KINDS, ObjectResult, Options, Site, location
 from .records import fields, record
 from .sitetable import FLAG_TAIL, RELA_TABLE, TABLE, key_name, table_sections
 
@@ -125,7 +125,7 @@ class Plan:
             cache[idx] = _Addressing(elf, idx)
         found = cache[idx].symbol_for(site.offset)
         if found is None:
-            raise InputError(f"cannot address the site at {site.section}+{site.offset:#x}: "
+            raise InputError(f"cannot address the site at {location(site.section, site.offset)}: "
                              "the section has no section symbol and no non-weak symbol "
                              "before it", elf.path)
         return found[0], _addend(elf, site.offset - found[1])

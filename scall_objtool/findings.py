@@ -35,6 +35,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from .model import where
 from .vocabulary import KIND_TABLE, reasons_of
 
 
@@ -89,9 +90,7 @@ class LintSite:
     @property
     def where(self) -> str:
         """``func+0x1c`` (``section+0x1c`` outside any function)."""
-        if self.function is not None and self.function_offset is not None:
-            return f"{self.function}+{self.function_offset:#x}"
-        return f"{self.section}+{self.offset:#x}"
+        return where(self)
 
     def remedy(self, line: int = 64):
         """What makes this site patchable (remedy.Remedy), None when it is."""

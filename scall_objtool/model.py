@@ -10,6 +10,19 @@ CROSSINGS = ("never", "always", "depends")
 CS_PREFIX = b"\x2e"
 
 
+def location(name: str | None, offset: int | None, default: str | None = "?") -> str | None:
+    """``name+0x1c``: a place as a function, symbol or section name and an
+    offset from it; ``default`` when either is unknown.  Every output (text,
+    findings, SARIF, verify, messages) writes a place with this."""
+    return f"{name}+{offset:#x}" if name is not None and offset is not None else default
+
+
+def where(s) -> str:
+    """Where a site, reference or finding ``s`` is: ``func+0x1c``, or
+    ``section+0x1c`` outside any function."""
+    return location(s.function, s.function_offset, None) or location(s.section, s.offset)
+
+
 @record
 class Site:
     """One proven control transfer to a trampoline's entry."""

@@ -95,6 +95,8 @@ class Arg:
 
 @record(frozen=True)
 class Command:
+    """One command: its positional ``args`` and its ``options`` (with the
+    POLICY options when ``policy``)."""
     name: str
     help: str
     args: tuple

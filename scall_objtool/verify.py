@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from .elf import (ADDRESS_MASK, R_X86_64_PC32, SHT_REL, SHT_RELA, STT_SECTION, ElfFile,
                   display_name)
 from .errors import InputError
-from .model import TAIL_KINDS, ObjectResult, Options, Site
+from .model import TAIL_KINDS, ObjectResult, Options, Site, location
 from .sitetable import (ENTRY, ENTRY_SIZE, FLAG_MASK, FLAG_TAIL, TABLE, image_table_bounds,
                         key_name, object_table_section)
 from .vocabulary import KIND_TABLE
@@ -40,12 +40,11 @@ class TableEntry:
     problem: str | None = None      # the entry could not be read
 
     def where(self) -> str:
-        if self.section is not None and self.offset is not None:
-            loc = f"{self.section}+{self.offset:#x}"
-            return f"{loc} ({self.address:#x})" if self.address is not None else loc
-        if self.address is not None:
-            return f"{self.address:#x}"
-        return "?"
+        loc = location(self.section, self.offset, None)
+        addr = None if self.address is None else f"{self.address:#x}"
+        if loc is not None:
+            return f"{loc} ({addr})" if addr is not None else loc
+        return addr or "?"
 
 
 def read_table(elf: ElfFile, options: Options) -> list[TableEntry] | None:
@@ -220,9 +219,9 @@ def _verb(site: Site) -> str:
 
 
 def _site_where(s: Site) -> str:
-    loc = f"{s.section}+{s.offset:#x}"
+    loc = location(s.section, s.offset)
     if s.function:
-        loc += f" ({s.function}+{s.function_offset:#x})"
+        loc += f" ({location(s.function, s.function_offset)})"
     return loc
 
 
@@ -252,5 +251,5 @@ def _explain(sec, offset: int, found: tuple | None) -> str:
     start, length, mnem, func = found
     if start != offset:
         return (f"is not an instruction start: it points {offset - start} byte(s) into "
-                f"'{mnem}' at {sec.name}+{start:#x}{func}")
+                f"'{mnem}' at {location(sec.name, start)}{func}")
     return f"the instruction there ('{mnem}'{func}) is not a call or jump to a trampoline"

@@ -1,7 +1,7 @@
 """Write one object's table: ``decide`` what to write, then ``apply`` it.
 
 ``decide`` is pure: from the parsed object and the options it returns a
-:class:`WriteAction` that holds the complete new object (or none, when there
+:class:`WriteOutcome` that holds the complete new object (or none, when there
 is nothing to write) and what the report says about it.  ``apply`` puts the
 bytes on disk under the rules of the README's "Safety" section: a symlink is
 written through, a hard-linked file through its inode (or refused), owner,
@@ -22,35 +22,33 @@ from .sitetable import TABLE, table_sections
 
 
 @record
-class WriteAction:
-    """What writing one object comes to, before any byte is written.
+class WriteOutcome:
+    """One object's write, from the decision to the disk.
 
-    ``data`` is the complete new object, or None when the object stays as it
-    is: ``state`` says why (``unchanged``: nothing to add, or --force and the
-    table is already this one; ``skipped-existing``: it has a table and no
-    --force)."""
+    ``decide`` (pure) fills ``result``, the counts, the warnings and ``data``:
+    the complete new object, or None when the object stays as it is;
+    ``action`` is then ``written`` (data to put on disk), ``unchanged``
+    (nothing to add, or --force and the table is already this one) or
+    ``skipped-existing`` (it has a table and no --force).  ``apply`` (or a dry
+    run) records what was done: ``path`` and ``output``, ``action`` written,
+    unchanged, skipped-existing, dry-run or copied (``-o`` given and nothing
+    to add), and drops ``data`` (the outcome travels back from a worker)."""
     result: ObjectResult
     data: bytes | None = None
-    state: str = "unchanged"
+    action: str = "unchanged"
     entries: int = 0
     added_keys: list[str] = LIST
     warnings: list[str] = LIST
+    path: str | None = None
+    output: str | None = None
 
 
-@record
-class WriteOutcome:
-    """What ``write_path`` did: ``action`` is written, unchanged, skipped-existing,
-    dry-run or copied (``-o`` given and nothing to add)."""
-    path: str
-    output: str
-    result: ObjectResult
-    action: str
-    entries: int = 0
-    added_keys: list[str] = LIST
-    warnings: list[str] = LIST
+def _decided(result: ObjectResult, data: bytes | None = None, state: str = "unchanged",
+             **counts) -> WriteOutcome:
+    return WriteOutcome(result, data, "written" if data is not None else state, **counts)
 
 
-def decide(elf: ElfFile, options: Options, force: bool = False) -> WriteAction:
+def decide(elf: ElfFile, options: Options, force: bool = False) -> WriteOutcome:
     """What to write to a relocatable object (pure; InputError when it cannot be:
     a linked image, a signed module, a section that only has the table's name)."""
     if signed(elf.data):
@@ -69,12 +67,12 @@ def decide(elf: ElfFile, options: Options, force: bool = False) -> WriteAction:
     if result.existing_table is None:
         return _fresh(elf, result, options, recovered=False)
     if not force:
-        return WriteAction(result, state="skipped-existing", warnings=[
+        return _decided(result, state="skipped-existing", warnings=[
             f"already has a {TABLE} table; left untouched (use --force to replace it)"])
     from .emit import Plan, recover_original, render, table_up_to_date
     plan = Plan(elf, result, options)
     if table_up_to_date(plan):
-        return WriteAction(result)
+        return _decided(result)
     original = recover_original(elf)
     if original is not None:
         # a table we appended: rewrite from the original, so that --force gives
@@ -86,12 +84,12 @@ def decide(elf: ElfFile, options: Options, force: bool = False) -> WriteAction:
 
 
 def _fresh(elf: ElfFile, result: ObjectResult, options: Options,
-           recovered: bool) -> WriteAction:
-    """The action for an object without a table (``recovered``: the original of
+           recovered: bool) -> WriteOutcome:
+    """The decision for an object without a table (``recovered``: the original of
     one whose appended table --force replaces)."""
     if not result.sites:
         # nothing to add: the common case (or the original, restored)
-        return WriteAction(result, elf.data if recovered else None)
+        return _decided(result, elf.data if recovered else None)
     from .emit import Plan, render
     plan = Plan(elf, result, options)
     if not plan.entries:
@@ -99,19 +97,19 @@ def _fresh(elf: ElfFile, result: ObjectResult, options: Options,
     return _planned(plan, render(plan), result)
 
 
-def _planned(plan, data: bytes | None, result: ObjectResult) -> WriteAction:
-    return WriteAction(result, data, entries=len(plan.entries),
-                       added_keys=[printable(k) for k in plan.new_keys],
-                       warnings=list(plan.warnings))
+def _planned(plan, data: bytes | None, result: ObjectResult) -> WriteOutcome:
+    return _decided(result, data, entries=len(plan.entries),
+                    added_keys=[printable(k) for k in plan.new_keys],
+                    warnings=list(plan.warnings))
 
 
-def apply(path: str, action: WriteAction, on_disk: bytes, before: os.stat_result,
+def apply(path: str, out: WriteOutcome, on_disk: bytes, before: os.stat_result,
           output: str | None = None, backup: bool = False,
           follow: bool = True) -> WriteOutcome:
-    """Put ``action`` on disk: in place (with ``backup``, ``PATH.orig`` first) or
-    at ``output``.  ``on_disk`` and ``before`` are the bytes and the stat of
-    ``path`` as read: a file that changed since is not replaced; without
-    ``follow``, nor one that became a symlink."""
+    """Put what ``decide`` gave on disk: in place (with ``backup``, ``PATH.orig``
+    first) or at ``output``; returns ``out``, done.  ``on_disk`` and ``before``
+    are the bytes and the stat of ``path`` as read: a file that changed since is
+    not replaced; without ``follow``, nor one that became a symlink."""
     from .fileio import (UnsafeWrite, atomic_write, clean_directory, replace_in_place,
                          stream_of, write_output)
     from .inputs import show
@@ -125,7 +123,7 @@ def apply(path: str, action: WriteAction, on_disk: bytes, before: os.stat_result
         except OSError as e:
             raise InputError(f"cannot write {show(target)}: {e.strerror}", path) from None
 
-    out = _outcome(path, output or path, action)
+    data = _done(out, path, output)
     if out.output != "-":                   # left by an earlier run that was killed
         # (realpath: OSError for a relative path whose current directory is gone)
         put(out.output, lambda: clean_directory(os.path.dirname(os.path.realpath(out.output))))
@@ -134,22 +132,23 @@ def apply(path: str, action: WriteAction, on_disk: bytes, before: os.stat_result
                 and stream_of(output) is None:      # /dev/stdout > FILE: written through
             out.warnings.append(f"-o {show(output)} is a symlink: replacing the link itself "
                                 "(as objcopy does), not the file it points to")
-        if action.data is None:
+        if data is None:
             out.action = "copied"
-        put(output, write_output, output, action.data or on_disk, meta_from=path)
+        put(output, write_output, output, data or on_disk, meta_from=path)
         return out
-    if action.data is None:
+    if data is None:
         return out
     if backup:                              # exactly the bytes that were on disk
         put(path + ".orig", atomic_write, path + ".orig", on_disk, meta_from=path, clone=True)
-    put(path, replace_in_place, path, action.data, on_disk, expect=before, follow=follow)
+    put(path, replace_in_place, path, data, on_disk, expect=before, follow=follow)
     return out
 
 
-def _outcome(path: str, output: str, action: WriteAction) -> WriteOutcome:
-    state = "written" if action.data is not None else action.state
-    return WriteOutcome(path, output, action.result, state, action.entries,
-                        list(action.added_keys), list(action.warnings))
+def _done(out: WriteOutcome, path: str, output: str | None) -> bytes | None:
+    """Record where ``out`` goes and take its new bytes off it."""
+    out.path, out.output = path, output or path
+    data, out.data = out.data, None
+    return data
 
 
 def write_path(path: str, options: Options, output: str | None = None, force: bool = False,
@@ -187,9 +186,9 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     if output is not None and output != "-" and same_file(output, path):
         raise InputError(f"-o {show(output)} is the input itself: refusing to overwrite it "
                          "(omit -o to write in place)", path)
-    action = decide(ElfFile(on_disk, path), options, force)
+    out = decide(ElfFile(on_disk, path), options, force)
     if dry_run:
-        out = _outcome(path, output or path, action)
-        out.action = "dry-run" if action.data is not None else out.action
+        if _done(out, path, output) is not None:
+            out.action = "dry-run"
         return out
-    return apply(path, action, on_disk, before, output, backup, follow)
+    return apply(path, out, on_disk, before, output, backup, follow)

@@ -55,6 +55,27 @@ def test_write_options(tmp_path):
     assert r.rc == 0 and (tmp_path / "cli.o").read_bytes() == out.read_bytes()
 
 
+def test_one_write_outcome_from_the_decision_to_the_disk(tmp_path):
+    """decide() gives the record with the new bytes; write_path (and a dry run)
+    gives the same record with where it went and what was done, the bytes
+    dropped (they need not travel back from a worker process)."""
+    from scall_objtool.elf import ElfFile
+    from scall_objtool.model import Options
+    from scall_objtool.write import WriteOutcome, decide, write_path
+    src, out, opts = PREBUILT / "kinds.o", tmp_path / "out.o", Options(policy="kernel")
+    decided = decide(ElfFile(src.read_bytes(), str(src)), opts)
+    assert type(decided) is WriteOutcome and decided.action == "written" and decided.data
+    done = write_path(str(src), opts, output=str(out))
+    assert type(done) is WriteOutcome and done.data is None
+    assert (done.action, done.path, done.output, done.entries) == (
+        "written", str(src), str(out), decided.entries)
+    assert out.read_bytes() == decided.data
+    dry = write_path(str(src), opts, dry_run=True)
+    assert (dry.action, dry.output, dry.data, dry.entries) == (
+        "dry-run", str(src), None, decided.entries)
+    assert write_path(str(out), opts).action == "skipped-existing"
+
+
 def test_candidates_option_reaches_the_library(build, tmp_path):
     """--candidates is a field of Options (scan_lib builds it from the option
     table), and scan_path's candidates_from, when given, overrides it."""

@@ -21,6 +21,7 @@ import re
 from urllib.parse import quote
 
 from ..findings import CheckResult, Finding, base_dir
+from ..model import location
 from ..remedy import remedy
 from ..vocabulary import KIND_TABLE, REASON_TABLE, REASONS
 from . import dump, tool
@@ -136,7 +137,7 @@ def to_sarif(res: CheckResult, options, summary: dict, errors: list[str],
                    "kind": "function" if s.function is not None else "module"}
         fix = s.remedy(options.cache_line)
         text = (f"{s.message} ({_kind_text(s.kind)} at {s.where}, "
-                f"{s.section}+{s.offset:#x} in {s.object}). Remedy: {fix.text}.")
+                f"{location(s.section, s.offset)} in {s.object}). Remedy: {fix.text}.")
         result = {
             "ruleId": s.reason,
             "ruleIndex": RULE_IDS.index(s.reason),

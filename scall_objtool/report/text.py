@@ -3,16 +3,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..model import ObjectResult, Options, summarize
+from ..model import ObjectResult, Options, location, summarize
 from . import esc, plural, verdict
 
 
 def _lines(lines: list[str]) -> str:
     return "".join(x + "\n" for x in lines)
-
-
-def _at(name: str | None, off: int | None, default: str = "?") -> str:
-    return f"{name}+{off:#x}" if name is not None and off is not None else default
 
 
 # ------------------------------------------------------------------ shared
@@ -121,15 +117,15 @@ def _object_lines(r: ObjectResult) -> list[str]:
         cross = site.crossing or "-"
         pre = f" [{site.prefixes.hex()}]" if site.prefixes else ""
         where = (f"{site.address:#x}" if site.address is not None
-                 else _at(site.section, site.offset))
+                 else location(site.section, site.offset))
         lines.append(f"  {where:<22} "
-                     f"{_at(site.function, site.function_offset):<32} "
+                     f"{location(site.function, site.function_offset):<32} "
                      f"{site.kind:<13} {site.trampoline}{pre}  len {site.length}  "
                      f"crossing {cross} ({_placed(site)})  "
                      f"{verdict(site.patchable, site.reason)}")
     for ref in r.references:
-        lines.append(f"  {_at(ref.section, ref.offset):<22} "
-                     f"{_at(ref.function, ref.function_offset):<32} "
+        lines.append(f"  {location(ref.section, ref.offset):<22} "
+                     f"{location(ref.function, ref.function_offset):<32} "
                      f"reference     {ref.symbol}  {ref.reloc_type}  {ref.kind}: "
                      f"{ref.detail}")
     return lines
@@ -140,7 +136,7 @@ def _placed(site) -> str:
     for a module laid out by the loader model, else the known alignment."""
     p = site.placement
     if p and p.get("basis") == "model":
-        return f"module {p['region']}+{p['offset'] + site.offset:#x}, model {p['model']}"
+        return f"module {location(p['region'], p['offset'] + site.offset)}, model {p['model']}"
     return f"align {site.alignment}"
 
 
@@ -230,8 +226,8 @@ def write_lines(display: str, outcome, options: Options, details: bool) -> list[
     if details and outcome.action in ("written", "dry-run"):
         for site in outcome.result.sites:
             tag = "entry" if site.patchable else verdict(False, site.reason)
-            lines.append(f"  {_at(site.section, site.offset)} "
-                         f"{_at(site.function, site.function_offset)} {site.kind} "
+            lines.append(f"  {location(site.section, site.offset)} "
+                         f"{location(site.function, site.function_offset)} {site.kind} "
                          f"{site.trampoline} crossing {site.crossing or '-'}: {tag}")
     return lines
 
