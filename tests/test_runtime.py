@@ -152,6 +152,22 @@ def test_breakpoint_patcher_with_the_expedited_fallback(stress_build):
     assert method == "membarrier-expedited"
 
 
+@pytest.mark.parametrize("slots", ["1024", "0"], ids=["slots", "no-slots"])
+def test_prefix_patcher_nudges_the_threads_it_released(stress_build, slots):
+    """A thread the prefix handler released onto an E8 gets a signal at the
+    next update (back onto the prefix byte if it is still on the E8): with a
+    slot per thread, or, without one (STATIC_CALL_NUDGE_SLOTS=0), every
+    thread of the process found in /proc/self/task."""
+    exe = stress_build("gcc", True)["prefix"]
+    p, calls, updates, wrong, crashes = run_stress(exe, "prefix", 1,
+                                                   env={"STATIC_CALL_NUDGE_SLOTS": slots})
+    assert (wrong, crashes, p.returncode) == (0, 0, 0), p.stdout
+    assert "bad 0" in p.stdout and calls > 10**4 and updates > 100, p.stdout
+    m = re.search(r"(\d+) traps returned to their E8 by the SIGTRAP handler; (\d+) nudges",
+                  p.stdout)
+    assert m and int(m[1]) > 0 and int(m[2]) > 0, p.stdout
+
+
 def test_control_crashes_only_by_torn_displacements(stress_build):
     """The single store on crossing sites: whatever happens is reported, and
     every crash is a torn rel32 of a site that crosses a line."""
@@ -225,7 +241,7 @@ def test_runtime_bench_script():
     for patcher in ("store", "breakpoint", "prefix"):
         assert re.search(rf"^  {patcher}: .* [\d.]+M +\d+ +[\d.]+ +[\d.]+ +\d+$", p.stdout,
                          re.M), p.stdout
-    assert "  prefix      6 + 15 + 8 + 24 = 53 bytes" in p.stdout
+    assert "  prefix      6 + 15 + 8 + 32 = 61 bytes" in p.stdout
 
 
 @pytest.mark.slow

@@ -2,14 +2,16 @@
  * stress.c - retarget static calls while other threads call through them.
  *
  *   ./stress --patcher store|breakpoint|prefix|store-crossing|prefix-early
- *            [--seconds S] [--threads N]
+ *            [--seconds S] [--threads N] [--update-rate R] [--caller-nice K]
  *
  * N caller threads (default: twice the CPU count) call every site of
  * stress.h in a loop and check each result: it must come from one of the
  * three targets of the site's static call (the target's ID is in the low
  * byte) and be that target's value for the argument.  One more thread
- * retargets sc_a and sc_b in turn, each to its next target, as fast as it
- * can.  The run lasts S seconds (default 20) in a child process: a crash
+ * retargets sc_a and sc_b in turn, each to its next target, R times a
+ * second (an update every 1/R s on a schedule that a late updater catches
+ * up on), or as fast as it can (R = 0, the default).  The callers run at
+ * nice K (default 0), the updater at the program's.  The run lasts S seconds (default 20) in a child process: a crash
  * (a signal) is counted and a new child runs for the time left.
  *
  * Patchers (static_call.h):
@@ -37,6 +39,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <ucontext.h>
@@ -85,7 +90,8 @@ static struct static_call_key *const keys[STRESS_KEYS] = { &__SCK__sc_a, &__SCK_
 
 /* Counters shared with the parent, so that a crashed child's work counts. */
 struct shared {
-	uint64_t calls, updates, wrong, emulated;
+	uint64_t calls, updates, wrong, emulated, nudges;
+	double updater_cpu;	/* CPU seconds of the updater threads */
 	int setup_failed;
 	char sync[40];
 	char first_wrong[200];
@@ -106,10 +112,15 @@ static void note_wrong(const struct site *s, long x, long r)
 		memcpy(sh->first_wrong, buf, sizeof(buf));
 }
 
+static int caller_nice;	/* --caller-nice */
+
 static void *caller(void *arg)
 {
 	long x = (long)(uintptr_t)arg * 1000003;
 	uint64_t calls = 0;
+
+	if (caller_nice)	/* this thread only (Linux: a thread is a process here) */
+		setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), caller_nice);
 
 	while (!stop) {
 		for (unsigned i = 0; i < NSITES; i++) {
@@ -132,12 +143,46 @@ static void *caller(void *arg)
 	return NULL;
 }
 
+static double update_rate;	/* --update-rate: updates per second; 0: back to back */
+
+static double now(void);
+
+static double cpu_seconds(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/*
+ * Wait for the time of update number `done` on a schedule of update_rate
+ * per second from t0: an updater that was descheduled catches up at once,
+ * so the rate over the run is the one asked for as long as the updates
+ * themselves keep up.
+ */
+static void pace(double t0, uint64_t done)
+{
+	double due = t0 + (double)done / update_rate, t;
+
+	while (!stop && (t = now()) < due) {
+		double until = due < t + 0.01 ? due : t + 0.01;	/* see `stop` soon */
+		struct timespec ts = { (time_t)until,
+				       (long)((until - (double)(time_t)until) * 1e9) };
+
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+	}
+}
+
 static void *updater(void *arg)
 {
 	unsigned next[STRESS_KEYS] = { 0, 0 };
-	uint64_t n = 0;
+	uint64_t n = 0, done = 0;
+	double t0 = now(), cpu0 = 0, cpu;
 
 	(void)arg;
+	if (update_rate > 0)
+		prctl(PR_SET_TIMERSLACK, 1000UL);	/* 1 µs, not 50: intervals of ~100 µs */
 	while (!stop) {
 		for (int k = 0; k < STRESS_KEYS; k++) {
 			long (*to)(long) = targets[k][next[k] = (next[k] + 1) % STRESS_TARGETS];
@@ -148,13 +193,20 @@ static void *updater(void *arg)
 				_exit(2);
 			}
 			n++;
+			if (update_rate > 0)
+				pace(t0, ++done);
 		}
 		if (n >= 256) {
+			/* with its CPU time: a child that crashes has counted both */
+			cpu = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
+			sh->updater_cpu += cpu - cpu0;
+			cpu0 = cpu;
 			__atomic_fetch_add(&sh->updates, n, __ATOMIC_RELAXED);
 			n = 0;
 		}
 	}
 	__atomic_fetch_add(&sh->updates, n, __ATOMIC_RELAXED);
+	sh->updater_cpu += cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - cpu0;
 	return NULL;
 }
 
@@ -337,6 +389,7 @@ static int child(enum static_call_patcher patcher, enum static_call_policy polic
 		sh->setup_failed = 1;
 		return 2;
 	}
+	snprintf(sh->sync, sizeof(sh->sync), "%s", static_call_sync_method());
 	for (int i = 0; i < nthreads; i++)
 		pthread_create(&th[i], NULL, caller, (void *)(uintptr_t)(i + 1));
 	pthread_create(&th[nthreads], NULL, updater, NULL);
@@ -348,7 +401,7 @@ static int child(enum static_call_patcher patcher, enum static_call_policy polic
 	for (int i = 0; i <= nthreads; i++)
 		pthread_join(th[i], NULL);
 	__atomic_fetch_add(&sh->emulated, static_call_emulated(), __ATOMIC_RELAXED);
-	snprintf(sh->sync, sizeof(sh->sync), "%s", static_call_sync_method());
+	__atomic_fetch_add(&sh->nudges, static_call_nudges(), __ATOMIC_RELAXED);
 	if (report)
 		bad = final_state(patcher);
 	fflush(stdout);
@@ -358,7 +411,8 @@ static int child(enum static_call_patcher patcher, enum static_call_policy polic
 static void usage(const char *argv0)
 {
 	fprintf(stderr, "usage: %s --patcher store|breakpoint|prefix|store-crossing|"
-		"prefix-early [--seconds S] [--threads N]\n", argv0);
+		"prefix-early [--seconds S] [--threads N] [--update-rate R] [--caller-nice K]\n",
+		argv0);
 	exit(2);
 }
 
@@ -367,7 +421,7 @@ int main(int argc, char **argv)
 	enum static_call_patcher patcher = STATIC_CALL_PATCHER_DEFAULT;
 	enum static_call_policy policy = STATIC_CALL_POLICY_SEED;
 	const char *name = NULL;
-	double seconds = 20, deadline;
+	double seconds = 20, deadline, cpu = 0;	/* cpu: the children's, user + system */
 	int nthreads = 2 * (int)sysconf(_SC_NPROCESSORS_ONLN), crashes = 0, explained = 0, status = 0;
 	char crash_signals[256] = "";
 
@@ -378,10 +432,15 @@ int main(int argc, char **argv)
 			seconds = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			nthreads = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--caller-nice") && i + 1 < argc)
+			caller_nice = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--update-rate") && i + 1 < argc)
+			update_rate = atof(argv[++i]);
 		else
 			usage(argv[0]);
 	}
-	if (!name || seconds <= 0 || nthreads < 1 || nthreads > 1024)
+	if (!name || seconds <= 0 || nthreads < 1 || nthreads > 1024 || update_rate < 0 ||
+	    caller_nice < 0 || caller_nice > 19)
 		usage(argv[0]);
 	if (!strcmp(name, "store")) {
 		patcher = STATIC_CALL_PATCHER_STORE;
@@ -407,6 +466,10 @@ int main(int argc, char **argv)
 	{
 		const struct static_call_site *e;
 		int listed = 0, crossing = 0, owned = 0, prefixed = 0;
+		char rate[48] = "as fast as it can";
+
+		if (update_rate > 0)
+			snprintf(rate, sizeof(rate), "%g updates/s", update_rate);
 
 		for (e = static_call_sites_begin(); e < static_call_sites_end(); e++) {
 			listed++;
@@ -415,8 +478,9 @@ int main(int argc, char **argv)
 			owned += static_call_patcher_owns(patcher, static_call_site_addr(e));
 		}
 		printf("stress %s: %zu sites, %d listed in the table (%d crossing a line), "
-		       "%d cs-prefixed, %d the patcher's, %d caller threads, 1 updater, %g s\n",
-		       name, NSITES, listed, crossing, prefixed, owned, nthreads, seconds);
+		       "%d cs-prefixed, %d the patcher's, %d caller threads (nice %d), 1 updater "
+		       "(%s), %g s\n", name, NSITES, listed, crossing, prefixed, owned, nthreads,
+		       caller_nice, rate, seconds);
 	}
 	fflush(stdout);
 
@@ -425,6 +489,7 @@ int main(int argc, char **argv)
 	for (double left = seconds; left > 0.01 && crashes < 10000; left = deadline - now()) {
 		pid_t pid;
 		int ws;
+		struct rusage ru;
 
 		fflush(stdout);
 		pid = fork();
@@ -434,8 +499,10 @@ int main(int argc, char **argv)
 		}
 		if (pid == 0)
 			_exit(child(patcher, policy, nthreads, left, 1));
-		while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+		while (wait4(pid, &ws, 0, &ru) < 0 && errno == EINTR)
 			;
+		cpu += ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+			ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
 		if (WIFSIGNALED(ws)) {
 			char why[160];
 
@@ -467,7 +534,12 @@ int main(int argc, char **argv)
 		       sh->sync, (unsigned long long)sh->emulated);
 	else if (patcher == STATIC_CALL_PATCHER_PREFIX || patcher == STATIC_CALL_PATCHER_PREFIX_EARLY)
 		printf("serialising with %s; %llu traps returned to their E8 by the SIGTRAP "
-		       "handler\n", sh->sync, (unsigned long long)sh->emulated);
+		       "handler; %llu nudges\n", sh->sync, (unsigned long long)sh->emulated,
+		       (unsigned long long)sh->nudges);
+	printf("cpu: %.2f s for the callers and the updater in %.2f s (%.0f calls per CPU-second), "
+	       "%.2f s of it the updater's (%.1f µs per update)\n", cpu, seconds,
+	       cpu > 0 ? (double)sh->calls / cpu : 0.0, sh->updater_cpu,
+	       sh->updates ? sh->updater_cpu / (double)sh->updates * 1e6 : 0.0);
 	if (sh->wrong)
 		printf("first wrong landing: %s\n", sh->first_wrong);
 	if (crashes) {

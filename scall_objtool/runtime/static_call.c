@@ -28,14 +28,15 @@
  *                  int3 on every first byte, sync, every rel32, sync, every
  *                  first byte back, sync;
  *      prefix:     the trampoline with one store, then over the 2E E8 sites:
- *                  int3 on every prefix byte, sync, wait until no thread the
- *                  handler released is still before its E8, every rel32
- *                  (byte by byte), sync, every prefix back.
+ *                  int3 on every prefix byte, nudge the threads the handler
+ *                  released, sync, every rel32 (byte by byte), sync, every
+ *                  prefix back.
  */
 #define _GNU_SOURCE
 #include "static_call.h"
 
 #include <cpuid.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/futex.h>
@@ -342,12 +343,12 @@ static void sync_all(void)
 struct bp_site {
 	uintptr_t addr;			/* the E8/E9 or 2E E8 instruction */
 	struct static_call_key *key;
-	int tail;			/* E9 (tail call, or the trampoline) */
-	int len;			/* 5, or 6 for 2E E8 */
 	int armed;			/* prefix patcher: rel32 about to change */
-	int in_flight;			/* prefix patcher: threads released onto the E8 */
-};
+	unsigned char tail;		/* E9 (tail call, or the trampoline) */
+	unsigned char len;		/* 5, or 6 for 2E E8 */
+};				/* 24 bytes (scripts/runtime-bench counts them) */
 
+_Static_assert(sizeof(struct bp_site) == 24, "scripts/runtime-bench's BP_SITE");
 static struct bp_site *bp_sites;	/* sorted by addr; set once at set-up */
 static struct bp_site **prefix_batch;	/* write_prefix's sites; sized at set-up */
 static size_t n_bp_sites;
@@ -360,28 +361,68 @@ unsigned long static_call_emulated(void)
 }
 
 /*
- * The prefix patcher's handshake with its trap handler, per site.  `armed`
+ * The prefix patcher's handshake with its trap handler.  Per site, `armed`
  * is 1 from before the int3 is written until the new rel32 is in place: a
- * thread that traps meanwhile waits.  `in_flight` counts threads the
- * handler has released onto the E8 that have not executed it yet: a
- * released thread runs the one call with the trap flag set (single step)
- * and the step's SIGTRAP takes it off the count.  A thread released by one
- * update and delayed at the E8 (preempted there) must not execute it while
- * a later update writes that rel32, so the writer waits for the count to
- * drop to 0 before writing.  Both sides use sequentially consistent
- * operations (a Dekker pair: the handler counts itself, then reads `armed`;
- * the writer sets `armed`, then reads the count).  A side that has to wait
- * spins a little, then sleeps on a futex (the thread it waits for may need
- * the CPU), and the other side wakes it.
+ * thread that traps meanwhile waits (spins a little, then sleeps on the
+ * futex word disarm_gen, which the writer bumps and wakes once per batch),
+ * then returns to the E8.
+ *
+ * A thread released onto an E8 can be preempted there, before it executes
+ * it, and resume after a *later* update has started writing that rel32.
+ * So each released thread marks itself `pending` in its slot, and the next
+ * update, once its int3 bytes are in place, sends each pending thread a
+ * SIGTRAP of its own (rt_tgsigqueueinfo, SI_QUEUE, carrying &nudge_cookie)
+ * before it serialises.  The nudge is delivered before that thread runs
+ * another user instruction (SIGTRAP is blocked while the handler runs, so
+ * a thread still in the handler gets it right after returning); the
+ * handler puts a thread it finds on a prefixed site's E8 back on the prefix
+ * byte, where it meets the int3 and waits like any other.  The serialise
+ * that follows interrupts every running thread, so after it no released
+ * thread executes an E8 it was released onto: the writer never waits for a
+ * caller to be scheduled.  Slot and writer use sequentially consistent
+ * operations (a Dekker pair: the handler marks itself, then reads `armed`;
+ * the writer sets `armed`, then reads the marks).
  */
+#ifndef SPINS
 #define SPINS	1000		/* pause loops before sleeping: a write takes a few µs */
-static int armed_waiters, drain_waiting;
-static __thread struct bp_site *stepping __attribute__((tls_model("initial-exec")));
-
-#define EFLAGS_TF	0x100UL
-#ifndef TRAP_TRACE
-#define TRAP_TRACE	2
 #endif
+#define YIELDS	1000		/* then sched_yield()s before sleeping */
+#define MAX_SLOTS	1024	/* threads with a slot; the others: `unslotted` */
+static int max_slots = MAX_SLOTS;	/* STATIC_CALL_NUDGE_SLOTS=N (tests): fewer */
+
+struct nudge_slot {
+	int tid;
+	int pending;		/* released onto an E8 since the last nudge */
+};
+
+static struct nudge_slot slots[MAX_SLOTS];
+static int n_slots;		/* slots claimed (may exceed MAX_SLOTS) */
+static int unslotted;		/* a thread without a slot was released */
+static int armed_waiters, disarm_gen;
+static unsigned long nudges;	/* signals sent by nudge() */
+static const int nudge_cookie;
+static __thread struct nudge_slot *my_slot __attribute__((tls_model("initial-exec")));
+static __thread int slot_claimed __attribute__((tls_model("initial-exec")));
+
+/* Mark the calling thread released (1) or not (0). */
+static void mark_released(int on)
+{
+	if (!slot_claimed) {
+		int i = __atomic_fetch_add(&n_slots, 1, __ATOMIC_SEQ_CST);
+
+		slot_claimed = 1;
+		if (i < max_slots) {
+			slots[i].tid = (int)syscall(SYS_gettid);
+			my_slot = &slots[i];
+		}
+	}
+	if (my_slot)
+		__atomic_store_n(&my_slot->pending, on, __ATOMIC_SEQ_CST);
+	else if (on)
+		__atomic_store_n(&unslotted, 1, __ATOMIC_SEQ_CST);
+	if (on)		/* order the mark before the caller's load of `armed` */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
 
 /* futex(2) on a private word: sleep while *word == val; wake n sleepers.
  * Raw system calls, async-signal-safe. */
@@ -393,6 +434,30 @@ static void futex_wait(int *word, int val)
 static void futex_wake(int *word)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+/*
+ * The prefix handler's wait while s is armed: spin (the writer is running:
+ * a few µs), then yield the CPU (the writer may be waiting for one: on a
+ * machine with more runnable threads than CPUs a woken waiter would take
+ * the writer's CPU while int3 bytes are still in place), then sleep on
+ * disarm_gen.  sched_yield(2) and futex(2) are raw system calls.
+ */
+static void wait_disarmed(const struct bp_site *s)
+{
+	for (int i = 0; i < SPINS && __atomic_load_n(&s->armed, __ATOMIC_SEQ_CST); i++)
+		__asm__ volatile("pause" ::: "memory");
+	for (int i = 0; i < YIELDS && __atomic_load_n(&s->armed, __ATOMIC_SEQ_CST); i++)
+		syscall(SYS_sched_yield);
+	__atomic_fetch_add(&armed_waiters, 1, __ATOMIC_SEQ_CST);
+	for (;;) {
+		int gen = __atomic_load_n(&disarm_gen, __ATOMIC_SEQ_CST);
+
+		if (!__atomic_load_n(&s->armed, __ATOMIC_SEQ_CST))
+			break;
+		futex_wait(&disarm_gen, gen);
+	}
+	__atomic_fetch_sub(&armed_waiters, 1, __ATOMIC_SEQ_CST);
 }
 
 static struct bp_site *bp_lookup(uintptr_t addr)
@@ -425,45 +490,32 @@ static void bp_handler(int sig, siginfo_t *info, void *ctx)
 	ucontext_t *uc = ctx;
 	greg_t *gregs = uc->uc_mcontext.gregs;
 	uintptr_t at = (uintptr_t)gregs[REG_RIP] - 1;
-	struct bp_site *s = stepping;
+	struct bp_site *s = bp_lookup(at);
 	void *to;
 
-	if (s && info->si_code == TRAP_TRACE) {
-		/* prefix patcher: the released thread has made its call */
-		stepping = NULL;
-		gregs[REG_EFL] &= ~(greg_t)EFLAGS_TF;
-		if (__atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_SEQ_CST) == 0 &&
-		    __atomic_load_n(&drain_waiting, __ATOMIC_SEQ_CST))
-			futex_wake(&s->in_flight);
+	if (info->si_code == SI_QUEUE && info->si_value.sival_ptr == &nudge_cookie &&
+	    info->si_pid == getpid()) {
+		/* prefix patcher's nudge: a thread on a prefixed site's E8 goes
+		 * back onto its prefix byte (int3 now); elsewhere, nothing */
+		if (s && s->len == 6)
+			gregs[REG_RIP] = (greg_t)s->addr;
 		return;
 	}
-	s = bp_lookup(at);
 	if (s && s->len == 6 && current_patcher != STATIC_CALL_PATCHER_BREAKPOINT) {
 		/*
 		 * Prefix patcher: RIP is on the E8 already.  Return once the
-		 * displacement is in place, with the trap flag set: the thread
-		 * makes its call and traps once more (the single step above).
-		 * The return to user mode with TF set goes through IRET, which
-		 * serialises this CPU: it fetches the E8 and rel32 anew.  The
-		 * control returns at once.
+		 * displacement is in place, marked released (the next update
+		 * nudges the thread if it is still on the E8).  The control
+		 * returns at once.
 		 */
 		if (current_patcher == STATIC_CALL_PATCHER_PREFIX) {
 			for (;;) {
-				__atomic_fetch_add(&s->in_flight, 1, __ATOMIC_SEQ_CST);
+				mark_released(1);
 				if (!__atomic_load_n(&s->armed, __ATOMIC_SEQ_CST))
 					break;
-				if (__atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_SEQ_CST) == 0 &&
-				    __atomic_load_n(&drain_waiting, __ATOMIC_SEQ_CST))
-					futex_wake(&s->in_flight);
-				for (int i = 0; i < SPINS && __atomic_load_n(&s->armed, __ATOMIC_SEQ_CST); i++)
-					__asm__ volatile("pause" ::: "memory");
-				__atomic_fetch_add(&armed_waiters, 1, __ATOMIC_SEQ_CST);
-				while (__atomic_load_n(&s->armed, __ATOMIC_SEQ_CST))
-					futex_wait(&s->armed, 1);
-				__atomic_fetch_sub(&armed_waiters, 1, __ATOMIC_SEQ_CST);
+				mark_released(0);
+				wait_disarmed(s);
 			}
-			stepping = s;
-			gregs[REG_EFL] |= (greg_t)EFLAGS_TF;
 		}
 		__atomic_fetch_add(&emulated, 1, __ATOMIC_RELAXED);
 		return;
@@ -513,7 +565,7 @@ static int bp_setup(void)
 	/* one trampoline per key (sorted to drop repeats), then the sites */
 	for (s = b; s < e; s++)
 		bp_sites[n++] = (struct bp_site){ (uintptr_t)static_call_site_key(s)->tramp,
-			static_call_site_key(s), 1, STATIC_CALL_INSN_SIZE, 0, 0 };
+			static_call_site_key(s), 0, 1, STATIC_CALL_INSN_SIZE };
 	qsort(bp_sites, n, sizeof(*bp_sites), bp_cmp);
 	max = n;
 	n = 0;
@@ -523,8 +575,8 @@ static int bp_setup(void)
 	for (s = b; s < e; s++)
 		bp_sites[n++] = (struct bp_site){ (uintptr_t)static_call_site_addr(s),
 			static_call_site_key(s),
-			(int)(static_call_site_flags(s) & STATIC_CALL_SITE_TAIL),
-			(int)static_call_insn_len(static_call_site_addr(s)), 0, 0 };
+			0, (unsigned char)(static_call_site_flags(s) & STATIC_CALL_SITE_TAIL),
+			(unsigned char)static_call_insn_len(static_call_site_addr(s)) };
 	qsort(bp_sites, n, sizeof(*bp_sites), bp_cmp);
 	n_bp_sites = n;
 	prefix_batch = calloc(n ? n : 1, sizeof(*prefix_batch));
@@ -570,6 +622,12 @@ static int setup_locked(enum static_call_policy policy, enum static_call_patcher
 		return -1;
 	}
 	detect_serialize();
+	if (getenv("STATIC_CALL_NUDGE_SLOTS") && !updated)
+	{
+		unsigned long n = strtoul(getenv("STATIC_CALL_NUDGE_SLOTS"), NULL, 10);
+
+		max_slots = n < MAX_SLOTS ? (int)n : MAX_SLOTS;
+	}
 	if (getenv("STATIC_CALL_WRITE_SPACING"))
 		write_spacing = strtoul(getenv("STATIC_CALL_WRITE_SPACING"), NULL, 10);
 	if (alias_setup())
@@ -747,28 +805,84 @@ static int write_breakpoint(struct static_call_key *key, unsigned char *tramp, v
 	return rewritten;
 }
 
+/* A nudge (see the handshake above) to one thread. */
+static void nudge(pid_t pid, int tid)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	si.si_signo = SIGTRAP;
+	si.si_code = SI_QUEUE;
+	si.si_pid = pid;
+	si.si_uid = getuid();
+	si.si_value.sival_ptr = (void *)&nudge_cookie;
+	syscall(SYS_rt_tgsigqueueinfo, pid, tid, SIGTRAP, &si);	/* ESRCH: it has exited */
+	__atomic_fetch_add(&nudges, 1, __ATOMIC_RELAXED);
+}
+
+unsigned long static_call_nudges(void)
+{
+	return __atomic_load_n(&nudges, __ATOMIC_RELAXED);
+}
+
+/* Nudge every thread released onto an E8 since the last call; returns how
+ * many were nudged.  A thread without a slot: every thread of the process. */
+static int nudge_released(void)
+{
+	int n = __atomic_load_n(&n_slots, __ATOMIC_SEQ_CST), sent = 0;
+	pid_t pid = getpid();
+
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);	/* `armed` stores before the marks' loads */
+	for (int i = 0; i < n && i < max_slots; i++)
+		if (__atomic_exchange_n(&slots[i].pending, 0, __ATOMIC_SEQ_CST)) {
+			nudge(pid, slots[i].tid);
+			sent++;
+		}
+	if (__atomic_exchange_n(&unslotted, 0, __ATOMIC_SEQ_CST)) {
+		DIR *d = opendir("/proc/self/task");
+		struct dirent *e;
+
+		if (!d) {
+			perror("static_call_update: /proc/self/task");
+			abort();	/* sites hold int3 */
+		}
+		while ((e = readdir(d)))
+			if (e->d_name[0] != '.') {
+				nudge(pid, atoi(e->d_name));
+				sent++;
+			}
+		closedir(d);
+	}
+	return sent;
+}
+
 /*
  * Prefix patcher (design 1).  The trampoline first, with one store (it is
  * 8-aligned: the seed rule covers it), so that every site that is not
  * rewritten, or not yet, reaches the new target.  Then, for the 2E E8 sites
  * of the key:
  *   1. arm each site and put int3 on its prefix byte;
- *   2. sync: from now on a thread that arrives at a site traps and waits,
- *      and no CPU executes the old bytes from an earlier fetch;
- *   3. wait until no thread released at a site by an earlier trap is still
- *      before its E8;
+ *   2. nudge every thread released onto an E8 since the last update (it
+ *      goes back onto its prefix byte if it has not executed the E8);
+ *   3. sync: from now on a thread that arrives at a site traps and waits,
+ *      no CPU executes the old bytes from an earlier fetch, and every
+ *      nudged thread has been interrupted: none executes an E8 it was
+ *      released onto;
  *   4. write each rel32, one byte at a time (no one executes it);
- *   5. disarm: trapped threads return to their E8 and call the new target;
+ *   5. disarm: trapped threads return to their E8 and call the new target
+ *      (the spinning ones at once; one futex wake for the sleeping ones);
  *   6. sync: no CPU keeps a stale copy of the old rel32;
  *   7. put each prefix back.  A thread that still sees the int3 afterwards
  *      traps and is released at once: no third sync.
+ * The writer waits for no caller: two membarriers and, when threads were
+ * released, one signal to each.
  * The control (PREFIX_EARLY) is the same writer with a handler that does
  * not wait.
  */
 static int write_prefix(struct static_call_key *key, unsigned char *tramp, void *func)
 {
 	const struct static_call_site *s;
-	int n = 0, w;
+	int n = 0;
 
 	poke32(tramp + 1, rel32_to(tramp, func));
 	__atomic_store_n(&key->func, func, __ATOMIC_RELEASE);
@@ -783,27 +897,18 @@ static int write_prefix(struct static_call_key *key, unsigned char *tramp, void 
 		__atomic_store_n(&prefix_batch[i]->armed, 1, __ATOMIC_SEQ_CST);
 		poke8((void *)prefix_batch[i]->addr, INT3);
 	}
+	nudge_released();
 	sync_all();
-	__atomic_store_n(&drain_waiting, 1, __ATOMIC_SEQ_CST);
-	for (int i = 0; i < n; i++) {
-		int *count = &prefix_batch[i]->in_flight;
-
-		for (int j = 0; j < SPINS && __atomic_load_n(count, __ATOMIC_SEQ_CST); j++)
-			__asm__ volatile("pause" ::: "memory");
-		while ((w = __atomic_load_n(count, __ATOMIC_SEQ_CST)))
-			futex_wait(count, w);
-	}
-	__atomic_store_n(&drain_waiting, 0, __ATOMIC_SEQ_CST);
 	for (int i = 0; i < n; i++) {
 		unsigned char *insn = (unsigned char *)prefix_batch[i]->addr;
 
 		poke32_bytes(insn + 2, (uint32_t)((intptr_t)func - (intptr_t)(insn + 6)));
 	}
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n; i++)
 		__atomic_store_n(&prefix_batch[i]->armed, 0, __ATOMIC_SEQ_CST);
-		if (__atomic_load_n(&armed_waiters, __ATOMIC_SEQ_CST))
-			futex_wake(&prefix_batch[i]->armed);
-	}
+	__atomic_fetch_add(&disarm_gen, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&armed_waiters, __ATOMIC_SEQ_CST))
+		futex_wake(&disarm_gen);	/* one wake for the batch */
 	sync_all();
 	for (int i = 0; i < n; i++)
 		poke8((void *)prefix_batch[i]->addr, STATIC_CALL_CS_PREFIX);

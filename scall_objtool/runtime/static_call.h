@@ -52,8 +52,10 @@
  *       the rel32 (one byte at a time: no atomic store is needed), serialise,
  *       put the prefix back.  A thread that traps has RIP on the E8 already;
  *       the handler waits until the displacement is in place and returns
- *       (no emulation).  Every 2E E8 site, crossing or not; the others stay
- *       on the trampoline.
+ *       (no emulation).  A thread it released is sent one SIGTRAP at the
+ *       start of the next update (a "nudge": back onto the prefix byte if
+ *       it has not executed the E8 yet).  Every 2E E8 site, crossing or
+ *       not; the others stay on the trampoline.
  *   STATIC_CALL_PATCHER_STORE_UNSAFE  the control experiment only: the
  *       single store applied to crossing sites too (may tear; never use).
  *   STATIC_CALL_PATCHER_PREFIX_EARLY  the prefix patcher's control: its
@@ -94,8 +96,11 @@
  * the trampoline's assembly) defined in the executable within +-2 GiB of the
  * code (a target that rel32 cannot reach is refused with ERANGE); NULL
  * targets are not supported; the program must not install its own SIGTRAP
- * handler after set-up when it uses the breakpoint patcher (one installed
- * before is chained to for traps that are not ours).
+ * handler after set-up when it uses the breakpoint or the prefix patcher
+ * (one installed before is chained to for traps that are not ours), nor
+ * block SIGTRAP in threads that run sites.  Under the prefix patcher a
+ * thread released from a trap may get one SIGTRAP later (SA_RESTART: an
+ * interrupted system call restarts where the kernel restarts it).
  */
 #ifndef USERSPACE_STATIC_CALL_H
 #define USERSPACE_STATIC_CALL_H
@@ -349,6 +354,10 @@ const char *static_call_sync_method(void);
 /* Number of SIGTRAPs at a site the handler took (all threads): calls the
  * breakpoint patcher emulated, or returns to the E8 of the prefix patcher. */
 unsigned long static_call_emulated(void);
+/* Number of nudges the prefix patcher sent: a signal, at the start of an
+ * update, to each thread its handler had released onto an E8 since the
+ * previous one (docs/runtime.md). */
+unsigned long static_call_nudges(void);
 int __static_call_update(struct static_call_key *key, void *func);
 
 /* The table, for inspection (the demo prints it). */
