@@ -1,5 +1,5 @@
 """Source lines: where each site is, as ``addr2line -i -f -e OBJ -j SECTION
-OFFSET`` says, read by our own DWARF reader (``dwarf.py``).
+OFFSET`` says, read by our own DWARF reader (the ``dwarf`` package).
 
 A site's frames run from the innermost (the line-table row at the site, in
 the function inlined last) outwards, each outer frame being the call site
