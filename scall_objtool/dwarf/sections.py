@@ -16,10 +16,14 @@ starts at 0.  In a linked image, addresses are final and used as they are.
 from __future__ import annotations
 
 import bisect
+import operator
 import struct
 import zlib
+from array import array
+from itertools import islice
 
-from ..elf import ET_REL, SHF_ALLOC, SHF_COMPRESSED, SHN_LORESERVE, SHT_RELA, ElfFile
+from ..elf import (ET_REL, SHF_ALLOC, SHF_COMPRESSED, SHN_LORESERVE, SHT_RELA, ElfFile,
+                   RelocColumns)
 from .forms import DwarfError, cstring
 
 TAG_SHIFT = 40
@@ -30,12 +34,27 @@ _R_32 = (10, 11, 21)     # R_X86_64_32, R_X86_64_32S, R_X86_64_DTPOFF32: S + A, 
 
 
 class Relocations:
-    """The relocations of one debug section, sorted by offset: columns of
-    ``elf.py``'s reader (offset, type, symbol, addend)."""
-    __slots__ = ("offsets", "types", "syms", "addends")
+    """The relocations of one debug section as ``elf.py`` reads them: the
+    offsets, sorted and compact, searched for the value being read, and the
+    entry of an offset read alone (``order``: entry indices by offset, when the
+    table is not sorted)."""
+    __slots__ = ("offsets", "cols", "order", "rela")
 
-    def __init__(self, offsets: list, types: list, syms: list, addends: list | None):
-        self.offsets, self.types, self.syms, self.addends = offsets, types, syms, addends
+    def __init__(self, cols: RelocColumns, rela: bool):
+        self.cols, self.rela = cols, rela
+        self.offsets = offsets = cols.offsets()
+        self.order = None
+        if not all(map(operator.le, offsets, islice(offsets, 1, None))):
+            self.order = sorted(range(len(offsets)), key=offsets.__getitem__)
+            self.offsets = array("Q", [offsets[i] for i in self.order])
+
+    def at(self, off: int) -> tuple[int, int, int] | None:
+        """(type, symbol, addend) of the relocation at ``off``, None without one."""
+        offsets = self.offsets
+        i = bisect.bisect_left(offsets, off)
+        if i >= len(offsets) or offsets[i] != off:
+            return None
+        return self.cols.entry(i if self.order is None else self.order[i])
 
 
 class Section:
@@ -52,11 +71,10 @@ class Section:
         r = self._relocs
         if r is None:
             return raw
-        offsets = r.offsets
-        i = bisect.bisect_left(offsets, off)
-        if i >= len(offsets) or offsets[i] != off:
+        hit = r.at(off)
+        if hit is None:
             return raw
-        rt = r.types[i]
+        rt, sym, addend = hit
         if rt in _R_64:
             w = 8
         elif rt in _R_32:
@@ -65,10 +83,11 @@ class Section:
             return raw
         if w != width:
             raise DwarfError(f"relocation of width {w} on a {width}-byte value at {off:#x}")
-        addend = r.addends[i] if r.addends is not None else raw
+        if not r.rela:
+            addend = raw
         if addend >= 1 << 63:
             addend -= 1 << 64
-        value, shndx = self.owner.symbol(r.syms[i])
+        value, shndx = self.owner.symbol(sym)
         v = value + addend
         if (width == 8 and 0 < shndx < min(self.owner.nsec, SHN_LORESERVE)
                 and self.owner.elf.sections[shndx].flags & SHF_ALLOC and 0 <= v <= LOW):
@@ -142,20 +161,11 @@ class Debug:
         if rsec is None:
             return None
         cols = self.elf.relocations(rsec)
-        offsets, types, syms = cols.offset, cols.type, cols.sym
-        addends = cols.addend if rsec.type == SHT_RELA else None
         nsyms = self.elf.num_symbols
-        if syms and max(syms) >= nsyms:
+        if cols.max_symbol() >= nsyms:
             raise DwarfError(f"a relocation of {target.name} refers to a symbol past the "
                              f"{nsyms} of the symbol table")
-        if offsets != sorted(offsets):
-            order = sorted(range(len(offsets)), key=offsets.__getitem__)
-            offsets = [offsets[i] for i in order]
-            types = [types[i] for i in order]
-            syms = [syms[i] for i in order]
-            if addends is not None:
-                addends = [addends[i] for i in order]
-        return Relocations(offsets, types, syms, addends)
+        return Relocations(cols, rsec.type == SHT_RELA)
 
     def symbol(self, index: int) -> tuple[int, int]:
         """(st_value, section index) of symbol ``index``, SHN_XINDEX resolved

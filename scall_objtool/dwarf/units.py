@@ -4,6 +4,7 @@ from the abbreviation), attribute values, strings and names."""
 from __future__ import annotations
 
 import bisect
+import re
 
 from .forms import (
     _ADDRX, _BLOCK, _DESCEND, _FUNCS, _LAZY, _LEB_FORMS, _RELOCATED, _REFS, _STRP, _STRX,
@@ -49,6 +50,25 @@ class Abbrev:
         self.plan, self.tail = plan, run
 
 
+#: one abbreviation entry in the encodings compilers write (minimal LEB128s, a
+#: children byte of 0 or 1, implicit constants of at most 10 bytes): its code,
+#: then the rest, up to and including the (0, 0) that ends it.  Entries that
+#: do not match are parsed byte by byte (``Abbrevs._parse``), as all were.
+_ENTRY = re.compile(
+    rb"([\x01-\x7f]|[\x80-\xff]{1,4}[\x01-\x7f])"                # code, not 0
+    rb"((?:[\x00-\x7f]|[\x80-\xff]{1,2}[\x01-\x7f])[\x00\x01]"   # tag, children
+    rb"(?:(?:[\x01-\x7f]|[\x80-\xff]{1,2}[\x01-\x7f])"          # name, not 0
+    rb"(?:\x21[\x80-\xff]{0,9}[\x00-\x7f]"                       # implicit_const
+    rb"|[\x01-\x20\x22-\x7f]|[\x80-\xff]{1,2}[\x01-\x7f]))*"     # other forms, not 0
+    rb"\x00\x00)", re.S)
+
+#: (entry bytes after the code, offset size, address size, version) ->
+#: (Abbrev, its skip-loop view): the same entries recur in every unit of a
+#: vmlinux and every object of a build, and an Abbrev is never changed
+_SHARED: dict[tuple, tuple] = {}
+_SHARED_MAX = 1 << 16
+
+
 class Abbrevs:
     """One abbreviation table, parsed as far as the codes asked for."""
 
@@ -67,52 +87,81 @@ class Abbrevs:
         if ab is not None:
             return ab
         data = self.data
+        match = _ENTRY.match
+        shared = _SHARED
+        fmt = (self.osz, self.asz, self.version)
         while not self.done:
-            c, off = uleb(data, self.pos)
-            if c == 0:
-                self.done = True
-                break
-            tag, off = uleb(data, off)
-            children = data[off]
-            off += 1
-            attrs = []
-            fixed, sib = 0, None
-            sizes = self._sizes
-            while True:
-                name = data[off]
-                if name < 0x80:
-                    off += 1
-                else:
-                    name, off = uleb(data, off)
-                form = data[off]
-                if form < 0x80:
-                    off += 1
-                else:
-                    form, off = uleb(data, off)
-                if name == 0 and form == 0:
+            m = match(data, self.pos)
+            if m is not None:
+                cs, rs = m.span(1)[0], m.start(2)
+                c = data[cs] if rs == cs + 1 else uleb(data, cs)[0]
+                key = (bytes(data[rs:m.end()]), *fmt)
+                hit = shared.get(key)
+                if hit is None:
+                    ab, end = self._parse(rs)
+                    hit = (ab, self._view(ab))
+                    if len(shared) >= _SHARED_MAX:
+                        shared.clear()
+                    shared[key] = hit
+                self.pos = m.end()
+                ab = hit[0]
+                if c not in self.table:
+                    self.table[c] = ab
+                    self.fast[c] = hit[1]
+            else:
+                c, off = uleb(data, self.pos)
+                if c == 0:
+                    self.done = True
                     break
-                imp = None
-                if form == F_IMPLICIT_CONST:
-                    imp, off = sleb(data, off)
-                if form in sizes:
-                    size = sizes[form]
-                else:
-                    size = sizes[form] = _fixed_size(form, self.osz, self.asz, self.version)
-                attrs.append((name, form, imp, size))
-                if name == AT_SIBLING and fixed is not None and form in _REFS:
-                    sib = (fixed, _REFS[form])
-                fixed = None if size is None or fixed is None else fixed + size
-            self.pos = off
-            ab = Abbrev(tag, bool(children), attrs, fixed, sib)
-            if c not in self.table:
-                self.table[c] = ab
-                leb = None
-                if ab.plan is not None and len(ab.plan) == 1 and ab.plan[0][1] in _LEB_FORMS:
-                    leb = (ab.plan[0][0], ab.tail + 1)
-                self.fast[c] = (ab.walk, ab.children, ab.sibling_at, ab.fixed, leb, ab)
+                ab, self.pos = self._parse(off)
+                if c not in self.table:
+                    self.table[c] = ab
+                    self.fast[c] = self._view(ab)
             if c == code:
                 return ab
         raise DwarfError(f"abbreviation code {code} is not in its table")
+
+    @staticmethod
+    def _view(ab: Abbrev) -> tuple:
+        leb = None
+        if ab.plan is not None and len(ab.plan) == 1 and ab.plan[0][1] in _LEB_FORMS:
+            leb = (ab.plan[0][0], ab.tail + 1)
+        return (ab.walk, ab.children, ab.sibling_at, ab.fixed, leb, ab)
+
+    def _parse(self, off: int) -> tuple[Abbrev, int]:
+        """The entry whose tag is at ``off`` (after its code), and the offset past it."""
+        data = self.data
+        tag, off = uleb(data, off)
+        children = data[off]
+        off += 1
+        attrs = []
+        fixed, sib = 0, None
+        sizes = self._sizes
+        while True:
+            name = data[off]
+            if name < 0x80:
+                off += 1
+            else:
+                name, off = uleb(data, off)
+            form = data[off]
+            if form < 0x80:
+                off += 1
+            else:
+                form, off = uleb(data, off)
+            if name == 0 and form == 0:
+                break
+            imp = None
+            if form == F_IMPLICIT_CONST:
+                imp, off = sleb(data, off)
+            if form in sizes:
+                size = sizes[form]
+            else:
+                size = sizes[form] = _fixed_size(form, self.osz, self.asz, self.version)
+            attrs.append((name, form, imp, size))
+            if name == AT_SIBLING and fixed is not None and form in _REFS:
+                sib = (fixed, _REFS[form])
+            fixed = None if size is None or fixed is None else fixed + size
+        return Abbrev(tag, bool(children), attrs, fixed, sib), off
 
 
 # ------------------------------------------------------------------ units
