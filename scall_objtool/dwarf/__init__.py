@@ -31,12 +31,12 @@ The parts:
 """
 from __future__ import annotations
 
-from .forms import (_DESCEND, _FUNCS, AT_CALL_FILE, AT_CALL_LINE, AT_COMP_DIR, AT_STMT_LIST,
-                    DwarfError, cstring, sleb, text, uleb)
+from .forms import (_DESCEND, _FUNCS, AT_CALL_FILE, AT_CALL_LINE, AT_COMP_DIR, AT_SIBLING,
+                    AT_STMT_LIST, DwarfError, cstring, sleb, text, uleb)
 from .lines import LineProgram
 from .sections import LOW, TAG_SHIFT, Debug, Section
 from .units import Abbrev, Abbrevs, Reader, Unit
 
-__all__ = ["AT_CALL_FILE", "AT_CALL_LINE", "AT_COMP_DIR", "AT_STMT_LIST", "LOW", "TAG_SHIFT",
-           "Abbrev", "Abbrevs", "Debug", "DwarfError", "LineProgram", "Reader", "Section",
-           "Unit", "_DESCEND", "_FUNCS", "cstring", "sleb", "text", "uleb"]
+__all__ = ["AT_CALL_FILE", "AT_CALL_LINE", "AT_COMP_DIR", "AT_SIBLING", "AT_STMT_LIST", "LOW",
+           "TAG_SHIFT", "Abbrev", "Abbrevs", "Debug", "DwarfError", "LineProgram", "Reader",
+           "Section", "Unit", "_DESCEND", "_FUNCS", "cstring", "sleb", "text", "uleb"]

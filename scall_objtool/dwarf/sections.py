@@ -16,11 +16,9 @@ starts at 0.  In a linked image, addresses are final and used as they are.
 from __future__ import annotations
 
 import bisect
-import operator
 import struct
 import zlib
 from array import array
-from itertools import islice
 
 from ..elf import (ET_REL, SHF_ALLOC, SHF_COMPRESSED, SHN_LORESERVE, SHT_RELA, ElfFile,
                    RelocColumns)
@@ -42,11 +40,12 @@ class Relocations:
 
     def __init__(self, cols: RelocColumns, rela: bool):
         self.cols, self.rela = cols, rela
-        self.offsets = offsets = cols.offsets()
+        self.offsets = cols.offsets()
         self.order = None
-        if not all(map(operator.le, offsets, islice(offsets, 1, None))):
-            self.order = sorted(range(len(offsets)), key=offsets.__getitem__)
-            self.offsets = array("Q", [offsets[i] for i in self.order])
+        listed = self.offsets.tolist()          # a moment, for the check at C speed
+        if listed != sorted(listed):
+            self.order = sorted(range(len(listed)), key=listed.__getitem__)
+            self.offsets = array("Q", [listed[i] for i in self.order])
 
     def at(self, off: int) -> tuple[int, int, int] | None:
         """(type, symbol, addend) of the relocation at ``off``, None without one."""
@@ -160,12 +159,8 @@ class Debug:
         rsec = self._relsecs.get(target.index)
         if rsec is None:
             return None
-        cols = self.elf.relocations(rsec)
-        nsyms = self.elf.num_symbols
-        if cols.max_symbol() >= nsyms:
-            raise DwarfError(f"a relocation of {target.name} refers to a symbol past the "
-                             f"{nsyms} of the symbol table")
-        return Relocations(cols, rsec.type == SHT_RELA)
+        # a symbol index is checked when a value uses it (``symbol``)
+        return Relocations(self.elf.relocations(rsec), rsec.type == SHT_RELA)
 
     def symbol(self, index: int) -> tuple[int, int]:
         """(st_value, section index) of symbol ``index``, SHN_XINDEX resolved
