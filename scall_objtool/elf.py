@@ -569,6 +569,14 @@ class RelocColumns:
         return array("Q", memoryview(self._data)[self._sec.offset:self._sec.offset
                                                  + self._sec.size].cast("Q")[::self._words])
 
+    def max_symbol(self) -> int:
+        """The largest symbol index an entry refers to (-1 without entries),
+        read without a column of them."""
+        if not len(self):
+            return -1
+        view = memoryview(self._data)[self._sec.offset:self._sec.offset + self._sec.size]
+        return max(view.cast("I")[3::self._words * 2])
+
     def entry(self, i: int) -> tuple[int, int, int]:
         """(type, symbol, addend) of entry ``i`` alone (SHT_REL: addend 0, the
         addend is in the relocated field)."""

@@ -159,8 +159,12 @@ class Debug:
         rsec = self._relsecs.get(target.index)
         if rsec is None:
             return None
-        # a symbol index is checked when a value uses it (``symbol``)
-        return Relocations(self.elf.relocations(rsec), rsec.type == SHT_RELA)
+        cols = self.elf.relocations(rsec)
+        nsyms = self.elf.num_symbols
+        if cols.max_symbol() >= nsyms:
+            raise DwarfError(f"a relocation of {target.name} refers to a symbol past the "
+                             f"{nsyms} of the symbol table")
+        return Relocations(cols, rsec.type == SHT_RELA)
 
     def symbol(self, index: int) -> tuple[int, int]:
         """(st_value, section index) of symbol ``index``, SHN_XINDEX resolved
