@@ -77,9 +77,14 @@ class LineProgram:
         p += self.opcode_base - 1
         self.dirs: list = []
         self.files: list = []                  # (raw name or (form, value), dir index)
+        #: v5: (offset, format, count) of the file entries not parsed yet (a
+        #: kernel unit lists hundreds; a site needs a few, read when named)
+        self._unread = None
         if version >= 5:
-            p = self._v5_entries(p, osz, self.dirs, False)
-            p = self._v5_entries(p, osz, self.files, True)
+            fmt, count, p = self._v5_format(p)
+            p = self._v5_entries(p, osz, fmt, count, self.dirs, False)
+            fmt, count, p = self._v5_format(p)
+            self._unread = (p, fmt, count)
         else:
             while d[p]:
                 s, p = cstring(d, p)
@@ -93,9 +98,9 @@ class LineProgram:
                 self.files.append((s, di))
         self._names: dict[int, str | None] = {}
 
-    def _v5_entries(self, p: int, osz: int, out: list, files: bool) -> int:
-        sec = self.sec
-        d = sec.data
+    def _v5_format(self, p: int) -> tuple[list, int, int]:
+        """A v5 entry format and count: (format, count, offset of the entries)."""
+        d = self.sec.data
         nfmt = d[p]
         p += 1
         fmt = []
@@ -106,6 +111,12 @@ class LineProgram:
         count, p = uleb(d, p)
         if count > self.end - p:
             raise DwarfError("line program header: more entries than bytes")
+        return fmt, count, p
+
+    def _v5_entries(self, p: int, osz: int, fmt: list, count: int, out: list,
+                    files: bool) -> int:
+        """Parse ``count`` entries of ``fmt`` at ``p`` into ``out``: the offset after."""
+        d = self.sec.data
         for _ in range(count):
             path = None
             di = 0
@@ -163,6 +174,11 @@ class LineProgram:
     def _file_name(self, index: int) -> str | None:
         v5 = self.version >= 5
         i = index if v5 else index - 1
+        if self._unread is not None and i >= len(self.files):
+            p, fmt, count = self._unread
+            n = min(i + 1 - len(self.files), count)
+            p = self._v5_entries(p, self.osz, fmt, n, self.files, True)
+            self._unread = (p, fmt, count - n) if count > n else None
         if not 0 <= i < len(self.files):
             return None
         raw, dir_index = self.files[i]

@@ -117,6 +117,7 @@ class Debug:
         self.nsec = len(elf.sections)
         self._secs: dict[str, Section | None] = {}
         self._relsecs = None
+        self._syms = None
 
     def __getitem__(self, name: str) -> Section | None:
         if name not in self._secs:
@@ -169,9 +170,11 @@ class Debug:
     def symbol(self, index: int) -> tuple[int, int]:
         """(st_value, section index) of symbol ``index``, SHN_XINDEX resolved
         (the symbol table as ``elf.py`` reads it)."""
-        if not 0 <= index < self.elf.num_symbols:
+        cols = self._syms
+        if cols is None:
+            cols = self._syms = self.elf.syms
+        if not 0 <= index < len(cols.value):
             raise DwarfError(f"relocation refers to symbol {index}, not in the symbol table")
-        cols = self.elf.syms
         return cols.value[index], cols.shndx[index]
 
 

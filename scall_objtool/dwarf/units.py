@@ -52,21 +52,27 @@ class Abbrev:
 
 #: one abbreviation entry in the encodings compilers write (minimal LEB128s, a
 #: children byte of 0 or 1, implicit constants of at most 10 bytes): its code,
-#: then the rest, up to and including the (0, 0) that ends it.  Entries that
-#: do not match are parsed byte by byte (``Abbrevs._parse``), as all were.
-_ENTRY = re.compile(
+#: then the rest, up to and including the (0, 0) that ends it
+_ENTRY_RE = (
     rb"([\x01-\x7f]|[\x80-\xff]{1,4}[\x01-\x7f])"                # code, not 0
     rb"((?:[\x00-\x7f]|[\x80-\xff]{1,2}[\x01-\x7f])[\x00\x01]"   # tag, children
     rb"(?:(?:[\x01-\x7f]|[\x80-\xff]{1,2}[\x01-\x7f])"          # name, not 0
     rb"(?:\x21[\x80-\xff]{0,9}[\x00-\x7f]"                       # implicit_const
     rb"|[\x01-\x20\x22-\x7f]|[\x80-\xff]{1,2}[\x01-\x7f]))*"     # other forms, not 0
-    rb"\x00\x00)", re.S)
+    rb"\x00\x00)")
+_ENTRY = re.compile(_ENTRY_RE, re.S)
+#: a whole table of such entries, up to its 0 code; a table that does not
+#: match is parsed entry by entry, byte by byte (``Abbrevs._parse``)
+_TABLE = re.compile(rb"(?:" + _ENTRY_RE.replace(b"(", b"(?:").replace(b"(?:?:", b"(?:")
+                    + rb")*\x00", re.S)
 
-#: (entry bytes after the code, offset size, address size, version) ->
-#: (Abbrev, its skip-loop view): the same entries recur in every unit of a
+#: (offset size, address size, version) -> {entry bytes after the code:
+#: (Abbrev, its skip-loop view)}: the same entries recur in every unit of a
 #: vmlinux and every object of a build, and an Abbrev is never changed
-_SHARED: dict[tuple, tuple] = {}
+_SHARED: dict[tuple, dict] = {}
 _SHARED_MAX = 1 << 16
+#: DW_FORM_data4, DW_FORM_data8
+_DATA48 = frozenset({0x06, 0x07})
 
 
 class Abbrevs:
@@ -81,45 +87,61 @@ class Abbrevs:
         self.fast: dict[int, tuple] = {}
         self.done = False
         self._sizes: dict[int, int | None] = {}
+        self._tried = False
 
     def get(self, code: int) -> Abbrev:
         ab = self.table.get(code)
         if ab is not None:
             return ab
+        if not self._tried:
+            self._tried = True
+            self._whole()
+            ab = self.table.get(code)
+            if ab is not None:
+                return ab
         data = self.data
-        match = _ENTRY.match
-        shared = _SHARED
-        fmt = (self.osz, self.asz, self.version)
         while not self.done:
-            m = match(data, self.pos)
-            if m is not None:
-                cs, rs = m.span(1)[0], m.start(2)
-                c = data[cs] if rs == cs + 1 else uleb(data, cs)[0]
-                key = (bytes(data[rs:m.end()]), *fmt)
-                hit = shared.get(key)
-                if hit is None:
-                    ab, end = self._parse(rs)
-                    hit = (ab, self._view(ab))
-                    if len(shared) >= _SHARED_MAX:
-                        shared.clear()
-                    shared[key] = hit
-                self.pos = m.end()
-                ab = hit[0]
-                if c not in self.table:
-                    self.table[c] = ab
-                    self.fast[c] = hit[1]
-            else:
-                c, off = uleb(data, self.pos)
-                if c == 0:
-                    self.done = True
-                    break
-                ab, self.pos = self._parse(off)
-                if c not in self.table:
-                    self.table[c] = ab
-                    self.fast[c] = self._view(ab)
+            c, off = uleb(data, self.pos)
+            if c == 0:
+                self.done = True
+                break
+            ab, self.pos = self._parse(off)
+            if c not in self.table:
+                self.table[c] = ab
+                self.fast[c] = self._view(ab)
             if c == code:
                 return ab
         raise DwarfError(f"abbreviation code {code} is not in its table")
+
+    def _whole(self) -> None:
+        """The whole table at once when every entry has the usual encodings:
+        one match finds its end, one ``findall`` splits it, and each entry is
+        looked up among those already seen (``_SHARED``)."""
+        m = _TABLE.match(self.data, self.pos)
+        if m is None:
+            return
+        start, end = self.pos, m.end()
+        raw = bytes(self.data[start:end - 1])
+        shared = _SHARED.get((self.osz, self.asz, self.version))
+        if shared is None or len(shared) >= _SHARED_MAX:
+            shared = _SHARED[(self.osz, self.asz, self.version)] = {}
+        table, fast = self.table, self.fast
+        off = start
+        for cb, body in _ENTRY.findall(raw):
+            off += len(cb)
+            hit = shared.get(body)
+            if hit is None:
+                ab, _ = self._parse(off)
+                hit = shared[body] = (ab, self._view(ab))
+            off += len(body)
+            c = cb[0] if len(cb) == 1 else uleb(cb, 0)[0]
+            if c not in table:
+                table[c], fast[c] = hit
+        if off != end - 1:              # not the parse _TABLE made: byte by byte instead
+            table.clear()
+            fast.clear()
+            return
+        self.pos, self.done = end, True
 
     @staticmethod
     def _view(ab: Abbrev) -> tuple:
@@ -292,9 +314,10 @@ class Reader:
                         out[name] = (form, u.offset + int.from_bytes(d[p:p + size], "little"))
                     elif form in _STRP:
                         out[name] = (form | _LAZY, p)     # read (relocated) when used
-                    elif size in (4, 8) and form in _RELOCATED:
+                    elif size in (4, 8) and form in _RELOCATED and not (
+                            name == AT_HIGH_PC and u.version >= 4 and form in _DATA48):
                         out[name] = (form, info.u(p, size))
-                    else:
+                    else:                   # (DWARF 4+: a constant high_pc is an offset)
                         out[name] = (form, int.from_bytes(d[p:p + size], "little"))
                 p += size
                 continue
