@@ -25,6 +25,8 @@ from ..elf import (ET_REL, SHF_ALLOC, SHF_COMPRESSED, SHN_LORESERVE, SHT_RELA, E
 from .forms import DwarfError, cstring
 
 TAG_SHIFT = 40
+#: debug sections up to this size are copied out of the file's bytes
+COPY_MAX = 32 << 20
 LOW = (1 << TAG_SHIFT) - 1
 
 _R_64 = (1, 17)          # R_X86_64_64, R_X86_64_DTPOFF64: S + A, 8 bytes
@@ -135,10 +137,11 @@ class Debug:
             return None
         if s.offset + s.size > len(elf.data):
             raise DwarfError(f"{name} extends past the end of the file")
-        # a view, not a copy (a vmlinux's .debug_info is 160 MB); the line
-        # program, decoded byte by byte, is copied (bytes index faster)
+        # decoded byte by byte: a copy (bytes index about a third faster than a
+        # view), except a section too large to hold twice (a vmlinux's
+        # .debug_info is 160 MB), read through a view
         raw = memoryview(elf.data)[s.offset:s.offset + s.size]
-        if name == ".debug_line":
+        if name == ".debug_line" or s.size <= COPY_MAX:
             raw = bytes(raw)
         if sec is not None and sec.flags & SHF_COMPRESSED:
             raw = _decompress_gabi(name, raw)
