@@ -30,6 +30,12 @@ def _assign(sites: list[int], j: int, upto: int, found: dict, row: tuple,
     return j, sites[j] if j < n else _NO_SITE, got
 
 
+#: the file entry formats of gcc and clang: (DW_LNCT_path, DW_FORM_line_strp),
+#: (DW_LNCT_directory_index, DW_FORM_udata), then clang's (DW_LNCT_MD5, DW_FORM_data16)
+_GNU_FILES = [(1, F_LINE_STRP), (2, F_UDATA)]
+_MD5 = (5, 0x1e)
+
+
 class LineProgram:
     """A line program's header: its file table, for names on demand."""
 
@@ -117,6 +123,20 @@ class LineProgram:
                     files: bool) -> int:
         """Parse ``count`` entries of ``fmt`` at ``p`` into ``out``: the offset after."""
         d = self.sec.data
+        if files and fmt[:2] == _GNU_FILES and all(f == _MD5 for f in fmt[2:]):
+            # gcc's (path: line_strp, directory: udata) and clang's (+ MD5): flat
+            md5 = 16 * (len(fmt) - 2)
+            for _ in range(count):
+                path = (F_LINE_STRP | _LAZY, p)
+                p += osz
+                di = d[p]
+                if di < 0x80:
+                    p += 1
+                else:
+                    di, p = uleb(d, p)
+                p += md5
+                out.append((path, di))
+            return p
         for _ in range(count):
             path = None
             di = 0
