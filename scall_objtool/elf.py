@@ -561,21 +561,38 @@ class RelocColumns:
         return self._sec.size // (8 * self._words)
 
     def offsets(self):
-        """The offset column, compact (8 bytes an entry, not a Python int each):
-        for a table that is searched, not walked."""
+        """The offset column, compact (an ``array('Q')``, 8 bytes an entry, not
+        a Python int each): for a table that is searched, not walked."""
         from array import array
-        if not len(self):
-            return array("Q")
-        return array("Q", memoryview(self._data)[self._sec.offset:self._sec.offset
-                                                 + self._sec.size].cast("Q")[::self._words])
+        out = array("Q")
+        out.frombytes(self._data[self._sec.offset:self._sec.offset + self._sec.size])
+        return out[::self._words]
 
-    def max_symbol(self) -> int:
-        """The largest symbol index an entry refers to (-1 without entries),
-        read without a column of them."""
+    def symbols_below(self, limit: int) -> bool:
+        """Does every entry refer to a symbol index below ``limit``?  Computed
+        on the byte columns of the symbol fields at C speed, without an int
+        per entry: whether a column holds a byte at or above a bound
+        (``translate`` deleting those below), and for the low byte, among the
+        entries whose second byte is the bound's (a mask, one big-integer AND)."""
         if not len(self):
-            return -1
-        view = memoryview(self._data)[self._sec.offset:self._sec.offset + self._sec.size]
-        return max(view.cast("I")[3::self._words * 2])
+            return True
+        step, base = 8 * self._words, self._sec.offset + 12
+        end = self._sec.offset + self._sec.size
+        col = [self._data[base + k:end:step] for k in range(4)]    # little-endian bytes
+
+        def any_at_least(column: bytes, bound: int) -> bool:
+            return bool(column.translate(None, bytes(range(min(bound, 256)))))
+        if limit >> 16 or any_at_least(col[3], 1) or any_at_least(col[2], 1):
+            view = memoryview(self._data)[self._sec.offset:end]      # (an int each)
+            return max(view.cast("I")[3::self._words * 2]) < limit
+        hi = limit >> 8
+        if any_at_least(col[1], hi + 1):
+            return False
+        if not any_at_least(col[1], hi):
+            return True
+        keep = col[1].translate(bytes(0xFF if b == hi else 0 for b in range(256)))
+        masked = int.from_bytes(col[0], "little") & int.from_bytes(keep, "little")
+        return not any_at_least(masked.to_bytes(len(col[0]), "little"), limit & 0xFF)
 
     def entry(self, i: int) -> tuple[int, int, int]:
         """(type, symbol, addend) of entry ``i`` alone (SHT_REL: addend 0, the

@@ -165,7 +165,7 @@ class Debug:
             return None
         cols = self.elf.relocations(rsec)
         nsyms = self.elf.num_symbols
-        if cols.max_symbol() >= nsyms:
+        if not cols.symbols_below(nsyms):
             raise DwarfError(f"a relocation of {target.name} refers to a symbol past the "
                              f"{nsyms} of the symbol table")
         return Relocations(cols, rsec.type == SHT_RELA)
