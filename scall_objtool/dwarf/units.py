@@ -68,9 +68,11 @@ _TABLE = re.compile(rb"(?:" + _ENTRY_RE.replace(b"(", b"(?:").replace(b"(?:?:", 
 
 #: (offset size, address size, version) -> {entry bytes after the code:
 #: (Abbrev, its skip-loop view)}: the same entries recur in every unit of a
-#: vmlinux and every object of a build, and an Abbrev is never changed
+#: vmlinux and every object of a build, and an Abbrev is never changed (2,447
+#: distinct entries in a defconfig build's 792 objects; a dict is emptied at
+#: _SHARED_MAX, about 1 KB an entry)
 _SHARED: dict[tuple, dict] = {}
-_SHARED_MAX = 1 << 16
+_SHARED_MAX = 1 << 13
 #: DW_FORM_data4, DW_FORM_data8
 _DATA48 = frozenset({0x06, 0x07})
 
