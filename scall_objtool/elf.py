@@ -76,6 +76,7 @@ NAME_BUDGET_BASE = 64 << 20
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
+_U64, _I64 = struct.Struct("<Q"), struct.Struct("<q")
 SYM_SIZE = 24
 RELA_SIZE = 24
 REL_SIZE = 16
@@ -528,7 +529,6 @@ class RelocColumns:
     def __init__(self, elf: ElfFile, sec: Section):
         self._data, self._sec = elf.data, sec
         self._words = (RELA_SIZE if sec.type == SHT_RELA else REL_SIZE) // 8
-        self.sym = self._col("I", 3, self._words * 2)
         if sec.type != SHT_RELA:
             self._target = (elf, sec.info)
             self._code: bytes | None = None     # the target's bytes, read once
@@ -536,8 +536,13 @@ class RelocColumns:
     def _col(self, fmt: str, start: int, step: int) -> list:
         return _column(self._data, self._sec.offset, self._sec.size, fmt, start, step)
 
-    # the other columns are read when first asked for: finding candidates
-    # looks at every entry's symbol, and at the rest of a few entries only
+    # each column is read when first asked for: finding candidates looks at
+    # every entry's symbol, and at the rest of a few entries only; the DWARF
+    # reader at the offsets, and at the few entries a value it reads has
+    @cached_property
+    def sym(self) -> list:
+        return self._col("I", 3, self._words * 2)
+
     @cached_property
     def offset(self) -> list:
         return self._col("Q", 0, self._words)
@@ -550,10 +555,52 @@ class RelocColumns:
     def addend(self) -> list:
         if self._sec.type == SHT_RELA:
             return self._col("q", 2, 3)
-        return [0] * len(self.sym)
+        return [0] * len(self)
 
     def __len__(self) -> int:
-        return len(self.sym)
+        return self._sec.size // (8 * self._words)
+
+    def offsets(self):
+        """The offset column, compact (an ``array('Q')``, 8 bytes an entry, not
+        a Python int each): for a table that is searched, not walked."""
+        from array import array
+        out = array("Q")
+        out.frombytes(self._data[self._sec.offset:self._sec.offset + self._sec.size])
+        return out[::self._words]
+
+    def symbols_below(self, limit: int) -> bool:
+        """Does every entry refer to a symbol index below ``limit``?  Computed
+        on the byte columns of the symbol fields at C speed, without an int
+        per entry: whether a column holds a byte at or above a bound
+        (``translate`` deleting those below), and for the low byte, among the
+        entries whose second byte is the bound's (a mask, one big-integer AND)."""
+        if not len(self):
+            return True
+        step, base = 8 * self._words, self._sec.offset + 12
+        end = self._sec.offset + self._sec.size
+        col = [self._data[base + k:end:step] for k in range(4)]    # little-endian bytes
+
+        def any_at_least(column: bytes, bound: int) -> bool:
+            return bool(column.translate(None, bytes(range(min(bound, 256)))))
+        if limit >> 16 or any_at_least(col[3], 1) or any_at_least(col[2], 1):
+            view = memoryview(self._data)[self._sec.offset:end]      # (an int each)
+            return max(view.cast("I")[3::self._words * 2]) < limit
+        hi = limit >> 8
+        if any_at_least(col[1], hi + 1):
+            return False
+        if not any_at_least(col[1], hi):
+            return True
+        keep = col[1].translate(bytes(0xFF if b == hi else 0 for b in range(256)))
+        masked = int.from_bytes(col[0], "little") & int.from_bytes(keep, "little")
+        return not any_at_least(masked.to_bytes(len(col[0]), "little"), limit & 0xFF)
+
+    def entry(self, i: int) -> tuple[int, int, int]:
+        """(type, symbol, addend) of entry ``i`` alone (SHT_REL: addend 0, the
+        addend is in the relocated field)."""
+        off = self._sec.offset + 8 * self._words * i
+        info = _U64.unpack_from(self._data, off + 8)[0]
+        addend = _I64.unpack_from(self._data, off + 16)[0] if self._words == 3 else 0
+        return info & 0xFFFFFFFF, info >> 32, addend
 
     def implicit_addend(self, i: int) -> int:
         """SHT_REL: the addend stored in the relocated field."""

@@ -1,5 +1,5 @@
 """Source lines: where each site is, as ``addr2line -i -f -e OBJ -j SECTION
-OFFSET`` says, read by our own DWARF reader (``dwarf.py``).
+OFFSET`` says, read by our own DWARF reader (the ``dwarf`` package).
 
 A site's frames run from the innermost (the line-table row at the site, in
 the function inlined last) outwards, each outer frame being the call site
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 
-from .dwarf import (AT_CALL_FILE, AT_CALL_LINE, AT_COMP_DIR, AT_STMT_LIST, TAG_SHIFT,
+from .dwarf import (AT_CALL_FILE, AT_CALL_LINE, AT_COMP_DIR, AT_SIBLING, AT_STMT_LIST, TAG_SHIFT,
                     Debug, DwarfError, LineProgram, Reader, _DESCEND, _FUNCS, text)
 from .elf import ElfFile
 
@@ -374,7 +374,11 @@ class _Lookup:
                 for i, j in spans:
                     depth.add(i, j, -1)
             if ab.children:
-                p = reader.skip_children(u, p)
+                # a function without a site: its DW_AT_sibling, when it has one,
+                # is where its children end
+                sib = attrs.get(AT_SIBLING)
+                p = sib[1] if sib is not None and p < sib[1] <= u.end \
+                    else reader.skip_children(u, p)
             if len(stack) == 1 and placed.count == n:
                 break
         for k, label in enumerate(depth.labels()):

@@ -193,3 +193,21 @@ def test_linked_image_lines_by_address(tmp_path, link):
     frames = lookup(elf, [text.addr + o for o in offsets])
     got = [_innermost(frames.get(text.addr + o)) for o in offsets]
     assert [(hex(o), w, g) for o, w, g in zip(offsets, want, got) if w != g] == []
+
+
+def test_relocation_symbol_bound_is_exact(build):
+    """The debug relocations' symbol check (read on byte columns, without an
+    int per entry) says what max() of the symbol column says, at every bound
+    around the largest index, for RELA entries whose indexes need two bytes."""
+    obj = build("lint.c", "-O2", "-g")
+    elf = ElfFile(obj.read_bytes(), str(obj))
+    rsec = elf.section_by_name(".rela.debug_info")
+    data = bytearray(elf.data)
+    for i in range(rsec.size // 24):            # spread the indexes over two bytes
+        struct.pack_into("<I", data, rsec.offset + 24 * i + 12, (i * 37) % 700)
+    cols = ElfFile(bytes(data), str(obj)).relocations(rsec)
+    top = max(cols.sym)
+    assert top >= 256
+    for bound in [*range(top - 300, top + 300), 1 << 16, 1 << 20]:
+        assert cols.symbols_below(bound) == (top < bound), bound
+    assert list(cols.offsets()) == cols.offset
