@@ -19,10 +19,9 @@ import os
 import stat
 import struct
 from bisect import bisect_right
-from functools import cached_property
 
 from .errors import InputError
-from .records import record
+from .records import cached, record
 
 # e_ident / header constants
 ELFMAG = b"\x7fELF"
@@ -231,7 +230,7 @@ class ElfFile:
         k = bisect_right(bounds, address) - 1
         return owners[k] if k >= 0 else None
 
-    @cached_property
+    @cached
     def _address_map(self) -> tuple[list[int], list[Section | None]]:
         """The allocated sections' start and end addresses, sorted, and for
         each the section holding the addresses from it to the next: built once
@@ -352,7 +351,7 @@ class ElfFile:
         return None
 
     # ------------------------------------------------------------ symbol table
-    @cached_property
+    @cached
     def symtab(self) -> Section | None:
         found = [s for s in self.sections if s.type == SHT_SYMTAB]
         if len(found) > 1:
@@ -373,12 +372,12 @@ class ElfFile:
                        "entries")
         return sec
 
-    @cached_property
+    @cached
     def strtab(self) -> bytes:
         sym = self.symtab
         return self.section_bytes(self.sections[sym.link]) if sym else b""
 
-    @cached_property
+    @cached
     def syms(self) -> "SymbolColumns":
         """The symbol table as columns of Python ints (empty without one)."""
         return SymbolColumns(self)
@@ -538,15 +537,15 @@ class RelocColumns:
 
     # the other columns are read when first asked for: finding candidates
     # looks at every entry's symbol, and at the rest of a few entries only
-    @cached_property
+    @cached
     def offset(self) -> list:
         return self._col("Q", 0, self._words)
 
-    @cached_property
+    @cached
     def type(self) -> list:
         return self._col("I", 2, self._words * 2)
 
-    @cached_property
+    @cached
     def addend(self) -> list:
         if self._sec.type == SHT_RELA:
             return self._col("q", 2, 3)
