@@ -101,14 +101,27 @@ NAME_MAX = 512
 NAME_KEEP = 256
 
 
+#: names already shown, for the names every object repeats (``.text``,
+#: ``.rela.text``, ...): a batch shows each section name of each object;
+#: short names only, and a bounded number of them
+_SHOWN: dict[bytes, str] = {}
+_SHOWN_MAX, _SHOWN_LEN = 1 << 14, 64
+
+
 def display_name(raw: bytes) -> str:
     """A name from the file as it is shown (``printable``); a name longer than
     NAME_MAX bytes is shown as its first NAME_KEEP bytes and
     ``...[N bytes, sha256:H]`` (H: 16 hex digits of the whole name's SHA-256),
     so that two long names stay apart and the same name reads the same in
     every report.  The Python objects keep the raw bytes (``name_bytes``)."""
+    shown = _SHOWN.get(raw)
+    if shown is not None:
+        return shown
     if len(raw) <= NAME_MAX:
-        return printable(raw)
+        shown = printable(raw)
+        if len(raw) <= _SHOWN_LEN and len(_SHOWN) < _SHOWN_MAX:
+            _SHOWN[raw] = shown
+        return shown
     import hashlib
     digest = hashlib.sha256(raw).hexdigest()[:16]
     return f"{printable(raw[:NAME_KEEP])}...[{len(raw)} bytes, sha256:{digest}]"

@@ -127,8 +127,7 @@ def apply(path: str, action: WriteAction, on_disk: bytes, before: os.stat_result
 
     out = _outcome(path, output or path, action)
     if out.output != "-":                   # left by an earlier run that was killed
-        # (realpath: OSError for a relative path whose current directory is gone)
-        put(out.output, lambda: clean_directory(os.path.dirname(os.path.realpath(out.output))))
+        put(out.output, lambda: clean_directory(os.path.dirname(_target(out.output))))
     if output is not None:
         if os.path.islink(output) and (os.path.isfile(output) or not os.path.exists(output)) \
                 and stream_of(output) is None:      # /dev/stdout > FILE: written through
@@ -144,6 +143,14 @@ def apply(path: str, action: WriteAction, on_disk: bytes, before: os.stat_result
         put(path + ".orig", atomic_write, path + ".orig", on_disk, meta_from=path, clone=True)
     put(path, replace_in_place, path, action.data, on_disk, expect=before, follow=follow)
     return out
+
+
+def _target(path: str) -> str:
+    """The absolute path of the file a replacement of ``path`` creates its
+    temporary beside (``fileio.atomic_write``): through a symlink, its target.
+    One lstat, where realpath would take one a component.  OSError for a
+    relative path whose current directory is gone."""
+    return os.path.realpath(path) if os.path.islink(path) else os.path.abspath(path)
 
 
 def _outcome(path: str, output: str, action: WriteAction) -> WriteOutcome:
