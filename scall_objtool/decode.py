@@ -144,17 +144,31 @@ def disassemble(code: bytes, base: int) -> tuple[list[int], list[int], object]:
     n = cs_disasm(handle, code, len(code), base, 0, ctypes.byref(insns))
     if n <= 0:
         return [], [], None
-    try:
-        raw = ctypes.string_at(insns, n * stride)
-    finally:
-        cs_free(insns, n)
-    starts = memoryview(raw).cast("Q")[addr_off // 8::stride // 8].tolist()
-    sizes = list(raw[size_off::stride])          # an x86 instruction is <= 15 bytes
+    # capstone's array is read where it lies (not copied: most of each record
+    # is text nobody reads) and freed with the last mnemonic reader
+    held = _Insns(insns, n, cs_free)
+    raw = memoryview((ctypes.c_char * (n * stride)).from_address(insns.value)).cast("B")
+    starts = raw.cast("Q")[addr_off // 8::stride // 8].tolist()
+    sizes = raw[size_off::stride].tolist()      # an x86 instruction is <= 15 bytes
 
-    def mnemonic(i: int) -> str:
-        field = raw[i * stride + mn_off:i * stride + mn_off + 32]
+    def mnemonic(i: int, held=held) -> str:
+        field = bytes(raw[i * stride + mn_off:i * stride + mn_off + 32])
         return field.split(b"\0", 1)[0].decode("ascii", "replace")
     return starts, sizes, mnemonic
+
+
+class _Insns:
+    """An array ``cs_disasm`` returned, freed when no reader holds it."""
+    __slots__ = ("ptr", "n", "free")
+
+    def __init__(self, ptr, n: int, free):
+        self.ptr, self.n, self.free = ptr, n, free
+
+    def __del__(self):
+        try:
+            self.free(self.ptr, self.n)
+        except Exception:       # at interpreter exit ctypes may be gone: the OS frees it
+            pass
 
 
 #: a fresh decode's largest chunk (for one capstone call)

@@ -75,6 +75,7 @@ NAME_BUDGET_BASE = 64 << 20
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
+_RELA_ENTRY = struct.Struct("<QQq")
 SYM_SIZE = 24
 RELA_SIZE = 24
 REL_SIZE = 16
@@ -566,6 +567,14 @@ class RelocColumns:
 
     def __len__(self) -> int:
         return len(self.sym)
+
+    def entry(self, i: int) -> tuple[int, int, int]:
+        """(r_offset, type, addend) of entry ``i`` (SHT_REL: the implicit addend),
+        read alone: a few entries of a large table cost less than its columns."""
+        if self._sec.type != SHT_RELA:
+            return self.offset[i], self.type[i], self.implicit_addend(i)
+        off, info, addend = _RELA_ENTRY.unpack_from(self._data, self._sec.offset + i * RELA_SIZE)
+        return off, info & 0xFFFFFFFF, addend
 
     def implicit_addend(self, i: int) -> int:
         """SHT_REL: the addend stored in the relocated field."""
