@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from bisect import bisect_right
 
 from .errors import InputError
 from .records import cached, record
@@ -240,6 +239,7 @@ class ElfFile:
     def section_at(self, address: int) -> Section | None:
         """The allocated section holding ``address`` (linked images); of
         overlapping sections, the one with the lowest index."""
+        from bisect import bisect_right     # linked images only: off the start-up path
         bounds, owners = self._address_map
         k = bisect_right(bounds, address) - 1
         return owners[k] if k >= 0 else None

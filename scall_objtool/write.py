@@ -170,7 +170,6 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     walk found) ``path`` must not be a symlink."""
     from .elf import read_file
     from .errors import UsageError
-    from .fileio import same_file
     from .inputs import AR_MAGIC, THIN_MAGIC, show
 
     if output == "":
@@ -191,9 +190,11 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     if packed:
         raise InputError(f"is a {packed}-compressed module: a packaged artifact, never "
                          "rewritten (write the .ko before it is compressed)", path)
-    if output is not None and output != "-" and same_file(output, path):
-        raise InputError(f"-o {show(output)} is the input itself: refusing to overwrite it "
-                         "(omit -o to write in place)", path)
+    if output is not None and output != "-":
+        from .fileio import same_file
+        if same_file(output, path):
+            raise InputError(f"-o {show(output)} is the input itself: refusing to overwrite "
+                             "it (omit -o to write in place)", path)
     action = decide(ElfFile(on_disk, path), options, force)
     if dry_run:
         out = _outcome(path, output or path, action)
