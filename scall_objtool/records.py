@@ -8,9 +8,10 @@ class annotations; defaults are constants, or ``LIST`` for a fresh empty
 list.  ``frozen=True`` forbids assignment after ``__init__`` and makes
 instances hashable.  ``__post_init__`` runs if defined.
 
-``__init__`` is compiled (one small ``exec``, 40-70 us) when the class is
-first instantiated, not when it is defined: most of the records a module
-defines are never made on a run over an object without static calls.
+``__init__`` is compiled (one small ``exec``, 40-70 us) at the class's
+``COMPILE_AFTER``-th instance, not when it is defined; the instances before
+are bound without compiling: most of the records a module defines are made
+once or never on a run over an object without static calls.
 
 ``fields(cls)`` lists a record's field names in order, ``defaults(cls)``
 their default values.  ``cached`` is ``functools.cached_property`` without
@@ -63,6 +64,32 @@ def _init_source(names: list[str], defaults: dict, frozen: bool,
     return f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass"), glb
 
 
+#: a record's ``__init__`` is compiled at its this-many-th instance; the ones
+#: before are bound by ``_bind`` (slower a call, but no compile)
+COMPILE_AFTER = 8
+
+
+def _bind(self, name: str, names: list[str], defaults: dict, args: tuple, kw: dict) -> None:
+    """What the compiled ``__init__`` does, interpreted: the values of the
+    fields, in field order, into the instance ``__dict__``."""
+    if len(args) > len(names):
+        raise TypeError(f"{name}() takes {len(names)} arguments, {len(args)} given")
+    values = dict(zip(names, args))
+    for k, v in kw.items():
+        if k in values or k not in names:
+            raise TypeError(f"{name}() got an unexpected or repeated argument {k!r}")
+        values[k] = v
+    state = {}
+    for n in names:
+        if n in values:
+            state[n] = values[n]
+        elif n in defaults:
+            state[n] = [] if defaults[n] is LIST else defaults[n]
+        else:
+            raise TypeError(f"{name}() missing argument {n!r}")
+    self.__dict__.update(state)
+
+
 def record(cls=None, *, frozen: bool = False):
     def build(cls):
         names = [n for n in cls.__dict__.get("__annotations__", {})
@@ -77,8 +104,17 @@ def record(cls=None, *, frozen: bool = False):
             delattr(cls, n)
         post_init = "__post_init__" in cls.__dict__
 
+        made = [0]
+
         def __init__(self, *args, **kw):
-            # first instance: compile the real __init__, put it in place of this one
+            # the first few instances: the arguments bound here; then the
+            # compiled __init__ takes this one's place
+            made[0] += 1
+            if made[0] < COMPILE_AFTER:
+                _bind(self, cls.__name__, names, defaults, args, kw)
+                if post_init:
+                    self.__post_init__()
+                return
             src, glb = _init_source(names, defaults, frozen, post_init)
             ns: dict = {}
             exec(src, glb, ns)
