@@ -6,8 +6,31 @@ The library follows the data: ``elf`` (read) -> ``find`` (candidates) ->
 """
 from __future__ import annotations
 
-from .errors import InputError, ScallError, UsageError  # noqa: E402
-from .model import ObjectResult, Options, Reference, Site  # noqa: E402
+TYPE_CHECKING = False            # typing's own costs an import
+if TYPE_CHECKING:
+    from .model import ObjectResult
+    from .options import Options
+
+#: the classes the package exports (and the version, read by --version and the
+#: reports), by the module that defines them: imported
+#: when first asked for (``from scall_objtool import Options``), so that the
+#: command line, which imports the package first, pays only for what it uses
+_EXPORTED = {"InputError": "errors", "ScallError": "errors", "UsageError": "errors",
+             "ObjectResult": "model", "Options": "options", "Reference": "model",
+             "Site": "model"}
+
+
+def __getattr__(name: str):
+    module = _EXPORTED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(__import__(f"{__name__}.{module}", fromlist=[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTED))
 
 
 def scan_path(path: str, options: Options | None = None,
@@ -22,6 +45,7 @@ def verify_path(path: str, options: Options | None = None):
     """Check the existing static-call table of an object or linked image;
     returns a :class:`table.Verdict` (``.ok``, ``.mismatches``, ``.missing``)."""
     from .elf import open_elf
+    from .options import Options
     from .pipeline import scan_elf
     from .verify import verify
     options = options or Options()
@@ -31,16 +55,9 @@ def verify_path(path: str, options: Options | None = None):
 
 def write_path(path: str, options: Options | None = None, **kwargs):
     """Write the static-call table of one object; see :func:`write.write_path`."""
+    from .options import Options
     from .write import write_path as _write
     return _write(path, options or Options(), **kwargs)
-
-
-def __getattr__(name: str):
-    # the version is read by --version and the reports, not on the per-object path
-    if name == "__version__":
-        from ._version import __version__
-        return __version__
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["InputError", "ObjectResult", "Options", "Reference", "ScallError", "Site",

@@ -22,7 +22,6 @@ from .errors import PROG, ScallError, UsageError, error_line, warning_line
 from .inputs import expand, show
 from .model import Options
 from .records import record
-from .streams import OutputError
 
 
 #: what ``write DIR`` looks for: objects, not archives (whose members are
@@ -61,8 +60,9 @@ def check_output(output: str | None, inputs: list[str]) -> None:
 
 
 def _emit_messages(lines: list[str]) -> None:
-    from .streams import err
-    err(lines)
+    if lines:                       # a quiet run on a clean object prints nothing
+        from .streams import err
+        err(lines)
 
 
 def _deliver(messages: list[str], text: str, output: str | None,
@@ -74,23 +74,24 @@ def _deliver(messages: list[str], text: str, output: str | None,
     A failure to write stdout or stderr is an OutputError (``streams``), after
     the report has been tried all the same."""
     from . import streams
-    from .fileio import UnsafeWrite, write_output
+    from .streams import OutputError
     broken = None
     try:
         _emit_messages(messages)
     except OutputError as e:
         broken = e                      # stderr is gone: the report may still arrive
-    try:
-        if output is None or output == "-":
-            streams.out(text, machine)
-        else:
+    if output is None or output == "-":
+        streams.out(text, machine)      # its failure is an OutputError
+    else:
+        from .fileio import UnsafeWrite, write_output
+        try:
             write_output(output, streams.encode(text))
-    except OSError as e:
-        _emit_messages([error_line(f"{show(output)}: cannot write: {e.strerror}")])
-        return False
-    except UnsafeWrite as e:
-        _emit_messages([error_line(f"{show(output)}: {e}")])
-        return False
+        except OSError as e:
+            _emit_messages([error_line(f"{show(output)}: cannot write: {e.strerror}")])
+            return False
+        except UnsafeWrite as e:
+            _emit_messages([error_line(f"{show(output)}: {e}")])
+            return False
     if broken is not None:
         raise broken
     return True
@@ -256,10 +257,11 @@ def write(paths: list[str], options: Options, output: str | None = None,
         raise UsageError("-o/--output takes exactly one input file")
     if output is not None:
         check_output(output, [inputs[0].path])
-    from .fileio import stream_of
     # the object itself goes to stdout (-o -, /dev/stdout, the file stdout is
     # redirected to): no summary there
-    quiet = quiet or (output is not None and stream_of(output) == 1)
+    if output is not None:
+        from .fileio import stream_of
+        quiet = quiet or stream_of(output) == 1
     if not dry_run:
         # stale temporaries: one listing per directory, before the workers fork
         # (they inherit what was cleaned)

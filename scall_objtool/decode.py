@@ -145,17 +145,31 @@ def disassemble(code: bytes, base: int) -> tuple[list[int], list[int], object]:
     n = cs_disasm(handle, code, len(code), base, 0, ctypes.byref(insns))
     if n <= 0:
         return [], [], None
-    try:
-        raw = ctypes.string_at(insns, n * stride)
-    finally:
-        cs_free(insns, n)
-    starts = memoryview(raw).cast("Q")[addr_off // 8::stride // 8].tolist()
-    sizes = list(raw[size_off::stride])          # an x86 instruction is <= 15 bytes
+    # capstone's array is read where it lies (not copied: most of each record
+    # is text nobody reads) and freed with the last mnemonic reader
+    held = _Insns(insns, n, cs_free)
+    raw = memoryview((ctypes.c_char * (n * stride)).from_address(insns.value)).cast("B")
+    starts = raw.cast("Q")[addr_off // 8::stride // 8].tolist()
+    sizes = raw[size_off::stride].tolist()      # an x86 instruction is <= 15 bytes
 
-    def mnemonic(i: int) -> str:
-        field = raw[i * stride + mn_off:i * stride + mn_off + 32]
+    def mnemonic(i: int, held=held) -> str:
+        field = bytes(raw[i * stride + mn_off:i * stride + mn_off + 32])
         return field.split(b"\0", 1)[0].decode("ascii", "replace")
     return starts, sizes, mnemonic
+
+
+class _Insns:
+    """An array ``cs_disasm`` returned, freed when no reader holds it."""
+    __slots__ = ("ptr", "n", "free")
+
+    def __init__(self, ptr, n: int, free):
+        self.ptr, self.n, self.free = ptr, n, free
+
+    def __del__(self):
+        try:
+            self.free(self.ptr, self.n)
+        except Exception:       # at interpreter exit ctypes may be gone: the OS frees it
+            pass
 
 
 #: a fresh decode's largest chunk (for one capstone call)
@@ -341,24 +355,56 @@ def analyse(code: bytes, start: int, length: int, mnemonic: str) -> Insn:
 
 
 class FunctionIndex:
-    """Function and label symbols of one section, for containment queries."""
+    """Function and label symbols of one section, for containment queries at
+    the ``offsets`` given (the candidates of a section, ascending or not).
 
-    def __init__(self, elf: ElfFile, sec: Section):
+    Only the symbols that can answer one of those queries are named (their
+    names read and made printable): the functions that contain an offset, and
+    every symbol at the greatest symbol start at or below one.  A kernel
+    module's ``.text`` has thousands of symbols and a handful of sites."""
+
+    def __init__(self, elf: ElfFile, sec: Section, offsets):
         cols = elf.syms
         rank = {STB_GLOBAL: 0, STB_WEAK: 1}
         base = sec.addr if elf.linked else 0       # symbol values are addresses there
-        funcs, labels = [], []
+        queries = sorted(set(offsets))
+        strtab = elf.strtab
+        # a name is empty or a .L label when its first bytes say so; read (and
+        # checked) through symbol_name_bytes when the table does not end in NUL
+        plain = strtab.endswith(b"\0")
+        limit = len(strtab)
         # from the symbol columns, not a Symbol record each (kvm.ko: 3,000 symbols)
         info, value, size, name = cols.info, cols.value, cols.size, cols.name
+        found = []                      # (start, size, symbol index, is a function)
         for i in cols.in_section(sec.index):
             stype = info[i] & 0xF
-            if stype in (STT_SECTION, STT_FILE) or not 0 <= value[i] - base <= sec.size:
+            start = value[i] - base
+            if stype in (STT_SECTION, STT_FILE) or not 0 <= start <= sec.size:
                 continue
-            raw = elf.symbol_name_bytes(name[i])
-            if not raw or raw.startswith(b".L"):
+            off = name[i]
+            if plain and off < limit:
+                if strtab[off] == 0 or strtab.startswith(b".L", off):
+                    continue
+            else:
+                raw = elf.symbol_name_bytes(off)     # the file's error, if any
+                if not raw or raw.startswith(b".L"):
+                    continue
+            found.append((start, size[i], i, stype == STT_FUNC))
+        starts = sorted({f[0] for f in found})
+        # the greatest start at or below each query: every symbol there may be
+        # the answer (the first in (rank, name) order)
+        nearest = {starts[k - 1] for k in (bisect_right(starts, q) for q in queries) if k}
+        funcs, labels = [], []
+        for start, length, i, is_func in found:
+            holds = False
+            if is_func and length > 0:
+                k = bisect_left(queries, start)
+                holds = k < len(queries) and queries[k] < start + length
+            if not holds and start not in nearest:
                 continue
-            entry = (value[i] - base, rank.get(info[i] >> 4, 2), display_name(raw), size[i], i)
-            (funcs if stype == STT_FUNC else labels).append(entry)
+            entry = (start, rank.get(info[i] >> 4, 2),
+                     display_name(elf.symbol_name_bytes(name[i])), length, i)
+            (funcs if is_func else labels).append(entry)
         funcs.sort()
         self.funcs = funcs
         # funcs are in (start, rank, name, ...) order already
@@ -372,7 +418,8 @@ class FunctionIndex:
         """(name, start, end) of the function holding ``off`` (the innermost:
         the greatest start, then the first in (rank, name) order, a global
         before a local alias); else the nearest preceding symbol; else
-        (None, 0, None).  Cheapest when asked in increasing order of ``off``."""
+        (None, 0, None).  ``off`` is one of the offsets the index was made
+        for; cheapest when asked in increasing order."""
         best = self._innermost.query(off)
         if best is not None:
             value, _rank, name, size, _i = best
@@ -400,7 +447,7 @@ def prove(elf: ElfFile, candidates: list[Candidate]) -> list[Proof]:
                 proofs.append(Proof(c, None, None, None, None, "data"))
             continue
         code = elf.section_bytes(sec)
-        index = FunctionIndex(elf, sec)
+        index = FunctionIndex(elf, sec, [c.offset for c in cands])
         groups: dict[tuple, list[Candidate]] = {}
         for c in cands:
             groups.setdefault(index.containing(c.offset), []).append(c)
@@ -501,7 +548,7 @@ def instruction_at(elf: ElfFile, sec: Section, off: int):
 def instructions_at(elf: ElfFile, sec: Section, offsets) -> dict[int, tuple | None]:
     """:func:`instruction_at` for many offsets of one section: one function
     index, and each function decoded once, up to the last offset it holds."""
-    index = FunctionIndex(elf, sec)
+    index = FunctionIndex(elf, sec, offsets)
     code = elf.section_bytes(sec)
     groups: dict[tuple, list[int]] = {}
     for off in sorted(set(offsets)):

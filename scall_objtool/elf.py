@@ -18,11 +18,9 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from bisect import bisect_right
-from functools import cached_property
 
 from .errors import InputError
-from .records import record
+from .records import cached, record
 
 # e_ident / header constants
 ELFMAG = b"\x7fELF"
@@ -77,6 +75,7 @@ NAME_BUDGET_BASE = 64 << 20
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
 _U64, _I64 = struct.Struct("<Q"), struct.Struct("<q")
+_RELA_ENTRY = struct.Struct("<QQq")
 SYM_SIZE = 24
 RELA_SIZE = 24
 REL_SIZE = 16
@@ -103,14 +102,27 @@ NAME_MAX = 512
 NAME_KEEP = 256
 
 
+#: names already shown, for the names every object repeats (``.text``,
+#: ``.rela.text``, ...): a batch shows each section name of each object;
+#: short names only, and a bounded number of them
+_SHOWN: dict[bytes, str] = {}
+_SHOWN_MAX, _SHOWN_LEN = 1 << 14, 64
+
+
 def display_name(raw: bytes) -> str:
     """A name from the file as it is shown (``printable``); a name longer than
     NAME_MAX bytes is shown as its first NAME_KEEP bytes and
     ``...[N bytes, sha256:H]`` (H: 16 hex digits of the whole name's SHA-256),
     so that two long names stay apart and the same name reads the same in
     every report.  The Python objects keep the raw bytes (``name_bytes``)."""
+    shown = _SHOWN.get(raw)
+    if shown is not None:
+        return shown
     if len(raw) <= NAME_MAX:
-        return printable(raw)
+        shown = printable(raw)
+        if len(raw) <= _SHOWN_LEN and len(_SHOWN) < _SHOWN_MAX:
+            _SHOWN[raw] = shown
+        return shown
     import hashlib
     digest = hashlib.sha256(raw).hexdigest()[:16]
     return f"{printable(raw[:NAME_KEEP])}...[{len(raw)} bytes, sha256:{digest}]"
@@ -228,11 +240,12 @@ class ElfFile:
     def section_at(self, address: int) -> Section | None:
         """The allocated section holding ``address`` (linked images); of
         overlapping sections, the one with the lowest index."""
+        from bisect import bisect_right     # linked images only: off the start-up path
         bounds, owners = self._address_map
         k = bisect_right(bounds, address) - 1
         return owners[k] if k >= 0 else None
 
-    @cached_property
+    @cached
     def _address_map(self) -> tuple[list[int], list[Section | None]]:
         """The allocated sections' start and end addresses, sorted, and for
         each the section holding the addresses from it to the next: built once
@@ -353,7 +366,7 @@ class ElfFile:
         return None
 
     # ------------------------------------------------------------ symbol table
-    @cached_property
+    @cached
     def symtab(self) -> Section | None:
         found = [s for s in self.sections if s.type == SHT_SYMTAB]
         if len(found) > 1:
@@ -374,12 +387,12 @@ class ElfFile:
                        "entries")
         return sec
 
-    @cached_property
+    @cached
     def strtab(self) -> bytes:
         sym = self.symtab
         return self.section_bytes(self.sections[sym.link]) if sym else b""
 
-    @cached_property
+    @cached
     def syms(self) -> "SymbolColumns":
         """The symbol table as columns of Python ints (empty without one)."""
         return SymbolColumns(self)
@@ -539,19 +552,19 @@ class RelocColumns:
     # each column is read when first asked for: finding candidates looks at
     # every entry's symbol, and at the rest of a few entries only; the DWARF
     # reader at the offsets, and at the few entries a value it reads has
-    @cached_property
+    @cached
     def sym(self) -> list:
         return self._col("I", 3, self._words * 2)
 
-    @cached_property
+    @cached
     def offset(self) -> list:
         return self._col("Q", 0, self._words)
 
-    @cached_property
+    @cached
     def type(self) -> list:
         return self._col("I", 2, self._words * 2)
 
-    @cached_property
+    @cached
     def addend(self) -> list:
         if self._sec.type == SHT_RELA:
             return self._col("q", 2, 3)
@@ -594,13 +607,21 @@ class RelocColumns:
         masked = int.from_bytes(col[0], "little") & int.from_bytes(keep, "little")
         return not any_at_least(masked.to_bytes(len(col[0]), "little"), limit & 0xFF)
 
-    def entry(self, i: int) -> tuple[int, int, int]:
+    def info_entry(self, i: int) -> tuple[int, int, int]:
         """(type, symbol, addend) of entry ``i`` alone (SHT_REL: addend 0, the
         addend is in the relocated field)."""
         off = self._sec.offset + 8 * self._words * i
         info = _U64.unpack_from(self._data, off + 8)[0]
         addend = _I64.unpack_from(self._data, off + 16)[0] if self._words == 3 else 0
         return info & 0xFFFFFFFF, info >> 32, addend
+
+    def entry(self, i: int) -> tuple[int, int, int]:
+        """(r_offset, type, addend) of entry ``i`` (SHT_REL: the implicit addend),
+        read alone: a few entries of a large table cost less than its columns."""
+        if self._sec.type != SHT_RELA:
+            return self.offset[i], self.type[i], self.implicit_addend(i)
+        off, info, addend = _RELA_ENTRY.unpack_from(self._data, self._sec.offset + i * RELA_SIZE)
+        return off, info & 0xFFFFFFFF, addend
 
     def implicit_addend(self, i: int) -> int:
         """SHT_REL: the addend stored in the relocated field."""

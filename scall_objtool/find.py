@@ -109,7 +109,7 @@ def find_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candidate]:
         # the entries naming a wanted symbol, picked at C speed (kvm.ko: 1,000 of 42,000)
         for i in compress(range(len(rel.sym)), map(wanted.__contains__, rel.sym)):
             s = rel.sym[i]
-            off, rt, add = rel.offset[i], rel.type[i], rel.implicit_addend(i)
+            off, rt, add = rel.entry(i)
             if linked:
                 off -= target.addr          # r_offset is an address in a linked image
                 if not 0 <= off < target.size:

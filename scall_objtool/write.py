@@ -125,8 +125,7 @@ def apply(path: str, out: WriteOutcome, on_disk: bytes, before: os.stat_result,
 
     data = _done(out, path, output)
     if out.output != "-":                   # left by an earlier run that was killed
-        # (realpath: OSError for a relative path whose current directory is gone)
-        put(out.output, lambda: clean_directory(os.path.dirname(os.path.realpath(out.output))))
+        put(out.output, lambda: clean_directory(os.path.dirname(_target(out.output))))
     if output is not None:
         if os.path.islink(output) and (os.path.isfile(output) or not os.path.exists(output)) \
                 and stream_of(output) is None:      # /dev/stdout > FILE: written through
@@ -151,6 +150,14 @@ def _done(out: WriteOutcome, path: str, output: str | None) -> bytes | None:
     return data
 
 
+def _target(path: str) -> str:
+    """The absolute path of the file a replacement of ``path`` creates its
+    temporary beside (``fileio.atomic_write``): through a symlink, its target.
+    One lstat, where realpath would take one a component.  OSError for a
+    relative path whose current directory is gone."""
+    return os.path.realpath(path) if os.path.islink(path) else os.path.abspath(path)
+
+
 def write_path(path: str, options: Options, output: str | None = None, force: bool = False,
                dry_run: bool = False, backup: bool = False,
                follow: bool = True) -> WriteOutcome:
@@ -162,7 +169,6 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     walk found) ``path`` must not be a symlink."""
     from .elf import read_file
     from .errors import UsageError
-    from .fileio import same_file
     from .inputs import AR_MAGIC, THIN_MAGIC, show
 
     if output == "":
@@ -183,9 +189,11 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     if packed:
         raise InputError(f"is a {packed}-compressed module: a packaged artifact, never "
                          "rewritten (write the .ko before it is compressed)", path)
-    if output is not None and output != "-" and same_file(output, path):
-        raise InputError(f"-o {show(output)} is the input itself: refusing to overwrite it "
-                         "(omit -o to write in place)", path)
+    if output is not None and output != "-":
+        from .fileio import same_file
+        if same_file(output, path):
+            raise InputError(f"-o {show(output)} is the input itself: refusing to overwrite "
+                             "it (omit -o to write in place)", path)
     out = decide(ElfFile(on_disk, path), options, force)
     if dry_run:
         if _done(out, path, output) is not None:

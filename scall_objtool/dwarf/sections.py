@@ -55,7 +55,7 @@ class Relocations:
         i = bisect.bisect_left(offsets, off)
         if i >= len(offsets) or offsets[i] != off:
             return None
-        return self.cols.entry(i if self.order is None else self.order[i])
+        return self.cols.info_entry(i if self.order is None else self.order[i])
 
 
 class Section:
