@@ -143,8 +143,8 @@ def test_output_into_a_fifo_is_written_not_replaced(cli, tmp_path):
             got.append(f.read())
     reader = threading.Thread(target=read)
     reader.start()
-    res = cli("scan", "-f", "json", "-o", fifo, obj(tmp_path), timeout=30)
-    reader.join(30)
+    res = cli("scan", "-f", "json", "-o", fifo, obj(tmp_path), timeout=120)
+    reader.join(120)
     assert res.rc == 0, res.stderr
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert b'"sites"' in got[0]
