@@ -199,8 +199,10 @@ def _preload():
 def serve():
     """The server (run as `python -c ... SOCKET`).  No try/finally on the way
     up: a command's process leaves through here as the interpreter would."""
+    import gc
     path = sys.argv[1]
     _preload()
+    gc.freeze()                 # the children's collections leave these pages shared
     signal.signal(signal.SIGTERM, _stop)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
@@ -271,4 +273,43 @@ def _become_command(fds, request):
     # sys.path as `python -m` makes it: the working directory first, no tests/
     sys.path[:] = [os.getcwd()] + [p for p in sys.path if p not in (TESTS, "")]
     sys.argv = ["-m", *request["argv"]]
-    runpy.run_module("scall_objtool", run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module("scall_objtool", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as e:
+        code = _exit_code(e.code)
+    except BaseException as e:             # noqa: BLE001 - as the interpreter reports it
+        sys.excepthook(type(e), e, e.__traceback__)
+        code = 1
+        if isinstance(e, KeyboardInterrupt):
+            code = -signal.SIGINT
+    _exit(code)
+
+
+def _exit_code(code) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _exit(code: int):
+    """The interpreter's exit (threads joined, atexit handlers, streams
+    flushed: a failed flush of stdout is status 120) without tearing down the
+    modules the server imported, which would touch every page it shares."""
+    import atexit
+    import threading
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:                  # noqa: BLE001
+            if stream is sys.stdout and code == 0:
+                code = 120
+    if code < 0:                           # KeyboardInterrupt: die by SIGINT, as Python does
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code)
