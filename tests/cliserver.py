@@ -145,7 +145,8 @@ def run(argv, *, cwd=None, env=None, stdin=None, stdout=subprocess.PIPE,
         try:
             message = _HEADER.pack(len(request)) + request
             sent = socket.send_fds(sock, [message[:4096]], [s[0] for s in streams])
-            sock.sendall(message[sent:])
+            if sent < len(message):   # (a send of nothing fails once a quick command has ended)
+                sock.sendall(message[sent:])
         finally:
             for _, _, close in streams:
                 if close is not None:
