@@ -21,6 +21,8 @@ from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 
+import cliserver
+
 R_X86_64_PC32 = 2
 TABLE = ".static_call_sites"
 RELA_TABLE = ".rela.static_call_sites"
@@ -43,14 +45,12 @@ class Result:
 
 
 def run_cli(*args, cwd=None, env=None, timeout=120) -> Result:
-    """Run `python -m scall_objtool ARGS` and capture everything."""
+    """Run `python -m scall_objtool ARGS` (see cliserver.py) and capture everything."""
     full_env = dict(os.environ)
     full_env.pop("SRCARCH", None)
     if env:
         full_env.update(env)
-    p = subprocess.run([sys.executable, "-m", "scall_objtool", *map(str, args)],
-                       capture_output=True, text=True, cwd=cwd, env=full_env,
-                       timeout=timeout)
+    p = cliserver.run(args, cwd=cwd, env=full_env, timeout=timeout, text=True)
     return Result(p.returncode, p.stdout, p.stderr)
 
 

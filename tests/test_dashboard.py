@@ -6,13 +6,13 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+import cliserver
 from dashlib import (LAYOUT, chromium, console_errors, number, prebuilt_tree,
                      rename_trampoline, scan_json)
 from scall_objtool import findings as lint
@@ -24,8 +24,7 @@ from scall_objtool.vocabulary import KIND_TABLE, REASON_TABLE
 
 def dev(*args) -> subprocess.CompletedProcess:
     """The command: python -m scall_objtool dashboard ARGS."""
-    return subprocess.run([sys.executable, "-m", "scall_objtool", "dashboard", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return cliserver.run(["dashboard", *args], text=True, timeout=120)
 
 
 @pytest.fixture

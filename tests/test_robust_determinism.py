@@ -12,11 +12,11 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+import cliserver
 import robust_harness as H
 from scall_testlib import PREBUILT, ROOT, read_table_raw, run_cli, write_lib
 
@@ -29,8 +29,7 @@ def _run(args, cwd=None, env=None):
     full.pop("SRCARCH", None)
     full["PYTHONPATH"] = str(ROOT) + os.pathsep + full.get("PYTHONPATH", "")
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "scall_objtool", *map(str, args)], cwd=cwd,
-                          env=full, capture_output=True, text=True, timeout=300)
+    return cliserver.run(args, cwd=cwd, env=full, text=True, timeout=300)
 
 
 def _digest(data: bytes) -> str:

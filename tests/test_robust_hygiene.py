@@ -19,12 +19,11 @@ import importlib.util
 import json
 import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+import cliserver
 import robust_harness as H
 from scall_testlib import PREBUILT, ROOT, assemble
 
@@ -105,8 +104,7 @@ def _run(*args, cwd=None):
     env = dict(os.environ, SCALL_OBJTOOL_NO_PROGRESS="1")
     env.pop("SCALL_OBJTOOL_DEBUG", None)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-m", "scall_objtool", *map(str, args)],
-                       capture_output=True, env=env, cwd=cwd, timeout=120)
+    p = cliserver.run(args, env=env, cwd=cwd, timeout=120)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -250,8 +248,7 @@ def test_hostile_file_names_are_escaped(tmp_path, fname):
         f.write((PREBUILT / "kinds.o").read_bytes())
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-m", "scall_objtool", "scan", bad, good],
-                       capture_output=True, env=env, timeout=60)
+    p = cliserver.run(["scan", bad, good], env=env, timeout=60)
     assert p.returncode == 2
     assert len(p.stderr.splitlines()) == 1, p.stderr
     assert not _unclean(p.stderr, "stderr") + _unclean(p.stdout, "stdout"), (p.stdout, p.stderr)
@@ -287,10 +284,9 @@ def test_outputs_under_an_ascii_locale(hostile, locale):
     env = dict(os.environ, **locale)
     for args in (["scan"], ["check"], ["scan", "--format", "json"],
                  ["check", "--format", "sarif"], ["scan", "--format", "openmetrics"]):
-        p = subprocess.run([sys.executable, "-m", "scall_objtool", *args, str(hostile)],
-                           capture_output=True, timeout=120,
-                           env={**env, "PYTHONPATH": str(ROOT) + os.pathsep
-                                + env.get("PYTHONPATH", "")})
+        p = cliserver.run([*args, hostile], timeout=120,
+                          env={**env, "PYTHONPATH": str(ROOT) + os.pathsep
+                               + env.get("PYTHONPATH", "")})
         assert p.returncode in (0, 1) and b"Traceback" not in p.stderr, (args, p.stderr)
         if args[-1] in ("scan", "check"):
             p.stdout.decode("ascii")
@@ -306,8 +302,7 @@ def test_broken_stdout_with_hostile_names(hostile, args):
     env = dict(os.environ, SCALL_OBJTOOL_NO_PROGRESS="1")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     with open("/dev/full", "wb") as full:
-        p = subprocess.run([sys.executable, "-m", "scall_objtool", *args, str(hostile)],
-                           stdout=full, stderr=subprocess.PIPE, env=env, timeout=120)
+        p = cliserver.run([*args, hostile], stdout=full, env=env, timeout=120)
     lines = [ln for ln in p.stderr.decode("utf-8").splitlines()
              if not ln.startswith("scall-objtool: warning: ")]
     assert p.returncode == 2 and not _unclean(p.stderr, "stderr"), p.stderr

@@ -133,16 +133,18 @@ def check_patcher(exe: Path, patcher: str, seconds: float, env=None) -> str:
     return ""
 
 
-@pytest.mark.parametrize("pie", [True, False], ids=["pie", "nopie"])
-@pytest.mark.parametrize("cc", runtime_build.COMPILERS)
+@pytest.mark.parametrize("cc,pie", [
+    pytest.param(cc, pie, id=f"{cc}-{'pie' if pie else 'nopie'}",
+                 marks=() if (cc, pie) == ("gcc", True) else pytest.mark.slow)
+    for cc in runtime_build.COMPILERS for pie in (True, False)])
 def test_stress_three_patchers(stress_build, cc, pie):
-    """Stress of the store, breakpoint and prefix patchers per build: 2
-    seconds each for gcc PIE, 1 second for the other builds."""
+    """Stress of the store, breakpoint and prefix patchers per build, 1 second
+    each.  The everyday run stresses the gcc PIE build (the one the other
+    tests use); the other three builds are a stress suite (slow)."""
     exes = stress_build(cc, pie)
-    seconds = 2 if (cc, pie) == ("gcc", True) else 1
-    check_patcher(exes["store"], "store", seconds)
-    assert check_patcher(exes["breakpoint"], "breakpoint", seconds) == "membarrier-sync-core"
-    assert check_patcher(exes["prefix"], "prefix", seconds) == "membarrier-sync-core"
+    check_patcher(exes["store"], "store", 1)
+    assert check_patcher(exes["breakpoint"], "breakpoint", 1) == "membarrier-sync-core"
+    assert check_patcher(exes["prefix"], "prefix", 1) == "membarrier-sync-core"
 
 
 def test_breakpoint_patcher_with_the_expedited_fallback(stress_build):
@@ -193,9 +195,15 @@ def test_prefix_control_crashes_and_every_crash_is_a_torn_rel32(stress_build):
     assert m and int(m[1]) == crashes and int(m[2]) > 0, p.stdout
 
 
+@pytest.fixture(scope="module")
+def bench_exe(tmp_path_factory) -> Path:
+    """The benchmark, built once for the three patchers."""
+    return runtime_build.build_bench(tmp_path_factory.mktemp("bench"), "gcc", True)
+
+
 @pytest.mark.parametrize("patcher", ["store", "breakpoint", "prefix"])
-def test_bench_reports_rates_and_update_latency(tmp_path, patcher):
-    exe = runtime_build.build_bench(tmp_path, "gcc", True)
+def test_bench_reports_rates_and_update_latency(bench_exe, patcher):
+    exe = bench_exe
     p = subprocess.run([str(exe), "--patcher", patcher, "--calls", "2000000", "--runs", "3",
                         "--updates", "300"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -213,14 +221,14 @@ def test_bench_reports_rates_and_update_latency(tmp_path, patcher):
         assert int(m[5]) == 0
     # the retpoline loop really calls through a thunk (how much slower it is
     # is the bench's to say: no test compares times)
-    dis = subprocess.run(["objdump", "-dr", str(tmp_path / "loop_retpoline.o")],
+    dis = subprocess.run(["objdump", "-dr", str(exe.parent / "loop_retpoline.o")],
                          capture_output=True, text=True).stdout
     assert "__x86_indirect_thunk" in dis
 
 
 def test_runtime_stress_script(tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "runtime-stress"),
-                        "--seconds", "1", "--threads", "2", "--control-may-pass"],
+                        "--seconds", "0.3", "--threads", "2", "--control-may-pass"],
                        capture_output=True, text=True, timeout=240,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert p.returncode == 0, f"{p.stdout}\n{p.stderr}"

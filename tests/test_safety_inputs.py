@@ -70,10 +70,10 @@ def test_nobits_table_with_huge_size_is_never_counted(cli, kinds):
     assert r.rc == 0, r.stderr
     patch_section(kinds, ".static_call_sites", type=SHT_NOBITS, size=1 << 40)
     before = kinds.read_bytes()
-    v = cli("verify", kinds, timeout=30)
+    v = cli("verify", kinds, timeout=120)
     assert_error_line(v, str(kinds))
     assert "SHT_NOBITS" in v.stderr
-    s = cli("scan", "--format", "json", kinds, timeout=30)
+    s = cli("scan", "--format", "json", kinds, timeout=120)
     assert s.rc == 0 and "Traceback" not in s.stderr
     assert str(1 << 37) not in s.stdout
     assert s.json()["objects"][0]["existing_table"] is None      # not a table: ignored

@@ -24,6 +24,7 @@ from urllib.parse import unquote_to_bytes
 
 import pytest
 
+import cliserver
 from scall_testlib import PREBUILT, ROOT, assemble
 
 OBJ = PREBUILT / "crossing.o"          # 17 sites, 13 fallback: check exits 1
@@ -44,9 +45,8 @@ def _env(**extra) -> dict:
 def _run(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=None, env=None,
          preexec=None):
     """(exit status, stdout bytes, stderr bytes) of ``python -m scall_objtool ARGS``."""
-    p = subprocess.run([sys.executable, "-m", "scall_objtool", *map(os.fsdecode, args)],
-                       stdout=stdout, stderr=stderr, cwd=cwd, env=env or _env(),
-                       preexec_fn=preexec, timeout=120)
+    p = cliserver.run(args, stdout=stdout, stderr=stderr, cwd=cwd, env=env or _env(),
+                      preexec_fn=preexec, timeout=120)
     return p.returncode, p.stdout or b"", p.stderr or b""
 
 

@@ -222,7 +222,7 @@ def run_demo(prog: Program, runtime_policy: str, peek: list[dict] = (), expect_r
     args = [str(prog.exe), "--policy", runtime_policy]
     for s in peek:
         args += ["--peek", f"{prog.offset(s):x}"]
-    p = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    p = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert p.returncode == expect_rc, f"{args}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
     assert p.stdout.startswith(f"policy {runtime_policy}\n")
     phases, updates = parse(p.stdout)
