@@ -8,7 +8,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False            # typing's own costs an import
 if TYPE_CHECKING:
-    from .model import ObjectResult
+    from .core import ObjectResult
     from .options import Options
 
 #: the classes the package exports (and the version, read by --version and the
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 #: command line, which imports the package first, pays only for what it uses
 _EXPORTED = {"InputError": "errors", "ScallError": "errors", "UsageError": "errors",
              "ObjectResult": "model", "Options": "options", "Reference": "model",
-             "Site": "model"}
+             "Site": "model", "__version__": "_version"}
 
 
 def __getattr__(name: str):
@@ -37,17 +37,17 @@ def scan_path(path: str, options: Options | None = None,
               candidates_from: str | None = None) -> ObjectResult:
     """Scan one object file (or linked image) and return its sites and references
     (``candidates_from``: ``options.candidates`` unless given)."""
-    from .pipeline import scan_path as _scan
+    from .core.pipeline import scan_path as _scan
     return _scan(path, options, candidates_from)
 
 
 def verify_path(path: str, options: Options | None = None):
     """Check the existing static-call table of an object or linked image;
     returns a :class:`table.Verdict` (``.ok``, ``.mismatches``, ``.missing``)."""
-    from .elf import open_elf
+    from .core.elf import open_elf
     from .options import Options
-    from .pipeline import scan_elf
-    from .verify import verify
+    from .core.pipeline import scan_elf
+    from .table.verify import verify
     options = options or Options()
     elf = open_elf(path)
     return verify(elf, scan_elf(elf, options, sources=False), options)
@@ -56,7 +56,7 @@ def verify_path(path: str, options: Options | None = None):
 def write_path(path: str, options: Options | None = None, **kwargs):
     """Write the static-call table of one object; see :func:`write.write_path`."""
     from .options import Options
-    from .write import write_path as _write
+    from .table.write import write_path as _write
     return _write(path, options or Options(), **kwargs)
 
 

@@ -5,16 +5,16 @@ fixed set of values) its choices and the range of its numbers.  The values
 are checked here and only here (``value``, ``check``, ``check_together``),
 with the tool's own one-line messages; both parsers call these:
 
-* ``fastcli.py`` parses every command line without importing typer (Kbuild
+* ``cli/__init__.py`` parses every command line without importing typer (Kbuild
   starts the tool once per object, so start-up time matters) and reports a
   malformed one as ``scall-objtool: error: ...``, exit 2;
-* ``cli.py`` turns the table into typer commands, which render the help.
+* ``cli/typer_cli.py`` turns the table into typer commands, which render the help.
 
 Options that change what is found, classified or written (``POLICY``) are the
 fields of :class:`Options` (defined here, beside their table; ``model``
 re-exports it); their defaults are read from that record, so each default is
 written once, and the record's values are checked by the table too.  Every command is carried out by the function
-of the same name in ``commands.py``, called with one keyword argument per
+of the same name in ``cli/commands.py``, called with one keyword argument per
 option (``paths`` for the inputs, ``options`` for the policy record).
 
 This module imports nothing heavy: it is on the per-object fast path.

@@ -14,8 +14,8 @@ in one place only fails the tests.
 
 This is a module of its own, with no imports beyond ``records``, because
 ``options.py`` needs the models and formats and is on the per-object fast
-path; ``model.py`` imports ``options.py`` (for ``Options``), so the tables
-cannot live in ``model.py`` without an import cycle.
+path; ``core/__init__.py`` imports ``options.py`` (for ``Options``), so the tables
+cannot live in ``core/__init__.py`` without an import cycle.
 """
 from __future__ import annotations
 

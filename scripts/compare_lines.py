@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scall_objtool.elf import ElfFile  # noqa: E402
-from scall_objtool.sourcelines import Frame, addr2line, lookup, site_key  # noqa: E402
-from scall_objtool.model import Options  # noqa: E402
-from scall_objtool.pipeline import scan_elf  # noqa: E402
+from scall_objtool.core import Options  # noqa: E402
+from scall_objtool.core.elf import ElfFile  # noqa: E402
+from scall_objtool.core.pipeline import scan_elf  # noqa: E402
+from scall_objtool.lines import Frame, addr2line, lookup, site_key  # noqa: E402
 
 
 def _ours(elf, sites) -> tuple[list[list[Frame]], float]:

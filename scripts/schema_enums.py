@@ -20,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scall_objtool.model import CROSSINGS  # noqa: E402
+from scall_objtool.core import CROSSINGS  # noqa: E402
+from scall_objtool.core.remedy import COMPILERS  # noqa: E402
 from scall_objtool.options import PLACEMENTS, POLICIES  # noqa: E402
-from scall_objtool.remedy import COMPILERS  # noqa: E402
 from scall_objtool.vocabulary import GATES, KINDS, LOADER_MODELS, REASONS  # noqa: E402
 
 SCHEMAS = ROOT / "scall_objtool" / "schema"

@@ -765,9 +765,9 @@ def check_bytes(data: bytes, workdir: str) -> dict:
     Returns {"status": "accepted"|"rejected"|"bug", "problems": [...],
     "signatures": [...], "errors": [...]}.  ``workdir`` must be empty."""
     from scall_objtool.errors import ScallError
-    from scall_objtool.model import Options
-    from scall_objtool.pipeline import scan_path
-    from scall_objtool.write import write_path
+    from scall_objtool.core import Options
+    from scall_objtool.core.pipeline import scan_path
+    from scall_objtool.table.write import write_path
 
     case = os.path.join(workdir, "case.o")
     out = os.path.join(workdir, "out.o")
@@ -864,10 +864,10 @@ TABLE_NAME = b".static_call_sites"
 
 def _verify(path: str):
     """``verify`` as the CLI runs it, in-process."""
-    from scall_objtool.elf import ElfFile
-    from scall_objtool.model import Options
-    from scall_objtool.pipeline import scan_elf
-    from scall_objtool.verify import verify
+    from scall_objtool.core.elf import ElfFile
+    from scall_objtool.core import Options
+    from scall_objtool.core.pipeline import scan_elf
+    from scall_objtool.table.verify import verify
     elf = ElfFile(_read(path), path)
     return verify(elf, scan_elf(elf, Options(), "auto", sources=False), Options())
 
@@ -909,9 +909,9 @@ def _check_output(path: str, what: str, problems: list, sigs: list, entries: int
     plain write must leave it byte-identical, and so must a ``--force``
     write with the same ``options`` (it reproduces the first write)."""
     from scall_objtool.errors import ScallError
-    from scall_objtool.model import Options
-    from scall_objtool.pipeline import scan_path
-    from scall_objtool.write import write_path
+    from scall_objtool.core import Options
+    from scall_objtool.core.pipeline import scan_path
+    from scall_objtool.table.write import write_path
     before = _read(path)
     try:
         r = scan_path(path, Options())
@@ -947,10 +947,10 @@ def _serve(workdir: str) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)                        # stray prints must not break the protocol
-    import scall_objtool.decode  # noqa: F401 - warm up: numpy, capstone
-    import scall_objtool.emit  # noqa: F401
-    import scall_objtool.pipeline  # noqa: F401
-    scall_objtool.decode._bulk_layout()      # loads the capstone library
+    import scall_objtool.core.decode  # noqa: F401 - warm up: numpy, capstone
+    import scall_objtool.table.render  # noqa: F401
+    import scall_objtool.core.pipeline  # noqa: F401
+    scall_objtool.core.decode._bulk_layout()      # loads the capstone library
     proto.write(json.dumps({"ready": True}) + "\n")
     stdin = sys.stdin.buffer
     while True:

@@ -373,7 +373,7 @@ def parse_args(command: str, args):
     command's other values by option dest), parsed by the same option table the
     CLI uses, for tests that state options as the CLI spells them but call the
     library.  An option the library does not take is a test error."""
-    from scall_objtool.fastcli import parse
+    from scall_objtool.cli import parse
     from scall_objtool.options import COMMANDS, options_of
     parsed = parse([command, *map(str, args)])
     assert parsed is not None, f"{command} {args}: not a well-formed command line"

@@ -125,7 +125,7 @@ def test_fast_path_agrees_with_typer(case, tmp_path):
 def test_fast_path_skips_typer_and_decoder_for_objects_without_static_calls():
     code = ("import sys, runpy; sys.argv = ['scall-objtool', 'write', '-q', '--dry-run', "
             f"{str(PREBUILT / 'nostatic-O2.o')!r}]\n"
-            "from scall_objtool.fastcli import main\n"
+            "from scall_objtool.cli import main\n"
             "rc = main()\n"
             "print(rc, 'typer' in sys.modules, 'capstone' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

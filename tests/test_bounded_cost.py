@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from scall_objtool import Options
-from scall_objtool.elf import ElfFile
-from scall_objtool.pipeline import scan_elf
+from scall_objtool.core.elf import ElfFile
+from scall_objtool.core.pipeline import scan_elf
 from scall_testlib import python_lines
 
 # ---------------------------------------------------------------- generators
@@ -86,14 +86,14 @@ def do_scan(data: bytes) -> int:
 
 def do_write(data: bytes) -> int:
     """What `write` computes: scan, plan, render (the bytes, not the file)."""
-    from scall_objtool.write import decide
+    from scall_objtool.table.write import decide
     action = decide(ElfFile(data, "x.o"), KERNEL)
     assert action.entries, "the input must give the writer something to do"
     return len(action.data)
 
 
 def do_verify(data: bytes) -> int:
-    from scall_objtool.verify import verify
+    from scall_objtool.table.verify import verify
     elf = ElfFile(data, "x.o")
     verdict = verify(elf, scan_elf(elf, KERNEL, sources=False), KERNEL)
     return len(verdict.mismatches)
@@ -158,8 +158,8 @@ def test_results_unchanged_by_the_indexes(tmp_path):
     """The indexes answer what the walks they replace answered: the function
     holding each site, the symbol each entry is addressed through, the
     reason an entry is not a site, and the string offsets."""
-    from scall_objtool.emit import Plan
-    from scall_objtool.verify import verify
+    from scall_objtool.table.render import Plan
+    from scall_objtool.table.verify import verify
 
     elf = ElfFile(_build(tmp_path, huge_function(50, 20), "h"), "h.o")
     sites = scan_elf(elf, KERNEL).sites
@@ -209,7 +209,7 @@ def test_shared_decoder_decodes_as_one_linear_pass(tmp_path):
     same place, whatever the decodes before it on the same code."""
     import random
 
-    from scall_objtool.decode import SectionDecoder, disassemble
+    from scall_objtool.core.decode import SectionDecoder, disassemble
     rng = random.Random(14)
     for code in _code_samples(tmp_path):
         decoder = SectionDecoder(code)
@@ -231,7 +231,7 @@ def test_nested_functions_decode_each_byte_a_bounded_number_of_times(tmp_path):
     """Functions nested like [i, 2n - i) with a call in each one's own right
     end: every group starts at a different place and reaches far right, yet
     the bytes are decoded about once, not once per function."""
-    import scall_objtool.decode as decode
+    import scall_objtool.core.decode as decode
 
     def nested(n: int) -> str:
         out = [".text", ".globl __SCT__x"]

@@ -12,8 +12,8 @@ import pytest
 
 from scall_testlib import SRC, run_cli
 
-from scall_objtool.elf import ElfFile
-from scall_objtool.findings import LintSite, Report, check, match, norm_function
+from scall_objtool.core.elf import ElfFile
+from scall_objtool.report.findings import LintSite, Report, check, match, norm_function
 from scall_objtool.report.jsondoc import schema
 
 LINT_C = str(SRC / "lint.c")

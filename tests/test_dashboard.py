@@ -15,10 +15,10 @@ import pytest
 import cliserver
 from dashlib import (LAYOUT, chromium, console_errors, number, prebuilt_tree,
                      rename_trampoline, scan_json)
-from scall_objtool import findings as lint
+from scall_objtool.errors import InputError
+from scall_objtool.report import findings as lint
 from scall_objtool.report.dashboard import dashboard_from_files, render_dashboard
 from scall_objtool.report.jsondoc import load_report
-from scall_objtool.errors import InputError
 from scall_objtool.vocabulary import KIND_TABLE, REASON_TABLE
 
 
@@ -395,7 +395,7 @@ def test_small_dashboard_in_chromium(small, tmp_path, browser):
     assert "inner_helper (include/x.h:12)" in detail and "arch/x/crossing.c:40" in detail
     assert 'basis "alignment"' in detail
     # its remedy (remedy.py), here for an object whose compiler is unknown
-    from scall_objtool.remedy import remedy
+    from scall_objtool.core.remedy import remedy
     assert remedy("may-cross-cache-line").text in detail
     reasons = doc["summary"]["by_reason"]
     assert dict(zip(column(d, "reason", "name"), column(d, "reason", "remedy"))) == {

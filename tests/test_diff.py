@@ -167,6 +167,6 @@ def test_paths_are_shown_normalised(tmp_path):
 
 
 def test_a_compressed_module_is_the_module():
-    from scall_objtool.findings import object_key
+    from scall_objtool.report.findings import object_key
     assert object_key("/r/drivers/x.ko.xz", "/r") == object_key("/r/drivers/x.ko", "/r") == \
         "drivers/x.ko"

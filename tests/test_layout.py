@@ -7,8 +7,8 @@ from pathlib import Path
 
 import scall_objtool
 from scall_objtool import options as table
-from scall_objtool.fastcli import parse
-from scall_objtool.model import Options
+from scall_objtool.cli import parse
+from scall_objtool.core import Options
 
 PKG = Path(scall_objtool.__file__).parent
 
@@ -30,7 +30,12 @@ def _imports(name: str, path: Path, mods: dict) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.level:
             base = pkg.split(".")[:len(pkg.split(".")) - (node.level - 1)]
             target = ".".join(base + ([node.module] if node.module else []))
-            for cand in (target, *(f"{target}.{a.name}" for a in node.names)):
+            subs = [f"{target}.{a.name}" for a in node.names]
+            # `from . import sub` needs the submodule; the package itself only
+            # when a name is taken from it (an importer's parent package is
+            # always imported before the importer, so that edge alone is no cycle)
+            needs_package = any(c not in mods for c in subs)
+            for cand in ([target] if needs_package else []) + subs:
                 if cand in mods and cand != name:
                     out.add(cand)
         elif isinstance(node, ast.Import):

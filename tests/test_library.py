@@ -59,9 +59,9 @@ def test_one_write_outcome_from_the_decision_to_the_disk(tmp_path):
     """decide() gives the record with the new bytes; write_path (and a dry run)
     gives the same record with where it went and what was done, the bytes
     dropped (they need not travel back from a worker process)."""
-    from scall_objtool.elf import ElfFile
-    from scall_objtool.model import Options
-    from scall_objtool.write import WriteOutcome, decide, write_path
+    from scall_objtool.core.elf import ElfFile
+    from scall_objtool.core import Options
+    from scall_objtool.table.write import WriteOutcome, decide, write_path
     src, out, opts = PREBUILT / "kinds.o", tmp_path / "out.o", Options(policy="kernel")
     decided = decide(ElfFile(src.read_bytes(), str(src)), opts)
     assert type(decided) is WriteOutcome and decided.action == "written" and decided.data

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from scall_objtool import Options, scan_path
-from scall_objtool.elf import ElfFile
-from scall_objtool.sourcelines import attach_sources
-from scall_objtool.pipeline import scan_elf
+from scall_objtool.core.elf import ElfFile
+from scall_objtool.core.pipeline import scan_elf
+from scall_objtool.lines import attach_sources
 from scall_testlib import python_lines, traced_peak
 
 GEN = Path(__file__).resolve().parent.parent / "testdata" / "gen"

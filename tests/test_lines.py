@@ -15,8 +15,8 @@ import pytest
 from scall_testlib import PREBUILT, SRC
 
 from scall_objtool import Options, scan_path
-from scall_objtool.elf import SHF_EXECINSTR, ElfFile
-from scall_objtool.sourcelines import lookup, site_key
+from scall_objtool.core.elf import SHF_EXECINSTR, ElfFile
+from scall_objtool.lines import lookup, site_key
 
 
 def addr2line(obj, section: str, offsets) -> list[dict | None]:
@@ -120,9 +120,9 @@ def test_no_debug_info_means_null_source(build):
 def test_dwarf_reader_only_with_debug_info(build):
     """The DWARF reader is imported only for an object with debug info, and
     pyelftools never (our own reader has bounded cost)."""
-    code = ("import sys; from scall_objtool.pipeline import scan_path; "
+    code = ("import sys; from scall_objtool.core.pipeline import scan_path; "
             "r = scan_path(sys.argv[1]); "
-            "print(len(r.sites), 'scall_objtool.dwarf' in sys.modules, "
+            "print(len(r.sites), 'scall_objtool.lines.dwarf' in sys.modules, "
             "'elftools' in sys.modules)")
     for flags, want in ((("-O2",), "False"), (("-O2", "-g"), "True")):
         obj = build("lint.c", *flags)

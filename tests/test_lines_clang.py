@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from scall_objtool import Options, scan_path
-from scall_objtool.elf import open_elf
-from scall_objtool.sourcelines import addr2line
+from scall_objtool.core.elf import open_elf
+from scall_objtool.lines import addr2line
 from scall_testlib import require_tools
 
 SRC = Path(__file__).resolve().parent.parent / "testdata" / "src"

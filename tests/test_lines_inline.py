@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from scall_objtool import Options, scan_path
-from scall_objtool.sourcelines import Frame, addr2line
+from scall_objtool.lines import Frame, addr2line
 from scall_testlib import require_tools
 
 SRC = Path(__file__).resolve().parent.parent / "testdata" / "src"
@@ -152,7 +152,7 @@ def test_unknown_line_is_null_never_zero(build):
 def test_deep_inline_chain_is_bounded():
     """A crafted nesting of inlined functions: the chain keeps the outermost
     frame and the innermost ones, MAX_FRAMES in all, at linear cost."""
-    from scall_objtool.sourcelines import MAX_FRAMES, _unlink
+    from scall_objtool.lines import MAX_FRAMES, _unlink
     node = None
     for i in range(100_000):
         node = ({"i": i}, node, node[2] or node) if node else ({"i": i}, None, None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scall_objtool.sourcelines import addr2line
+from scall_objtool.lines import addr2line
 from scall_objtool.report.jsondoc import schema
 
 SRC = Path(__file__).resolve().parent.parent / "testdata" / "src"

@@ -10,10 +10,10 @@ from elftools.elf.elffile import ELFFile
 from scall_testlib import PREBUILT, SRC, run_cli, scan_lib, write_lib
 
 from scall_objtool import Options
-from scall_objtool.elf import ElfFile
-from scall_objtool.pipeline import scan_elf
-from scall_objtool.sitetable import image_table_bounds
-from scall_objtool.verify import verify
+from scall_objtool.core.elf import ElfFile
+from scall_objtool.core.pipeline import scan_elf
+from scall_objtool.table import image_table_bounds
+from scall_objtool.table.verify import verify
 
 LDSCRIPT = SRC / "static_call_sites.ld"
 

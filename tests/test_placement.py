@@ -1,4 +1,4 @@
-"""The module loader's layout model (scall_objtool/placement.py) on small
+"""The module loader's layout model (scall_objtool/core/placement.py) on small
 module-like objects assembled from testdata/src/modlayout.S, and its effect
 on the verdicts, the JSON report and `write`; then over Debian's 6.1 module
 corpus.
@@ -25,12 +25,12 @@ import jsonschema
 import pytest
 
 from scall_objtool import Options, scan_path, write_path
+from scall_objtool.core.elf import open_elf
+from scall_objtool.core.pipeline import scan_elf
+from scall_objtool.core.placement import (is_module, layout, loader_flags, module_info, model_for,
+                                          plan)
 from scall_objtool.errors import UsageError
-from scall_objtool.placement import (is_module, layout, loader_flags, module_info,
-                                     model_for, plan)
 from scall_objtool.report.jsondoc import scan_doc as to_json, schema
-from scall_objtool.elf import open_elf
-from scall_objtool.pipeline import scan_elf
 
 PAGE = 0x1000
 

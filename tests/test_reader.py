@@ -15,10 +15,10 @@ import pytest
 from scall_testlib import PREBUILT, ROOT, SRC, run_cli
 
 from scall_objtool import scan_path
+from scall_objtool.core import Options
 from scall_objtool.errors import InputError
-from scall_objtool.findings import relative_below, sites_from_results
-from scall_objtool.model import Options
 from scall_objtool.report import dump
+from scall_objtool.report.findings import relative_below, sites_from_results
 from scall_objtool.report.jsondoc import load_report, scan_doc
 from scall_objtool.report.readback import read
 
@@ -94,7 +94,7 @@ def test_a_fraction_is_refused_while_parsing(objects, tmp_path):
                                      ["check", "--format", "openmetrics"]])
 def test_what_the_tool_just_made_is_not_checked_again(objects, monkeypatch, command):
     """scan/check --format openmetrics render their own document: no schema check."""
-    from scall_objtool import commands
+    from scall_objtool.cli import commands
     from scall_objtool.report import jsondoc, readback
     calls = []
     for module in (jsondoc, readback):

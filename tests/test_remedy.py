@@ -1,5 +1,5 @@
 """From a finding to a fix: every fallback reason has a remedy (one table,
-scall_objtool/remedy.py), spelled for the object's compiler (from .comment),
+scall_objtool/core/remedy.py), spelled for the object's compiler (from .comment),
 shown by `check` after each finding and carried by the JSON, SARIF and the
 dashboard; and the remedy for crossing sites works: testdata/src/remedy.c,
 built by gcc and by clang with the call-alignment flags, has its sections
@@ -19,8 +19,8 @@ from elftools.elf.elffile import ELFFile
 from scall_testlib import SRC, run_cli
 
 from scall_objtool import Options, scan_path
-from scall_objtool.model import REASONS
-from scall_objtool.remedy import ALIGN_FLAGS, DATA_LIMIT, REMEDIES, compiler_of, remedy
+from scall_objtool.core import REASONS
+from scall_objtool.core.remedy import ALIGN_FLAGS, DATA_LIMIT, REMEDIES, compiler_of, remedy
 from scall_objtool.report.jsondoc import schema
 
 CROSSING = ("crosses-cache-line", "may-cross-cache-line")
@@ -68,7 +68,7 @@ def test_every_reason_has_a_remedy():
 
 @pytest.mark.parametrize("compiler", COMPILERS)
 def test_compiler_from_comment(tmp_path, compiler):
-    from scall_objtool.elf import open_elf
+    from scall_objtool.core.elf import open_elf
     obj = compile_remedy(tmp_path, compiler, False)
     assert compiler_of(open_elf(str(obj))) == compiler
     assert scan_path(str(obj)).compiler == compiler

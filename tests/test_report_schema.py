@@ -74,7 +74,7 @@ def test_text_report_lists_every_site():
 
 
 def test_object_without_static_calls_skips_heavy_imports():
-    code = ("import sys; from scall_objtool.pipeline import scan_path; "
+    code = ("import sys; from scall_objtool.core.pipeline import scan_path; "
             f"r = scan_path({str(PREBUILT / 'nostatic-O2.o')!r}); "
             "print(len(r.sites), 'numpy' in sys.modules, 'capstone' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

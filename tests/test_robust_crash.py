@@ -328,7 +328,7 @@ def _inject(monkeypatch, target: str, err: int):
     """Make the `target` step of atomic_write fail with errno `err`."""
     def boom(*_a, **_k):
         raise OSError(err, os.strerror(err))
-    from scall_objtool import fileio
+    from scall_objtool.inputs import fileio
     if target == "write":
         real_fdopen = os.fdopen
 
@@ -375,8 +375,8 @@ FAILURES = [("write", errno.ENOSPC), ("fsync", errno.EIO), ("chmod", errno.EPERM
     if s != "hard-link" or t in ("write", "fsync")])
 def test_failed_write_leaves_the_input_intact(tmp_path, monkeypatch, scenario, target, err):
     from scall_objtool.errors import ScallError
-    from scall_objtool.model import Options
-    from scall_objtool.write import write_path
+    from scall_objtool.core import Options
+    from scall_objtool.table.write import write_path
     src = "nostatic-O2.o" if scenario == "output-copy" else "kinds.o"
     obj = tmp_path / "obj.o"
     shutil.copy(PREBUILT / src, obj)

@@ -98,8 +98,8 @@ def _same_across_environments(tmp_path, policy, objs, variants):
 
 
 def test_repeated_in_process_writes_are_identical(tmp_path, corpus_set):
-    from scall_objtool.model import Options
-    from scall_objtool.write import write_path
+    from scall_objtool.core import Options
+    from scall_objtool.table.write import write_path
     for src in [PREBUILT / o for o in OBJECTS] + sorted(corpus_set.iterdir())[:10]:
         outs = set()
         for i in range(3):

@@ -144,8 +144,8 @@ def _json_problems(raw: bytes, what: str) -> list[str]:
 
 def test_names_really_are_hostile(hostile):
     """The tool sees the payloads (the test is not vacuous)."""
-    from scall_objtool.model import Options
-    from scall_objtool.pipeline import scan_path
+    from scall_objtool.core import Options
+    from scall_objtool.core.pipeline import scan_path
     r = scan_path(str(hostile), Options())
     assert len(r.sites) == 4
     for s in r.sites:
@@ -204,7 +204,7 @@ def test_strict_keys_error_is_one_clean_line(base_object, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["text", "json", "sarif"])
 def test_check_output_is_clean(hostile, fmt):
-    if importlib.util.find_spec("scall_objtool.findings") is None:
+    if importlib.util.find_spec("scall_objtool.report.findings") is None:
         pytest.skip("check is not implemented")
     if fmt == "sarif" and importlib.util.find_spec("scall_objtool.report.sarif") is None:
         pytest.skip("SARIF output is not implemented")

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from scall_objtool import Options
-from scall_objtool.elf import ElfFile
+from scall_objtool.core.elf import ElfFile
+from scall_objtool.core.pipeline import scan_elf
 from scall_objtool.errors import InputError
-from scall_objtool.pipeline import scan_elf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scall_testlib import run_cli, traced_peak  # noqa: E402
@@ -48,7 +48,7 @@ from robust_harness import inline_nest, long_leb, long_name  # noqa: E402
 
 # ------------------------------------------------------ item 10: magic first
 def test_a_large_file_that_is_not_elf_is_refused_after_its_first_bytes(tmp_path):
-    from scall_objtool.elf import read_file
+    from scall_objtool.core.elf import read_file
     sparse = tmp_path / "sparse.bin"
     with open(sparse, "wb") as f:
         f.truncate(256 << 20)
@@ -60,7 +60,7 @@ def test_a_large_file_that_is_not_elf_is_refused_after_its_first_bytes(tmp_path)
 
 def test_a_large_file_of_another_machine_is_refused_after_its_header(tmp_path):
     """An ELF header that says ARM: refused (skipped in a walk) after 64 bytes."""
-    from scall_objtool.elf import read_file
+    from scall_objtool.core.elf import read_file
     from scall_objtool.errors import ForeignObject
     obj = _assemble(tmp_path, ".text\nret\n", "x")
     head = bytearray(obj.read_bytes()[:64])
@@ -79,7 +79,7 @@ def test_a_large_file_of_another_machine_is_refused_after_its_header(tmp_path):
 
 def test_checking_the_first_bytes_costs_no_second_copy(tmp_path):
     """The header is read, then the file once: the peak is the file, not twice it."""
-    from scall_objtool.elf import read_file
+    from scall_objtool.core.elf import read_file
     obj = _assemble(tmp_path, ".text\nret\n", "x").read_bytes()
     big = tmp_path / "big.o"
     big.write_bytes(obj + bytes(32 << 20))
@@ -205,7 +205,7 @@ class _Counted:
 
 @pytest.mark.parametrize("signed", [False, True])
 def test_an_overlong_leb128_is_corrupt_after_ten_bytes(signed):
-    from scall_objtool.dwarf import DwarfError, sleb, uleb
+    from scall_objtool.lines.dwarf import DwarfError, sleb, uleb
     data = _Counted(b"\xd5" * 20000 + b"\x15")
     with pytest.raises(DwarfError, match="does not fit in 64 bits"):
         (sleb if signed else uleb)(data, 0)
@@ -231,7 +231,7 @@ def test_an_overlong_leb128_in_dwarf_is_a_one_line_warning(tmp_path, where):
 
 # ------------------------------------------------- item 6: nested inline DIEs
 def _inline_peak(tmp_path: Path, n: int) -> tuple[int, list]:
-    from scall_objtool.sourcelines import attach_sources
+    from scall_objtool.lines import attach_sources
     obj = _assemble(tmp_path, inline_nest(n, n), f"nest{n}")
     elf = ElfFile(obj.read_bytes(), str(obj))
     res = scan_elf(elf, Options(), sources=False)
@@ -259,7 +259,7 @@ def test_the_site_counts_label_what_listing_the_sites_labelled():
     site the last DIE that held it (overlapping siblings, several ranges)."""
     import random
 
-    from scall_objtool.sourcelines import _Depth, _Placed, _spans
+    from scall_objtool.lines import _Depth, _Placed, _spans
     rng = random.Random(6)
     for _ in range(300):
         n = rng.randrange(1, 40)
@@ -333,7 +333,7 @@ def test_long_names_stay_apart_and_match_themselves(tmp_path):
 
 # ------------------------------------------------- item 21: compressed budget
 def test_junk_after_a_compressed_stream_buys_no_expansion(tmp_path):
-    from scall_objtool.compressed import MAX_EXPANDED, decompress
+    from scall_objtool.core.compressed import MAX_EXPANDED, decompress
     raw = bytes(72 << 20)
     stream = gzip.compress(raw)
     # 64 x the stream plus 64 MiB is less than 72 MiB; 64 x the file is more
@@ -348,7 +348,7 @@ def test_junk_after_a_compressed_stream_buys_no_expansion(tmp_path):
 @pytest.mark.parametrize("codec", ["gzip", "xz"])
 def test_expanding_costs_the_expanded_size_once(codec):
     import lzma
-    from scall_objtool.compressed import decompress
+    from scall_objtool.core.compressed import decompress
     raw = bytes(range(256)) * (64 << 12)                  # 64 MiB
     packed = gzip.compress(raw) if codec == "gzip" else lzma.compress(raw)
     out, peak = traced_peak(decompress, packed, "x.ko")

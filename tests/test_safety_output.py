@@ -166,7 +166,7 @@ def test_library_use_of_streams_reports_a_broken_stdout(monkeypatch):
     """The same path in-process: a stream whose writes fail with ENOSPC."""
     import io
 
-    from scall_objtool import streams
+    from scall_objtool.cli import streams
 
     class Full(io.RawIOBase):
         def writable(self):

@@ -103,9 +103,9 @@ def test_write_dir_does_not_follow_a_thin_archive_out_of_the_tree(cli, tmp_path)
 
 
 def test_archive_members_are_members_even_when_thin(tmp_path):
-    from scall_objtool.batch import write_one
+    from scall_objtool.inputs.batch import write_one
     from scall_objtool.inputs import archive_members
-    from scall_objtool.model import Options
+    from scall_objtool.core import Options
     victim = obj(tmp_path, "victim.o")
     t = ar(tmp_path, "rcT", "t.a", "victim.o")
     members = archive_members(str(t), t.read_bytes())
@@ -268,8 +268,8 @@ def test_a_section_named_like_the_table_is_not_taken_for_one(cli, tmp_path, vict
 
 
 def test_a_real_table_is_still_recognised_and_replaced(cli, tmp_path):
-    from scall_objtool.elf import open_elf
-    from scall_objtool.sitetable import table_sections
+    from scall_objtool.core.elf import open_elf
+    from scall_objtool.table import table_sections
     k = obj(tmp_path)
     assert cli("write", k).rc == 0
     table, others = table_sections(open_elf(str(k)))
@@ -310,9 +310,9 @@ def test_owner_group_and_setid_bits_are_kept(cli, tmp_path):
 
 
 def test_setid_bits_are_cleared_when_the_owner_cannot_be_kept(tmp_path, monkeypatch):
-    from scall_objtool import fileio
-    from scall_objtool.model import Options
-    from scall_objtool.write import write_path
+    from scall_objtool.inputs import fileio
+    from scall_objtool.core import Options
+    from scall_objtool.table.write import write_path
     k = obj(tmp_path)
     os.chmod(k, 0o6755)
     st = k.stat()
@@ -394,10 +394,10 @@ def test_hard_link_rewrite_that_is_not_an_append_is_refused(cli, tmp_path):
 # ------------------------------------------------------ 8. lost update
 @pytest.mark.parametrize("links", [1, 2])
 def test_a_file_changed_meanwhile_is_not_replaced(tmp_path, monkeypatch, links):
-    from scall_objtool import emit
+    from scall_objtool.table import render as emit
     from scall_objtool.errors import InputError
-    from scall_objtool.model import Options
-    from scall_objtool.write import write_path
+    from scall_objtool.core import Options
+    from scall_objtool.table.write import write_path
     k = obj(tmp_path)
     if links == 2:
         os.link(k, tmp_path / "other.o")
@@ -435,7 +435,7 @@ def _dead_pid() -> int:
 
 
 def test_temporaries_are_short_and_stale_ones_are_removed(cli, tmp_path):
-    from scall_objtool import fileio
+    from scall_objtool.inputs import fileio
     k = obj(tmp_path)
     dead = _dead_pid()
     stale = [tmp_path / f".scall-{dead}-abcdefgh.tmp",
@@ -478,8 +478,9 @@ def _batch_dir(d: Path, n: int, side: int = 0) -> None:
 
 
 def test_a_batch_lists_each_directory_once(tmp_path, monkeypatch):
-    from scall_objtool import commands, fileio
-    from scall_objtool.model import Options
+    from scall_objtool.cli import commands
+    from scall_objtool.inputs import fileio
+    from scall_objtool.core import Options
     for sub in ("a", "b"):
         _batch_dir(tmp_path / sub, 30)
     calls = []
@@ -496,8 +497,9 @@ def test_a_batch_lists_each_directory_once(tmp_path, monkeypatch):
 def _write_lines(d: Path) -> int:
     """The Python lines a batch write of directory ``d`` executes (a count of
     work: a busy machine does not change it)."""
-    from scall_objtool import commands, fileio
-    from scall_objtool.model import Options
+    from scall_objtool.cli import commands
+    from scall_objtool.inputs import fileio
+    from scall_objtool.core import Options
     from scall_testlib import python_lines
     getattr(fileio, "_cleaned", set()).clear()
     rc, lines = python_lines(commands.write, [str(d)], Options(), quiet=True, jobs=1)
@@ -570,9 +572,9 @@ def test_write_dir_never_writes_through_a_symlink_out_of_the_tree(cli, tmp_path)
 def test_a_walked_file_that_becomes_a_symlink_is_not_followed(tmp_path):
     """Between the walk and the write, a file of the tree replaced by a link to
     a file outside: the write is refused, the outside file untouched."""
-    from scall_objtool.batch import write_one
+    from scall_objtool.inputs.batch import write_one
     from scall_objtool.inputs import expand
-    from scall_objtool.model import Options
+    from scall_objtool.core import Options
     sysdir, build = tmp_path / "sys", tmp_path / "build"
     sysdir.mkdir()
     build.mkdir()
@@ -686,10 +688,10 @@ def test_hard_linked_write_over_the_file_size_limit_is_undone(tmp_path):
 def test_any_failure_after_a_partial_in_place_write_restores(tmp_path, monkeypatch, fail):
     """A failure after the header was written (the last fsync) restores the old
     header too; a failure mid-append truncates."""
-    from scall_objtool import fileio
+    from scall_objtool.inputs import fileio
     from scall_objtool.errors import InputError
-    from scall_objtool.model import Options
-    from scall_objtool.write import write_path
+    from scall_objtool.core import Options
+    from scall_objtool.table.write import write_path
     a, b = _hard_linked(tmp_path)
     before = a.read_bytes()
     real_pwrite, real_fsync = os.pwrite, os.fsync
@@ -786,10 +788,10 @@ def test_a_signed_module_is_never_rewritten(cli, tmp_path):
     res = cli("write", tmp_path)                # found by a walk: the same error
     one_error(res, "signed module")
     assert tree(tmp_path) == before
-    from scall_objtool.elf import ElfFile
+    from scall_objtool.core.elf import ElfFile
     from scall_objtool.errors import InputError
-    from scall_objtool.model import Options
-    from scall_objtool.write import decide
+    from scall_objtool.core import Options
+    from scall_objtool.table.write import decide
     with pytest.raises(InputError, match="write before signing"):     # the library too
         decide(ElfFile(ko.read_bytes(), str(ko)), Options())
     s = cli("scan", "-f", "json", ko)

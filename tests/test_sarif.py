@@ -14,7 +14,7 @@ import pytest
 
 from scall_testlib import SRC, run_cli
 
-from scall_objtool.model import REASONS
+from scall_objtool.core import REASONS
 
 ROOT = SRC.parent.parent
 TAIL_LINE = 31

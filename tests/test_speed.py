@@ -36,7 +36,8 @@ def inline_o(tmp_path_factory):
 def _run_counting(monkeypatch, argv: list[str]) -> tuple[int, str, list[str]]:
     """(exit status, stdout, names of the debug sections loaded) of one command
     line, run in this process through the fast path (one input: no worker)."""
-    from scall_objtool import dwarf, fastcli
+    from scall_objtool.lines import dwarf
+    from scall_objtool import cli as fastcli
     loaded: list[str] = []
     real = dwarf.Debug._load
 
@@ -48,7 +49,7 @@ def _run_counting(monkeypatch, argv: list[str]) -> tuple[int, str, list[str]]:
     parsed = fastcli.parse(argv)
     assert parsed is not None, argv
     out = io.StringIO()
-    from scall_objtool.commands import run
+    from scall_objtool.cli.commands import run
     with contextlib.redirect_stdout(out):
         rc = run(*parsed)
     return rc, out.getvalue(), loaded
@@ -102,7 +103,7 @@ def test_no_lines_leaves_sources_null(monkeypatch, inline_o):
 
 def test_check_reads_lines_of_the_fallback_sites_only(monkeypatch, inline_o):
     """check shows only its findings: patchable sites are not looked up."""
-    from scall_objtool import sourcelines
+    from scall_objtool import lines as sourcelines
     looked: list[int] = []
     real = sourcelines.lookup
 
@@ -191,8 +192,8 @@ def test_capstone_library_bound_directly_decodes_as_the_package(inline_o):
 
     import capstone
 
-    from scall_objtool import decode
-    from scall_objtool.elf import ElfFile
+    from scall_objtool.core import decode
+    from scall_objtool.core.elf import ElfFile
     assert decode._library_path() is not None       # the direct path is the one taken
     layout = decode._bulk_layout()
     t = capstone._cs_insn

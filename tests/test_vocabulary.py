@@ -16,15 +16,15 @@ import pytest
 from scall_testlib import ROOT
 
 from scall_objtool import options as table
-from scall_objtool import placement
-from scall_objtool.classify import apply_policy
-from scall_objtool.commands import run
-from scall_objtool.decode import analyse
-from scall_objtool.fastcli import parse
-from scall_objtool.findings import LAYOUT_REASONS, STRUCTURAL_REASONS
-from scall_objtool.model import CROSSINGS, CS_PREFIX, Options, Site
-from scall_objtool.remedy import COMPILERS, REMEDIES, remedy
+from scall_objtool.cli import parse
+from scall_objtool.cli.commands import run
+from scall_objtool.core import placement
+from scall_objtool.core import CROSSINGS, CS_PREFIX, Options, Site
+from scall_objtool.core.classify import apply_policy
+from scall_objtool.core.decode import analyse
+from scall_objtool.core.remedy import COMPILERS, REMEDIES, remedy
 from scall_objtool.report import dashboard, sarif
+from scall_objtool.report.findings import LAYOUT_REASONS, STRUCTURAL_REASONS
 from scall_objtool.vocabulary import (FORMAT_TABLE, FORMATS, GATES, KIND_TABLE, KINDS,
                                       LOADER_MODEL_TABLE, LOADER_MODELS, REASON_TABLE, REASONS,
                                       TAIL_KINDS, formats_of)

@@ -31,7 +31,7 @@ def esc(text: str) -> str:
     bidi overrides, newlines and lone surrogates escaped (as ``scan`` does)."""
     if text.isprintable():
         return text
-    from ..elf import printable
+    from ..core.elf import printable
     return printable(text.encode("utf-8", "surrogatepass"))
 
 

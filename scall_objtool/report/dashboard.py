@@ -24,10 +24,10 @@ import re
 from importlib import resources
 from math import gcd
 
-from .. import findings
+from ..core.remedy import remedy
 from ..errors import UsageError
-from ..remedy import remedy
 from ..vocabulary import KIND_TABLE, REASON_TABLE
+from . import findings
 from .jsondoc import read_json
 from .readback import Doc, read
 

@@ -18,7 +18,7 @@ import posixpath
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from ..findings import LintSite
+from .findings import LintSite
 from .jsondoc import report_from_json, validate
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..model import ObjectResult, Options, location, summarize
+from ..core import ObjectResult, Options, location, summarize
 from . import esc, plural, verdict
 
 
@@ -236,7 +236,7 @@ def write_lines(display: str, outcome, options: Options, details: bool) -> list[
 def display_path(path: str, root: str | None = None) -> str:
     """A source or object path as shown to a user: relative to ``root`` (the
     current directory by default) when it lies below it."""
-    from ..findings import base_dir, relative_below
+    from .findings import base_dir, relative_below
     return relative_below(path, base_dir(root))
 
 

@@ -1,6 +1,6 @@
 /*
  * modlayout.S - a kernel-module-like object for the module loader's layout
- * model (scall_objtool/placement.py, tests/test_placement.py).
+ * model (scall_objtool/core/placement.py, tests/test_placement.py).
  *
  * Assemble: as --64 [--defsym VARIANT=1 ...] -o modlayout.o modlayout.S
  *

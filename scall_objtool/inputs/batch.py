@@ -8,7 +8,7 @@ returns the outcomes in input order, so what is printed does not depend on
 ``jobs``.  A signal (see ``interrupt``) stops the batch: no new input is
 started, and ``Interrupted`` propagates to the command line.
 
-Outcomes carry data, never prose: the commands (``commands.py``) and the
+Outcomes carry data, never prose: the commands (``cli/commands.py``) and the
 renderers (``report/``) turn them into text.
 """
 from __future__ import annotations
@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import InputError, UsageError, error_line, warning_line
-from .inputs import Input
-from .model import Options
-from .records import LIST, record
+from ..core import Options
+from ..errors import InputError, UsageError, error_line, warning_line
+from ..records import LIST, record
+from . import Input
 
 @record
 class Outcome:
@@ -57,7 +57,7 @@ def guarded(display: str, fn, outcome: Outcome):
 def _run(inp: Input, work) -> Outcome:
     """An outcome for ``work()``, with the warnings of what it returns.  An object
     of another ELF class or machine found by a directory walk is passed over."""
-    from .errors import ForeignObject
+    from ..errors import ForeignObject
     out = Outcome(inp.display)
 
     def walked_work():
@@ -76,8 +76,8 @@ def _run(inp: Input, work) -> Outcome:
 
 
 def _scanned(inp: Input, options: Options, sources: bool | str = True):
-    from .elf import ElfFile
-    from .pipeline import scan_elf
+    from ..core.elf import ElfFile
+    from ..core.pipeline import scan_elf
     elf = ElfFile(inp.read(), inp.display)
     return elf, scan_elf(elf, options, sources=sources)
 
@@ -92,7 +92,7 @@ def scan_one(inp: Input, options: Options, sources: bool | str = True) -> Outcom
 def verify_one(inp: Input, options: Options) -> Outcome:
     """Verify the table of one input: the outcome's result is its ``Verdict``."""
     def work():
-        from .verify import verify
+        from ..table.verify import verify
         elf, result = _scanned(inp, options, sources=False)
         return verify(elf, result, options)
     return _run(inp, work)
@@ -105,7 +105,7 @@ def write_one(inp: Input, options: Options, output: str | None = None, force: bo
         return Outcome(inp.display, ok=False, messages=[error_line(
             f"{inp.display}: archive members are scanned, not rewritten; run write on the "
             "objects before archiving")])
-    from .write import write_path
+    from ..table.write import write_path
     # a walked file is written as the walk found it, never through a symlink
     # that appeared since (a walk's links inside its tree are already resolved)
     return _run(inp, lambda: write_path(inp.path, options, output, force, dry_run, backup,

@@ -1,9 +1,9 @@
 """The data that flows between the stages: options, sites, references."""
 from __future__ import annotations
 
-from .options import PLACEMENTS, POLICIES, Options  # noqa: F401  (beside its option table)
-from .records import LIST, record
-from .vocabulary import KINDS, REASONS, TAIL_KINDS  # noqa: F401  (one table each)
+from ..options import PLACEMENTS, POLICIES, Options  # noqa: F401  (beside its option table)
+from ..records import LIST, record
+from ..vocabulary import KINDS, REASONS, TAIL_KINDS  # noqa: F401  (one table each)
 
 CROSSINGS = ("never", "always", "depends")
 #: the one prefix a cs-prefixed call site (design 1, the prefix patcher) has

@@ -41,10 +41,10 @@ from __future__ import annotations
 
 from math import gcd
 
+from ..records import record
+from ..vocabulary import LOADER_MODEL_TABLE, release_range
 from .classify import effective_alignment
 from .elf import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE
-from .records import record
-from .vocabulary import LOADER_MODEL_TABLE, release_range
 
 PAGE_SIZE = 4096
 #: the loader's own flag for ro_after_init sections (include/uapi/linux/elf.h)

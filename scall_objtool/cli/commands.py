@@ -1,7 +1,7 @@
 """The commands (scan, write, verify, check, diff, dashboard, runtime-path),
 free of any argument-parsing library.
 
-Both command lines (``cli.py``, typer; ``fastcli.py``, the fast path) parse
+Both command lines (``cli/typer_cli.py``, typer; ``cli/__init__.py``, the fast path) parse
 with the option table in ``options.py`` and call ``run(name, values)``; each
 command here takes one keyword argument per option of its table entry, plus
 ``options`` (the policy record), so the two parsers cannot disagree on
@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 import sys
 
-from .batch import Outcome, run_batch, scan_one, verify_one, write_one
-from .errors import PROG, ScallError, UsageError, error_line, warning_line
-from .inputs import expand, show
-from .model import Options
-from .records import record
+from ..core import Options
+from ..errors import PROG, ScallError, UsageError, error_line, warning_line
+from ..inputs import expand, show
+from ..inputs.batch import Outcome, run_batch, scan_one, verify_one, write_one
+from ..records import record
 
 
 #: what ``write DIR`` looks for: objects, not archives (whose members are
@@ -45,7 +45,7 @@ def check_output(output: str | None, inputs: list[str]) -> None:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode):
         return                  # a device, FIFO or terminal is written into, not replaced
-    from .fileio import same_file
+    from ..inputs.fileio import same_file
     def resolved(path: str) -> str | None:
         try:
             return os.path.realpath(path)
@@ -83,7 +83,7 @@ def _deliver(messages: list[str], text: str, output: str | None,
     if output is None or output == "-":
         streams.out(text, machine)      # its failure is an OutputError
     else:
-        from .fileio import UnsafeWrite, write_output
+        from ..inputs.fileio import UnsafeWrite, write_output
         try:
             write_output(output, streams.encode(text))
         except OSError as e:
@@ -166,7 +166,7 @@ def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None,
 def _unmatched_baseline(base, results) -> list[str]:
     """A warning when the baseline names objects, but none of the inputs: it was
     most likely recorded from another directory, and would match nothing."""
-    from .findings import norm_object
+    from ..report.findings import norm_object
     recorded = {norm_object(s.object) for s in base.sites}
     if not recorded or recorded & {norm_object(r.path) for r in results}:
         return []
@@ -178,7 +178,7 @@ def _unmatched_baseline(base, results) -> list[str]:
 
 
 def _policy_warning(report, other_policy: dict, what: str) -> list[str]:
-    from .findings import policy_mismatch
+    from ..report.findings import policy_mismatch
     diffs = policy_mismatch(report.policy, other_policy)
     if not diffs:
         return []
@@ -202,14 +202,14 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
     run = _batch(scan_one, paths, include, (options, sources), jobs, output,
                  linked=True)
     if format == "json":
-        from .report.jsondoc import paths_base, scan_json
+        from ..report.jsondoc import paths_base, scan_json
         text = scan_json(run.results, options, run.skipped, paths_base(output), source_root)
     elif format == "openmetrics":
-        from .report.jsondoc import scan_doc
-        from .report.openmetrics import render_openmetrics
+        from ..report.jsondoc import scan_doc
+        from ..report.openmetrics import render_openmetrics
         text = render_openmetrics(scan_doc(run.results, options, run.skipped), checked=True)
     else:
-        from .report.text import scan_text
+        from ..report.text import scan_text
         text = scan_text(run.results, options, run.skipped, quiet, group_by, stats)
     ok = _deliver(run.messages, text, output, machine=format != "text")
     return 0 if ok and not run.errors else 2
@@ -230,10 +230,10 @@ def verify(paths: list[str], options: Options, format: str = "text",
             if v.table_policy != options.policy:
                 v.policy_findings = []
     if format == "json":
-        from .report.jsondoc import verify_json
+        from ..report.jsondoc import verify_json
         text = verify_json(verdicts, options, run.skipped)
     else:
-        from .report.text import verify_text
+        from ..report.text import verify_text
         text = verify_text(verdicts, options, run.skipped, quiet, by_table)
     if not _deliver(run.messages, text, output, machine=format != "text") or run.errors:
         return 2
@@ -260,12 +260,12 @@ def write(paths: list[str], options: Options, output: str | None = None,
     # the object itself goes to stdout (-o -, /dev/stdout, the file stdout is
     # redirected to): no summary there
     if output is not None:
-        from .fileio import stream_of
+        from ..inputs.fileio import stream_of
         quiet = quiet or stream_of(output) == 1
     if not dry_run:
         # stale temporaries: one listing per directory, before the workers fork
         # (they inherit what was cleaned)
-        from .fileio import clean_directory
+        from ..inputs.fileio import clean_directory
         try:
             dirs = {os.path.dirname(os.path.abspath(i.path)) for i in inputs}
             if output not in (None, "-"):
@@ -281,7 +281,7 @@ def write(paths: list[str], options: Options, output: str | None = None,
     for o in outs:
         messages.extend(o.messages)
     if not quiet:
-        from .report.text import write_lines
+        from ..report.text import write_lines
         for o in written:
             lines.extend(write_lines(o.display, o.result, options, len(inputs) == 1))
         messages.extend(_added_keys_warning([(o.display, o.result.added_keys)
@@ -319,9 +319,9 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
           group_by: str | None = None, layout_gate: str = "auto",
           no_lines: bool = False) -> int:
     """The CI gate: 0 pass, 1 fail, 2 errors (the report is still written)."""
-    from . import findings
-    from .model import summarize
-    from .report.jsondoc import load_report
+    from ..report import findings
+    from ..core import summarize
+    from ..report.jsondoc import load_report
     if max_fallback < 0:
         raise UsageError(f"--max-fallback must not be negative, not {max_fallback}")
     check_output(output, [] if baseline is None else [baseline])
@@ -348,19 +348,19 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
                              policy=options.policy, cache_line=options.cache_line)
     plain = [e.removeprefix(error_line("")) for e in errors]
     if format == "sarif":
-        from .report.sarif import sarif_json
+        from ..report.sarif import sarif_json
         text = sarif_json(verdict, options, summary, plain, source_root, run.files)
     elif format in ("json", "openmetrics"):
-        from .report import dump
-        from .report.jsondoc import check_doc
+        from ..report import dump
+        from ..report.jsondoc import check_doc
         doc = check_doc(verdict, summary, options, plain, source_root)
         if format == "json":
             text = dump(doc)
         else:
-            from .report.openmetrics import render_openmetrics
+            from ..report.openmetrics import render_openmetrics
             text = render_openmetrics(doc, checked=True)
     else:
-        from .report.text import check_text, stats_text
+        from ..report.text import check_text, stats_text
         text = check_text(verdict, summary, options.policy, source_root, quiet, group_by,
                           stats_text(results) if stats else "", line=options.cache_line)
     if not _deliver(messages, text, output, machine=format != "text") or not verdict.complete:
@@ -372,9 +372,9 @@ def diff(old: str, new: str, format: str = "text", output: str | None = None,
          quiet: bool = False, old_root: str | None = None,
          new_root: str | None = None) -> int:
     """Compare two reports: 0 no new fallback site, 1 a new one, 2 errors."""
-    from . import findings
-    from .report.jsondoc import diff_json, load_report
-    from .report.text import diff_text
+    from ..report import findings
+    from ..report.jsondoc import diff_json, load_report
+    from ..report.text import diff_text
     check_output(output, [old, new])
     for opt, root in (("--old-root", old_root), ("--new-root", new_root)):
         if root is not None and not os.path.isdir(root):
@@ -410,7 +410,7 @@ def dashboard(reports: list[str], output: str | None = None,
     """Render reports as one HTML page: 0, or 2 on a bad report.  Without -o
     the page goes to standard output, unless that is a terminal (a page of
     HTML is no use there): a usage error (``-o -`` insists)."""
-    from .report.dashboard import dashboard_from_files
+    from ..report.dashboard import dashboard_from_files
     if output is None and _isatty(sys.stdout):
         raise UsageError("dashboard: standard output is a terminal; name the page with "
                          "-o FILE (or -o - to print the HTML anyway)")
@@ -428,7 +428,7 @@ def _isatty(stream) -> bool:
 
 def runtime_path() -> int:
     """Print the directory of the C runtime shipped with the package."""
-    from .runtime import path
+    from ..runtime import path
     from .streams import out
     out(os.fsencode(path()) + b"\n")      # a path: its bytes, for $(...)
     return 0
@@ -441,8 +441,8 @@ COMMANDS = {"scan": scan, "verify": verify, "write": write, "check": check, "dif
 def run(name: str, values: dict) -> int:
     """Carry out command ``name`` with ``values`` by option dest (from the option
     table); usage problems become one error line and exit 2."""
-    from .options import COMMANDS as TABLE
-    from .options import options_of
+    from ..options import COMMANDS as TABLE
+    from ..options import options_of
     try:
         kw = dict(values)
         if TABLE[name].policy:

@@ -30,7 +30,7 @@ import _signal
 SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 #: signals left alone when they are ignored at start (``nohup``)
 _IF_NOT_IGNORED = (_signal.SIGHUP,)
-_DEFER_MODULES = ("scall_objtool.fileio",)
+_DEFER_MODULES = ("scall_objtool.inputs.fileio",)
 
 
 class Interrupted(BaseException):
@@ -148,7 +148,7 @@ def run(fn) -> int:
             name = signal.Signals(e.signum).name
         except ValueError:
             name = str(e.signum)
-        from .errors import error_line
-        from .streams import note
+        from ..errors import error_line
+        from ..cli.streams import note
         note(error_line(f"interrupted by {name}"))
         return 128 + e.signum

@@ -1,7 +1,7 @@
 """The debug sections of one ELF file, loaded on demand: decompressed
 (``SHF_COMPRESSED`` zlib and zstd, the older ``.zdebug_*``) and, in a
 relocatable object, with their relocations applied to a value when it is
-read.  Symbols and relocation entries are those ``elf.py`` reads.
+read.  Symbols and relocation entries are those ``core/elf.py`` reads.
 
 A 64-bit value that a relocation points into an allocated section is
 *tagged* with the section's index in its high bits::
@@ -20,8 +20,8 @@ import struct
 import zlib
 from array import array
 
-from ..elf import (ET_REL, SHF_ALLOC, SHF_COMPRESSED, SHN_LORESERVE, SHT_RELA, ElfFile,
-                   RelocColumns)
+from ...core.elf import (ET_REL, SHF_ALLOC, SHF_COMPRESSED, SHN_LORESERVE, SHT_RELA, ElfFile,
+                         RelocColumns)
 from .forms import DwarfError, cstring
 
 TAG_SHIFT = 40
@@ -34,7 +34,7 @@ _R_32 = (10, 11, 21)     # R_X86_64_32, R_X86_64_32S, R_X86_64_DTPOFF32: S + A, 
 
 
 class Relocations:
-    """The relocations of one debug section as ``elf.py`` reads them: the
+    """The relocations of one debug section as ``core/elf.py`` reads them: the
     offsets, sorted and compact, searched for the value being read, and the
     entry of an offset read alone (``order``: entry indices by offset, when the
     table is not sorted)."""
@@ -172,7 +172,7 @@ class Debug:
 
     def symbol(self, index: int) -> tuple[int, int]:
         """(st_value, section index) of symbol ``index``, SHN_XINDEX resolved
-        (the symbol table as ``elf.py`` reads it)."""
+        (the symbol table as ``core/elf.py`` reads it)."""
         cols = self._syms
         if cols is None:
             cols = self._syms = self.elf.syms

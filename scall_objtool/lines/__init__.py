@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import bisect
 
+from ..core.elf import ElfFile
 from .dwarf import (AT_CALL_FILE, AT_CALL_LINE, AT_COMP_DIR, AT_SIBLING, AT_STMT_LIST, TAG_SHIFT,
                     Debug, DwarfError, LineProgram, Reader, _DESCEND, _FUNCS, text)
-from .elf import ElfFile
 
 __all__ = ["Frame", "MAX_FRAMES", "addr2line", "attach_sources", "lookup", "parse_addr2line",
            "site_key"]

@@ -24,7 +24,7 @@ The parts:
 
 * ``forms``: constants, the error, LEB128 and strings, the size of a form;
 * ``sections``: the debug sections of a file, decompressed, relocated when a
-  value is read (symbols and relocations as ``elf.py`` reads them);
+  value is read (symbols and relocations as ``core/elf.py`` reads them);
 * ``units``: abbreviations, unit headers, DIEs and their attributes, names;
 * ``ranges``: ``DW_FORM_addrx`` and range lists;
 * ``lines``: line-program headers and the streamed state machine.

@@ -9,12 +9,13 @@
 """
 from __future__ import annotations
 
+from ..options import CANDIDATES, check
+from ..table import ENTRY_SIZE, foreign_table_problem, key_name, table_sections
+from ..vocabulary import KIND_TABLE
+from . import ObjectResult, Options, Reference, Site
+from .candidates import (find_candidates, find_code_candidates, find_trampolines,
+                         has_code_relocations)
 from .elf import SHT_NOBITS, ElfFile, open_elf, reloc_name
-from .find import find_candidates, find_code_candidates, find_trampolines, has_code_relocations
-from .model import ObjectResult, Options, Reference, Site
-from .options import CANDIDATES, check
-from .sitetable import ENTRY_SIZE, foreign_table_problem, key_name, table_sections
-from .vocabulary import KIND_TABLE
 
 #: what ``scan_elf(sources=...)`` reads source lines (DWARF) for: every site,
 #: the fallback sites only (what a check shows), or none
@@ -39,7 +40,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
     result = ObjectResult(path=elf.path, elf_type=elf.elf_type)
     linked = elf.linked
     if linked:
-        from .sitetable import image_table_bounds
+        from ..table import image_table_bounds
         bounds = image_table_bounds(elf)
         if bounds is not None:
             result.existing_table = {"entries": (bounds[1] - bounds[0]) // ENTRY_SIZE}
@@ -116,7 +117,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
     result.references = [r[2] for r in refs]
     if sources != "none" and result.sites and (elf.section_by_name(".debug_info") is not None
                                      or elf.section_by_name(".zdebug_info") is not None):
-        from .sourcelines import attach_sources
+        from ..lines import attach_sources
         attach_sources(elf, result, fallback_only=sources == "fallback")
     return result
 

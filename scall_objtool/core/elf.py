@@ -19,8 +19,8 @@ import os
 import stat
 import struct
 
-from .errors import InputError
-from .records import cached, record
+from ..errors import InputError
+from ..records import cached, record
 
 # e_ident / header constants
 ELFMAG = b"\x7fELF"
@@ -170,7 +170,7 @@ def parse_header(data: bytes, path: str | None = None) -> tuple:
     """The fields of an x86-64 ELF64 LE header (``EHDR``), checked: InputError
     (ForeignObject for another class or machine) for anything else.  Needs only
     the first ``EHDR.size`` bytes, so a reader checks them before reading more."""
-    from .errors import ForeignObject
+    from ..errors import ForeignObject
 
     def fail(message: str):
         raise InputError(message, path)

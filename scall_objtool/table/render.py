@@ -24,15 +24,15 @@ from __future__ import annotations
 import struct
 from bisect import bisect_left, bisect_right
 
-from .elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF_WRITE,
-                  SHN_LORESERVE, SHN_UNDEF, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_SYMTAB_SHNDX,
-                  STB_GLOBAL, STB_WEAK, STT_FILE, STT_FUNC, STT_NOTYPE, STT_SECTION, ElfFile,
-                  Section, printable)
-from .errors import InputError, KeyMissingError
-from .intervals import Innermost
-from .model import TAIL_KINDS, ObjectResult, Options, Site, location
-from .records import fields, record
-from .sitetable import FLAG_TAIL, RELA_TABLE, TABLE, key_name, table_sections
+from ..core import TAIL_KINDS, ObjectResult, Options, Site, location
+from ..core.elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF_WRITE,
+                        SHN_LORESERVE, SHN_UNDEF, SHT_PROGBITS, SHT_REL, SHT_RELA,
+                        SHT_SYMTAB_SHNDX, STB_GLOBAL, STB_WEAK, STT_FILE, STT_FUNC, STT_NOTYPE,
+                        STT_SECTION, ElfFile, Section, printable)
+from ..core.intervals import Innermost
+from ..errors import InputError, KeyMissingError
+from ..records import fields, record
+from . import FLAG_TAIL, RELA_TABLE, TABLE, key_name, table_sections
 
 SYM = struct.Struct("<IBBHQQ")
 RELA = struct.Struct("<QQq")
@@ -63,7 +63,7 @@ class Plan:
         keys = self._key_symbols()
         # a kernel module's missing key is its trampoline, which the module
         # loader fixes up (objtool --module): --module, or recognised
-        from .placement import is_module
+        from ..core.placement import is_module
         module = options.module or is_module(elf)
         addr_cache: dict[int, _Addressing] = {}
         added: dict[bytes, int] = {}
@@ -94,7 +94,7 @@ class Plan:
         the classification relied on becomes the section's own, so that the
         linker keeps it.  Never in a kernel module: the loader lays it out
         from the alignments as they are, and the verdicts rest on that."""
-        from .placement import is_module
+        from ..core.placement import is_module
         if is_module(self.elf):
             return []
         out = {}

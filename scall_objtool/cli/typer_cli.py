@@ -27,9 +27,10 @@ from typing import Optional
 import typer
 import typer.core
 
-from . import __version__, commands
-from .errors import PROG, ScallError
-from .options import COMMANDS, Command, Opt, all_options, check_together, value
+from .. import __version__
+from ..errors import PROG, ScallError
+from ..options import COMMANDS, Command, Opt, all_options, check_together, value
+from . import commands
 from .streams import EXIT_CLOSED_PIPE, OutputError, failed, silence
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
-from .errors import InputError
-from .records import LIST, record
+from ..errors import InputError
+from ..records import LIST, record
 
 AR_MAGIC = b"!<arch>\n"
 THIN_MAGIC = b"!<thin>\n"
@@ -39,17 +39,17 @@ class Input:
     def read(self) -> bytes:
         """The object's bytes: a member's own bytes (read alone, not with its
         archive), a compressed module (.ko.xz/.zst/.gz) expanded."""
-        from .elf import load_file
+        from ..core.elf import load_file
         if self.member_offset is None:
             return load_file(self.path, self.display)
-        from .elf import read_range
+        from ..core.elf import read_range
         return read_range(self.path, self.member_offset, self.member_size)
 
 
 def show(path: str) -> str:
     """A path as it may appear in a report: control characters and bytes that
     are not UTF-8 escaped (file names are bytes; terminals and JSON are not)."""
-    from .elf import printable
+    from ..core.elf import printable
     return printable(os.fsencode(path))
 
 
@@ -113,7 +113,7 @@ def archive_members(path: str, data: bytes) -> list[Input]:
                 payload, length = body + nlen, msize - nlen
             else:
                 display = name.rstrip(b"/")
-            from .elf import display_name
+            from ..core.elf import display_name
             text = display_name(display)
             if thin:
                 member = os.path.join(os.path.dirname(path), os.fsdecode(display))
@@ -182,7 +182,7 @@ def expand(paths: list[str], include: list[str] | None = None,
     def add_file(p: str, walked: frozenset = frozenset(), real: str | None = None) -> None:
         if archives and is_archive(real or p):
             try:
-                from .elf import read_file
+                from ..core.elf import read_file
                 members = archive_members(real or p, read_file(real or p))
             except InputError as e:
                 errors.append(e)
@@ -363,7 +363,7 @@ def _kbuild_linked(top: str, found: list[str]) -> tuple[list[str], list[tuple[st
         archive = os.path.join(top, "vmlinux.a")
         if os.path.isfile(archive):
             try:
-                from .elf import read_file
+                from ..core.elf import read_file
                 members = archive_members(archive, read_file(archive))
             except (InputError, OSError):
                 members = []            # read again by the walk, which reports it
@@ -424,7 +424,7 @@ def _lib_members_in(vmlinux: str, archives: list[str]) -> dict[str, str]:
     ``vmlinux`` (an archive member is linked only when referenced): those
     defining a global function that vmlinux's symbol table names.  By
     realpath; unreadable files are left to the walk, which reports them."""
-    from .elf import STB_GLOBAL, STT_FUNC, ElfFile, read_file
+    from ..core.elf import STB_GLOBAL, STT_FUNC, ElfFile, read_file
     out: dict[str, str] = {}
     if not archives:
         return out

@@ -2,7 +2,7 @@
 decoders: LEB128, NUL-terminated strings, the size of a form's value."""
 from __future__ import annotations
 
-from ..elf import display_name
+from ...core.elf import display_name
 
 # tags
 TAG_COMPILE_UNIT, TAG_PARTIAL_UNIT, TAG_SKELETON_UNIT = 0x11, 0x3c, 0x4a

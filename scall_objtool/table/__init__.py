@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import struct
 
-from .elf import SHF_ALLOC, SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, SHT_REL, SHT_RELA
-from .errors import InputError
+from ..core.elf import SHF_ALLOC, SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, SHT_REL, SHT_RELA
+from ..errors import InputError
 
 TABLE = ".static_call_sites"
 RELA_TABLE = ".rela.static_call_sites"

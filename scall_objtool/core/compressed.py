@@ -10,7 +10,7 @@ codecs are imported only for a compressed input.
 """
 from __future__ import annotations
 
-from .errors import InputError
+from ..errors import InputError
 
 #: name -> magic bytes at the start of the file
 MAGICS = {"xz": b"\xfd7zXZ\x00", "zstd": b"\x28\xb5\x2f\xfd", "gzip": b"\x1f\x8b"}

@@ -22,8 +22,8 @@ HELP = ("-h", "--help")
 def parse(argv: list[str]):
     """(command name, values by dest), or None when typer should render help;
     UsageError for a malformed command line."""
-    from .errors import UsageError
-    from .options import COMMANDS, all_options, check_together, value
+    from ..errors import UsageError
+    from ..options import COMMANDS, all_options, check_together, value
     if not argv or argv[0] in HELP or argv[0] == "--version":
         return None
     cmd = COMMANDS.get(argv[0])
@@ -92,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: the table's parser, typer for help."""
     import sys
 
-    from .interrupt import run
+    from ..inputs.interrupt import run
     args = sys.argv[1:] if argv is None else argv
 
     def go():
-        from .errors import UsageError, error_line
+        from ..errors import UsageError, error_line
         try:
             parsed = parse(args)
         except UsageError as e:
@@ -105,6 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         if parsed is not None and not os.environ.get("SCALL_OBJTOOL_NO_FASTPATH"):
             from .commands import run as run_command
             return run_command(*parsed)
-        from .cli import main as full_main
+        from .typer_cli import main as full_main
         return full_main(args)
     return run(go)

@@ -7,7 +7,7 @@ flag, its spelling depends on the object's compiler, read from the object's
 ``.comment`` (:func:`compiler_of`: ``gcc``, ``clang`` or None when unknown or
 mixed; then both spellings are given)::
 
-    from scall_objtool.remedy import remedy
+    from scall_objtool.core.remedy import remedy
     r = remedy("crosses-cache-line", "clang")
     r.text, r.flags        # ('rebuild with ...', ('-malign-branch-boundary=64', ...))
 
@@ -24,7 +24,7 @@ without -fpic/-fpie (the kernel is).
 """
 from __future__ import annotations
 
-from .records import record
+from ..records import record
 
 COMPILERS = ("gcc", "clang")
 

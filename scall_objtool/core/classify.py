@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from math import gcd
 
-from .model import CS_PREFIX, Options, Site
-from .vocabulary import KIND_TABLE
+from ..vocabulary import KIND_TABLE
+from . import CS_PREFIX, Options, Site
 
 
 def effective_alignment(sh_addralign: int, options: Options) -> int:

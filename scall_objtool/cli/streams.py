@@ -23,7 +23,7 @@ import errno
 import os
 import sys
 
-from .errors import ScallError, error_line
+from ..errors import ScallError, error_line
 
 #: the status of a closed pipe: 128 + SIGPIPE, what the shell shows for a
 #: C tool that SIGPIPE killed (``set -o pipefail`` still sees a failure)
@@ -95,7 +95,7 @@ def err(lines: list[str]) -> None:
     (which the caller cannot report: stderr is what failed)."""
     if not lines:
         return
-    from .report import esc
+    from ..report import esc
     stream = sys.stderr
     if stream is None:
         raise OutputError("standard error: cannot write: Bad file descriptor")

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
+from ..records import record
+from . import location
+from .candidates import Candidate
 from .elf import (
     ADDRESS_MASK,
     R_X86_64_GOTPCREL,
@@ -30,10 +33,7 @@ from .elf import (
     Section,
     display_name,
 )
-from .find import Candidate
 from .intervals import Innermost
-from .model import location
-from .records import record
 
 LEGACY_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
 DIRECT_RELOCS = frozenset({R_X86_64_PC32, R_X86_64_PLT32})

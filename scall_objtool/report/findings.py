@@ -35,8 +35,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from .model import where
-from .vocabulary import KIND_TABLE, reasons_of
+from ..core import where
+from ..vocabulary import KIND_TABLE, reasons_of
 
 
 _CLONE_NUMBER = re.compile(r"\.\d+(?=\.|$)")
@@ -94,7 +94,7 @@ class LintSite:
 
     def remedy(self, line: int = 64):
         """What makes this site patchable (remedy.Remedy), None when it is."""
-        from .remedy import remedy
+        from ..core.remedy import remedy
         return None if self.reason is None else remedy(self.reason, self.compiler, line,
                                                        self.kind)
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 
-from .elf import ElfFile, compression, printable, signed
-from .errors import InputError
-from .model import ObjectResult, Options
-from .pipeline import scan_elf
-from .records import LIST, record
-from .sitetable import TABLE, table_sections
+from ..core import ObjectResult, Options
+from ..core.elf import ElfFile, compression, printable, signed
+from ..core.pipeline import scan_elf
+from ..errors import InputError
+from ..records import LIST, record
+from . import TABLE, table_sections
 
 
 @record
@@ -69,7 +69,7 @@ def decide(elf: ElfFile, options: Options, force: bool = False) -> WriteOutcome:
     if not force:
         return _decided(result, state="skipped-existing", warnings=[
             f"already has a {TABLE} table; left untouched (use --force to replace it)"])
-    from .emit import Plan, recover_original, render, table_up_to_date
+    from .render import Plan, recover_original, render, table_up_to_date
     plan = Plan(elf, result, options)
     if table_up_to_date(plan):
         return _decided(result)
@@ -90,7 +90,7 @@ def _fresh(elf: ElfFile, result: ObjectResult, options: Options,
     if not result.sites:
         # nothing to add: the common case (or the original, restored)
         return _decided(result, elf.data if recovered else None)
-    from .emit import Plan, render
+    from .render import Plan, render
     plan = Plan(elf, result, options)
     if not plan.entries:
         return _planned(plan, elf.data if recovered else None, result)
@@ -110,9 +110,9 @@ def apply(path: str, out: WriteOutcome, on_disk: bytes, before: os.stat_result,
     first) or at ``output``; returns ``out``, done.  ``on_disk`` and ``before``
     are the bytes and the stat of ``path`` as read: a file that changed since is
     not replaced; without ``follow``, nor one that became a symlink."""
-    from .fileio import (UnsafeWrite, atomic_write, clean_directory, replace_in_place,
-                         stream_of, write_output)
-    from .inputs import show
+    from ..inputs.fileio import (UnsafeWrite, atomic_write, clean_directory, replace_in_place,
+                                 stream_of, write_output)
+    from ..inputs import show
 
     def put(target: str, fn, *args, **kw) -> None:
         try:
@@ -167,9 +167,9 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     ``output`` the input is not modified at all; an archive, a compressed or
     a signed module is never written.  Without ``follow`` (a file a directory
     walk found) ``path`` must not be a symlink."""
-    from .elf import read_file
-    from .errors import UsageError
-    from .inputs import AR_MAGIC, THIN_MAGIC, show
+    from ..core.elf import read_file
+    from ..errors import UsageError
+    from ..inputs import AR_MAGIC, THIN_MAGIC, show
 
     if output == "":
         raise UsageError("-o/--output must not be empty (use - for standard output)")
@@ -190,7 +190,7 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
         raise InputError(f"is a {packed}-compressed module: a packaged artifact, never "
                          "rewritten (write the .ko before it is compressed)", path)
     if output is not None and output != "-":
-        from .fileio import same_file
+        from ..inputs.fileio import same_file
         if same_file(output, path):
             raise InputError(f"-o {show(output)} is the input itself: refusing to overwrite "
                              "it (omit -o to write in place)", path)

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .elf import (ADDRESS_MASK, R_X86_64_PC32, SHT_REL, SHT_RELA, STT_SECTION, ElfFile,
-                  display_name)
-from .errors import InputError
-from .model import TAIL_KINDS, ObjectResult, Options, Site, location
-from .sitetable import (ENTRY, ENTRY_SIZE, FLAG_MASK, FLAG_TAIL, TABLE, image_table_bounds,
-                        key_name, object_table_section)
-from .vocabulary import KIND_TABLE
+from ..core import TAIL_KINDS, ObjectResult, Options, Site, location
+from ..core.elf import (ADDRESS_MASK, R_X86_64_PC32, SHT_REL, SHT_RELA, STT_SECTION, ElfFile,
+                        display_name)
+from ..errors import InputError
+from ..vocabulary import KIND_TABLE
+from . import (ENTRY, ENTRY_SIZE, FLAG_MASK, FLAG_TAIL, TABLE, image_table_bounds, key_name,
+               object_table_section)
 
 
 @dataclass(slots=True)
@@ -228,7 +228,7 @@ def _site_where(s: Site) -> str:
 def _explain_all(elf: ElfFile, entries: list[TableEntry]) -> dict[int, str]:
     """Why each entry does not point at a proven site, by entry index.  The
     instructions are found section by section, each function decoded once."""
-    from .decode import instructions_at
+    from ..core.decode import instructions_at
     wanted: dict[int, list[int]] = {}
     for e in entries:
         wanted.setdefault(e.section_index, []).append(e.offset)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from itertools import compress
 
+from ..records import record
 from .elf import (
     ADDRESS_MASK,
     SHF_ALLOC,
@@ -30,7 +31,6 @@ from .elf import (
     Section,
     Symbol,
 )
-from .records import record
 
 
 @record
