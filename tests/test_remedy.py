@@ -20,7 +20,8 @@ from scall_testlib import SRC, run_cli
 
 from scall_objtool import Options, scan_path
 from scall_objtool.core import REASONS
-from scall_objtool.core.remedy import ALIGN_FLAGS, DATA_LIMIT, REMEDIES, compiler_of, remedy
+from scall_objtool.core.remedy import (ALIGN_FLAGS, DATA_LIMIT, KERNEL_LIMIT, REMEDIES,
+                                       compiler_of, remedy)
 from scall_objtool.report.jsondoc import schema
 
 CROSSING = ("crosses-cache-line", "may-cross-cache-line")
@@ -94,7 +95,7 @@ def test_check_prints_the_remedy_for_the_compiler(tmp_path, compiler):
         assert lines[i + 1] == (f"{loc}: note: remedy: rebuild with the assembler's call "
                                 f"alignment, {flags}: it pads so that no call crosses a "
                                 "64-byte line and raises the section's alignment to 64; "
-                                + DATA_LIMIT
+                                + DATA_LIMIT + "; " + KERNEL_LIMIT
                                 + (" (clang pads no call through the PLT: give the "
                                    "trampoline hidden visibility)" if compiler == "clang"
                                    else ""))

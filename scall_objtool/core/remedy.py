@@ -40,6 +40,12 @@ SIBLING_FLAG = "-fno-optimize-sibling-calls"
 #: neither assembler pads a branch that directly follows a data directive
 #: (tests/test_remedy.py, testdata/src/remedy_ud2.c): the kernel 6.1 writes
 #: the ud2 of BUG() so (ASM_UD2)
+#: the padding lands inside alternatives' replacements too; 6.1 relocates a
+#: call there only when the replacement is that one 5-byte call, so a padded
+#: one calls into nowhere once patched: a 6.1 defconfig built with the flags
+#: crashes at its first system call (docs/remedy.md, scripts/remedy-experiment)
+KERNEL_LIMIT = ("in a Linux kernel, only where apply_alternatives() relocates a padded "
+                "replacement (6.1's does not: its kernel crashes at boot)")
 DATA_LIMIT = ("a call right after bytes written as data (.byte, as the kernel's ASM_UD2 "
               "writes ud2) is not padded: write those as an instruction")
 
@@ -80,7 +86,7 @@ def _crossing(reason: str, compiler: str | None, line: int, kind: str | None) ->
     what = "call or jmp" if jmp else "call"
     text = (f"rebuild with the assembler's call alignment, {words}: it pads so that no "
             f"{what} crosses a {line}-byte line and raises the section's alignment to {line}"
-            f"; {DATA_LIMIT}")
+            f"; {DATA_LIMIT}; {KERNEL_LIMIT}")
     if compiler != "gcc":
         text += " (clang pads no call through the PLT: give the trampoline hidden visibility)"
     if reason == "may-cross-cache-line":
