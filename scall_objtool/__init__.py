@@ -1,8 +1,8 @@
 """scall-objtool: find, prove, classify and record static-call sites in x86-64
 ELF objects, in the spirit of the Linux kernel's ``objtool --static-call``.
 
-The library follows the data: ``elf`` (read) -> ``find`` (candidates) ->
-``decode`` (prove) -> ``classify`` (policy) -> ``emit`` (table) / ``report``.
+The library follows the data: ``core.elf`` (read) -> ``core.candidates`` (find) ->
+``core.decode`` (prove) -> ``core.classify`` (policy) -> ``table`` / ``report``.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 #: when first asked for (``from scall_objtool import Options``), so that the
 #: command line, which imports the package first, pays only for what it uses
 _EXPORTED = {"InputError": "errors", "ScallError": "errors", "UsageError": "errors",
-             "ObjectResult": "model", "Options": "options", "Reference": "model",
-             "Site": "model", "__version__": "_version"}
+             "ObjectResult": "core", "Options": "options", "Reference": "core",
+             "Site": "core", "__version__": "_version"}
 
 
 def __getattr__(name: str):

@@ -36,3 +36,15 @@ def test_the_installed_command_resolves():
     line = next(x for x in text.splitlines() if x.startswith("from scall_objtool"))
     module, _, fn = line[len("from "):].partition(" import ")
     assert callable(getattr(importlib.import_module(module), fn.strip()))
+
+
+def test_every_exported_name_resolves():
+    """The package exports its API lazily, by module name: a name whose module
+    moved into a layer must still import (``from scall_objtool import Site``)."""
+    import subprocess
+    import sys
+    code = ("import scall_objtool as p\n"
+            "for n in p.__all__: getattr(p, n)\n"
+            "from scall_objtool import ObjectResult, Options, Reference, Site\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
