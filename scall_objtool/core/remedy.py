@@ -45,7 +45,9 @@ SIBLING_FLAG = "-fno-optimize-sibling-calls"
 #: one calls into nowhere once patched: a 6.1 defconfig built with the flags
 #: crashes at its first system call (docs/remedy.md, scripts/remedy-experiment)
 KERNEL_LIMIT = ("in a Linux kernel, only where apply_alternatives() relocates a padded "
-                "replacement (6.1's does not: its kernel crashes at boot)")
+                "replacement: later kernels do (apply_relocation()), 6.1's does not and its "
+                "kernel crashes at boot unless patched (scall-objtool's "
+                "scripts/remedy/alternatives-relocate-6.1.patch)")
 DATA_LIMIT = ("a call right after bytes written as data (.byte, as the kernel's ASM_UD2 "
               "writes ud2) is not padded: write those as an instruction")
 
