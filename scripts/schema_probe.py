@@ -63,6 +63,12 @@ def msgspec_types():
         region: Optional[str] = None
         offset: Optional[Count] = None
 
+    class Remedy(S):
+        text: Annotated[str, Meta(min_length=1)]
+        flags: list[str]
+        option: Optional[str]
+        known: bool
+
     class Site(S):
         section: str
         offset: Count
@@ -82,6 +88,7 @@ def msgspec_types():
         source: Optional[Source]
         placement: Optional[Placement] = None
         inlined: list[Frame] = []
+        remedy: Optional[Remedy] = None
 
     class Reference(S):
         section: str
@@ -117,6 +124,7 @@ def msgspec_types():
         references: list[Reference]
         existing_table: Optional[Table]
         summary: Counts
+        compiler: Optional[Literal["gcc", "clang"]] = None
 
     class ByObject(S):
         path: str
