@@ -4,7 +4,11 @@ from __future__ import annotations
 from collections import Counter
 
 from ..core import ObjectResult, Options, location, summarize
+from ..vocabulary import KINDS
 from . import esc, plural, verdict
+
+#: the kind column: as wide as the longest kind, and "reference"
+KIND_WIDTH = max(map(len, (*KINDS, "reference")))
 
 
 def _lines(lines: list[str]) -> str:
@@ -120,13 +124,13 @@ def _object_lines(r: ObjectResult) -> list[str]:
                  else location(site.section, site.offset))
         lines.append(f"  {where:<22} "
                      f"{location(site.function, site.function_offset):<32} "
-                     f"{site.kind:<13} {site.trampoline}{pre}  len {site.length}  "
+                     f"{site.kind:<{KIND_WIDTH}} {site.trampoline}{pre}  len {site.length}  "
                      f"crossing {cross} ({_placed(site)})  "
                      f"{verdict(site.patchable, site.reason)}")
     for ref in r.references:
         lines.append(f"  {location(ref.section, ref.offset):<22} "
                      f"{location(ref.function, ref.function_offset):<32} "
-                     f"reference     {ref.symbol}  {ref.reloc_type}  {ref.kind}: "
+                     f"{'reference':<{KIND_WIDTH}} {ref.symbol}  {ref.reloc_type}  {ref.kind}: "
                      f"{ref.detail}")
     return lines
 
