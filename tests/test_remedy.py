@@ -306,3 +306,28 @@ def test_tail_calls_need_jmp_alignment(tmp_path, compiler):
     subprocess.run([compiler, "-O2", "-fno-pie", "-DREMEDY_TAIL", ALIGN_FLAGS[compiler][0], jmp,
                     f"-I{SRC}", "-c", "-o", str(both), str(SRC / "remedy.c")], check=True)
     assert all(s.patchable for s in scan_path(str(both), Options(allow_tail=True)).sites)
+
+
+def test_experiment_counts_the_alternatives_61_leaves_unrelocated(tmp_path):
+    """The call alignment pads calls inside .altinstr_replacement too; 6.1's
+    apply_alternatives() relocates a call only when the replacement is that
+    one 5-byte call, so a padded one calls into nowhere once applied (the
+    aligned 6.1 kernels crash at boot, docs/remedy.md). testdata/src/
+    remedy_alternatives.S has two such alternatives, the second replacement
+    at a crossing offset: the experiment's count finds 0 padded without the
+    flags and exactly that one with them."""
+    from scall_testlib import ROOT
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from kernel_tree import load_script
+    exp = load_script("remedy-experiment")
+    found = {}
+    for aligned in (False, True):
+        obj = tmp_path / f"alt-{aligned}.o"
+        subprocess.run(["gcc", "-c", *(ALIGN_FLAGS["gcc"] if aligned else ()), "-o", str(obj),
+                        str(SRC / "remedy_alternatives.S")], check=True, capture_output=True)
+        found[aligned] = exp.unrelocated_alternatives(obj)
+    assert found[False] == (2, 0, [])
+    with_call, broken, where = found[True]
+    assert (with_call, broken) == (2, 1)
+    start, code = where[0].split(": ")
+    assert int(start, 16) % 64 + len(code) // 2 > 64 and code.endswith("e800000000")
