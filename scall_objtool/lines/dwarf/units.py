@@ -214,6 +214,12 @@ class Reader:
         self._unit_starts: list[int] | None = None
         self._ranges_cache: dict[tuple, list] = {}
 
+    def close(self) -> None:
+        """Drop the units kept (each refers back to this reader)."""
+        self._units.clear()
+        self._abbrevs.clear()
+        self._ranges_cache.clear()
+
     # units -----------------------------------------------------------
     def unit_at(self, off: int, keep: bool = True) -> Unit:
         """The unit at ``off``; ``keep``: remember it (a pass over every unit
