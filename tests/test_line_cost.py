@@ -144,3 +144,43 @@ def test_the_dwarf_structures_are_freed_with_the_lookup(tmp_path):
     finally:
         gc.enable()
     assert frames and not alive, alive
+
+
+def test_functions_without_a_site_are_passed_undecoded(tmp_path):
+    """A DWARF 4+ function whose low_pc and constant high_pc sit at fixed
+    offsets is checked against the sites where its range is, and passed
+    (by its DW_AT_sibling) without decoding its attributes: in a unit of 300
+    functions and one site amid them, the DIEs decoded are the site's
+    function and the unit's own (before: the 150 functions walked first)."""
+    from scall_objtool.lines.dwarf import Reader
+    src = tmp_path / "many.c"
+    root = Path(__file__).resolve().parent.parent
+    name = "function_number_"                  # long names: DW_FORM_strp, a fixed size
+    protos = "".join(f"int {name}{i}(int x);\n" for i in range(301))
+    body = "".join(f"int {name}{i}(int x) {{ {'static_call(hook)(x); ' if i == 150 else ''}"
+                   f"return x * {i + 3} + {name}{i + 1}(x - 1); }}\n" for i in range(300))
+    # the site in the middle (line 454), whichever order the DIEs come in
+    src.write_text(f'#include "{root}/testdata/src/static_call.h"\n' + protos
+                   + f"DECLARE_STATIC_CALL(hook, {name}0);\n" + body
+                   + f"int {name}300(int x) {{ return x; }}\n")
+    for dwarf in ("-gdwarf-4", "-gdwarf-5"):
+        obj = tmp_path / f"many{dwarf}.o"
+        subprocess.run(["gcc", "-O1", "-fno-inline", dwarf, "-c", str(src), "-o", str(obj)],
+                       check=True, capture_output=True)
+        elf = ElfFile(obj.read_bytes(), str(obj))
+        res = scan_elf(elf, Options(), sources=False)
+        assert len(res.sites) == 1
+        decoded = []
+        orig = Reader._attrs
+
+        def counted(self, u, ab, p, out):
+            if out is not None:
+                decoded.append(ab.tag)
+            return orig(self, u, ab, p, out)
+        Reader._attrs = counted
+        try:
+            attach_sources(elf, res)
+        finally:
+            Reader._attrs = orig
+        assert res.sites[0].source["line"] == 454 and not res.warnings, res.sites[0].source
+        assert decoded.count(0x2e) <= 2 and len(decoded) < 10, (dwarf, len(decoded))

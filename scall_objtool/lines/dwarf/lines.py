@@ -269,15 +269,27 @@ class LineProgram:
                 if v < 0x80:
                     p += 1
                     line += v - 128 if v & 0x40 else v
+                elif d[p + 1] < 0x80:                 # two bytes: a third of them
+                    v = (v & 0x7F) | d[p + 1] << 7
+                    p += 2
+                    line += v - 0x4000 if v & 0x2000 else v
                 else:
                     v, p = sleb(d, p)
                     line += v
                 continue
             elif op == 4:                             # set_file
-                fidx, p = uleb(d, p)
+                fidx = d[p]
+                if fidx < 0x80:
+                    p += 1
+                else:
+                    fidx, p = uleb(d, p)
                 continue
             elif op == 0:                             # extended
-                n, p = uleb(d, p)
+                n = d[p]
+                if n < 0x80:
+                    p += 1
+                else:
+                    n, p = uleb(d, p)
                 if n == 0:
                     continue
                 sub = d[p]
