@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from operator import itemgetter
 
 from .forms import (
     _ADDRX, _BLOCK, _DESCEND, _FUNCS, _LAZY, _LEB_FORMS, _RELOCATED, _REFS, _STRP, _STRX,
@@ -177,22 +178,36 @@ class Abbrevs:
         shared = _SHARED.get((self.osz, self.asz, self.version))
         if shared is None or len(shared) >= _SHARED_MAX:
             shared = _SHARED[(self.osz, self.asz, self.version)] = {}
-        table, fast = self.table, self.fast
-        off = start
-        for cb, body in _ENTRY.findall(raw):
-            off += len(cb)
-            hit = shared.get(body)
-            if hit is None:
-                ab, _ = self._parse(off)
-                hit = shared[body] = (ab, self._view(ab))
-            off += len(body)
-            c = cb[0] if len(cb) == 1 else uleb(cb, 0)[0]
-            if c not in table:
-                table[c], fast[c] = hit
-        if off != end - 1:              # not the parse _TABLE made: byte by byte instead
-            table.clear()
-            fast.clear()
+        pairs = _ENTRY.findall(raw)
+        if not pairs:
             return
+        codes, bodies = zip(*pairs)
+        hits = list(map(shared.get, bodies))       # after the first objects: all of them
+        if None in hits:
+            off = start
+            for k, (cb, body) in enumerate(pairs):
+                off += len(cb)
+                if hits[k] is None:
+                    hit = shared.get(body)          # (an entry repeated in this table)
+                    if hit is None:
+                        ab, _ = self._parse(off)
+                        hit = shared[body] = (ab, self._view(ab))
+                    hits[k] = hit
+                off += len(body)
+        else:
+            off = start + sum(map(len, codes)) + sum(map(len, bodies))
+        if off != end - 1:              # not the parse _TABLE made: byte by byte instead
+            return
+        joined = b"".join(codes)
+        codes = list(joined) if len(joined) == len(codes) else [uleb(c, 0)[0] for c in codes]
+        if len(set(codes)) == len(codes):   # (in place: the walk holds self.fast)
+            self.table.update(zip(codes, map(itemgetter(0), hits)))
+            self.fast.update(zip(codes, map(itemgetter(1), hits)))
+        else:                           # a code repeated: its first entry counts
+            table, fast = self.table, self.fast
+            for c, hit in zip(codes, hits):
+                if c not in table:
+                    table[c], fast[c] = hit
         self.pos, self.done = end, True
 
     @staticmethod
