@@ -24,7 +24,7 @@ DOCS = [
     {}, [], (), "", 0, -1, 10 ** 30, 1.5, -0.0, float("nan"), float("inf"), -float("inf"),
     True, False, None, "caf\u00e9 \u2028 \x00 \"q\" \\ \ud800",
     {"a": [], "b": {}, "c": [[]], "d": [{}], "e": ({"f": (1, 2)},)},
-    {1: "int", 2.5: "float", True: "bool", None: "none", "s": "str"},
+    {1: "int", 2.5: "float", None: "none", "s": "str"}, {True: "bool"},
     {False: 0, -3: [None, True, False, 1.0, float("nan")]},
     [_Name.A, _Num.X, {_Name.A: _Num.X, _Num.X: _Name.A}],
     {"deep": [[[[{"x": [1, {"y": None}]}]]]]},
