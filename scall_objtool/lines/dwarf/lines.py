@@ -329,15 +329,26 @@ class LineProgram:
                     goto(p)
                 continue
             elif op == 0:                             # extended
-                n, p = uleb(d, pos())
-                if n == 0:
+                n = nx()
+                if n >= 0x80:
+                    n, p = uleb(d, pos() - 1)
                     goto(p)
+                if n == 0:
                     continue
-                sub = d[p]
-                q = p + n
-                if q > end:
-                    raise DwarfError("extended opcode past the end of the line program")
-                goto(q)
+                try:                                  # its n bytes: all in the program
+                    sub = nx()
+                    if n == 2:                        # set_discriminator, mostly
+                        nx()
+                    elif n > 8:
+                        if pos() + n - 1 > end:
+                            raise StopIteration
+                        goto(pos() + n - 1)
+                    else:
+                        for _ in range(n - 1):
+                            nx()
+                except StopIteration:
+                    raise DwarfError("extended opcode past the end of the line program") \
+                        from None
                 if sub == 1:                          # end_sequence
                     if have and nxt < addr:
                         j, nxt, got = _assign(sites, j, addr, found, (pline, pfile, self), got)
@@ -349,12 +360,12 @@ class LineProgram:
                     w = n - 1
                     if w not in (4, 8):
                         raise DwarfError(f"DW_LNE_set_address of {w} bytes")
-                    new = sec.u(q - w, w)
+                    new = sec.u(pos() - w, w)
                     have, j, nxt, tag = _set_address(sites, new, have, addr, tag, j, nxt,
                                                      relocatable)
                     addr = new
                 elif sub == 3 and self.version < 5:   # define_file
-                    s_, r = cstring(d, q - n + 1)
+                    s_, r = cstring(d, pos() - n + 1)
                     di, _ = uleb(d, r)
                     self.files.append((s_, di))
                 continue                              # set_discriminator and others
