@@ -190,3 +190,34 @@ def test_a_split_lookup_gives_the_frames_of_one_pass(tmp_path, cc, monkeypatch):
     monkeypatch.setattr(lines, "_split_part", lambda k: 1 / 0)     # a worker fails
     assert lines.lookup(elf, keys, jobs=3) == one
     assert lines.lookup(elf, keys, jobs=1) == one
+
+
+def test_the_few_sites_depth_counts_as_the_segment_tree():
+    """A unit of at most FEW_SITES sites counts the DIEs over each site in a
+    plain list (``_FewDepth``); entered, left and labelled in any order, it
+    gives the segment tree's maximum and labels."""
+    import random
+
+    from scall_objtool.lines import FEW_SITES, _Depth, _FewDepth
+    rng = random.Random(5)
+    for _ in range(2000):
+        n = rng.randint(1, FEW_SITES)
+        tree, few, path = _Depth(n), _FewDepth(n), []
+        for _ in range(rng.randint(1, 60)):
+            r = rng.random()
+            if r < 0.45 or not path:
+                i = rng.randrange(n)
+                j = rng.randint(i + 1, n)
+                path.append((i, j))
+                tree.add(i, j, 1)
+                few.add(i, j, 1)
+            elif r < 0.8:
+                i, j = path.pop()
+                tree.add(i, j, -1)
+                few.add(i, j, -1)
+            else:
+                x = rng.randrange(100)
+                tree.label(x)
+                few.label(x)
+            assert tree.top() == few.top()
+        assert tree.labels() == few.labels()

@@ -161,6 +161,38 @@ class _Depth:
         return self.lab[self.size:self.size + self.n]
 
 
+class _FewDepth:
+    """``_Depth`` for a few sites (at most FEW_SITES): plain per-site counts,
+    each operation a pass over them at C speed where it can be (a unit's
+    sites are mostly a handful: the segment tree's recursion cost more)."""
+
+    def __init__(self, n: int):
+        self.count = [0] * n
+        self.lab = [-1] * n
+
+    def add(self, i: int, j: int, v: int) -> None:
+        count = self.count
+        for k in range(i, j):
+            count[k] += v
+
+    def top(self) -> int:
+        return max(self.count)
+
+    def label(self, x: int) -> None:
+        count, lab = self.count, self.lab
+        m = max(count)
+        for k, c in enumerate(count):
+            if c == m:
+                lab[k] = x
+
+    def labels(self) -> list[int]:
+        return self.lab
+
+
+#: the most sites of a unit that ``_FewDepth`` counts
+FEW_SITES = 32
+
+
 class _Placed:
     """Site indices marked once each (a union-find of the next unmarked one),
     and how many are marked."""
@@ -330,7 +362,7 @@ class _Lookup:
         if top is None or not top[2]:
             return chains
         n = len(sites)
-        depth = _Depth(n)
+        depth = _FewDepth(n) if n <= FEW_SITES else _Depth(n)
         placed = _Placed(n)         # sites inside an outermost function already walked
         nodes: list[tuple] = []     # label -> chain node
         budget = 16 * (len(self.debug[".debug_info"].data) + n) + (1 << 20)
