@@ -271,9 +271,12 @@ class LineProgram:
 
         The opcodes come from an iterator over the program's bytes (a fifth
         faster than indexing them); the position is asked of the iterator only
-        at the opcodes with a LEB128 of more than a byte or two, which are read
-        from the section as before (the same errors, at the same offsets).  An
-        operand that runs past the program's end ends the program."""
+        for a LEB128 longer than the common one or two bytes and at the rare
+        opcodes (set_address, advance_pc, define_file, a long extended or an
+        unknown one), whose operands are read from the section as before (the
+        same errors, at the same offsets).  An operand that runs past the
+        program's end ends the program; an extended opcode longer than what is
+        left is DwarfError."""
         try:
             self._match(sites, found, relocatable, want)
         except StopIteration:
