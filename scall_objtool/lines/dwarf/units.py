@@ -464,11 +464,11 @@ class Reader:
                 if depth == 0:
                     return None, p
                 continue
-            f = fast.get(code)
-            if f is None:
+            try:
+                walk, children, sa, fx, leb, ab = fast[code]
+            except KeyError:                          # its table not read that far yet
                 abbrevs.get(code)
-                f = fast[code]
-            walk, children, sa, fx, leb, ab = f
+                walk, children, sa, fx, leb, ab = fast[code]
             if walk and depth == stop_at:
                 return ab, p
             if children:
