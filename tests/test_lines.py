@@ -211,3 +211,48 @@ def test_relocation_symbol_bound_is_exact(build):
     for bound in [*range(top - 300, top + 300), 1 << 16, 1 << 20]:
         assert cols.symbols_below(bound) == (top < bound), bound
     assert list(cols.offsets()) == cols.offset
+
+
+def _programs(obj):
+    """Every line program of an object with the sorted keys of all its code
+    bytes: (program, keys, relocatable)."""
+    from scall_objtool.lines import _Lookup
+    elf = ElfFile(obj.read_bytes(), str(obj))
+    keys = sorted(site_key(s.index, off, None) for s in elf.sections
+                  if s.flags & SHF_EXECINSTR for off in range(0, s.size, 3))
+    look = _Lookup(elf, keys)
+    out = []
+    for u in look.reader.units():
+        prog = look.program(look.reader.unit_at(u.offset))
+        if prog is not None:
+            out.append((prog, keys, look.debug.relocatable))
+    return out
+
+
+@pytest.mark.parametrize("flags", [("-O2", "-g"), ("-O2", "-gdwarf-4", "-ffunction-sections")],
+                         ids=" ".join)
+def test_a_line_program_cut_short_gives_its_rows_or_a_dwarf_error(build, flags):
+    """A line program's opcodes come from an iterator over its bytes: cut
+    anywhere, a program gives the rows it holds up to the cut (those of the
+    whole program) or DwarfError (an extended opcode past its end), never
+    another exception; an operand past the end ends it."""
+    from scall_objtool.lines.dwarf import DwarfError
+    programs = _programs(build("inline_sites.c", *flags))
+    assert programs
+    errors = 0
+    for prog, keys, rel in programs:
+        whole = {}
+        prog.match(keys, whole, rel, len(keys))
+        assert len(whole) > len(keys) // 2
+        body, end = prog.program, prog.end
+        for cut in range(body, end):
+            prog.end = cut
+            found = {}
+            try:
+                prog.match(keys, found, rel, len(keys))
+            except DwarfError as e:
+                assert "past the end of the line program" in str(e)
+                errors += 1
+            assert found.items() <= whole.items(), cut
+        prog.end = end
+    assert errors

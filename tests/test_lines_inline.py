@@ -162,3 +162,62 @@ def test_deep_inline_chain_is_bounded():
     assert [a["i"] for a in chain[1:]] == list(range(100_000 - MAX_FRAMES + 1, 100_000))
     shallow = _unlink(({"i": 1}, ({"i": 0}, None, None), None))
     assert [a["i"] for a in shallow] == [0, 1]
+
+
+@pytest.mark.parametrize("cc", COMPILERS)
+def test_a_split_lookup_gives_the_frames_of_one_pass(tmp_path, cc, monkeypatch):
+    """A linked image's lookup split over worker processes (``lookup(jobs=N)``;
+    a vmlinux from 2,048 sites, here from 2): the frames of one pass, and one
+    pass again when a part fails."""
+    from scall_objtool import lines
+    from scall_objtool.core.elf import ElfFile
+    from scall_objtool.core.pipeline import scan_elf
+    exe = _compile(cc, tmp_path / "prog", "-g", link=True)
+    elf = ElfFile(exe.read_bytes(), str(exe))
+    keys = [lines.site_key(s.section_index, s.offset, s.address)
+            for s in scan_elf(elf, KERNEL, sources="none").sites]
+    assert len(keys) >= 4
+    one = lines.lookup(elf, keys)
+    monkeypatch.setattr(lines, "SPLIT_SITES", 2)
+    monkeypatch.setattr(lines, "SPLIT_PART", 1)
+    parts = lines.split_parts(sorted(set(keys)), 3)
+    assert len(parts) == 3 and sorted(sum(parts, [])) == sorted(set(keys))
+    split = []
+    real = lines._split_frames
+    monkeypatch.setattr(lines, "_split_frames", lambda e, p: split.append(p) or real(e, p))
+    assert lines.lookup(elf, keys, jobs=3) == one and one
+    assert len(split) == 1 and len(split[0]) == 3
+    monkeypatch.setattr(lines, "_split_part", lambda k: 1 / 0)     # a worker fails
+    assert lines.lookup(elf, keys, jobs=3) == one
+    assert lines.lookup(elf, keys, jobs=1) == one
+
+
+def test_the_few_sites_depth_counts_as_the_segment_tree():
+    """A unit of at most FEW_SITES sites counts the DIEs over each site in a
+    plain list (``_FewDepth``); entered, left and labelled in any order, it
+    gives the segment tree's maximum and labels."""
+    import random
+
+    from scall_objtool.lines import FEW_SITES, _Depth, _FewDepth
+    rng = random.Random(5)
+    for _ in range(2000):
+        n = rng.randint(1, FEW_SITES)
+        tree, few, path = _Depth(n), _FewDepth(n), []
+        for _ in range(rng.randint(1, 60)):
+            r = rng.random()
+            if r < 0.45 or not path:
+                i = rng.randrange(n)
+                j = rng.randint(i + 1, n)
+                path.append((i, j))
+                tree.add(i, j, 1)
+                few.add(i, j, 1)
+            elif r < 0.8:
+                i, j = path.pop()
+                tree.add(i, j, -1)
+                few.add(i, j, -1)
+            else:
+                x = rng.randrange(100)
+                tree.label(x)
+                few.label(x)
+            assert tree.top() == few.top()
+        assert tree.labels() == few.labels()

@@ -23,7 +23,7 @@ from scall_objtool.core.pipeline import scan_elf
 from scall_objtool.errors import InputError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scall_testlib import run_cli, traced_peak  # noqa: E402
+from scall_testlib import PREBUILT, run_cli, traced_peak  # noqa: E402
 
 
 def _rchar() -> int:
@@ -354,3 +354,30 @@ def test_expanding_costs_the_expanded_size_once(codec):
     out, peak = traced_peak(decompress, packed, "x.ko")
     assert out == raw
     assert peak < 1.6 * len(raw), f"peak {peak / len(raw):.2f} x the expanded size"
+
+
+def test_a_walk_resolves_each_directory_once(tmp_path, monkeypatch):
+    """A walk compares the real paths of the files it finds (Kbuild's repeats,
+    thin archives): each directory is resolved once, then each file is one
+    lstat, not one per component of its path (a kernel tree: 22,000 lstat
+    calls before, for 800 objects), and the paths are os.path.realpath's."""
+    from scall_objtool.inputs import _Realpaths, expand
+    deep = tmp_path.joinpath(*[f"d{i}" for i in range(12)])
+    deep.mkdir(parents=True)
+    real = deep / "real"
+    real.mkdir()
+    (deep / "link").symlink_to("real")
+    obj = (PREBUILT / "nostatic-O2.o").read_bytes()
+    for i in range(60):
+        (real / f"o{i}.o").write_bytes(obj)
+    (real / "alias.o").symlink_to("o0.o")
+    calls = []
+    lstat = os.lstat
+    monkeypatch.setattr(os, "lstat", lambda p, *a, **k: calls.append(p) or lstat(p, *a, **k))
+    got = expand([str(deep / "link")], linked=True)
+    assert len(got.inputs) == 60 and got.duplicates
+    assert len(calls) < 4 * 61, len(calls)
+    resolve = _Realpaths()
+    for p in [*(str(deep / "link" / f"o{i}.o") for i in range(3)), str(real / "alias.o"),
+              str(deep / "link" / "missing.o"), str(deep / "link" / ".."), "rel.o"]:
+        assert resolve(p) == os.path.realpath(p), p

@@ -20,7 +20,7 @@ import sys
 from ..core import Options
 from ..errors import PROG, ScallError, UsageError, error_line, warning_line
 from ..inputs import expand, show
-from ..inputs.batch import Outcome, run_batch, scan_one, verify_one, write_one
+from ..inputs.batch import Outcome, default_jobs, run_batch, scan_one, verify_one, write_one
 from ..records import record
 
 
@@ -137,6 +137,14 @@ class Run:
     files: dict
 
 
+def _line_jobs(sources: str, jobs: int | None) -> None:
+    """A linked image's source lines may be split over the --jobs processes
+    (``lines.lookup``); the scan of every input imports the pipeline anyway."""
+    if sources != "none":
+        from ..core import pipeline
+        pipeline.LINE_JOBS = default_jobs() if jobs is None else max(1, jobs)
+
+
 def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None,
            linked: bool = False) -> Run:
     """Run a batch.  ``output`` (-o) must not be an input; ``refuse(result)`` may
@@ -199,6 +207,7 @@ def scan(paths: list[str], options: Options, format: str = "text", output: str |
     report is a baseline for check."""
     # of the scan's outputs only JSON shows source lines: the DWARF is read for it alone
     sources = "all" if format == "json" and not no_lines else "none"
+    _line_jobs(sources, jobs)
     run = _batch(scan_one, paths, include, (options, sources), jobs, output,
                  linked=True)
     if format == "json":
@@ -333,6 +342,7 @@ def check(paths: list[str], options: Options, format: str = "text", output: str 
     # JSON and SARIF; a summary, --group-by and OpenMetrics do not read the DWARF
     shown = format in ("json", "sarif") or (format == "text" and not quiet and not group_by)
     sources = "fallback" if shown and not no_lines else "none"
+    _line_jobs(sources, jobs)
     run = _batch(scan_one, paths, include, (options, sources), jobs, output,
                  refuse=lambda r: r.no_code, linked=True)
     results, messages, errors = run.results, run.messages, run.errors

@@ -573,13 +573,13 @@ class RelocColumns:
     def __len__(self) -> int:
         return self._sec.size // (8 * self._words)
 
-    def offsets(self):
-        """The offset column, compact (an ``array('Q')``, 8 bytes an entry, not
-        a Python int each): for a table that is searched, not walked."""
-        from array import array
-        out = array("Q")
-        out.frombytes(self._data[self._sec.offset:self._sec.offset + self._sec.size])
-        return out[::self._words]
+    def offsets(self) -> memoryview:
+        """The offset column as a strided view of the file's bytes (items of
+        'Q': no copy, and no Python int per entry): for a table that is
+        searched, not walked."""
+        start = self._sec.offset
+        end = start + 8 * self._words * len(self)
+        return memoryview(self._data)[start:end].cast("Q")[::self._words]
 
     def symbols_below(self, limit: int) -> bool:
         """Does every entry refer to a symbol index below ``limit``?  Computed

@@ -20,6 +20,9 @@ from .elf import SHT_NOBITS, ElfFile, open_elf, reloc_name
 #: what ``scan_elf(sources=...)`` reads source lines (DWARF) for: every site,
 #: the fallback sites only (what a check shows), or none
 SOURCES = ("all", "fallback", "none")
+#: processes a linked image's source lines may use (``lines.lookup``); the
+#: command line sets its --jobs here, a batch's worker processes never split
+LINE_JOBS = 1
 
 
 def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
@@ -118,7 +121,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
     if sources != "none" and result.sites and (elf.section_by_name(".debug_info") is not None
                                      or elf.section_by_name(".zdebug_info") is not None):
         from ..lines import attach_sources
-        attach_sources(elf, result, fallback_only=sources == "fallback")
+        attach_sources(elf, result, fallback_only=sources == "fallback", jobs=LINE_JOBS)
     return result
 
 

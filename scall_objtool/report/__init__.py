@@ -16,9 +16,10 @@ def tool() -> dict:
 
 
 def dump(doc: dict) -> str:
-    """The one JSON writer: indented, ASCII only (names are escaped), a final newline."""
-    import json
-    return json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
+    """The one JSON writer: indented, ASCII only (names are escaped), a final
+    newline; ``json.dumps``'s output, written faster (``jsonout``)."""
+    from .jsonout import dumps
+    return dumps(doc) + "\n"
 
 
 def verdict(patchable: bool, reason: str | None) -> str:

@@ -30,6 +30,37 @@ def _assign(sites: list[int], j: int, upto: int, found: dict, row: tuple,
     return j, sites[j] if j < n else _NO_SITE, got
 
 
+def _row(sites: list[int], j: int, addr: int, found: dict, row: tuple | None,
+         got: int) -> tuple[int, int, int]:
+    """A row at ``addr`` passed the next site: the sites below ``addr`` get
+    ``row``, the row in force (None: the sequence has none yet, they get
+    nothing): (next j, next site, sites found so far)."""
+    if row is not None:
+        return _assign(sites, j, addr, found, row, got)
+    j = bisect.bisect_left(sites, addr)
+    return j, sites[j] if j < len(sites) else _NO_SITE, got
+
+
+def _fresh(sites: list[int]) -> tuple:
+    """A sequence's start: (address, file, line, have a row, j, next site)."""
+    return 0, 1, 1, False, 0, sites[0] if sites else _NO_SITE
+
+
+def _set_address(sites: list[int], new: int, have: bool, addr: int, tag: int, j: int,
+                 nxt: int, relocatable: bool) -> tuple[bool, int, int, int]:
+    """DW_LNE_set_address to ``new`` in a sequence at ``addr`` whose next site
+    is ``sites[j]`` = ``nxt``: (have a row, j, next site, section tag).
+    Backwards, or into another section, the rest of the sequence is not
+    trusted (no site is given a row from it)."""
+    if not have:
+        tag = new >> TAG_SHIFT
+        j = bisect.bisect_left(sites, new)
+        return False, j, sites[j] if j < len(sites) else _NO_SITE, tag
+    if new < addr or (relocatable and new >> TAG_SHIFT != tag):
+        return False, len(sites), _NO_SITE, tag
+    return True, j, nxt, tag
+
+
 #: the file entry formats of gcc and clang: (DW_LNCT_path, DW_FORM_line_strp),
 #: (DW_LNCT_directory_index, DW_FORM_udata), then clang's (DW_LNCT_MD5, DW_FORM_data16)
 _GNU_FILES = [(1, F_LINE_STRP), (2, F_UDATA)]
@@ -219,37 +250,55 @@ class LineProgram:
             return fname
         return posixpath.join(base, subdir, fname) if subdir else posixpath.join(base, fname)
 
-    def match(self, sites: list[int], found: dict, relocatable: bool, want: int) -> None:
-        """Run the program; every site of the sorted ``sites`` not yet in
-        ``found`` that a sequence covers gets (line, file index, self): the
-        row in force at its address (the last row at an address wins).
-        Returns once ``want`` sites were found by this run."""
-        sec = self.sec
-        d = sec.data
-        end = self.end
-        p = self.program
+    def _opcodes(self) -> tuple:
+        """(min_inst, standard opcode lengths, const_add_pc's advance, the
+        address and line advance of each special opcode by opcode, and the
+        first special opcode)."""
         min_inst = self.min_inst
         line_base, line_range, opbase = self.line_base, self.line_range, self.opcode_base
-        std = self.std_lengths
         const_add = ((255 - opbase) // line_range) * min_inst
         adv_addr = [0] * opbase + [((op - opbase) // line_range) * min_inst
                                    for op in range(opbase, 256)]
         adv_line = [0] * opbase + [line_base + (op - opbase) % line_range
                                    for op in range(opbase, 256)]
-        nsites = len(sites)
-        INF = _NO_SITE
-        bl = bisect.bisect_left
-        got = 0
-        addr, fidx, line = 0, 1, 1
+        return min_inst, self.std_lengths, const_add, adv_addr, adv_line, opbase
+
+    def match(self, sites: list[int], found: dict, relocatable: bool, want: int) -> None:
+        """Run the program; every site of the sorted ``sites`` not yet in
+        ``found`` that a sequence covers gets (line, file index, self): the
+        row in force at its address (the last row at an address wins).
+        Returns once ``want`` sites were found by this run.
+
+        The opcodes come from an iterator over the program's bytes (a fifth
+        faster than indexing them); the position is asked of the iterator only
+        for a LEB128 longer than the common one or two bytes and at the rare
+        opcodes (set_address, advance_pc, define_file, a long extended or an
+        unknown one), whose operands are read from the section as before (the
+        same errors, at the same offsets).  An operand that runs past the
+        program's end ends the program; an extended opcode longer than what is
+        left is DwarfError."""
+        try:
+            self._match(sites, found, relocatable, want)
+        except StopIteration:
+            pass
+
+    def _match(self, sites: list[int], found: dict, relocatable: bool, want: int) -> None:
+        sec = self.sec
+        d, base, end = sec.data, self.program, self.end
+        buf = d[base:end]
+        min_inst, std, const_add, adv_addr, adv_line, opbase = self._opcodes()
+        got = tag = pline = pfile = 0
         # the sequence: have a row (pline/pfile: the last one), next site sites[j] = nxt
-        have = False
-        pline = pfile = 0
-        j = 0
-        nxt = sites[0] if nsites else INF
-        tag = 0
-        while p < end:
-            op = d[p]
-            p += 1
+        addr, fidx, line, have, j, nxt = _fresh(sites)
+        it = iter(buf)
+        nx, setpos = it.__next__, it.__setstate__
+
+        def pos() -> int:                       # the offset in the section
+            return base + it.__reduce__()[2]
+
+        def goto(p: int) -> None:
+            setpos(p - base)
+        for op in it:
             # the opcodes by frequency in gcc's and clang's programs
             if op >= opbase:
                 addr += adv_addr[op]
@@ -257,89 +306,96 @@ class LineProgram:
             elif op == 1:                             # copy
                 pass
             elif op == 5:                             # set_column
-                if d[p] < 0x80:
-                    p += 1
-                else:
-                    _, p = uleb(d, p)
+                if nx() >= 0x80:
+                    goto(uleb(d, pos() - 1)[1])
                 continue
             elif op == 6:                             # negate_stmt
                 continue
             elif op == 3:                             # advance_line
-                v = d[p]
+                v = nx()
                 if v < 0x80:
-                    p += 1
                     line += v - 128 if v & 0x40 else v
-                else:
-                    v, p = sleb(d, p)
-                    line += v
+                    continue
+                w = nx()
+                if w < 0x80:                          # two bytes: a third of them
+                    v = (v & 0x7F) | w << 7
+                    line += v - 0x4000 if v & 0x2000 else v
+                    continue
+                v, p = sleb(d, pos() - 2)
+                goto(p)
+                line += v
                 continue
             elif op == 4:                             # set_file
-                fidx, p = uleb(d, p)
+                fidx = nx()
+                if fidx >= 0x80:
+                    fidx, p = uleb(d, pos() - 1)
+                    goto(p)
                 continue
             elif op == 0:                             # extended
-                n, p = uleb(d, p)
+                n = nx()
+                if n >= 0x80:
+                    n, p = uleb(d, pos() - 1)
+                    goto(p)
                 if n == 0:
                     continue
-                sub = d[p]
-                q = p + n
-                if q > end:
-                    raise DwarfError("extended opcode past the end of the line program")
+                try:                                  # its n bytes: all in the program
+                    sub = nx()
+                    if n == 2:                        # set_discriminator, mostly
+                        nx()
+                    elif n > 8:
+                        if pos() + n - 1 > end:
+                            raise StopIteration
+                        goto(pos() + n - 1)
+                    else:
+                        for _ in range(n - 1):
+                            nx()
+                except StopIteration:
+                    raise DwarfError("extended opcode past the end of the line program") \
+                        from None
                 if sub == 1:                          # end_sequence
                     if have and nxt < addr:
                         j, nxt, got = _assign(sites, j, addr, found, (pline, pfile, self), got)
                         if got >= want:
                             return
-                    addr, fidx, line = 0, 1, 1
-                    have = False
-                    j = 0
-                    nxt = sites[0] if nsites else INF
-                    p = q
+                    addr, fidx, line, have, j, nxt = _fresh(sites)
                     continue
-                p = q
                 if sub == 2:                          # set_address
                     w = n - 1
                     if w not in (4, 8):
                         raise DwarfError(f"DW_LNE_set_address of {w} bytes")
-                    new = sec.u(q - w, w)
-                    if have and (new < addr or (relocatable and new >> TAG_SHIFT != tag)):
-                        have = False                  # backwards or into another section:
-                        nxt = INF                     # the rest of the sequence is not trusted
-                        j = nsites
-                    elif not have:
-                        tag = new >> TAG_SHIFT
-                        j = bl(sites, new)
-                        nxt = sites[j] if j < nsites else INF
+                    new = sec.u(pos() - w, w)
+                    have, j, nxt, tag = _set_address(sites, new, have, addr, tag, j, nxt,
+                                                     relocatable)
                     addr = new
                 elif sub == 3 and self.version < 5:   # define_file
-                    s_, r = cstring(d, q - n + 1)
+                    s_, r = cstring(d, pos() - n + 1)
                     di, _ = uleb(d, r)
                     self.files.append((s_, di))
                 continue                              # set_discriminator and others
             elif op == 2:                             # advance_pc
-                v, p = uleb(d, p)
+                v, p = uleb(d, pos())
+                goto(p)
                 addr += v * min_inst
                 continue
             elif op == 8:                             # const_add_pc
                 addr += const_add
                 continue
             elif op == 9:                             # fixed_advance_pc
-                addr += d[p] | d[p + 1] << 8
-                p += 2
+                addr += nx() | nx() << 8
                 continue
             elif op == 7 or op == 10 or op == 11:
                 continue
             else:                                     # isa, unknown: uleb operands
+                p = pos()
                 for _ in range(std[op - 1] if op - 1 < len(std) else 0):
                     _, p = uleb(d, p)
+                goto(p)
                 continue
             # a row at addr
             if nxt < addr:
-                if have:
-                    j, nxt, got = _assign(sites, j, addr, found, (pline, pfile, self), got)
-                    if got >= want:
-                        return
-                else:                                 # sites before the sequence's first row
-                    j = bl(sites, addr)
-                    nxt = sites[j] if j < nsites else INF
+                j, nxt, got = _row(sites, j, addr, found, (pline, pfile, self) if have else None,
+                                   got)
+                if got >= want:
+                    return
             have = True
             pline, pfile = line, fidx

@@ -15,10 +15,10 @@ starts at 0.  In a linked image, addresses are final and used as they are.
 """
 from __future__ import annotations
 
-import bisect
 import struct
 import zlib
 from array import array
+from bisect import bisect_left
 
 from ...core.elf import (ET_REL, SHF_ALLOC, SHF_COMPRESSED, SHN_LORESERVE, SHT_RELA, ElfFile,
                          RelocColumns)
@@ -28,9 +28,29 @@ TAG_SHIFT = 40
 #: debug sections up to this size are copied out of the file's bytes
 COPY_MAX = 32 << 20
 LOW = (1 << TAG_SHIFT) - 1
+#: sections only strings are read from (never copied)
+_STRINGS = frozenset({".debug_str", ".debug_line_str"})
 
 _R_64 = (1, 17)          # R_X86_64_64, R_X86_64_DTPOFF64: S + A, 8 bytes
 _R_32 = (10, 11, 21)     # R_X86_64_32, R_X86_64_32S, R_X86_64_DTPOFF32: S + A, 4 bytes
+
+
+#: entries an order check holds as ints at a time
+_CHUNK = 1 << 14
+
+
+def _ascending(view) -> bool:
+    """Is the sequence of ints ``view`` in ascending order?  Checked a chunk
+    at a time at C speed (a chunk's ints, and a sorted copy of them, stay in
+    the cache: twice as fast as the whole table at once, and a table of
+    millions of entries never becomes a list)."""
+    prev = -1
+    for i in range(0, len(view), _CHUNK):
+        part = view[i:i + _CHUNK].tolist()
+        if part[0] < prev or part != sorted(part):
+            return False
+        prev = part[-1]
+    return True
 
 
 class Relocations:
@@ -42,20 +62,12 @@ class Relocations:
 
     def __init__(self, cols: RelocColumns, rela: bool):
         self.cols, self.rela = cols, rela
-        self.offsets = cols.offsets()
+        self.offsets = cols.offsets()           # a view of the file: no copy
         self.order = None
-        listed = self.offsets.tolist()          # a moment, for the check at C speed
-        if listed != sorted(listed):
+        if not _ascending(self.offsets):
+            listed = self.offsets.tolist()
             self.order = sorted(range(len(listed)), key=listed.__getitem__)
             self.offsets = array("Q", [listed[i] for i in self.order])
-
-    def at(self, off: int) -> tuple[int, int, int] | None:
-        """(type, symbol, addend) of the relocation at ``off``, None without one."""
-        offsets = self.offsets
-        i = bisect.bisect_left(offsets, off)
-        if i >= len(offsets) or offsets[i] != off:
-            return None
-        return self.cols.info_entry(i if self.order is None else self.order[i])
 
 
 class Section:
@@ -69,13 +81,15 @@ class Section:
         self._relocs = relocs
 
     def reloc(self, off: int, raw: int, width: int) -> int:
+        """``raw``, the ``width``-byte value at ``off``, relocated."""
         r = self._relocs
         if r is None:
             return raw
-        hit = r.at(off)
-        if hit is None:
+        offsets = r.offsets
+        i = bisect_left(offsets, off)
+        if i == len(offsets) or offsets[i] != off:
             return raw
-        rt, sym, addend = hit
+        rt, sym, addend = r.cols.info_entry(i if r.order is None else r.order[i])
         if rt in _R_64:
             w = 8
         elif rt in _R_32:
@@ -88,11 +102,13 @@ class Section:
             addend = raw
         if addend >= 1 << 63:
             addend -= 1 << 64
-        value, shndx = self.owner.symbol(sym)
+        hit = self.owner.resolved.get(sym)
+        if hit is None:
+            hit = self.owner.resolve(sym)
+        value, tag = hit
         v = value + addend
-        if (width == 8 and 0 < shndx < min(self.owner.nsec, SHN_LORESERVE)
-                and self.owner.elf.sections[shndx].flags & SHF_ALLOC and 0 <= v <= LOW):
-            return ((shndx + 1) << TAG_SHIFT) | v
+        if width == 8 and tag and 0 <= v <= LOW:
+            return tag | v
         return v & ((1 << (8 * width)) - 1)
 
     def u(self, off: int, width: int) -> int:
@@ -100,7 +116,7 @@ class Section:
         if off + width > self.size or off < 0:
             raise DwarfError(f"read of {width} bytes at {off:#x} past the end of a section")
         raw = int.from_bytes(self.data[off:off + width], "little")
-        if width in (4, 8):
+        if self._relocs is not None and (width == 4 or width == 8):
             return self.reloc(off, raw, width)
         return raw
 
@@ -120,6 +136,13 @@ class Debug:
         self._secs: dict[str, Section | None] = {}
         self._relsecs = None
         self._syms = None
+        self.resolved: dict[int, tuple[int, int]] = {}
+
+    def close(self) -> None:
+        """Drop the sections loaded (each refers back to this object)."""
+        self._secs.clear()
+        self.resolved.clear()
+        self._relsecs = self._syms = None
 
     def __getitem__(self, name: str) -> Section | None:
         if name not in self._secs:
@@ -139,9 +162,10 @@ class Debug:
             raise DwarfError(f"{name} extends past the end of the file")
         # decoded byte by byte: a copy (bytes index about a third faster than a
         # view), except a section too large to hold twice (a vmlinux's
-        # .debug_info is 160 MB), read through a view
+        # .debug_info is 160 MB), read through a view; the string sections, of
+        # which a few strings are read, stay views
         raw = memoryview(elf.data)[s.offset:s.offset + s.size]
-        if name == ".debug_line" or s.size <= COPY_MAX:
+        if name == ".debug_line" or (s.size <= COPY_MAX and name not in _STRINGS):
             raw = bytes(raw)
         if sec is not None and sec.flags & SHF_COMPRESSED:
             raw = _decompress_gabi(name, raw)
@@ -169,6 +193,17 @@ class Debug:
             raise DwarfError(f"a relocation of {target.name} refers to a symbol past the "
                              f"{nsyms} of the symbol table")
         return Relocations(cols, rsec.type == SHT_RELA)
+
+    def resolve(self, index: int) -> tuple[int, int]:
+        """(st_value, the tag of its section or 0) of symbol ``index``: the tag
+        when a 64-bit value it gives points into an allocated section (see the
+        module's note), remembered in ``resolved``."""
+        value, shndx = self.symbol(index)
+        tag = 0
+        if 0 < shndx < min(self.nsec, SHN_LORESERVE) and self.elf.sections[shndx].flags & SHF_ALLOC:
+            tag = (shndx + 1) << TAG_SHIFT
+        self.resolved[index] = (value, tag)
+        return value, tag
 
     def symbol(self, index: int) -> tuple[int, int]:
         """(st_value, section index) of symbol ``index``, SHN_XINDEX resolved

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from operator import itemgetter
 
 from .forms import (
     _ADDRX, _BLOCK, _DESCEND, _FUNCS, _LAZY, _LEB_FORMS, _RELOCATED, _REFS, _STRP, _STRX,
@@ -19,9 +20,9 @@ from .sections import Debug
 
 class Abbrev:
     __slots__ = ("tag", "children", "attrs", "fixed", "sibling_at", "has_pc", "plan", "tail",
-                 "walk")
+                 "walk", "pc", "sibling_end")
 
-    def __init__(self, tag, children, attrs, fixed, sibling_at):
+    def __init__(self, tag, children, attrs, fixed, sibling_at, version: int = 0):
         self.tag = tag
         self.children = children
         self.attrs = attrs          # [(name, form, implicit value, fixed size or None)]
@@ -42,6 +43,13 @@ class Abbrev:
             else:
                 run += size
         self.has_pc = has_pc
+        # where the range is, for a DIE passed undecoded (then its sibling
+        # must be where the walk reads it, or absent)
+        self.pc = _pc_at(attrs, version)
+        self.sibling_end = _from_end(attrs, AT_SIBLING)
+        siblings = sum(1 for a in attrs if a[0] == AT_SIBLING)
+        if siblings > 1 or (siblings and sibling_at is None and self.sibling_end is None):
+            self.pc = None
         # a DIE the walk for functions stops at: a function with a PC range,
         # or a block or namespace that may hold one
         self.walk = (tag in _FUNCS and has_pc) or tag in _DESCEND
@@ -49,6 +57,49 @@ class Abbrev:
         # plan None: an indirect form
         self.plan, self.tail = plan, run
 
+
+def _pc_at(attrs: list, version: int) -> tuple | None:
+    """Where a DIE's PC range is, when it can be read without decoding its
+    attributes: (offset of a DW_FORM_addr low_pc, offset and size of a
+    constant high_pc, an offset from it in DWARF 4+), each after attributes
+    of fixed sizes only, and no DW_AT_ranges; else None."""
+    if version < 4:
+        return None
+    lo = hi = None
+    off = 0
+    for name, form, _imp, size in attrs:
+        if name == AT_RANGES:
+            return None
+        if name == AT_LOW_PC:
+            if form != F_ADDR or off is None or lo is not None:
+                return None
+            lo = off
+        elif name == AT_HIGH_PC:
+            if form not in _CONST or off is None or hi is not None:
+                return None
+            hi = (off, size)
+        off = None if off is None or size is None or form == F_INDIRECT else off + size
+    if lo is None or hi is None:
+        return None
+    return lo, hi[0], hi[1]
+
+
+def _from_end(attrs: list, at: int) -> tuple | None:
+    """(bytes from the start of attribute ``at`` to the end of the attributes,
+    its size) when it is a reference and every attribute after it has a fixed
+    size (gcc's DW_AT_sibling, last after a variable DW_AT_frame_base)."""
+    back = 0
+    for name, form, _imp, size in reversed(attrs):
+        if size is None or form == F_INDIRECT:
+            return None
+        back += size
+        if name == at:
+            return (back, size) if form in _REFS else None
+    return None
+
+
+#: DW_FORM_data1, data2, data4, data8: a DWARF 4+ high_pc of these forms is an offset
+_CONST = frozenset({0x0b, 0x05, 0x06, 0x07})
 
 #: one abbreviation entry in the encodings compilers write (minimal LEB128s, a
 #: children byte of 0 or 1, implicit constants of at most 10 bytes): its code,
@@ -127,22 +178,36 @@ class Abbrevs:
         shared = _SHARED.get((self.osz, self.asz, self.version))
         if shared is None or len(shared) >= _SHARED_MAX:
             shared = _SHARED[(self.osz, self.asz, self.version)] = {}
-        table, fast = self.table, self.fast
-        off = start
-        for cb, body in _ENTRY.findall(raw):
-            off += len(cb)
-            hit = shared.get(body)
-            if hit is None:
-                ab, _ = self._parse(off)
-                hit = shared[body] = (ab, self._view(ab))
-            off += len(body)
-            c = cb[0] if len(cb) == 1 else uleb(cb, 0)[0]
-            if c not in table:
-                table[c], fast[c] = hit
-        if off != end - 1:              # not the parse _TABLE made: byte by byte instead
-            table.clear()
-            fast.clear()
+        pairs = _ENTRY.findall(raw)
+        if not pairs:
             return
+        codes, bodies = zip(*pairs)
+        hits = list(map(shared.get, bodies))       # after the first objects: all of them
+        if None in hits:
+            off = start
+            for k, (cb, body) in enumerate(pairs):
+                off += len(cb)
+                if hits[k] is None:
+                    hit = shared.get(body)          # (an entry repeated in this table)
+                    if hit is None:
+                        ab, _ = self._parse(off)
+                        hit = shared[body] = (ab, self._view(ab))
+                    hits[k] = hit
+                off += len(body)
+        else:
+            off = start + sum(map(len, codes)) + sum(map(len, bodies))
+        if off != end - 1:              # not the parse _TABLE made: byte by byte instead
+            return
+        joined = b"".join(codes)
+        codes = list(joined) if len(joined) == len(codes) else [uleb(c, 0)[0] for c in codes]
+        if len(set(codes)) == len(codes):   # (in place: the walk holds self.fast)
+            self.table.update(zip(codes, map(itemgetter(0), hits)))
+            self.fast.update(zip(codes, map(itemgetter(1), hits)))
+        else:                           # a code repeated: its first entry counts
+            table, fast = self.table, self.fast
+            for c, hit in zip(codes, hits):
+                if c not in table:
+                    table[c], fast[c] = hit
         self.pos, self.done = end, True
 
     @staticmethod
@@ -185,7 +250,7 @@ class Abbrevs:
             if name == AT_SIBLING and fixed is not None and form in _REFS:
                 sib = (fixed, _REFS[form])
             fixed = None if size is None or fixed is None else fixed + size
-        return Abbrev(tag, bool(children), attrs, fixed, sib), off
+        return Abbrev(tag, bool(children), attrs, fixed, sib, self.version), off
 
 
 # ------------------------------------------------------------------ units
@@ -213,6 +278,12 @@ class Reader:
         self._units: dict[int, Unit] = {}
         self._unit_starts: list[int] | None = None
         self._ranges_cache: dict[tuple, list] = {}
+
+    def close(self) -> None:
+        """Drop the units kept (each refers back to this reader)."""
+        self._units.clear()
+        self._abbrevs.clear()
+        self._ranges_cache.clear()
 
     # units -----------------------------------------------------------
     def unit_at(self, off: int, keep: bool = True) -> Unit:
@@ -393,11 +464,11 @@ class Reader:
                 if depth == 0:
                     return None, p
                 continue
-            f = fast.get(code)
-            if f is None:
+            try:
+                walk, children, sa, fx, leb, ab = fast[code]
+            except KeyError:                          # its table not read that far yet
                 abbrevs.get(code)
-                f = fast[code]
-            walk, children, sa, fx, leb, ab = f
+                walk, children, sa, fx, leb, ab = fast[code]
             if walk and depth == stop_at:
                 return ab, p
             if children:
