@@ -146,41 +146,103 @@ def test_the_dwarf_structures_are_freed_with_the_lookup(tmp_path):
     assert frames and not alive, alive
 
 
-def test_functions_without_a_site_are_passed_undecoded(tmp_path):
+def _many_functions(tmp_path, dwarf: str) -> Path:
+    """A unit of 300 functions (long names: DW_FORM_strp, a fixed size), one
+    site in the middle (line 454, whichever order the DIEs come in)."""
+    src = tmp_path / "many.c"
+    root = Path(__file__).resolve().parent.parent
+    name = "function_number_"
+    protos = "".join(f"int {name}{i}(int x);\n" for i in range(301))
+    body = "".join(f"int {name}{i}(int x) {{ {'static_call(hook)(x); ' if i == 150 else ''}"
+                   f"return x * {i + 3} + {name}{i + 1}(x - 1); }}\n" for i in range(300))
+    src.write_text(f'#include "{root}/testdata/src/static_call.h"\n' + protos
+                   + f"DECLARE_STATIC_CALL(hook, {name}0);\n" + body
+                   + f"int {name}300(int x) {{ return x; }}\n")
+    obj = tmp_path / f"many{dwarf}.o"
+    subprocess.run(["gcc", "-O1", "-fno-inline", dwarf, "-c", str(src), "-o", str(obj)],
+                   check=True, capture_output=True)
+    return obj
+
+
+def test_functions_without_a_site_are_passed_undecoded(tmp_path, monkeypatch):
     """A DWARF 4+ function whose low_pc and constant high_pc sit at fixed
     offsets is checked against the sites where its range is, and passed
     (by its DW_AT_sibling) without decoding its attributes: in a unit of 300
     functions and one site amid them, the DIEs decoded are the site's
-    function and the unit's own (before: the 150 functions walked first)."""
+    function and the unit's own (before: the 150 functions walked first).
+    Issue 24, fourth round: passed by the skip loop itself (``next_die``
+    given the sites), not handed back to the walk and the loop entered again
+    for the next one: the walk asks the loop a handful of times (before:
+    once a function, 154)."""
     from scall_objtool.lines.dwarf import Reader
-    src = tmp_path / "many.c"
-    root = Path(__file__).resolve().parent.parent
-    name = "function_number_"                  # long names: DW_FORM_strp, a fixed size
-    protos = "".join(f"int {name}{i}(int x);\n" for i in range(301))
-    body = "".join(f"int {name}{i}(int x) {{ {'static_call(hook)(x); ' if i == 150 else ''}"
-                   f"return x * {i + 3} + {name}{i + 1}(x - 1); }}\n" for i in range(300))
-    # the site in the middle (line 454), whichever order the DIEs come in
-    src.write_text(f'#include "{root}/testdata/src/static_call.h"\n' + protos
-                   + f"DECLARE_STATIC_CALL(hook, {name}0);\n" + body
-                   + f"int {name}300(int x) {{ return x; }}\n")
+    decoded, calls = [], []
+    attrs, next_die = Reader._attrs, Reader.next_die
+
+    def counted_attrs(self, u, ab, p, out):
+        if out is not None:
+            decoded.append(ab.tag)
+        return attrs(self, u, ab, p, out)
+
+    def counted_next(self, u, p, stop=True, *rest, **kw):
+        calls.append(stop)
+        return next_die(self, u, p, stop, *rest, **kw)
+    monkeypatch.setattr(Reader, "_attrs", counted_attrs)
+    monkeypatch.setattr(Reader, "next_die", counted_next)
     for dwarf in ("-gdwarf-4", "-gdwarf-5"):
-        obj = tmp_path / f"many{dwarf}.o"
-        subprocess.run(["gcc", "-O1", "-fno-inline", dwarf, "-c", str(src), "-o", str(obj)],
-                       check=True, capture_output=True)
+        obj = _many_functions(tmp_path, dwarf)
         elf = ElfFile(obj.read_bytes(), str(obj))
         res = scan_elf(elf, Options(), sources=False)
         assert len(res.sites) == 1
-        decoded = []
-        orig = Reader._attrs
-
-        def counted(self, u, ab, p, out):
-            if out is not None:
-                decoded.append(ab.tag)
-            return orig(self, u, ab, p, out)
-        Reader._attrs = counted
-        try:
-            attach_sources(elf, res)
-        finally:
-            Reader._attrs = orig
+        decoded.clear()
+        calls.clear()
+        attach_sources(elf, res)
         assert res.sites[0].source["line"] == 454 and not res.warnings, res.sites[0].source
         assert decoded.count(0x2e) <= 2 and len(decoded) < 10, (dwarf, len(decoded))
+        assert calls.count(True) < 20, (dwarf, len(calls))
+
+
+def test_the_skip_loop_steps_over_fixed_size_dies_by_their_first_byte():
+    """A DIE of a one-byte code that is childless with attributes of fixed
+    sizes, or has its children's end in a DW_AT_sibling (ref4), is passed by
+    its step alone (the abbreviation is never looked up); the unit's end is
+    checked on the other DIEs, so that a step past it ends in the same
+    DwarfError as a DIE-by-DIE walk."""
+    from scall_objtool.lines.dwarf.units import Abbrevs, DwarfError, Reader, Unit
+    # 1: base type (childless: data1, data1); 2: structure (children, sibling
+    # ref4, data1); 3: member (childless, data1)
+    abbrev = bytes([1, 0x24, 0, 0x0b, 0x0b, 0x3e, 0x0b, 0, 0,
+                    2, 0x13, 1, 0x01, 0x13, 0x0b, 0x0b, 0, 0,
+                    3, 0x0d, 0, 0x38, 0x0b, 0, 0,
+                    0])
+    body = bytes([1, 4, 5,            # base type
+                  2, 0, 0, 0, 0, 8,   # structure, its sibling set below
+                  3, 0, 3, 4, 0,      # two members, the end of its children
+                  1, 8, 7,            # base type (the structure's sibling)
+                  0])                 # the end of the unit's children
+    body = body[:4] + (3 + 14).to_bytes(4, "little") + body[8:]
+
+    class Info:
+        def __init__(self, data):
+            self.data, self.size = data, len(data)
+    table = Abbrevs(abbrev, 0, 4, 8, 5)
+    table.get(1)
+    assert (table.steps[1], table.steps[2], table.steps[3]) == (3, -1, 2)
+    looked_up = []
+
+    class Fast(dict):
+        def __getitem__(self, code):
+            looked_up.append(code)
+            return dict.__getitem__(self, code)
+    table.fast = Fast(table.fast)
+    reader = Reader.__new__(Reader)
+    reader.info = Info(b"\0\0\0" + body)
+    assert reader.next_die(Unit(None, 0, 3 + len(body), 5, 4, 8, table, 3), 3) == \
+        (None, 3 + len(body))
+    assert looked_up == []            # (before: each of the 4 DIEs stepped over)
+    # the unit cut before the last base type, or the data before the end of
+    # the unit's children: the error of a walk DIE by DIE
+    with pytest.raises(DwarfError, match="DIEs run past the unit at 0x0"):
+        reader.next_die(Unit(None, 0, 3 + 12, 5, 4, 8, table, 3), 3)
+    reader.info = Info(b"\0\0\0" + body[:-1])
+    with pytest.raises(DwarfError, match="DIEs run past the unit at 0x0"):
+        reader.next_die(Unit(None, 0, 3 + len(body) - 1, 5, 4, 8, table, 3), 3)

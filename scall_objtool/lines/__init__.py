@@ -367,13 +367,13 @@ class _Lookup:
         nodes: list[tuple] = []     # label -> chain node
         budget = 16 * (len(self.debug[".debug_info"].data) + n) + (1 << 20)
         _, p = reader.die(u, top[3])
-        info_u, d, asz, uoff = reader.info.u, reader.info.data, u.asz, u.offset
-        bisect_left = bisect.bisect_left
         # (ranges counted on the path, chain, index intervals added by this DIE)
         stack = [(0, None, None)]
         while stack:
-            # declarations, abstract instances, types, variables: skipped
-            ab, p = reader.next_die(u, p)
+            # declarations, abstract instances, types, variables, and the
+            # functions whose range (read where it is) holds no site (most
+            # functions of a unit): skipped undecoded
+            ab, p = reader.next_die(u, p, sites=sites)
             if ab is None:
                 level, _, added = stack.pop()
                 if added:
@@ -391,28 +391,6 @@ class _Lookup:
                 if ab.children:
                     stack.append((level, chain, None))
                 continue
-            pc = ab.pc
-            if pc is not None:
-                # the range read where it is: a DIE over no site (most
-                # functions of a unit) is passed without decoding it
-                lo = info_u(p + pc[0], asz)
-                i = bisect_left(sites, lo)
-                if i == n or sites[i] >= lo + int.from_bytes(d[p + pc[1]:p + pc[1] + pc[2]],
-                                                              "little"):
-                    if not ab.children:
-                        p = p + ab.fixed if ab.fixed is not None else reader._skip_attrs(u, ab, p)
-                        continue
-                    sa, q = ab.sibling_at, p
-                    p = p + ab.fixed if ab.fixed is not None else reader._skip_attrs(u, ab, p)
-                    if sa is None and ab.sibling_end is not None:
-                        sa, q = ab.sibling_end, p - ab.sibling_end[0]
-                        sa = (0, sa[1])
-                    sib = uoff + int.from_bytes(d[q + sa[0]:q + sa[0] + sa[1]], "little") \
-                        if sa is not None else 0
-                    p = sib if p < sib <= u.end else reader.skip_children(u, p)
-                    if len(stack) == 1 and placed.count == n:
-                        break
-                    continue
             attrs: dict = {}
             p = reader._attrs(u, ab, p, attrs)
             rng = reader.ranges(u, attrs)

@@ -128,6 +128,20 @@ _SHARED_MAX = 1 << 13
 _DATA48 = frozenset({0x06, 0x07})
 
 
+def _step(ab: Abbrev) -> int:
+    """How the skip loop passes a DIE of ``ab`` (code of one byte) that it
+    never stops at, from the DIE's first byte: > 0, a childless DIE of that
+    many bytes; < 0, a DIE whose children end at its DW_AT_sibling (ref4) at
+    that many bytes (negated) from it; 0, a DIE that takes the whole loop."""
+    if ab.walk:
+        return 0
+    if not ab.children:
+        return 1 + ab.fixed if ab.fixed is not None else 0
+    if ab.sibling_at is not None and ab.sibling_at[1] == 4:
+        return -1 - ab.sibling_at[0]
+    return 0
+
+
 class Abbrevs:
     """One abbreviation table, parsed as far as the codes asked for."""
 
@@ -136,8 +150,12 @@ class Abbrevs:
         self.osz, self.asz, self.version = osz, asz, version
         self.table: dict[int, Abbrev] = {}
         #: code -> (walk, children, sibling_at, fixed, (bytes before, after) of a
-        #: single LEB128 attribute, abbrev): the skip loop's view
+        #: single LEB128 attribute, abbrev, step, pc of a function): the skip loop's view
         self.fast: dict[int, tuple] = {}
+        #: first byte of a DIE -> its step (``_step``): the skip loop's fast path
+        #: (0: the view of ``fast``, for a code of two bytes or more, 0, or one
+        #: not read yet)
+        self.steps = [0] * 256
         self.done = False
         self._sizes: dict[int, int | None] = {}
         self._tried = False
@@ -161,7 +179,9 @@ class Abbrevs:
             ab, self.pos = self._parse(off)
             if c not in self.table:
                 self.table[c] = ab
-                self.fast[c] = self._view(ab)
+                self.fast[c] = view = self._view(ab)
+                if c < 0x80:
+                    self.steps[c] = view[6]
             if c == code:
                 return ab
         raise DwarfError(f"abbreviation code {code} is not in its table")
@@ -208,6 +228,10 @@ class Abbrevs:
             for c, hit in zip(codes, hits):
                 if c not in table:
                     table[c], fast[c] = hit
+        steps, fast = self.steps, self.fast
+        for c in codes:
+            if c < 0x80:
+                steps[c] = fast[c][6]
         self.pos, self.done = end, True
 
     @staticmethod
@@ -215,7 +239,8 @@ class Abbrevs:
         leb = None
         if ab.plan is not None and len(ab.plan) == 1 and ab.plan[0][1] in _LEB_FORMS:
             leb = (ab.plan[0][0], ab.tail + 1)
-        return (ab.walk, ab.children, ab.sibling_at, ab.fixed, leb, ab)
+        return (ab.walk, ab.children, ab.sibling_at, ab.fixed, leb, ab, _step(ab),
+                ab.pc if ab.walk and ab.tag in _FUNCS else None)
 
     def _parse(self, off: int) -> tuple[Abbrev, int]:
         """The entry whose tag is at ``off`` (after its code), and the offset past it."""
@@ -439,20 +464,40 @@ class Reader:
         """The offset past the children that start at ``p``."""
         return self.next_die(u, p, False)[1]
 
-    def next_die(self, u: Unit, p: int, stop: bool = True) -> tuple[Abbrev | None, int]:
+    def next_die(self, u: Unit, p: int, stop: bool = True,
+                 sites: list[int] | None = None) -> tuple[Abbrev | None, int]:
         """From ``p``, the DIEs of one level: skips every one (children and
         all) until one whose abbreviation has ``walk`` set when ``stop``;
         returns its abbreviation and where its attributes start, or (None,
-        the offset past the level's end).  The hot loop of the walk (and of
-        objects without DW_AT_sibling, as clang's): kept flat."""
+        the offset past the level's end).  ``sites`` (sorted): a function
+        whose range is where ``Abbrev.pc`` says and holds none of them is
+        passed too, with its children, undecoded.
+
+        The hot loop of the walk (and of objects without DW_AT_sibling, as
+        clang's): a DIE of a one-byte code that is childless with attributes
+        of fixed sizes, or whose children end at its DW_AT_sibling, is passed
+        by its step (``Abbrevs.steps``) alone; the unit's end is checked on
+        the other DIEs, before anything else (a step past it has no effect)."""
         d = self.info.data
         abbrevs = u.abbrevs
-        fast = abbrevs.fast
+        fast, steps = abbrevs.fast, abbrevs.steps
         end, uoff = u.end, u.offset
         skip = self._skip_attrs
         stop_at = 1 if stop else 0
         depth = 1
         while True:
+            try:
+                s = steps[d[p]]
+            except IndexError:                        # a step past the data
+                raise DwarfError(f"DIEs run past the unit at {uoff:#x}") from None
+            if s > 0:
+                p += s
+                continue
+            if s < 0:
+                sib = uoff + int.from_bytes(d[p - s:p + 4 - s], "little")
+                if sib > p + 1:
+                    p = sib
+                    continue
             if p >= end:
                 raise DwarfError(f"DIEs run past the unit at {uoff:#x}")
             code = d[p]
@@ -465,12 +510,24 @@ class Reader:
                     return None, p
                 continue
             try:
-                walk, children, sa, fx, leb, ab = fast[code]
+                walk, children, sa, fx, leb, ab, _, pc = fast[code]
             except KeyError:                          # its table not read that far yet
                 abbrevs.get(code)
-                walk, children, sa, fx, leb, ab = fast[code]
+                walk, children, sa, fx, leb, ab, _, pc = fast[code]
             if walk and depth == stop_at:
-                return ab, p
+                if pc is None or sites is None or self._holds_site(u, p, pc, sites):
+                    return ab, p
+                # a function over no site: passed, with its children
+                q = p
+                p = p + fx if fx is not None else skip(u, ab, p)
+                if not children:
+                    continue
+                if sa is None and ab.sibling_end is not None:
+                    sa, q = (0, ab.sibling_end[1]), p - ab.sibling_end[0]
+                sib = uoff + int.from_bytes(d[q + sa[0]:q + sa[0] + sa[1]], "little") \
+                    if sa is not None else 0
+                p = sib if p < sib <= end else self.skip_children(u, p)
+                continue
             if children:
                 if sa is not None:
                     sib = uoff + int.from_bytes(d[p + sa[0]:p + sa[0] + sa[1]], "little")
@@ -487,6 +544,15 @@ class Reader:
                 p += leb[1]
             else:
                 p = skip(u, ab, p)
+
+    def _holds_site(self, u: Unit, p: int, pc: tuple, sites: list[int]) -> bool:
+        """Does the range of the DIE whose attributes start at ``p``, read
+        where ``pc`` (``Abbrev.pc``) says, hold one of ``sites``?"""
+        lo = self.info.u(p + pc[0], u.asz)
+        i = bisect.bisect_left(sites, lo)
+        d = self.info.data
+        return i < len(sites) and sites[i] < lo + int.from_bytes(d[p + pc[1]:p + pc[1] + pc[2]],
+                                                                 "little")
 
     def _skip_attrs(self, u: Unit, ab: Abbrev, p: int) -> int:
         """The offset past the attributes of a DIE, none of them decoded."""
