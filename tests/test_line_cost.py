@@ -246,3 +246,41 @@ def test_the_skip_loop_steps_over_fixed_size_dies_by_their_first_byte():
     reader.info = Info(b"\0\0\0" + body[:-1])
     with pytest.raises(DwarfError, match="DIEs run past the unit at 0x0"):
         reader.next_die(Unit(None, 0, 3 + len(body) - 1, 5, 4, 8, table, 3), 3)
+
+
+def test_an_objects_one_abbreviation_table_is_split_in_one_pass(tmp_path, monkeypatch):
+    """Issue 24, fourth round: a .debug_abbrev that holds one table (an
+    object's) is split by one regular-expression pass (its entries tiling it
+    up to its last byte 0), not matched whole first to find its end; a
+    section of two tables still is.  The entries and the skip loop's steps are
+    those of the parse byte by byte."""
+    from scall_objtool.lines.dwarf import units
+    obj = _many_functions(tmp_path, "-gdwarf-5")
+    elf = ElfFile(obj.read_bytes(), str(obj))
+    sec = elf.section_by_name(".debug_abbrev")
+    data = elf.data[sec.offset:sec.offset + sec.size]
+    matched = []
+
+    class Counted:
+        def match(self, *args):
+            matched.append(args[1:])
+            return table_re.match(*args)
+    table_re = units._TABLE
+    monkeypatch.setattr(units, "_TABLE", Counted())
+
+    def parsed(data: bytes, off: int, whole: bool) -> units.Abbrevs:
+        t = units.Abbrevs(data, off, 4, 8, 5)
+        t._tried = not whole                    # byte by byte: never split whole
+        with pytest.raises(units.DwarfError):
+            t.get(1 << 20)                      # every entry read
+        return t
+    slow = parsed(data, 0, False)
+    fast = parsed(data, 0, True)
+    assert matched == [] and len(fast.table) > 10
+    assert {c: (a.tag, a.attrs) for c, a in fast.table.items()} == \
+        {c: (a.tag, a.attrs) for c, a in slow.table.items()}
+    assert fast.steps == slow.steps and any(s > 0 for s in fast.steps)
+    two = data + data                           # (the second table at len(data))
+    both = parsed(two, 0, True), parsed(two, len(data), True)
+    assert matched == [(0,), (len(data),)]
+    assert all(t.steps == slow.steps for t in both)

@@ -124,6 +124,8 @@ _TABLE = re.compile(rb"(?:" + _ENTRY_RE.replace(b"(", b"(?:").replace(b"(?:?:", 
 #: _SHARED_MAX, about 1 KB an entry)
 _SHARED: dict[tuple, dict] = {}
 _SHARED_MAX = 1 << 13
+#: the largest .debug_abbrev split at once as one table (an object's: a few KB)
+_ONE_TABLE_MAX = 1 << 16
 #: DW_FORM_data4, DW_FORM_data8
 _DATA48 = frozenset({0x06, 0x07})
 
@@ -189,19 +191,31 @@ class Abbrevs:
     def _whole(self) -> None:
         """The whole table at once when every entry has the usual encodings:
         one match finds its end, one ``findall`` splits it, and each entry is
-        looked up among those already seen (``_SHARED``)."""
-        m = _TABLE.match(self.data, self.pos)
-        if m is None:
-            return
-        start, end = self.pos, m.end()
-        raw = bytes(self.data[start:end - 1])
+        looked up among those already seen (``_SHARED``).  A section that
+        holds one table (an object's) is split alone: its entries, if they
+        tile it up to its last byte 0, are the table (the match would find
+        that end)."""
+        data, start = self.data, self.pos
+        pairs = None
+        if start == 0 and 0 < len(data) <= _ONE_TABLE_MAX and data[-1] == 0:
+            pairs = _ENTRY.findall(data, 0, len(data) - 1)
+            if pairs:
+                codes, bodies = zip(*pairs)
+                end = sum(map(len, codes)) + sum(map(len, bodies)) + 1
+                if end != len(data):
+                    pairs = None                    # tables, or entries of other encodings
+        if pairs is None:
+            m = _TABLE.match(data, start)
+            if m is None:
+                return
+            end = m.end()
+            pairs = _ENTRY.findall(bytes(data[start:end - 1]))
+            if not pairs:
+                return
+            codes, bodies = zip(*pairs)
         shared = _SHARED.get((self.osz, self.asz, self.version))
         if shared is None or len(shared) >= _SHARED_MAX:
             shared = _SHARED[(self.osz, self.asz, self.version)] = {}
-        pairs = _ENTRY.findall(raw)
-        if not pairs:
-            return
-        codes, bodies = zip(*pairs)
         hits = list(map(shared.get, bodies))       # after the first objects: all of them
         if None in hits:
             off = start
@@ -219,20 +233,29 @@ class Abbrevs:
         if off != end - 1:              # not the parse _TABLE made: byte by byte instead
             return
         joined = b"".join(codes)
-        codes = list(joined) if len(joined) == len(codes) else [uleb(c, 0)[0] for c in codes]
+        one_byte = len(joined) == len(codes)
+        codes = list(joined) if one_byte else [uleb(c, 0)[0] for c in codes]
+        views = list(map(itemgetter(1), hits))
         if len(set(codes)) == len(codes):   # (in place: the walk holds self.fast)
             self.table.update(zip(codes, map(itemgetter(0), hits)))
-            self.fast.update(zip(codes, map(itemgetter(1), hits)))
+            self.fast.update(zip(codes, views))
+            if one_byte:
+                list(map(self.steps.__setitem__, codes, map(itemgetter(6), views)))
+            else:
+                self._steps(codes)
         else:                           # a code repeated: its first entry counts
             table, fast = self.table, self.fast
             for c, hit in zip(codes, hits):
                 if c not in table:
                     table[c], fast[c] = hit
+            self._steps(codes)
+        self.pos, self.done = end, True
+
+    def _steps(self, codes) -> None:
         steps, fast = self.steps, self.fast
         for c in codes:
             if c < 0x80:
                 steps[c] = fast[c][6]
-        self.pos, self.done = end, True
 
     @staticmethod
     def _view(ab: Abbrev) -> tuple:
