@@ -284,3 +284,23 @@ def test_an_objects_one_abbreviation_table_is_split_in_one_pass(tmp_path, monkey
     both = parsed(two, 0, True), parsed(two, len(data), True)
     assert matched == [(0,), (len(data),)]
     assert all(t.steps == slow.steps for t in both)
+
+
+def test_a_relocated_value_reads_its_entry_by_one_unpack(tmp_path, monkeypatch):
+    """Issue 24, fourth round: a value read through a relocation takes the
+    entry's (info, addend) by one unpack from the file's bytes, with no call
+    into the relocation columns per value (before: ``info_entry`` each); in
+    and out of order, the values are the entries' own."""
+    from scall_objtool.core.elf import RelocColumns
+    from scall_objtool.lines.dwarf import Debug
+    calls = []
+    info_entry = RelocColumns.info_entry
+    monkeypatch.setattr(RelocColumns, "info_entry",
+                        lambda self, i: calls.append(i) or info_entry(self, i))
+    for reverse in (False, True):
+        obj = _relocated_debug_info(tmp_path, 1000, reverse=reverse)
+        elf = ElfFile(obj.read_bytes(), str(obj))
+        sec = Debug(elf)[".debug_info"]
+        want = list(range(1000)) if reverse else [0] * 1000     # .Ls+i, or .Ls
+        assert [sec.u(4 * i, 4) for i in range(1000)] == want
+        assert calls == []

@@ -20,8 +20,8 @@ import zlib
 from array import array
 from bisect import bisect_left
 
-from ...core.elf import (ET_REL, SHF_ALLOC, SHF_COMPRESSED, SHN_LORESERVE, SHT_RELA, ElfFile,
-                         RelocColumns)
+from ...core.elf import (ET_REL, REL_SIZE, RELA_SIZE, SHF_ALLOC, SHF_COMPRESSED, SHN_LORESERVE,
+                         SHT_RELA, ElfFile, RelocColumns)
 from .forms import DwarfError, cstring
 
 TAG_SHIFT = 40
@@ -56,18 +56,28 @@ def _ascending(view) -> bool:
 class Relocations:
     """The relocations of one debug section as ``core/elf.py`` reads them: the
     offsets, sorted and compact, searched for the value being read, and the
-    entry of an offset read alone (``order``: entry indices by offset, when the
-    table is not sorted)."""
-    __slots__ = ("offsets", "cols", "order", "rela")
+    (info, addend) of an offset's entry read alone, by one unpack from the
+    file's bytes (``order``: entry indices by offset, when the table is not
+    sorted)."""
+    __slots__ = ("offsets", "cols", "order", "rela", "n", "data", "base", "step", "info")
 
-    def __init__(self, cols: RelocColumns, rela: bool):
+    def __init__(self, cols: RelocColumns, rela: bool, data: bytes, base: int):
         self.cols, self.rela = cols, rela
         self.offsets = cols.offsets()           # a view of the file: no copy
+        self.n = len(self.offsets)
         self.order = None
         if not _ascending(self.offsets):
             listed = self.offsets.tolist()
             self.order = sorted(range(len(listed)), key=listed.__getitem__)
             self.offsets = array("Q", [listed[i] for i in self.order])
+        # entry i: r_offset, r_info (and r_addend) at base + step * i
+        self.data, self.base = data, base + 8
+        self.step = RELA_SIZE if rela else REL_SIZE
+        self.info = _INFO_ADDEND if rela else _INFO
+
+
+#: (r_info, r_addend) of an Elf64_Rela, (r_info,) of an Elf64_Rel, from r_info
+_INFO_ADDEND, _INFO = struct.Struct("<Qq"), struct.Struct("<Q")
 
 
 class Section:
@@ -80,16 +90,12 @@ class Section:
         self.size = len(data)
         self._relocs = relocs
 
-    def reloc(self, off: int, raw: int, width: int) -> int:
-        """``raw``, the ``width``-byte value at ``off``, relocated."""
-        r = self._relocs
-        if r is None:
-            return raw
-        offsets = r.offsets
-        i = bisect_left(offsets, off)
-        if i == len(offsets) or offsets[i] != off:
-            return raw
-        rt, sym, addend = r.cols.info_entry(i if r.order is None else r.order[i])
+    def _relocated(self, r: Relocations, i: int, off: int, raw: int, width: int) -> int:
+        """``raw`` at ``off`` relocated by entry ``i`` (in offset order) of ``r``."""
+        if r.order is not None:
+            i = r.order[i]
+        info, *addend = r.info.unpack_from(r.data, r.base + r.step * i)
+        rt = info & 0xFFFFFFFF
         if rt in _R_64:
             w = 8
         elif rt in _R_32:
@@ -98,10 +104,10 @@ class Section:
             return raw
         if w != width:
             raise DwarfError(f"relocation of width {w} on a {width}-byte value at {off:#x}")
-        if not r.rela:
-            addend = raw
+        addend = addend[0] if addend else raw
         if addend >= 1 << 63:
             addend -= 1 << 64
+        sym = info >> 32
         hit = self.owner.resolved.get(sym)
         if hit is None:
             hit = self.owner.resolve(sym)
@@ -116,9 +122,13 @@ class Section:
         if off + width > self.size or off < 0:
             raise DwarfError(f"read of {width} bytes at {off:#x} past the end of a section")
         raw = int.from_bytes(self.data[off:off + width], "little")
-        if self._relocs is not None and (width == 4 or width == 8):
-            return self.reloc(off, raw, width)
-        return raw
+        r = self._relocs
+        if r is None or (width != 4 and width != 8):
+            return raw
+        i = bisect_left(r.offsets, off)
+        if i == r.n or r.offsets[i] != off:
+            return raw
+        return self._relocated(r, i, off, raw, width)
 
     def string(self, off: int) -> bytes:
         if not 0 <= off < self.size:
@@ -192,7 +202,7 @@ class Debug:
         if not cols.symbols_below(nsyms):
             raise DwarfError(f"a relocation of {target.name} refers to a symbol past the "
                              f"{nsyms} of the symbol table")
-        return Relocations(cols, rsec.type == SHT_RELA)
+        return Relocations(cols, rsec.type == SHT_RELA, self.elf.data, rsec.offset)
 
     def resolve(self, index: int) -> tuple[int, int]:
         """(st_value, the tag of its section or 0) of symbol ``index``: the tag
