@@ -78,6 +78,10 @@ class Relocations:
 
 #: (r_info, r_addend) of an Elf64_Rela, (r_info,) of an Elf64_Rel, from r_info
 _INFO_ADDEND, _INFO = struct.Struct("<Qq"), struct.Struct("<Q")
+#: width -> the reader of an unsigned little-endian value of that many bytes
+#: at an offset (no slice copied)
+_UNPACK = {w: struct.Struct("<" + f).unpack_from for w, f in ((1, "B"), (2, "H"), (4, "I"),
+                                                               (8, "Q"))}
 
 
 class Section:
@@ -121,7 +125,9 @@ class Section:
         """An unsigned value of 1, 2, 3, 4 or 8 bytes, relocated."""
         if off + width > self.size or off < 0:
             raise DwarfError(f"read of {width} bytes at {off:#x} past the end of a section")
-        raw = int.from_bytes(self.data[off:off + width], "little")
+        unpack = _UNPACK.get(width)
+        raw = unpack(self.data, off)[0] if unpack is not None else \
+            int.from_bytes(self.data[off:off + width], "little")
         r = self._relocs
         if r is None or (width != 4 and width != 8):
             return raw

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import struct
 from operator import itemgetter
 
 from .forms import (
@@ -128,6 +129,8 @@ _SHARED_MAX = 1 << 13
 _ONE_TABLE_MAX = 1 << 16
 #: DW_FORM_data4, DW_FORM_data8
 _DATA48 = frozenset({0x06, 0x07})
+#: a little-endian 4-byte value at an offset, without slicing a copy (twice as fast)
+_U32 = struct.Struct("<I").unpack_from
 
 
 def _step(ab: Abbrev) -> int:
@@ -505,6 +508,7 @@ class Reader:
         abbrevs = u.abbrevs
         fast, steps = abbrevs.fast, abbrevs.steps
         end, uoff = u.end, u.offset
+        u32 = _U32
         skip = self._skip_attrs
         stop_at = 1 if stop else 0
         depth = 1
@@ -517,7 +521,7 @@ class Reader:
                 p += s
                 continue
             if s < 0:
-                sib = uoff + int.from_bytes(d[p - s:p + 4 - s], "little")
+                sib = uoff + u32(d, p - s)[0]
                 if sib > p + 1:
                     p = sib
                     continue
