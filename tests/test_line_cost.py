@@ -304,3 +304,33 @@ def test_a_relocated_value_reads_its_entry_by_one_unpack(tmp_path, monkeypatch):
         want = list(range(1000)) if reverse else [0] * 1000     # .Ls+i, or .Ls
         assert [sec.u(4 * i, 4) for i in range(1000)] == want
         assert calls == []
+
+
+def test_an_inlined_functions_name_is_read_once(tmp_path, monkeypatch):
+    """Issue 24, fourth round: the name of an inlined function is read from
+    its abstract instance once per lookup, however many of its instances hold
+    sites (a kernel wrapper such as cond_resched() is inlined into most
+    functions of a unit): 30 sites through one wrapper decode its DIE once."""
+    from scall_objtool.lines.dwarf import Reader
+    root = Path(__file__).resolve().parent.parent
+    src = tmp_path / "wrapped.c"
+    src.write_text(f'#include "{root}/testdata/src/static_call.h"\n'
+                   "int target(int x);\nDECLARE_STATIC_CALL(hook, target);\n"
+                   "static inline __attribute__((always_inline)) int wrapper(int x)\n"
+                   "{ return static_call(hook)(x); }\n"
+                   + "".join(f"int caller{i}(int x) {{ return wrapper(x + {i}) * {i + 2}; }}\n"
+                             for i in range(30)))
+    obj = tmp_path / "wrapped.o"
+    subprocess.run(["gcc", "-O2", "-g", "-c", str(src), "-o", str(obj)], check=True,
+                   capture_output=True)
+    elf = ElfFile(obj.read_bytes(), str(obj))
+    res = scan_elf(elf, Options(), sources=False)
+    assert len(res.sites) == 30
+    read = []
+    die = Reader.die
+    monkeypatch.setattr(Reader, "die", lambda self, u, off: read.append(off) or die(self, u, off))
+    attach_sources(elf, res)
+    assert all(s.inlined and s.inlined[0]["function"] == "wrapper" for s in res.sites), \
+        res.sites[0].inlined
+    assert [s.source["line"] for s in res.sites] == list(range(6, 36))
+    assert len(read) < 5, read          # the unit DIE twice, the wrapper once (before: 32)

@@ -329,12 +329,16 @@ class Reader:
         self._units: dict[int, Unit] = {}
         self._unit_starts: list[int] | None = None
         self._ranges_cache: dict[tuple, list] = {}
+        #: (DIE offset, depth) -> () (no DIE there) or (its name,): the abstract
+        #: instance an inlined function names, shared by its instances
+        self._names: dict[tuple, tuple] = {}
 
     def close(self) -> None:
         """Drop the units kept (each refers back to this reader)."""
         self._units.clear()
         self._abbrevs.clear()
         self._ranges_cache.clear()
+        self._names.clear()
 
     # units -----------------------------------------------------------
     def unit_at(self, off: int, keep: bool = True) -> Unit:
@@ -678,10 +682,14 @@ class Reader:
             if ref is None:
                 continue
             target = ref[1]
-            tu = u if u.offset <= target < u.end else self.unit_containing(target)
-            die, _ = self.die(tu, target)
-            if die is not None:
-                return self.name(tu, die[1], depth + 1)
+            hit = self._names.get((target, depth))
+            if hit is None:
+                tu = u if u.offset <= target < u.end else self.unit_containing(target)
+                die, _ = self.die(tu, target)
+                hit = self._names[target, depth] = \
+                    () if die is None else (self.name(tu, die[1], depth + 1),)
+            if hit:
+                return hit[0]
         return None
 
 
