@@ -334,3 +334,29 @@ def test_an_inlined_functions_name_is_read_once(tmp_path, monkeypatch):
         res.sites[0].inlined
     assert [s.source["line"] for s in res.sites] == list(range(6, 36))
     assert len(read) < 5, read          # the unit DIE twice, the wrapper once (before: 32)
+
+
+def test_the_abbreviation_split_is_the_parse_byte_by_byte():
+    """The one-pass split (attributes taken possessively, the usual one first)
+    gives the entries of the parse byte by byte on the encodings that make a
+    regular expression go wrong: implicit constants of 0, of several bytes
+    and negative, an entry without attributes, names and forms of two and
+    three bytes, a form 0x21 that is not the first attribute."""
+    from scall_objtool.lines.dwarf import units
+    table = bytes([
+        1, 0x2e, 1, 0x03, 0x0e, 0x3a, 0x21, 0x00, 0x3b, 0x21, 0x80, 0x01, 0x49, 0x13, 0, 0,
+        2, 0x18, 0, 0, 0,                                   # no attributes
+        3, 0x05, 0, 0x80, 0x40, 0x0b, 0x02, 0x81, 0x01, 0x3a, 0x21, 0x7f, 0, 0,
+        0x81, 0x01, 0x34, 0, 0x03, 0x08, 0x21, 0x21, 0xc0, 0x00, 0, 0,   # code 129
+        5, 0x80, 0x82, 0x01, 1, 0x01, 0x13, 0, 0,           # tag of three bytes
+        0])
+    slow = units.Abbrevs(table, 0, 4, 8, 5)
+    slow._tried = True
+    with pytest.raises(units.DwarfError):
+        slow.get(1 << 20)
+    fast = units.Abbrevs(table, 0, 4, 8, 5)
+    fast.get(1)
+    assert fast.done and sorted(fast.table) == [1, 2, 3, 5, 129]
+    assert {c: (a.tag, a.children, a.attrs) for c, a in fast.table.items()} == \
+        {c: (a.tag, a.children, a.attrs) for c, a in slow.table.items()}
+    assert fast.steps == slow.steps

@@ -104,13 +104,18 @@ _CONST = frozenset({0x0b, 0x05, 0x06, 0x07})
 
 #: one abbreviation entry in the encodings compilers write (minimal LEB128s, a
 #: children byte of 0 or 1, implicit constants of at most 10 bytes): its code,
-#: then the rest, up to and including the (0, 0) that ends it
+#: then the rest, up to and including the (0, 0) that ends it.  An attribute's
+#: bytes parse one way only and none starts with 0, so the attributes are
+#: taken possessively (``*+``: no backtracking state kept), the usual one (a
+#: name and a form of one byte each, not an implicit constant) tried first:
+#: twice as fast, the same matches
 _ENTRY_RE = (
     rb"([\x01-\x7f]|[\x80-\xff]{1,4}[\x01-\x7f])"                # code, not 0
     rb"((?:[\x00-\x7f]|[\x80-\xff]{1,2}[\x01-\x7f])[\x00\x01]"   # tag, children
-    rb"(?:(?:[\x01-\x7f]|[\x80-\xff]{1,2}[\x01-\x7f])"          # name, not 0
+    rb"(?:[\x01-\x7f][\x01-\x20\x22-\x7f]"                       # the usual attribute
+    rb"|(?:[\x01-\x7f]|[\x80-\xff]{1,2}[\x01-\x7f])"            # name, not 0
     rb"(?:\x21[\x80-\xff]{0,9}[\x00-\x7f]"                       # implicit_const
-    rb"|[\x01-\x20\x22-\x7f]|[\x80-\xff]{1,2}[\x01-\x7f]))*"     # other forms, not 0
+    rb"|[\x01-\x20\x22-\x7f]|[\x80-\xff]{1,2}[\x01-\x7f]))*+"    # other forms, not 0
     rb"\x00\x00)")
 _ENTRY = re.compile(_ENTRY_RE, re.S)
 #: a whole table of such entries, up to its 0 code; a table that does not
