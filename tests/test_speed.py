@@ -6,7 +6,9 @@
   section loader (``dwarf.Debug._load``) counting what it loads.
 * Start-up: a run on an object without static calls imports a bounded set of
   modules (ours and the standard library's beyond the interpreter's own
-  start-up), counted in a fresh interpreter.
+  start-up), counted in a fresh interpreter; and the command ends without the
+  interpreter's teardown (no module torn down, counted with ``python -v``)
+  unless something could observe it.
 """
 from __future__ import annotations
 
@@ -181,6 +183,61 @@ def test_startup_imports_are_bounded(no_calls_o, argv, entry):
                      else set())
     assert not {m.split(".")[0] for m in beyond} & never, sorted(
         m for m in beyond if m.split(".")[0] in never)
+
+
+# ------------------------------------------------------------------ exit
+def _env_first() -> dict:
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "SCALL_OBJTOOL_NO_FASTPATH"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def _torn_down(r: subprocess.CompletedProcess) -> int:
+    """Modules the interpreter's finalization tore down (``python -v`` says each)."""
+    return sum(line.startswith(("# cleanup", "# destroy")) for line in r.stderr.splitlines())
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+@pytest.mark.parametrize("argv,rc", [(["write", "-q", "--dry-run", "--policy", "kernel"], 0),
+                                     (["scan"], 0), (["check", "--policy", "seed"], 1),
+                                     (["scan", "--no-such-option"], 2)], ids=str)
+def test_command_ends_without_teardown(inline_o, entry, argv, rc):
+    """The command ends at once when it is done (cli.leave): no module is torn
+    down, and the output, exit status and stderr are those of a full exit."""
+    env = _env_first()
+    cmd = [*ENTRIES[entry], *argv, str(inline_o)]
+    fast = subprocess.run([sys.executable, "-v", *cmd], capture_output=True, text=True,
+                          env=env)
+    assert _torn_down(fast) == 0, fast.stderr[-2000:]
+    # the same command with a profile function set ends through sys.exit
+    full = subprocess.run([sys.executable, "-v", "-c", (
+        "import runpy, sys\nsys.setprofile(lambda *a: None)\n"
+        f"sys.argv = {['scall-objtool', *argv, str(inline_o)]!r}\n"
+        + ("runpy.run_module('scall_objtool', run_name='__main__', alter_sys=True)"
+           if entry == "-m" else f"runpy.run_path({cmd[0]!r}, run_name='__main__')"))],
+        capture_output=True, text=True, env=env)
+    assert _torn_down(full) > 50
+    assert fast.returncode == full.returncode == rc, (fast.stderr[-500:], full.stderr[-500:])
+    assert fast.stdout == full.stdout and (fast.stdout or "-q" in argv or rc == 2)
+    errors = [[x for x in r.stderr.splitlines() if x.startswith("scall-objtool")]
+              for r in (fast, full)]
+    assert errors[0] == errors[1]
+
+
+def test_command_runs_atexit_handlers(inline_o):
+    """An atexit handler (an installed package's, coverage's) still runs, after
+    the command's output, and the exit status is the command's."""
+    code = ("import atexit, runpy, sys\n"
+            "atexit.register(lambda: print('handler ran', flush=True))\n"
+            f"sys.argv = ['scall-objtool', 'check', '--policy', 'seed', {str(inline_o)!r}]\n"
+            f"runpy.run_path({ENTRIES['command'][0]!r}, run_name='__main__')")
+    r = subprocess.run([sys.executable, "-v", "-c", code], capture_output=True, text=True,
+                       env=_env_first())
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.stdout.endswith("handler ran\n") and "summary:" in r.stdout
+    assert _torn_down(r) == 0
 
 
 # ------------------------------------------------------------------ capstone
