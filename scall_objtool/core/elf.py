@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
+from itertools import compress
 
 from ..errors import InputError
 from ..records import cached, record
@@ -147,6 +148,12 @@ class Section:
     @property
     def executable(self) -> bool:
         return bool(self.flags & SHF_EXECINSTR)
+
+    def copy(self) -> "Section":
+        """A copy of this section header, to change."""
+        new = object.__new__(Section)
+        new.__dict__.update(self.__dict__)
+        return new
 
     def pack(self) -> bytes:
         return SHDR.pack(self.name_off, self.type, self.flags, self.addr, self.offset,
@@ -447,7 +454,8 @@ class ElfFile:
         while pos >= 0:
             starts.add(pos)
             pos = strtab.find(prefix, pos + 1)
-        return [i for i, n in enumerate(self.syms.name) if n in starts]
+        names = self.syms.name
+        return list(compress(range(len(names)), map(starts.__contains__, names)))
 
     # -------------------------------------------------------- relocation tables
     # -------------------------------------------------------- relocation tables
@@ -529,7 +537,8 @@ class SymbolColumns:
         if by is None:
             self._scans = getattr(self, "_scans", 0) + 1
             if self._scans <= self.SCANS_BEFORE_INDEX:
-                return [i for i, v in enumerate(self.shndx) if v == index]
+                shndx = self.shndx
+                return list(compress(range(len(shndx)), map(index.__eq__, shndx)))
             by = self._by_section = {}
             for i, v in enumerate(self.shndx):
                 by.setdefault(v, []).append(i)

@@ -69,6 +69,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
 
     seen = set()
     refs = []
+    keys: dict[int, str] = {}       # trampoline symbol -> its key's name, shown
     placer = None if linked else Placer(elf, options, result.warnings)
     for proof in prove(elf, candidates):
         c = proof.candidate
@@ -101,7 +102,8 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
             section=sec.name, section_index=sec.index, offset=insn.start, address=address,
             function=proof.function, function_offset=proof.function_offset,
             trampoline=c.tramp.name, tramp_sym=c.tramp.index,
-            key=display_name(key_name(c.tramp.name_bytes, options)),
+            key=keys.get(c.tramp.index) or keys.setdefault(
+                c.tramp.index, display_name(key_name(c.tramp.name_bytes, options))),
             kind=proof.site_kind, length=insn.length, prefixes=insn.prefixes,
             reloc_type="none" if c.from_code else reloc_name(c.rtype), alignment=align,
             placement=placed)

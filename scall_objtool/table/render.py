@@ -31,7 +31,7 @@ from ..core.elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF
                         STT_SECTION, ElfFile, Section, printable)
 from ..core.intervals import Innermost
 from ..errors import InputError, KeyMissingError
-from ..records import fields, record
+from ..records import record
 from . import FLAG_TAIL, RELA_TABLE, TABLE, key_name, table_sections
 
 SYM = struct.Struct("<IBBHQQ")
@@ -68,10 +68,13 @@ class Plan:
         addr_cache: dict[int, _Addressing] = {}
         added: dict[bytes, int] = {}
         nsyms = elf.num_symbols
+        knames: dict[int, bytes] = {}      # trampoline symbol -> key name
         for site in sites:
             addr_sym, addend = self._addressing(site, addr_cache)
-            tramp = elf.symbol(site.tramp_sym)
-            kname = key_name(tramp.name_bytes, options)
+            kname = knames.get(site.tramp_sym)
+            if kname is None:
+                kname = knames[site.tramp_sym] = key_name(
+                    elf.symbol(site.tramp_sym).name_bytes, options)
             key = keys.get(kname)
             if key is None:
                 if module:
@@ -293,7 +296,7 @@ def render(plan: Plan) -> bytes:
     """The bytes of the rewritten object: the table appended, or (an object whose
     table is not one we appended, under --force) replaced in place."""
     elf = plan.elf
-    secs = [Section(**{f: getattr(s, f) for f in fields(Section)}) for s in elf.sections]
+    secs = [s.copy() for s in elf.sections]
     img = _Image(elf.data)
     symtab = elf.symtab
     if symtab is None:
