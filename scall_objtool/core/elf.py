@@ -317,14 +317,14 @@ class ElfFile:
         if shstrndx == SHN_XINDEX:
             shstrndx = first.link
         self.shstrndx = shstrndx
-        secs = self.sections
-        for i in range(shnum):
-            sec = Section(i, *SHDR.unpack_from(data, shoff + i * SHDR.size))
+        # every header unpacked at C speed (kvm.ko: 91 sections; a batch: 54,000)
+        secs = self.sections = [Section(i, *t) for i, t in enumerate(SHDR.iter_unpack(
+            memoryview(data)[shoff:shoff + shnum * SHDR.size]))]
+        for sec in secs:
             if sec.type != SHT_NOBITS and sec.type != SHT_NULL:
                 if sec.offset > size or sec.size > size - sec.offset:
-                    self._fail(f"section {i} ({sec.offset:#x}+{sec.size:#x}) extends past the "
-                               f"end of the file ({size} bytes)")
-            secs.append(sec)
+                    self._fail(f"section {sec.index} ({sec.offset:#x}+{sec.size:#x}) extends "
+                               f"past the end of the file ({size} bytes)")
         compressed = [s for s in secs if s.flags & SHF_COMPRESSED and s.flags & SHF_EXECINSTR]
         if shstrndx == SHN_UNDEF or shstrndx >= shnum:
             self._fail(f"section name string table index {shstrndx} is out of range")
@@ -332,12 +332,15 @@ class ElfFile:
         if strsec.type != SHT_STRTAB:
             self._fail(f"section name table (section {shstrndx}) is not a string table")
         names = self.section_bytes(strsec)
-        for sec in secs:
-            if sec.index == 0:
-                continue
-            raw = self._cstring(names, sec.name_off, "section name")
+        find, limit = names.find, len(names)
+        for sec in secs[1:]:
+            off = sec.name_off
+            end = find(b"\0", off) if off < limit else -1
+            # a name outside the table, or not NUL-terminated: _cstring says which
+            raw = names[off:end] if end >= 0 else self._cstring(names, off, "section name")
             sec.name_bytes = raw
-            sec.name = display_name(raw)
+            shown = _SHOWN.get(raw)
+            sec.name = display_name(raw) if shown is None else shown
         if compressed:
             # the gABI forbids SHF_COMPRESSED on allocated sections; decoding the
             # compressed bytes as instructions would report nonsense

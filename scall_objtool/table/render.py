@@ -205,17 +205,27 @@ def _section_symbol(elf: ElfFile, index: int) -> int | None:
 
 
 class _Image:
-    """The output file: the original bytes followed by appended blobs."""
+    """The output file: the original bytes followed by appended blobs, kept
+    as pieces and joined once (``bytes``): an object is copied once, not into
+    a growing buffer and out of it again."""
 
     def __init__(self, data: bytes):
-        self.buf = bytearray(data)
+        self.pieces: list = [data]
+        self.size = len(data)
 
     def append(self, blob: bytes, align: int = 8) -> int:
-        pad = -len(self.buf) % align
-        self.buf += b"\0" * pad
-        off = len(self.buf)
-        self.buf += blob
+        pad = -self.size % align
+        if pad:
+            self.pieces.append(b"\0" * pad)
+        off = self.size + pad
+        self.pieces.append(blob)
+        self.size = off + len(blob)
         return off
+
+    def bytes(self, header: bytes) -> bytes:
+        """The whole file, its first ``len(header)`` bytes replaced."""
+        first = memoryview(self.pieces[0])[len(header):]
+        return b"".join([header, first, *self.pieces[1:]])
 
 
 class _StringTable(bytearray):
@@ -372,9 +382,8 @@ def render(plan: Plan) -> bytes:
     hdr = list(EHDR.unpack_from(elf.data, 0))
     hdr[6] = shoff        # e_shoff
     hdr[12] = e_shnum     # e_shnum
-    img.buf[:EHDR.size] = EHDR.pack(*hdr)
     assert SHDR.size == 64
-    return bytes(img.buf)
+    return img.bytes(EHDR.pack(*hdr))
 
 
 def recover_original(elf: ElfFile) -> bytes | None:
