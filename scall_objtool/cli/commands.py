@@ -277,8 +277,8 @@ def write(paths: list[str], options: Options, output: str | None = None,
             dirs = set()    # (the write then fails on its path, one line)
         for d in sorted(dirs):
             clean_directory(d)
-    outs = run_batch(write_one, inputs, (options, output, force, dry_run, backup), jobs,
-                     around)
+    outs = run_batch(write_one, inputs, (options, output, force, dry_run, backup, not quiet),
+                     jobs, around)
     failed = bool(got.errors) or any(not o.ok for o in outs)
     written = [o for o in outs if o.ok and o.result is not None]
     lines = []

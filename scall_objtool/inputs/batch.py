@@ -99,8 +99,10 @@ def verify_one(inp: Input, options: Options) -> Outcome:
 
 
 def write_one(inp: Input, options: Options, output: str | None = None, force: bool = False,
-              dry_run: bool = False, backup: bool = False) -> Outcome:
-    """Write the table of one input: the outcome's result is its ``WriteOutcome``."""
+              dry_run: bool = False, backup: bool = False, keep: bool = True) -> Outcome:
+    """Write the table of one input: the outcome's result is its ``WriteOutcome``
+    (without ``keep``, None once its warnings are messages: a quiet write
+    shows nothing else, and a worker then sends no site back)."""
     if inp.is_member:
         return Outcome(inp.display, ok=False, messages=[error_line(
             f"{inp.display}: archive members are scanned, not rewritten; run write on the "
@@ -108,8 +110,11 @@ def write_one(inp: Input, options: Options, output: str | None = None, force: bo
     from ..table.write import write_path
     # a walked file is written as the walk found it, never through a symlink
     # that appeared since (a walk's links inside its tree are already resolved)
-    return _run(inp, lambda: write_path(inp.path, options, output, force, dry_run, backup,
-                                        follow=not inp.walked))
+    out = _run(inp, lambda: write_path(inp.path, options, output, force, dry_run, backup,
+                                       follow=not inp.walked))
+    if not keep:
+        out.result = None
+    return out
 
 
 # ------------------------------------------------------------------ batches
