@@ -192,7 +192,11 @@ class _Insns:
     def __del__(self):
         try:
             self.free(self.ptr, self.n)
-        except Exception:       # at interpreter exit ctypes may be gone: the OS frees it
+        except BaseException:
+            # at interpreter exit ctypes may be gone: the OS frees it; a
+            # signal's Interrupted raised here would only be reported as
+            # "Exception ignored" with a traceback (the stop itself is
+            # recorded, and the batch's next check raises it)
             pass
 
 
