@@ -292,6 +292,9 @@ class ElfFile:
         shoff, shnum = self.e_shoff, self.e_shnum
         self.sections: list[Section] = []
         self.extended_shnum = False
+        #: the section name table's bytes: every section's name is a
+        #: NUL-terminated string in it (a name absent from it names no section)
+        self.shstrtab = b""
         if shoff == 0:
             if shnum:
                 self._fail("section header table offset is 0 but e_shnum is not")
@@ -331,7 +334,7 @@ class ElfFile:
         strsec = secs[shstrndx]
         if strsec.type != SHT_STRTAB:
             self._fail(f"section name table (section {shstrndx}) is not a string table")
-        names = self.section_bytes(strsec)
+        names = self.shstrtab = self.section_bytes(strsec)
         find, limit = names.find, len(names)
         for sec in secs[1:]:
             off = sec.name_off

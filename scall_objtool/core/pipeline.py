@@ -127,8 +127,9 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
 def _lto_without_code(elf: ElfFile) -> str | None:
     """A GCC LTO object whose only contents are GIMPLE (``.gnu.lto_*``): the
     machine code, and so every static call, only exists after the link."""
-    if not any(s.name.startswith(".gnu.lto_") for s in elf.sections):
-        return None
+    if b".gnu.lto_" not in elf.shstrtab \
+            or not any(s.name.startswith(".gnu.lto_") for s in elf.sections):
+        return None             # (a name absent from the name table names no section)
     if any(s.executable and s.size and s.type != SHT_NOBITS for s in elf.sections):
         return None             # a fat LTO object: its machine code is here
     return ("GCC LTO object (.gnu.lto_* sections only): no machine code to check; "
