@@ -360,3 +360,26 @@ def test_function_index_of_kvm_examines_a_few_symbols_a_site(corpus):
     fast, full = _near_and_full(elf, text, offsets)
     assert (fast.funcs, fast.labels) == (full.funcs, full.labels)
     assert decode.NEAR_EXAMINED[0] - before < len(offsets)
+
+
+def test_writing_an_object_imports_no_tempfile(inline_o, tmp_path):
+    """A write creates its temporary itself (fileio.create_temporary): tempfile
+    brings in shutil, random, re, bz2 and lzma, more than the rest of a
+    write of one object."""
+    import shutil
+    import capstone
+    obj = tmp_path / "w.o"
+    shutil.copy(inline_o, obj)
+    # without site (-S): a .pth file of the machine's may import tempfile itself;
+    # capstone's directory added by hand
+    packages = str(Path(capstone.__file__).parent.parent)
+    code = (f"import sys\nsys.path.append({packages!r})\nbefore = set(sys.modules)\n"
+            "from scall_objtool import write_path\n"
+            f"assert write_path({str(obj)!r}).entries\n"
+            "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in "
+            "('tempfile', 'shutil', 'random', 're', 'bz2', 'lzma')))")
+    r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                       env=_env_first())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.o"]

@@ -370,6 +370,23 @@ def _restore(fd: int, old: bytes, size: int) -> None:
             pass
 
 
+def create_temporary(directory: str) -> tuple[int, str]:
+    """(descriptor, path) of a new file ``.scall-PID-XXXXXXXX.tmp`` in
+    ``directory``, created exclusively (``O_EXCL``, never through a symlink,
+    mode 0600), as ``tempfile.mkstemp`` makes one -- without importing
+    ``tempfile``, which brings in shutil, random, re, bz2 and lzma: more than
+    the rest of a write of one object."""
+    prefix = os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-")
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(10000):                  # tempfile's TMP_MAX
+        tmp = f"{prefix}{os.urandom(4).hex()}{TMP_SUFFIX}"
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(17, "no usable temporary file name", directory)
+
+
 def atomic_write(path: str, data: bytes, meta_from: str | None = None,
                  expect: os.stat_result | None = None, clone: bool = False) -> None:
     """Replace the regular file (or create the new path) ``path`` with
@@ -382,7 +399,6 @@ def atomic_write(path: str, data: bytes, meta_from: str | None = None,
     before the file it keeps is replaced).  With ``expect``, the file must
     still be the one described (inode, size, mtime, ctime) just before the
     rename."""
-    import tempfile
     d = os.path.dirname(os.path.abspath(path))
     try:
         old = os.lstat(path)
@@ -396,7 +412,7 @@ def atomic_write(path: str, data: bytes, meta_from: str | None = None,
             src = os.stat(meta_from) if meta_from else None
         except OSError:
             src = None
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=TMP_SUFFIX)
+    fd, tmp = create_temporary(d)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
