@@ -156,3 +156,25 @@ def test_progress_bar_only_on_a_terminal(tree):
     assert "objects" in tty_err and f"/{len(OBJS)}" in tty_err
     res = run_cli("scan", "--jobs", "1", tree)
     assert res.rc == 0 and res.stderr == ""
+
+
+def test_a_quiet_write_sends_no_sites_back(tmp_path):
+    """A quiet write shows only warnings and errors: a worker's outcome keeps
+    its messages but not the object's sites (what a pool pickles back for
+    each object: a few hundred bytes, not the sites)."""
+    import pickle
+
+    from scall_objtool.core import Options
+    from scall_objtool.inputs import Input
+    from scall_objtool.inputs.batch import write_one
+    outs = {}
+    for keep in (True, False):
+        obj = tmp_path / f"{keep}.o"
+        shutil.copy(PREBUILT / "kinds.o", obj)
+        outs[keep] = write_one(Input(str(obj), str(obj)), Options(policy="kernel"), None,
+                               False, True, False, keep)
+    assert outs[True].ok and outs[False].ok
+    assert outs[True].result.result.sites and outs[False].result is None
+    assert outs[False].messages == outs[True].messages
+    sent = {k: len(pickle.dumps(o)) for k, o in outs.items()}
+    assert sent[False] * 5 < sent[True], sent

@@ -357,9 +357,8 @@ def _inject(monkeypatch, target: str, err: int):
             real_pwrite(fd, bytes(data[:len(data) // 2]), offset)
             raise OSError(err, os.strerror(err))
         monkeypatch.setattr(fileio.os, "pwrite", pwrite)
-    elif target == "mkstemp":
-        import tempfile
-        monkeypatch.setattr(tempfile, "mkstemp", boom)
+    elif target == "mkstemp":                   # creating the temporary
+        monkeypatch.setattr(fileio, "create_temporary", boom)
     else:
         monkeypatch.setattr(fileio.os, target, boom)
 

@@ -6,7 +6,9 @@
   section loader (``dwarf.Debug._load``) counting what it loads.
 * Start-up: a run on an object without static calls imports a bounded set of
   modules (ours and the standard library's beyond the interpreter's own
-  start-up), counted in a fresh interpreter.
+  start-up), counted in a fresh interpreter; and the command ends without the
+  interpreter's teardown (no module torn down, counted with ``python -v``)
+  unless something could observe it.
 """
 from __future__ import annotations
 
@@ -183,6 +185,61 @@ def test_startup_imports_are_bounded(no_calls_o, argv, entry):
         m for m in beyond if m.split(".")[0] in never)
 
 
+# ------------------------------------------------------------------ exit
+def _env_first() -> dict:
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "SCALL_OBJTOOL_NO_FASTPATH"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def _torn_down(r: subprocess.CompletedProcess) -> int:
+    """Modules the interpreter's finalization tore down (``python -v`` says each)."""
+    return sum(line.startswith(("# cleanup", "# destroy")) for line in r.stderr.splitlines())
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+@pytest.mark.parametrize("argv,rc", [(["write", "-q", "--dry-run", "--policy", "kernel"], 0),
+                                     (["scan"], 0), (["check", "--policy", "seed"], 1),
+                                     (["scan", "--no-such-option"], 2)], ids=str)
+def test_command_ends_without_teardown(inline_o, entry, argv, rc):
+    """The command ends at once when it is done (cli.leave): no module is torn
+    down, and the output, exit status and stderr are those of a full exit."""
+    env = _env_first()
+    cmd = [*ENTRIES[entry], *argv, str(inline_o)]
+    fast = subprocess.run([sys.executable, "-v", *cmd], capture_output=True, text=True,
+                          env=env)
+    assert _torn_down(fast) == 0, fast.stderr[-2000:]
+    # the same command with a profile function set ends through sys.exit
+    full = subprocess.run([sys.executable, "-v", "-c", (
+        "import runpy, sys\nsys.setprofile(lambda *a: None)\n"
+        f"sys.argv = {['scall-objtool', *argv, str(inline_o)]!r}\n"
+        + ("runpy.run_module('scall_objtool', run_name='__main__', alter_sys=True)"
+           if entry == "-m" else f"runpy.run_path({cmd[0]!r}, run_name='__main__')"))],
+        capture_output=True, text=True, env=env)
+    assert _torn_down(full) > 50
+    assert fast.returncode == full.returncode == rc, (fast.stderr[-500:], full.stderr[-500:])
+    assert fast.stdout == full.stdout and (fast.stdout or "-q" in argv or rc == 2)
+    errors = [[x for x in r.stderr.splitlines() if x.startswith("scall-objtool")]
+              for r in (fast, full)]
+    assert errors[0] == errors[1]
+
+
+def test_command_runs_atexit_handlers(inline_o):
+    """An atexit handler (an installed package's, coverage's) still runs, after
+    the command's output, and the exit status is the command's."""
+    code = ("import atexit, runpy, sys\n"
+            "atexit.register(lambda: print('handler ran', flush=True))\n"
+            f"sys.argv = ['scall-objtool', 'check', '--policy', 'seed', {str(inline_o)!r}]\n"
+            f"runpy.run_path({ENTRIES['command'][0]!r}, run_name='__main__')")
+    r = subprocess.run([sys.executable, "-v", "-c", code], capture_output=True, text=True,
+                       env=_env_first())
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.stdout.endswith("handler ran\n") and "summary:" in r.stdout
+    assert _torn_down(r) == 0
+
+
 # ------------------------------------------------------------------ capstone
 def test_capstone_library_bound_directly_decodes_as_the_package(inline_o):
     """decode.py calls capstone's C library without importing the capstone
@@ -222,3 +279,107 @@ def test_proving_sites_does_not_import_the_capstone_package(inline_o):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_decoding_builds_no_class_per_call(inline_o):
+    """capstone's result is viewed in place without a ctypes array type of its
+    own size (a class built per decode, later collected as a cycle: 2,764 of
+    them over the corpus, 19,000 objects for the collector)."""
+    import gc
+
+    from scall_objtool.core import decode
+    from scall_objtool.core.elf import ElfFile
+    elf = ElfFile(Path(inline_o).read_bytes(), str(inline_o))
+    text = next(s for s in elf.sections if s.name == ".text")
+    code = elf.section_bytes(text)
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        for n in range(16, len(code), max(1, len(code) // 200)):
+            starts, _sizes, mnemonic = decode.disassemble(code[:n], 0)
+            assert starts and mnemonic(0)
+        del mnemonic
+        assert gc.collect() < 10
+    finally:
+        if was:
+            gc.enable()
+
+
+def _near_and_full(elf, sec, offsets):
+    from scall_objtool.core import decode
+    fast = decode.FunctionIndex(elf, sec, offsets)
+    real = decode._near
+    decode._near = lambda *a: None
+    try:
+        full = decode.FunctionIndex(elf, sec, offsets)
+    finally:
+        decode._near = real
+    return fast, full
+
+
+def test_function_index_reads_only_the_symbols_near_the_sites():
+    """FunctionIndex finds the symbols that answer the queries by walking back
+    from each over symbols sorted by start: the same functions and labels as
+    a pass over every symbol of the section, examining a handful of symbols
+    a query (kvm.ko's .text: thousands of symbols, a few hundred sites)."""
+    from scall_objtool.core import decode
+    from scall_objtool.core.elf import ElfFile
+    sections = 0
+    for path in sorted((ROOT / "testdata" / "prebuilt").glob("*.o")):
+        elf = ElfFile(path.read_bytes(), str(path))
+        for sec in elf.sections:
+            if not sec.executable or not sec.size or elf.symtab is None:
+                continue
+            offsets = list(range(0, sec.size, max(1, sec.size // 40)))
+            before = decode.NEAR_EXAMINED[0]
+            fast, full = _near_and_full(elf, sec, offsets)
+            assert (fast.funcs, fast.labels) == (full.funcs, full.labels), (path, sec.name)
+            examined = decode.NEAR_EXAMINED[0] - before
+            assert examined <= len(elf.syms.in_section(sec.index)) + 1
+            for off in offsets:
+                assert fast.containing(off) == full.containing(off)
+            sections += 1
+    assert sections >= 5
+
+
+def test_function_index_of_kvm_examines_a_few_symbols_a_site(corpus):
+    """kvm.ko's .text (1,927 symbols, 876 candidates): the index of its candidates is
+    the full pass's, found by examining fewer symbols than there are sites."""
+    from scall_objtool.core import decode
+    from scall_objtool.core.candidates import find_candidates, find_trampolines
+    from scall_objtool.core.elf import ElfFile
+    path = corpus / "arch/x86/kvm/kvm.ko"
+    elf = ElfFile(path.read_bytes(), str(path))
+    cands = find_candidates(elf, find_trampolines(elf, b"__SCT__"))
+    text = next(s for s in elf.sections if s.name == ".text")
+    offsets = [c.offset for c in cands if c.section.index == text.index]
+    symbols = len(elf.syms.in_section(text.index))
+    assert len(offsets) > 800 and symbols > 1900
+    before = decode.NEAR_EXAMINED[0]
+    fast, full = _near_and_full(elf, text, offsets)
+    assert (fast.funcs, fast.labels) == (full.funcs, full.labels)
+    assert decode.NEAR_EXAMINED[0] - before < len(offsets)
+
+
+def test_writing_an_object_imports_no_tempfile(inline_o, tmp_path):
+    """A write creates its temporary itself (fileio.create_temporary): tempfile
+    brings in shutil, random, re, bz2 and lzma, more than the rest of a
+    write of one object."""
+    import shutil
+    import capstone
+    obj = tmp_path / "w.o"
+    shutil.copy(inline_o, obj)
+    # without site (-S): a .pth file of the machine's may import tempfile itself;
+    # capstone's directory added by hand
+    packages = str(Path(capstone.__file__).parent.parent)
+    code = (f"import sys\nsys.path.append({packages!r})\nbefore = set(sys.modules)\n"
+            "from scall_objtool import write_path\n"
+            f"assert write_path({str(obj)!r}).entries\n"
+            "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in "
+            "('tempfile', 'shutil', 'random', 're', 'bz2', 'lzma')))")
+    r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                       env=_env_first())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.o"]

@@ -271,10 +271,13 @@ def write(paths: list[str], options: Options, output: str | None = None,
     if output is not None:
         from ..inputs.fileio import stream_of
         quiet = quiet or stream_of(output) == 1
+    around = None
     if not dry_run:
         # stale temporaries: one listing per directory, before the workers fork
-        # (they inherit what was cleaned)
-        from ..inputs.fileio import clean_directory
+        # (they inherit what was cleaned); each directory synced once, after
+        # the last file replaced in it
+        from ..inputs.fileio import clean_directory, deferred_sync
+        around = deferred_sync
         try:
             dirs = {os.path.dirname(os.path.abspath(i.path)) for i in inputs}
             if output not in (None, "-"):
@@ -283,7 +286,8 @@ def write(paths: list[str], options: Options, output: str | None = None,
             dirs = set()    # (the write then fails on its path, one line)
         for d in sorted(dirs):
             clean_directory(d)
-    outs = run_batch(write_one, inputs, (options, output, force, dry_run, backup), jobs)
+    outs = run_batch(write_one, inputs, (options, output, force, dry_run, backup, not quiet),
+                     jobs, around)
     failed = bool(got.errors) or any(not o.ok for o in outs)
     written = [o for o in outs if o.ok and o.result is not None]
     lines = []

@@ -148,7 +148,7 @@ def disassemble(code: bytes, base: int) -> tuple[list[int], list[int], object]:
     # capstone's array is read where it lies (not copied: most of each record
     # is text nobody reads) and freed with the last mnemonic reader
     held = _Insns(insns, n, cs_free)
-    raw = memoryview((ctypes.c_char * (n * stride)).from_address(insns.value)).cast("B")
+    raw = _view(insns.value, n * stride)
     starts = raw.cast("Q")[addr_off // 8::stride // 8].tolist()
     sizes = raw[size_off::stride].tolist()      # an x86 instruction is <= 15 bytes
 
@@ -156,6 +156,30 @@ def disassemble(code: bytes, base: int) -> tuple[list[int], list[int], object]:
         field = bytes(raw[i * stride + mn_off:i * stride + mn_off + 32])
         return field.split(b"\0", 1)[0].decode("ascii", "replace")
     return starts, sizes, mnemonic
+
+
+_VIEW = None
+
+
+def _view(address: int, size: int) -> memoryview:
+    """The ``size`` bytes at ``address`` as a read-only memoryview, not copied.
+    Through ``PyMemoryView_FromMemory`` (CPython): a ctypes array over them
+    would be a new ctypes type for every size, one class built (and later
+    collected as a cycle) per decode -- more than the decode of a small
+    function costs."""
+    global _VIEW
+    import ctypes
+    if _VIEW is None:
+        try:
+            fn = ctypes.pythonapi.PyMemoryView_FromMemory
+            fn.restype = ctypes.py_object
+            fn.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+            _VIEW = fn
+        except AttributeError:          # not CPython: an array type each time
+            _VIEW = False
+    if _VIEW:
+        return _VIEW(address, size, 0x100)          # PyBUF_READ
+    return memoryview((ctypes.c_char * size).from_address(address)).cast("B")
 
 
 class _Insns:
@@ -168,7 +192,11 @@ class _Insns:
     def __del__(self):
         try:
             self.free(self.ptr, self.n)
-        except Exception:       # at interpreter exit ctypes may be gone: the OS frees it
+        except BaseException:
+            # at interpreter exit ctypes may be gone: the OS frees it; a
+            # signal's Interrupted raised here would only be reported as
+            # "Exception ignored" with a traceback (the stop itself is
+            # recorded, and the batch's next check raises it)
             pass
 
 
@@ -375,21 +403,25 @@ class FunctionIndex:
         limit = len(strtab)
         # from the symbol columns, not a Symbol record each (kvm.ko: 3,000 symbols)
         info, value, size, name = cols.info, cols.value, cols.size, cols.name
-        found = []                      # (start, size, symbol index, is a function)
-        for i in cols.in_section(sec.index):
-            stype = info[i] & 0xF
-            start = value[i] - base
-            if stype in (STT_SECTION, STT_FILE) or not 0 <= start <= sec.size:
-                continue
-            off = name[i]
-            if plain and off < limit:
-                if strtab[off] == 0 or strtab.startswith(b".L", off):
+        in_sec = cols.in_section(sec.index)
+        # the symbols near the queries only, when that is cheaper (see _near)
+        found = _near(elf, sec, in_sec, queries) if plain and not base else None
+        if found is None:
+            found = []                  # (start, size, symbol index, is a function)
+            for i in in_sec:
+                stype = info[i] & 0xF
+                start = value[i] - base
+                if stype in (STT_SECTION, STT_FILE) or not 0 <= start <= sec.size:
                     continue
-            else:
-                raw = elf.symbol_name_bytes(off)     # the file's error, if any
-                if not raw or raw.startswith(b".L"):
-                    continue
-            found.append((start, size[i], i, stype == STT_FUNC))
+                off = name[i]
+                if plain and off < limit:
+                    if strtab[off] == 0 or strtab.startswith(b".L", off):
+                        continue
+                else:
+                    raw = elf.symbol_name_bytes(off)     # the file's error, if any
+                    if not raw or raw.startswith(b".L"):
+                        continue
+                found.append((start, size[i], i, stype == STT_FUNC))
         starts = sorted({f[0] for f in found})
         # the greatest start at or below each query: every symbol there may be
         # the answer (the first in (rank, name) order)
@@ -432,6 +464,70 @@ class FunctionIndex:
         j = bisect_left(self.label_starts, value)
         _v, _rank, name, _size, _i = self.labels[j]
         return (name, value, None)
+
+
+#: symbols ``_near`` examined, over the process (a count of work, for the tests)
+NEAR_EXAMINED = [0]
+
+
+def _near(elf: ElfFile, sec: Section, in_sec: list[int], queries: list[int]) -> list | None:
+    """What ``FunctionIndex`` keeps of the symbols ``in_sec`` of a relocatable
+    object's section with a NUL-terminated string table, for the ascending
+    ``queries``, found without looking at every symbol: the symbols sorted by
+    start (at C speed), each query walks back from the last symbol starting
+    at or below it, over the symbols at the nearest usable start and the
+    functions that may still contain it (while the greatest end so far lies
+    past it).  A query that no new symbol starts before since the previous
+    one needs no walk (what holds it held the previous one).  (start, size,
+    index, is a function) for each, as FunctionIndex's own pass gives them;
+    None when a name offset lies outside the string table (that pass reports
+    it) or the walks would examine more symbols than there are (huge symbols
+    over many others: the pass costs less)."""
+    from itertools import accumulate
+    from operator import add
+    cols = elf.syms
+    info, value, size, name = cols.info, cols.value, cols.size, cols.name
+    strtab = elf.strtab
+    if not in_sec or max(map(name.__getitem__, in_sec)) >= len(strtab):
+        return None if in_sec else []
+    by_start = sorted(in_sec, key=value.__getitem__)
+    starts = list(map(value.__getitem__, by_start))
+    reach = list(accumulate(map(add, starts, map(size.__getitem__, by_start)), max))
+    budget = len(in_sec)
+    usable: dict[int, bool] = {}
+    kept: dict[int, tuple] = {}
+    last = None
+    for q in queries:
+        j = bisect_right(starts, q) - 1
+        if j == last:
+            continue
+        last = j
+        nearest = None
+        while j >= 0:
+            start = starts[j]
+            if nearest is not None and start < nearest and reach[j] <= q:
+                break
+            budget -= 1
+            if budget < 0:
+                NEAR_EXAMINED[0] += len(in_sec)
+                return None
+            i = by_start[j]
+            j -= 1
+            ok = usable.get(i)
+            if ok is None:
+                off = name[i]
+                ok = usable[i] = not (info[i] & 0xF in (STT_SECTION, STT_FILE)
+                                      or start > sec.size or strtab[off] == 0
+                                      or strtab.startswith(b".L", off))
+            if not ok:
+                continue
+            if nearest is None:
+                nearest = start
+            is_func = info[i] & 0xF == STT_FUNC
+            if start == nearest or (is_func and start + size[i] > q):
+                kept[i] = (start, size[i], i, is_func)
+    NEAR_EXAMINED[0] += len(in_sec) - budget
+    return list(kept.values())
 
 
 def prove(elf: ElfFile, candidates: list[Candidate]) -> list[Proof]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
+from itertools import compress
 
 from ..errors import InputError
 from ..records import cached, record
@@ -147,6 +148,12 @@ class Section:
     @property
     def executable(self) -> bool:
         return bool(self.flags & SHF_EXECINSTR)
+
+    def copy(self) -> "Section":
+        """A copy of this section header, to change."""
+        new = object.__new__(Section)
+        new.__dict__.update(self.__dict__)
+        return new
 
     def pack(self) -> bytes:
         return SHDR.pack(self.name_off, self.type, self.flags, self.addr, self.offset,
@@ -285,6 +292,9 @@ class ElfFile:
         shoff, shnum = self.e_shoff, self.e_shnum
         self.sections: list[Section] = []
         self.extended_shnum = False
+        #: the section name table's bytes: every section's name is a
+        #: NUL-terminated string in it (a name absent from it names no section)
+        self.shstrtab = b""
         if shoff == 0:
             if shnum:
                 self._fail("section header table offset is 0 but e_shnum is not")
@@ -310,27 +320,30 @@ class ElfFile:
         if shstrndx == SHN_XINDEX:
             shstrndx = first.link
         self.shstrndx = shstrndx
-        secs = self.sections
-        for i in range(shnum):
-            sec = Section(i, *SHDR.unpack_from(data, shoff + i * SHDR.size))
+        # every header unpacked at C speed (kvm.ko: 91 sections; a batch: 54,000)
+        secs = self.sections = [Section(i, *t) for i, t in enumerate(SHDR.iter_unpack(
+            memoryview(data)[shoff:shoff + shnum * SHDR.size]))]
+        for sec in secs:
             if sec.type != SHT_NOBITS and sec.type != SHT_NULL:
                 if sec.offset > size or sec.size > size - sec.offset:
-                    self._fail(f"section {i} ({sec.offset:#x}+{sec.size:#x}) extends past the "
-                               f"end of the file ({size} bytes)")
-            secs.append(sec)
+                    self._fail(f"section {sec.index} ({sec.offset:#x}+{sec.size:#x}) extends "
+                               f"past the end of the file ({size} bytes)")
         compressed = [s for s in secs if s.flags & SHF_COMPRESSED and s.flags & SHF_EXECINSTR]
         if shstrndx == SHN_UNDEF or shstrndx >= shnum:
             self._fail(f"section name string table index {shstrndx} is out of range")
         strsec = secs[shstrndx]
         if strsec.type != SHT_STRTAB:
             self._fail(f"section name table (section {shstrndx}) is not a string table")
-        names = self.section_bytes(strsec)
-        for sec in secs:
-            if sec.index == 0:
-                continue
-            raw = self._cstring(names, sec.name_off, "section name")
+        names = self.shstrtab = self.section_bytes(strsec)
+        find, limit = names.find, len(names)
+        for sec in secs[1:]:
+            off = sec.name_off
+            end = find(b"\0", off) if off < limit else -1
+            # a name outside the table, or not NUL-terminated: _cstring says which
+            raw = names[off:end] if end >= 0 else self._cstring(names, off, "section name")
             sec.name_bytes = raw
-            sec.name = display_name(raw)
+            shown = _SHOWN.get(raw)
+            sec.name = display_name(raw) if shown is None else shown
         if compressed:
             # the gABI forbids SHF_COMPRESSED on allocated sections; decoding the
             # compressed bytes as instructions would report nonsense
@@ -447,7 +460,8 @@ class ElfFile:
         while pos >= 0:
             starts.add(pos)
             pos = strtab.find(prefix, pos + 1)
-        return [i for i, n in enumerate(self.syms.name) if n in starts]
+        names = self.syms.name
+        return list(compress(range(len(names)), map(starts.__contains__, names)))
 
     # -------------------------------------------------------- relocation tables
     # -------------------------------------------------------- relocation tables
@@ -529,7 +543,8 @@ class SymbolColumns:
         if by is None:
             self._scans = getattr(self, "_scans", 0) + 1
             if self._scans <= self.SCANS_BEFORE_INDEX:
-                return [i for i, v in enumerate(self.shndx) if v == index]
+                shndx = self.shndx
+                return list(compress(range(len(shndx)), map(index.__eq__, shndx)))
             by = self._by_section = {}
             for i, v in enumerate(self.shndx):
                 by.setdefault(v, []).append(i)

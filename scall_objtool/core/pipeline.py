@@ -72,6 +72,7 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
 
     seen = set()
     refs = []
+    keys: dict[int, str] = {}       # trampoline symbol -> its key's name, shown
     placer = None if linked else Placer(elf, options, result.warnings)
     for proof in prove(elf, candidates):
         c = proof.candidate
@@ -104,7 +105,8 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
             section=sec.name, section_index=sec.index, offset=insn.start, address=address,
             function=proof.function, function_offset=proof.function_offset,
             trampoline=c.tramp.name, tramp_sym=c.tramp.index,
-            key=display_name(key_name(c.tramp.name_bytes, options)),
+            key=keys.get(c.tramp.index) or keys.setdefault(
+                c.tramp.index, display_name(key_name(c.tramp.name_bytes, options))),
             kind=proof.site_kind, length=insn.length, prefixes=insn.prefixes,
             reloc_type="none" if c.from_code else reloc_name(c.rtype), alignment=align,
             placement=placed)
@@ -128,8 +130,9 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
 def _lto_without_code(elf: ElfFile) -> str | None:
     """A GCC LTO object whose only contents are GIMPLE (``.gnu.lto_*``): the
     machine code, and so every static call, only exists after the link."""
-    if not any(s.name.startswith(".gnu.lto_") for s in elf.sections):
-        return None
+    if b".gnu.lto_" not in elf.shstrtab \
+            or not any(s.name.startswith(".gnu.lto_") for s in elf.sections):
+        return None             # (a name absent from the name table names no section)
     if any(s.executable and s.size and s.type != SHT_NOBITS for s in elf.sections):
         return None             # a fat LTO object: its machine code is here
     return ("GCC LTO object (.gnu.lto_* sections only): no machine code to check; "

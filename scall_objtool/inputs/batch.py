@@ -99,8 +99,10 @@ def verify_one(inp: Input, options: Options) -> Outcome:
 
 
 def write_one(inp: Input, options: Options, output: str | None = None, force: bool = False,
-              dry_run: bool = False, backup: bool = False) -> Outcome:
-    """Write the table of one input: the outcome's result is its ``WriteOutcome``."""
+              dry_run: bool = False, backup: bool = False, keep: bool = True) -> Outcome:
+    """Write the table of one input: the outcome's result is its ``WriteOutcome``
+    (without ``keep``, None once its warnings are messages: a quiet write
+    shows nothing else, and a worker then sends no site back)."""
     if inp.is_member:
         return Outcome(inp.display, ok=False, messages=[error_line(
             f"{inp.display}: archive members are scanned, not rewritten; run write on the "
@@ -108,8 +110,11 @@ def write_one(inp: Input, options: Options, output: str | None = None, force: bo
     from ..table.write import write_path
     # a walked file is written as the walk found it, never through a symlink
     # that appeared since (a walk's links inside its tree are already resolved)
-    return _run(inp, lambda: write_path(inp.path, options, output, force, dry_run, backup,
-                                        follow=not inp.walked))
+    out = _run(inp, lambda: write_path(inp.path, options, output, force, dry_run, backup,
+                                       follow=not inp.walked))
+    if not keep:
+        out.result = None
+    return out
 
 
 # ------------------------------------------------------------------ batches
@@ -136,41 +141,61 @@ def _worker_init() -> None:
     install_worker()
 
 
-def _run_chunk(task) -> list[Outcome]:
-    """Process a chunk of inputs; after a signal no new input is started."""
+class _Nothing:
+    """The context ``around`` is by default: nothing."""
+    handed = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _run_chunk(task) -> tuple[list[Outcome], list | None]:
+    """Process a chunk of inputs inside the batch's ``around`` context: the
+    outcomes, and what the context hands back to the parent (``handed``);
+    after a signal no new input is started."""
     from . import interrupt
-    worker, inputs, args = task
+    worker, inputs, args, around = task
     outs = []
-    for inp in inputs:
-        with interrupt.busy():
-            outs.append(worker(inp, *args))
-    return outs
+    with around() as scope:
+        for inp in inputs:
+            with interrupt.busy():
+                outs.append(worker(inp, *args))
+    return outs, scope.handed
 
 
 def run_batch(worker, inputs: list[Input], args: tuple = (),
-              jobs: int | None = None) -> list[Outcome]:
+              jobs: int | None = None, around=None) -> list[Outcome]:
     """``worker(inp, *args)`` for every input; outcomes come back in input order.
+    ``around`` (a picklable context manager class, or None) is entered around
+    the whole batch in this process, and around each chunk a worker process
+    takes; what a chunk's context hands back (``handed``) the batch's
+    ``adopt``s (write: ``fileio.deferred_sync``, one sync per directory).
     A signal (see ``interrupt``) stops the batch with ``Interrupted``."""
     from . import interrupt
     jobs = default_jobs() if jobs is None else max(1, jobs)
     jobs = min(jobs, len(inputs))
+    around = around or _Nothing
     progress = _progress(len(inputs)) if len(inputs) > 1 else None
     try:
-        if jobs <= 1:
-            outs = []
-            for inp in inputs:
-                outs.extend(_run_chunk((worker, [inp], args)))
-                interrupt.check()       # a signal deferred during a replacement
-                if progress:
-                    progress(1)
-            return outs
-        return _run_pool(worker, inputs, args, jobs, progress)
+        with around():
+            if jobs <= 1:
+                outs = []
+                for inp in inputs:
+                    outs.extend(_run_chunk((worker, [inp], args, around))[0])
+                    interrupt.check()       # a signal deferred during a replacement
+                    if progress:
+                        progress(1)
+                return outs
+            return _run_pool(worker, inputs, args, jobs, progress, around)
     finally:
         if progress:
             progress(None)
 
 
-def _run_pool(worker, inputs, args, jobs, progress) -> list[Outcome]:
+def _run_pool(worker, inputs, args, jobs, progress, around) -> list[Outcome]:
     import concurrent.futures as cf
     import multiprocessing as mp
     import signal
@@ -185,7 +210,7 @@ def _run_pool(worker, inputs, args, jobs, progress) -> list[Outcome]:
         pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
                                       initializer=_worker_init)
         try:
-            futs = {pool.submit(_run_chunk, (worker, c, args)): k
+            futs = {pool.submit(_run_chunk, (worker, c, args, around)): k
                     for k, c in enumerate(chunks)}
             pending = set(futs)
             while pending:
@@ -194,7 +219,9 @@ def _run_pool(worker, inputs, args, jobs, progress) -> list[Outcome]:
                                         return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     k = futs[fut]
-                    results[k] = fut.result()
+                    results[k], handed = fut.result()
+                    if handed:
+                        around.adopt(handed)
                     if progress:
                         progress(len(chunks[k]))
             interrupt.check()

@@ -4,7 +4,10 @@
 directory, flushes and fsyncs it, gives it the owner, group, mode and extended
 attributes (ACLs included) of the file it replaces, checks that the file did
 not change since it was read (``expect``), and renames it over the file; the
-directory is synced after the rename.  A crash at any point leaves either the
+directory is synced after the rename -- or, while a batch defers it
+(``deferred_sync``), once after the last rename into it, before the batch
+ends: a crash leaves each file old or new as before, and what the batch
+renamed is on disk when it is done.  A crash at any point leaves either the
 old file or the complete new one, plus at worst a temporary file named
 ``.scall-PID-XXXXXXXX.tmp`` that a later run removes.
 
@@ -36,6 +39,57 @@ HEADER = 64
 
 class UnsafeWrite(Exception):
     """The write was refused to protect data (a message for the user)."""
+
+
+#: while a batch defers directory syncs (``deferred_sync``): (the process that
+#: defers, the directories renamed into and not yet synced)
+_unsynced: tuple[int, set[str]] | None = None
+
+
+class deferred_sync:
+    """Context: each directory a replacement renames into is synced once, when
+    the outermost one ends (normally or not), not after every rename.
+
+    In a process forked while its parent defers (a pool's worker, around each
+    chunk of the batch) the directories are not synced but handed back
+    (``handed``, after a normal end) for the parent to ``adopt``: a directory
+    that several workers write into is still synced once, by the parent."""
+
+    def __enter__(self):
+        global _unsynced
+        me = os.getpid()
+        self.outer = _unsynced is None or _unsynced[0] != me
+        self.forked_from = _unsynced if self.outer else None
+        self.handed: list[str] | None = None
+        if self.outer:
+            _unsynced = (me, set())
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        global _unsynced
+        if self.outer:
+            pending, _unsynced = _unsynced[1], self.forked_from
+            if self.forked_from is not None and exc_type is None:
+                self.handed = sorted(pending)
+            else:
+                for d in sorted(pending):
+                    _fsync_dir(d)
+        return False
+
+    @staticmethod
+    def adopt(directories) -> None:
+        """Directories a worker renamed into: synced with this process's own."""
+        for d in directories:
+            _sync_directory(d)
+
+
+def _sync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable: now, or when the batch that
+    defers it ends."""
+    if _unsynced is not None and _unsynced[0] == os.getpid():
+        _unsynced[1].add(directory)
+    else:
+        _fsync_dir(directory)
 
 
 def _fsync_dir(directory: str) -> None:
@@ -316,6 +370,23 @@ def _restore(fd: int, old: bytes, size: int) -> None:
             pass
 
 
+def create_temporary(directory: str) -> tuple[int, str]:
+    """(descriptor, path) of a new file ``.scall-PID-XXXXXXXX.tmp`` in
+    ``directory``, created exclusively (``O_EXCL``, never through a symlink,
+    mode 0600), as ``tempfile.mkstemp`` makes one -- without importing
+    ``tempfile``, which brings in shutil, random, re, bz2 and lzma: more than
+    the rest of a write of one object."""
+    prefix = os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-")
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(10000):                  # tempfile's TMP_MAX
+        tmp = f"{prefix}{os.urandom(4).hex()}{TMP_SUFFIX}"
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(17, "no usable temporary file name", directory)
+
+
 def atomic_write(path: str, data: bytes, meta_from: str | None = None,
                  expect: os.stat_result | None = None, clone: bool = False) -> None:
     """Replace the regular file (or create the new path) ``path`` with
@@ -324,9 +395,10 @@ def atomic_write(path: str, data: bytes, meta_from: str | None = None,
     attributes of the file it replaces; a new file gets ``meta_from``'s mode
     and the caller's owner (set-id bits only if the owner/group are the
     same); with ``clone``, all of ``meta_from``'s metadata (``cp -a``, for a
-    backup).  With ``expect``, the file must still be the one described
-    (inode, size, mtime, ctime) just before the rename."""
-    import tempfile
+    backup; its directory is synced at once, so that the backup is on disk
+    before the file it keeps is replaced).  With ``expect``, the file must
+    still be the one described (inode, size, mtime, ctime) just before the
+    rename."""
     d = os.path.dirname(os.path.abspath(path))
     try:
         old = os.lstat(path)
@@ -340,7 +412,7 @@ def atomic_write(path: str, data: bytes, meta_from: str | None = None,
             src = os.stat(meta_from) if meta_from else None
         except OSError:
             src = None
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=TMP_SUFFIX)
+    fd, tmp = create_temporary(d)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -355,4 +427,7 @@ def atomic_write(path: str, data: bytes, meta_from: str | None = None,
         except OSError:
             pass
         raise
-    _fsync_dir(d)
+    if clone:
+        _fsync_dir(d)
+    else:
+        _sync_directory(d)

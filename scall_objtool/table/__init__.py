@@ -18,6 +18,7 @@ from ..core.elf import SHF_ALLOC, SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, SHT_R
 from ..errors import InputError
 
 TABLE = ".static_call_sites"
+_TABLE_BYTES = TABLE.encode()
 RELA_TABLE = ".rela.static_call_sites"
 ENTRY = struct.Struct("<ii")             # addr, key: each relative to its own field
 ENTRY_SIZE = ENTRY.size
@@ -91,6 +92,8 @@ def is_table(elf, sec) -> bool:
 def table_sections(elf):
     """(the object's static-call table or None, the other sections named
     ``.static_call_sites``: not tables, never to be taken for one)."""
+    if _TABLE_BYTES not in getattr(elf, "shstrtab", _TABLE_BYTES):
+        return None, []         # no section is named so (the common case)
     named = [s for s in elf.sections if s.name == TABLE]
     tables = [s for s in named if is_table(elf, s)]
     table = tables[0] if len(tables) == 1 else None

@@ -31,7 +31,7 @@ from ..core.elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF
                         STT_SECTION, ElfFile, Section, printable)
 from ..core.intervals import Innermost
 from ..errors import InputError, KeyMissingError
-from ..records import fields, record
+from ..records import record
 from . import FLAG_TAIL, RELA_TABLE, TABLE, key_name, table_sections
 
 SYM = struct.Struct("<IBBHQQ")
@@ -68,10 +68,13 @@ class Plan:
         addr_cache: dict[int, _Addressing] = {}
         added: dict[bytes, int] = {}
         nsyms = elf.num_symbols
+        knames: dict[int, bytes] = {}      # trampoline symbol -> key name
         for site in sites:
             addr_sym, addend = self._addressing(site, addr_cache)
-            tramp = elf.symbol(site.tramp_sym)
-            kname = key_name(tramp.name_bytes, options)
+            kname = knames.get(site.tramp_sym)
+            if kname is None:
+                kname = knames[site.tramp_sym] = key_name(
+                    elf.symbol(site.tramp_sym).name_bytes, options)
             key = keys.get(kname)
             if key is None:
                 if module:
@@ -202,17 +205,27 @@ def _section_symbol(elf: ElfFile, index: int) -> int | None:
 
 
 class _Image:
-    """The output file: the original bytes followed by appended blobs."""
+    """The output file: the original bytes followed by appended blobs, kept
+    as pieces and joined once (``bytes``): an object is copied once, not into
+    a growing buffer and out of it again."""
 
     def __init__(self, data: bytes):
-        self.buf = bytearray(data)
+        self.pieces: list = [data]
+        self.size = len(data)
 
     def append(self, blob: bytes, align: int = 8) -> int:
-        pad = -len(self.buf) % align
-        self.buf += b"\0" * pad
-        off = len(self.buf)
-        self.buf += blob
+        pad = -self.size % align
+        if pad:
+            self.pieces.append(b"\0" * pad)
+        off = self.size + pad
+        self.pieces.append(blob)
+        self.size = off + len(blob)
         return off
+
+    def bytes(self, header: bytes) -> bytes:
+        """The whole file, its first ``len(header)`` bytes replaced."""
+        first = memoryview(self.pieces[0])[len(header):]
+        return b"".join([header, first, *self.pieces[1:]])
 
 
 class _StringTable(bytearray):
@@ -293,7 +306,7 @@ def render(plan: Plan) -> bytes:
     """The bytes of the rewritten object: the table appended, or (an object whose
     table is not one we appended, under --force) replaced in place."""
     elf = plan.elf
-    secs = [Section(**{f: getattr(s, f) for f in fields(Section)}) for s in elf.sections]
+    secs = [s.copy() for s in elf.sections]
     img = _Image(elf.data)
     symtab = elf.symtab
     if symtab is None:
@@ -369,9 +382,8 @@ def render(plan: Plan) -> bytes:
     hdr = list(EHDR.unpack_from(elf.data, 0))
     hdr[6] = shoff        # e_shoff
     hdr[12] = e_shnum     # e_shnum
-    img.buf[:EHDR.size] = EHDR.pack(*hdr)
     assert SHDR.size == 64
-    return bytes(img.buf)
+    return img.bytes(EHDR.pack(*hdr))
 
 
 def recover_original(elf: ElfFile) -> bytes | None:
