@@ -189,8 +189,9 @@ class _FewDepth:
         return self.lab
 
 
-#: the most sites of a unit that ``_FewDepth`` counts
-FEW_SITES = 32
+#: the most sites of a unit that ``_FewDepth`` counts (256: 1.2 % fewer instructions
+#: than 32 on the build tree, the same on the 6.1 vmlinux)
+FEW_SITES = 256
 
 
 class _Placed:
