@@ -360,3 +360,45 @@ def test_the_abbreviation_split_is_the_parse_byte_by_byte():
     assert {c: (a.tag, a.children, a.attrs) for c, a in fast.table.items()} == \
         {c: (a.tag, a.children, a.attrs) for c, a in slow.table.items()}
     assert fast.steps == slow.steps
+
+
+def test_a_relocation_search_probes_few_entries_of_the_view(tmp_path):
+    """Issue 24, fourth round: a value's relocation is found by bisecting one
+    offset in SPARSE kept as ints, then at most SPARSE entries of the table's
+    view (each probe of the view makes an int): 6 probes of the view a value
+    on a table of 4,000 entries, not the 12 of a whole bisection; an offset
+    relocated twice (across the boundary of a kept offset) takes its first
+    entry, as before."""
+    from scall_objtool.lines.dwarf import Debug, sections
+    n = 4000
+    dup = sections.SPARSE * 3           # relocated twice: its entries on both sides
+    body = f"\t.rept {n}\n\t.long 0\n\t.endr\n" + "".join(
+        f"\t.reloc {4 * i}, R_X86_64_32, .Ls+{i}\n" for i in range(dup)) + \
+        f"\t.reloc {4 * (dup - 1)}, R_X86_64_32, .Ls+7\n" + "".join(
+        f"\t.reloc {4 * i}, R_X86_64_32, .Ls+{i}\n" for i in range(dup, n))
+    obj = _assemble(tmp_path, '\t.section .debug_str,"MS",@progbits,1\n.Ls:\t.string "a"\n'
+                    '\t.section .debug_info,"",@progbits\n' + body, "dup")
+    elf = ElfFile(obj.read_bytes(), str(obj))
+    sec = Debug(elf)[".debug_info"]
+    rel = sec._relocs
+    assert rel.order is None and rel.n == n + 1
+    offs = elf.relocations(elf.section_by_name(".rela.debug_info")).offset
+    first = offs.index(4 * (dup - 1))
+    probes = []
+
+    class Counted:
+        def __init__(self, view):
+            self.view = view
+
+        def __len__(self):
+            return len(self.view)
+
+        def __getitem__(self, i):
+            probes.append(i)
+            return self.view[i]
+    rel.offsets = Counted(rel.offsets)
+    values = [sec.u(4 * i, 4) for i in range(n)]
+    want = list(range(n))
+    want[dup - 1] = elf.relocations(elf.section_by_name(".rela.debug_info")).addend[first]
+    assert values == want
+    assert len(probes) <= 7 * n, len(probes) / n         # (before: 12 a value)

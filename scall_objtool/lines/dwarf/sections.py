@@ -37,6 +37,8 @@ _R_32 = (10, 11, 21)     # R_X86_64_32, R_X86_64_32S, R_X86_64_DTPOFF32: S + A, 
 
 #: entries an order check holds as ints at a time
 _CHUNK = 1 << 14
+#: one offset in SPARSE of a relocation table kept as an int (``Relocations.sparse``)
+SPARSE = 32
 
 
 def _ascending(view) -> bool:
@@ -59,7 +61,8 @@ class Relocations:
     (info, addend) of an offset's entry read alone, by one unpack from the
     file's bytes (``order``: entry indices by offset, when the table is not
     sorted)."""
-    __slots__ = ("offsets", "cols", "order", "rela", "n", "data", "base", "step", "info")
+    __slots__ = ("offsets", "cols", "order", "rela", "n", "data", "base", "step", "info",
+                 "sparse")
 
     def __init__(self, cols: RelocColumns, rela: bool, data: bytes, base: int):
         self.cols, self.rela = cols, rela
@@ -70,6 +73,9 @@ class Relocations:
             listed = self.offsets.tolist()
             self.order = sorted(range(len(listed)), key=listed.__getitem__)
             self.offsets = array("Q", [listed[i] for i in self.order])
+        #: every SPARSE-th offset as ints: a search bisects these, then SPARSE
+        #: entries of the view (whose every probe makes an int)
+        self.sparse = self.offsets[::SPARSE].tolist()
         # entry i: r_offset, r_info (and r_addend) at base + step * i
         self.data, self.base = data, base + 8
         self.step = RELA_SIZE if rela else REL_SIZE
@@ -131,7 +137,9 @@ class Section:
         r = self._relocs
         if r is None or (width != 4 and width != 8):
             return raw
-        i = bisect_left(r.offsets, off)
+        k = bisect_left(r.sparse, off)      # offsets[(k-1)S] < off <= offsets[kS]
+        i = bisect_left(r.offsets, off, k * SPARSE - SPARSE if k else 0,
+                        min(k * SPARSE + 1, r.n))
         if i == r.n or r.offsets[i] != off:
             return raw
         return self._relocated(r, i, off, raw, width)
