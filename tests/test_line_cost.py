@@ -246,6 +246,11 @@ def test_the_skip_loop_steps_over_fixed_size_dies_by_their_first_byte():
     reader.info = Info(b"\0\0\0" + body[:-1])
     with pytest.raises(DwarfError, match="DIEs run past the unit at 0x0"):
         reader.next_die(Unit(None, 0, 3 + len(body) - 1, 5, 4, 8, table, 3), 3)
+    # the data cut inside the structure's DW_AT_sibling: read as before, not
+    # an error of the fast path's reader
+    reader.info = Info(b"\0\0\0" + body[:6])
+    with pytest.raises(DwarfError, match="DIEs run past the unit at 0x0"):
+        reader.next_die(Unit(None, 0, 3 + 6, 5, 4, 8, table, 3), 3)
 
 
 def test_an_objects_one_abbreviation_table_is_split_in_one_pass(tmp_path, monkeypatch):

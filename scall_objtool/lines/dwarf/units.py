@@ -530,7 +530,10 @@ class Reader:
                 p += s
                 continue
             if s < 0:
-                sib = uoff + u32(d, p - s)[0]
+                try:
+                    sib = uoff + u32(d, p - s)[0]
+                except struct.error:                  # cut short: read below, as before
+                    sib = 0
                 if sib > p + 1:
                     p = sib
                     continue
