@@ -20,7 +20,7 @@ import sys
 from ..core import Options
 from ..errors import PROG, ScallError, UsageError, error_line, warning_line
 from ..inputs import expand, show
-from ..inputs.batch import Outcome, default_jobs, run_batch, scan_one, verify_one, write_one
+from ..inputs.batch import Outcome, job_count, run_batch, scan_one, verify_one, write_one
 from ..records import record
 
 
@@ -142,7 +142,7 @@ def _line_jobs(sources: str, jobs: int | None) -> None:
     (``lines.lookup``); the scan of every input imports the pipeline anyway."""
     if sources != "none":
         from ..core import pipeline
-        pipeline.LINE_JOBS = default_jobs() if jobs is None else max(1, jobs)
+        pipeline.LINE_JOBS = job_count(jobs)
 
 
 def _batch(worker, paths, include, args: tuple, jobs, output=None, refuse=None,

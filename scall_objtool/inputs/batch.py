@@ -125,6 +125,12 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def job_count(jobs: int | None) -> int:
+    """The processes ``--jobs`` asks for: the CPUs this process may use when
+    not given, at least one."""
+    return default_jobs() if jobs is None else max(1, jobs)
+
+
 def _worker_init() -> None:
     """Worker initializer: a worker must not outlive a killed parent (Linux), and
     takes the command line's signal handling."""
@@ -175,7 +181,7 @@ def run_batch(worker, inputs: list[Input], args: tuple = (),
     ``adopt``s (write: ``fileio.deferred_sync``, one sync per directory).
     A signal (see ``interrupt``) stops the batch with ``Interrupted``."""
     from . import interrupt
-    jobs = default_jobs() if jobs is None else max(1, jobs)
+    jobs = job_count(jobs)
     jobs = min(jobs, len(inputs))
     around = around or _Nothing
     progress = _progress(len(inputs)) if len(inputs) > 1 else None

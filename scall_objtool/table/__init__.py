@@ -92,7 +92,7 @@ def is_table(elf, sec) -> bool:
 def table_sections(elf):
     """(the object's static-call table or None, the other sections named
     ``.static_call_sites``: not tables, never to be taken for one)."""
-    if _TABLE_BYTES not in getattr(elf, "shstrtab", _TABLE_BYTES):
+    if _TABLE_BYTES not in elf.shstrtab:
         return None, []         # no section is named so (the common case)
     named = [s for s in elf.sections if s.name == TABLE]
     tables = [s for s in named if is_table(elf, s)]

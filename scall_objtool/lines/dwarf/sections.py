@@ -61,11 +61,9 @@ class Relocations:
     (info, addend) of an offset's entry read alone, by one unpack from the
     file's bytes (``order``: entry indices by offset, when the table is not
     sorted)."""
-    __slots__ = ("offsets", "cols", "order", "rela", "n", "data", "base", "step", "info",
-                 "sparse")
+    __slots__ = ("offsets", "order", "n", "data", "base", "step", "info", "sparse")
 
     def __init__(self, cols: RelocColumns, rela: bool, data: bytes, base: int):
-        self.cols, self.rela = cols, rela
         self.offsets = cols.offsets()           # a view of the file: no copy
         self.n = len(self.offsets)
         self.order = None
