@@ -87,6 +87,31 @@ def test_checking_the_first_bytes_costs_no_second_copy(tmp_path):
     assert len(data) == big.stat().st_size and peak < 1.2 * len(data), peak / len(data)
 
 
+def test_an_object_is_read_with_one_stat_and_two_reads(tmp_path, monkeypatch):
+    """read_file makes its header check and the whole read without a second
+    stat (the caller's is reused), a seek or a read to find the end: a batch
+    reads thousands of objects.  A file that grew since the stat is still read
+    to its end."""
+    import os as os_
+    from scall_objtool.core import elf as elfmod
+    obj = _assemble(tmp_path, ".text\nret\n", "x")
+    data = obj.read_bytes()
+    calls = []
+    for name in ("stat", "lstat", "read", "pread", "lseek", "fstat"):
+        real = getattr(os_, name)
+        monkeypatch.setattr(elfmod.os, name,
+                            lambda *a, _n=name, _r=real, **k: calls.append(_n) or _r(*a, **k))
+    st = os_.stat(obj)
+    calls.clear()
+    assert elfmod.read_file(str(obj), st) == data
+    assert calls == ["read", "pread"], calls
+    calls.clear()
+    assert elfmod.read_file(str(obj)) == data and calls == ["stat", "read", "pread"], calls
+    with open(obj, "ab") as f:                      # grows after the stat
+        f.write(b"\0" * (3 << 20))
+    assert elfmod.read_file(str(obj), st) == data + b"\0" * (3 << 20)
+
+
 # ------------------------------------------------------ item 8: archive once
 def test_an_archive_is_read_once_not_once_a_member(tmp_path):
     from scall_objtool.inputs import expand

@@ -662,13 +662,16 @@ HEAD = EHDR.size
 ARCHIVE_MAGICS = (b"!<arch>\n", b"!<thin>\n")
 
 
-def _stat_regular(path: str) -> os.stat_result:
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise InputError(f"cannot open: {e.strerror}", path) from None
-    except ValueError:
-        raise InputError("cannot open: invalid path", path) from None
+def _stat_regular(path: str, st: os.stat_result | None = None) -> os.stat_result:
+    """``path``'s stat (``st``, when the caller has just taken it), checked:
+    a regular file of at most MAX_FILE bytes."""
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise InputError(f"cannot open: {e.strerror}", path) from None
+        except ValueError:
+            raise InputError("cannot open: invalid path", path) from None
     if not stat.S_ISREG(st.st_mode):
         raise InputError("not a regular file", path)
     if st.st_size > MAX_FILE:
@@ -676,21 +679,40 @@ def _stat_regular(path: str) -> os.stat_result:
     return st
 
 
-def read_file(path: str) -> bytes:
+def read_file(path: str, st: os.stat_result | None = None) -> bytes:
     """A regular file's bytes, at most MAX_FILE.  Its first ``HEAD`` bytes are
     read and checked first: the rest is read only when they are an x86-64 ELF
     header, an ar archive or a compressed module (a 4 GiB file of anything else
-    costs 64 bytes of reading, not 4 GiB)."""
-    _stat_regular(path)
+    costs 64 bytes of reading, not 4 GiB).  ``st``: the file's stat, when the
+    caller has just taken it (a write compares it with the file's before the
+    rename), not taken again.
+
+    Five system calls for a file that does not change while it is read (stat,
+    open, the header, the whole file from its start at the size the stat
+    gave plus one byte, close): a batch reads thousands of objects."""
+    size = _stat_regular(path, st).st_size
     try:
-        with open(path, "rb", buffering=0) as f:  # unbuffered: no copy of the whole
-            head = f.read(HEAD)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            head = os.read(fd, HEAD)
             if len(head) < HEAD:
                 return head                     # all of it; the parser says what is wrong
             if not head.startswith(ARCHIVE_MAGICS) and not compression(head):
                 parse_header(head, path)        # raises unless an x86-64 ELF header
-            f.seek(0)
-            data = f.read()
+            # one more byte than the stat said: a file that grew since is read
+            # to its end, as a file read to EOF would be
+            data = os.pread(fd, size + 1, 0)
+            if len(data) > size:                # it grew since the stat
+                parts, got = [data], len(data)
+                while got <= MAX_FILE:
+                    part = os.pread(fd, 1 << 20, got)
+                    if not part:
+                        break
+                    parts.append(part)
+                    got += len(part)
+                data = b"".join(parts)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", path) from None
     if len(data) > MAX_FILE:

@@ -180,7 +180,7 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
         before = os.stat(path)
     except OSError as e:
         raise InputError(f"cannot open: {e.strerror}", path) from None
-    on_disk = read_file(path)           # the bytes a backup keeps, whatever is rewritten
+    on_disk = read_file(path, before)   # the bytes a backup keeps, whatever is rewritten
     if on_disk[:8] in (AR_MAGIC, THIN_MAGIC):
         raise InputError("is an ar archive: archive members are scanned, not rewritten, and "
                          "write never rewrites an archive (run write on the objects before "
