@@ -299,3 +299,28 @@ def test_overlapping_symbol_names_are_refused_not_multiplied(tmp_path):
     _, lines = python_lines(refused)
     assert lines < 20 * len(hostile), lines
     assert do_scan(overlapping_names(tmp_path, 200, 400)) == 1
+
+
+def test_a_write_packs_only_the_section_headers_it_changes(tmp_path, monkeypatch):
+    """The new section header table is the original's bytes with the headers
+    the write changes packed over them (the symbol and string tables, the
+    table's two new sections): an object of hundreds of sections packs a
+    handful, not every one, and the result is the table a full repacking
+    gives."""
+    from scall_objtool.core import elf as elfmod
+    from scall_objtool.table.render import Plan, render
+    src = "".join(f".section .data.d{i},\"aw\"\n.byte {i % 256}\n" for i in range(300))
+    src += ".text\n.globl f\n.type f,@function\nf: call __SCT__x\nret\n.size f,.-f\n"
+    elf = ElfFile(_build(tmp_path, src, "s"), "s.o")
+    assert len(elf.sections) > 300
+    plan = Plan(elf, scan_elf(elf, KERNEL), KERNEL)
+    packed = []
+    real = elfmod.Section.pack
+    monkeypatch.setattr(elfmod.Section, "pack", lambda s: packed.append(s.index) or real(s))
+    out = render(plan)
+    assert len(packed) <= 6, packed
+    new = ElfFile(out, "s.o")
+    assert len(new.sections) == len(elf.sections) + 2
+    for a, b in zip(elf.sections, new.sections):
+        if a.index not in packed:
+            assert real(a) == real(b)

@@ -306,7 +306,16 @@ def render(plan: Plan) -> bytes:
     """The bytes of the rewritten object: the table appended, or (an object whose
     table is not one we appended, under --force) replaced in place."""
     elf = plan.elf
-    secs = [s.copy() for s in elf.sections]
+    # the headers as they are; one that changes is copied first (``edit``):
+    # a module has dozens of sections and the write changes two to five
+    secs = list(elf.sections)
+    edited: set[int] = set()
+
+    def edit(index: int) -> Section:
+        if index not in edited:
+            edited.add(index)
+            secs[index] = secs[index].copy()
+        return secs[index]
     img = _Image(elf.data)
     symtab = elf.symtab
     if symtab is None:
@@ -322,11 +331,12 @@ def render(plan: Plan) -> bytes:
         for name in plan.new_keys:
             noff = _add_string(strtabs, elf, symtab.link, name)
             new_syms += SYM.pack(noff, (STB_GLOBAL << 4) | STT_NOTYPE, 0, SHN_UNDEF, 0, 0)
-        sym_sec = secs[symtab.index]
+        sym_sec = edit(symtab.index)
         sym_sec.offset = img.append(elf.section_bytes(symtab) + bytes(new_syms), 8)
         sym_sec.size = symtab.size + len(new_syms)
-        for s in secs:
+        for s in elf.sections:
             if s.type == SHT_SYMTAB_SHNDX and s.link == symtab.index:
+                s = edit(s.index)
                 old = elf.section_bytes(elf.sections[s.index])
                 s.size = sym_sec.size // 24 * 4
                 s.offset = img.append(old + b"\0" * (s.size - len(old)), 4)
@@ -336,9 +346,9 @@ def render(plan: Plan) -> bytes:
         raise InputError(f"a section named {TABLE} is not a static-call table; not replaced",
                          elf.path)
     if existing is not None:
-        tsec = secs[existing.index]
+        tsec = edit(existing.index)
         found = _table_relocations(elf, existing)
-        rsec = secs[found.index] if found is not None else None
+        rsec = edit(found.index) if found is not None else None
     else:
         tsec = rsec = None
     new_headers: list[Section] = []
@@ -362,22 +372,29 @@ def render(plan: Plan) -> bytes:
     rsec.addralign, rsec.entsize = 8, 24
 
     for index, align in plan.raised_alignments():
-        secs[index].addralign = align
+        edit(index).addralign = align
 
     for index in sorted(strtabs):
         blob = bytes(strtabs[index])
-        secs[index].offset = img.append(blob, 1)
-        secs[index].size = len(blob)
+        sec = edit(index)
+        sec.offset = img.append(blob, 1)
+        sec.size = len(blob)
 
-    all_secs = secs + new_headers
-    count = len(all_secs)
+    count = len(secs) + len(new_headers)
     e_shnum = count
     if count >= SHN_LORESERVE:
-        all_secs[0].size = count
+        edit(0).size = count
         e_shnum = 0
     elif elf.extended_shnum:
-        all_secs[0].size = 0
-    shoff = img.append(b"".join(s.pack() for s in all_secs), 8)
+        edit(0).size = 0
+    # the header table: the original's bytes (a header packs to the bytes it
+    # was read from), the edited headers packed over them, the new ones after
+    size = SHDR.size
+    headers = bytearray(elf.data[elf.e_shoff:elf.e_shoff + len(secs) * size])
+    for index in edited:
+        headers[index * size:(index + 1) * size] = secs[index].pack()
+    headers += b"".join(s.pack() for s in new_headers)
+    shoff = img.append(bytes(headers), 8)
 
     hdr = list(EHDR.unpack_from(elf.data, 0))
     hdr[6] = shoff        # e_shoff
