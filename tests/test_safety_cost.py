@@ -112,6 +112,20 @@ def test_an_object_is_read_with_one_stat_and_two_reads(tmp_path, monkeypatch):
     assert elfmod.read_file(str(obj), st) == data + b"\0" * (3 << 20)
 
 
+def test_a_write_puts_the_object_on_disk_without_a_second_copy(tmp_path):
+    """write reads the object once and writes the new one as its pieces (the
+    new header, the original bytes, the appended table): its peak is the
+    file, not the file twice (the joined copy it used to make)."""
+    from scall_objtool.core import Options
+    from scall_objtool.table.write import write_path
+    big = _assemble(tmp_path, ".data\n.skip 33554432\n.text\n.globl __SCT__x\n"
+                    ".globl f\nf: call __SCT__x\nret\n", "big")
+    size = big.stat().st_size
+    out, peak = traced_peak(write_path, str(big), Options(policy="kernel"))
+    assert out.action == "written" and out.entries == 1
+    assert big.stat().st_size > size and peak < 1.3 * size, peak / size
+
+
 # ------------------------------------------------------ item 8: archive once
 def test_an_archive_is_read_once_not_once_a_member(tmp_path):
     from scall_objtool.inputs import expand

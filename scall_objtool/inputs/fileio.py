@@ -243,13 +243,23 @@ def _copy_xattrs(src_path: str, fd: int, keep_caps: bool) -> None:
 
 
 # ------------------------------------------------------------------ writes
+def _parts(data) -> tuple:
+    """The buffers ``data`` is written as: itself, or (new content made of
+    pieces, ``table.render.Assembled``) its pieces, in order: a rewritten
+    object is written without first joining its pieces into one more copy
+    of the whole file."""
+    parts = getattr(data, "parts", None)
+    return (data,) if parts is None else parts
+
+
 def _write_all(fd: int, data: bytes, offset: int | None = None) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
-        if offset is not None:
-            offset += n
-        view = view[n:]
+    for part in _parts(data):
+        view = memoryview(part)
+        while view:
+            n = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
+            if offset is not None:
+                offset += n
+            view = view[n:]
 
 
 def _write_direct(path: str, data: bytes) -> None:
@@ -334,6 +344,8 @@ def replace_in_place(path: str, data: bytes, old: bytes,
 
 def _write_through_inode(path: str, data: bytes, old: bytes,
                          expect: os.stat_result | None) -> None:
+    if len(_parts(data)) > 1:
+        data = bytes(data)          # (a hard-linked file: compared and cut below)
     if not (len(data) >= len(old) and data[HEADER:len(old)] == old[HEADER:]
             and len(old) >= HEADER):
         raise UnsafeWrite("has several hard links and this rewrite is not an append: "
@@ -415,7 +427,8 @@ def atomic_write(path: str, data: bytes, meta_from: str | None = None,
     fd, tmp = create_temporary(d)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for part in _parts(data):
+                f.write(part)
             f.flush()
             _copy_metadata(f.fileno(), tmp, src, src_path, full)
             os.fsync(f.fileno())

@@ -206,8 +206,8 @@ def _section_symbol(elf: ElfFile, index: int) -> int | None:
 
 class _Image:
     """The output file: the original bytes followed by appended blobs, kept
-    as pieces and joined once (``bytes``): an object is copied once, not into
-    a growing buffer and out of it again."""
+    as pieces (``assembled``): an object is not copied into a growing buffer
+    and out of it again, and a write does not copy it at all."""
 
     def __init__(self, data: bytes):
         self.pieces: list = [data]
@@ -222,10 +222,30 @@ class _Image:
         self.size = off + len(blob)
         return off
 
-    def bytes(self, header: bytes) -> bytes:
-        """The whole file, its first ``len(header)`` bytes replaced."""
+    def assembled(self, header: bytes) -> "Assembled":
+        """The whole file, its first ``len(header)`` bytes replaced, as its
+        pieces (not joined)."""
         first = memoryview(self.pieces[0])[len(header):]
-        return b"".join([header, first, *self.pieces[1:]])
+        return Assembled([header, first, *self.pieces[1:]])
+
+
+class Assembled:
+    """A rewritten object as the pieces it is made of: its new first bytes,
+    the rest of the original (a view, not a copy) and the appended blobs.
+    ``write`` puts them on disk one after the other (``inputs.fileio``
+    writes any value with ``parts`` so), never joined into one more copy of
+    the whole file; ``bytes(x)`` joins them."""
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: list):
+        self.parts = parts
+        self.size = sum(map(len, parts))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
 
 
 class _StringTable(bytearray):
@@ -302,9 +322,11 @@ def table_up_to_date(plan: Plan) -> bool:
     return elf.section_bytes(table) == want_table and elf.section_bytes(rsec) == want_rela
 
 
-def render(plan: Plan) -> bytes:
+def render(plan: Plan, joined: bool = True) -> "bytes | Assembled":
     """The bytes of the rewritten object: the table appended, or (an object whose
-    table is not one we appended, under --force) replaced in place."""
+    table is not one we appended, under --force) replaced in place; not
+    ``joined``: as its pieces (``Assembled``), for a write that puts them on
+    disk one after the other."""
     elf = plan.elf
     # the headers as they are; one that changes is copied first (``edit``):
     # a module has dozens of sections and the write changes two to five
@@ -400,7 +422,8 @@ def render(plan: Plan) -> bytes:
     hdr[6] = shoff        # e_shoff
     hdr[12] = e_shnum     # e_shnum
     assert SHDR.size == 64
-    return img.bytes(EHDR.pack(*hdr))
+    new = img.assembled(EHDR.pack(*hdr))
+    return bytes(new) if joined else new
 
 
 def recover_original(elf: ElfFile) -> bytes | None:

@@ -26,7 +26,8 @@ class WriteOutcome:
     """One object's write, from the decision to the disk.
 
     ``decide`` (pure) fills ``result``, the counts, the warnings and ``data``:
-    the complete new object, or None when the object stays as it is;
+    the complete new object (bytes; from ``write_path``, its pieces, a
+    ``render.Assembled``), or None when the object stays as it is;
     ``action`` is then ``written`` (data to put on disk), ``unchanged``
     (nothing to add, or --force and the table is already this one) or
     ``skipped-existing`` (it has a table and no --force).  ``apply`` (or a dry
@@ -34,7 +35,7 @@ class WriteOutcome:
     unchanged, skipped-existing, dry-run or copied (``-o`` given and nothing
     to add), and drops ``data`` (the outcome travels back from a worker)."""
     result: ObjectResult
-    data: bytes | None = None
+    data: bytes | None = None     # write_path's: a render.Assembled
     action: str = "unchanged"
     entries: int = 0
     added_keys: list[str] = LIST
@@ -48,9 +49,12 @@ def _decided(result: ObjectResult, data: bytes | None = None, state: str = "unch
     return WriteOutcome(result, data, "written" if data is not None else state, **counts)
 
 
-def decide(elf: ElfFile, options: Options, force: bool = False) -> WriteOutcome:
+def decide(elf: ElfFile, options: Options, force: bool = False,
+           joined: bool = True) -> WriteOutcome:
     """What to write to a relocatable object (pure; InputError when it cannot be:
-    a linked image, a signed module, a section that only has the table's name)."""
+    a linked image, a signed module, a section that only has the table's name).
+    Not ``joined``: the new object's ``data`` is its pieces
+    (``render.Assembled``), which ``apply`` writes without joining them."""
     if signed(elf.data):
         raise InputError("is a signed module (it ends with '~Module signature appended~'): "
                          "rewriting it would break the signature, and it would not load "
@@ -65,7 +69,7 @@ def decide(elf: ElfFile, options: Options, force: bool = False) -> WriteOutcome:
                          elf.path)
     result = scan_elf(elf, options, sources=False)
     if result.existing_table is None:
-        return _fresh(elf, result, options, recovered=False)
+        return _fresh(elf, result, options, recovered=False, joined=joined)
     if not force:
         return _decided(result, state="skipped-existing", warnings=[
             f"already has a {TABLE} table; left untouched (use --force to replace it)"])
@@ -78,13 +82,14 @@ def decide(elf: ElfFile, options: Options, force: bool = False) -> WriteOutcome:
         # a table we appended: rewrite from the original, so that --force gives
         # exactly the bytes a first write would
         base = ElfFile(original, elf.path)
-        return _fresh(base, scan_elf(base, options, sources=False), options, recovered=True)
+        return _fresh(base, scan_elf(base, options, sources=False), options, recovered=True,
+                      joined=joined)
     # another tool's table (objtool's): replaced in place
-    return _planned(plan, render(plan), result)
+    return _planned(plan, render(plan, joined), result)
 
 
 def _fresh(elf: ElfFile, result: ObjectResult, options: Options,
-           recovered: bool) -> WriteOutcome:
+           recovered: bool, joined: bool = True) -> WriteOutcome:
     """The decision for an object without a table (``recovered``: the original of
     one whose appended table --force replaces)."""
     if not result.sites:
@@ -94,7 +99,7 @@ def _fresh(elf: ElfFile, result: ObjectResult, options: Options,
     plan = Plan(elf, result, options)
     if not plan.entries:
         return _planned(plan, elf.data if recovered else None, result)
-    return _planned(plan, render(plan), result)
+    return _planned(plan, render(plan, joined), result)
 
 
 def _planned(plan, data: bytes | None, result: ObjectResult) -> WriteOutcome:
@@ -194,7 +199,7 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
         if same_file(output, path):
             raise InputError(f"-o {show(output)} is the input itself: refusing to overwrite "
                              "it (omit -o to write in place)", path)
-    out = decide(ElfFile(on_disk, path), options, force)
+    out = decide(ElfFile(on_disk, path), options, force, joined=False)
     if dry_run:
         if _done(out, path, output) is not None:
             out.action = "dry-run"
