@@ -172,7 +172,10 @@ def find_code_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candid
                    | (code[f + 3].astype(np.int8).astype(np.int64) << 24))
             with np.errstate(over="ignore"):
                 dest = base + pos + length + rel
-            hits = np.flatnonzero(np.isin(dest, want))
+            # membership by bisection (np.isin imports numpy.ma and sorts both)
+            at = np.searchsorted(want, dest)
+            at[at == len(want)] = 0
+            hits = np.flatnonzero(want[at] == dest)
             for k in hits.tolist():
                 d = int(dest[k]) & ADDRESS_MASK
                 out.append(Candidate(sec, int(f[k]), -1, -1, 0, targets[d], 0, True))
