@@ -184,7 +184,7 @@ def find_code_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candid
                        | (code[f + 3].astype(np.int8).astype(np.int64) << 24))
                 with np.errstate(over="ignore"):
                     dest = base + pos + length + rel
-                # membership by bisection (np.isin imports numpy.ma and sorts both)
+                # membership by bisection (np.isin sorts both, and may import numpy.ma)
                 k = np.searchsorted(want, dest)
                 k[k == len(want)] = 0
                 for i in np.flatnonzero(want[k] == dest).tolist():
