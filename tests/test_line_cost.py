@@ -407,3 +407,72 @@ def test_a_relocation_search_probes_few_entries_of_the_view(tmp_path):
     want[dup - 1] = elf.relocations(elf.section_by_name(".rela.debug_info")).addend[first]
     assert values == want
     assert len(probes) <= 7 * n, len(probes) / n         # (before: 12 a value)
+
+
+def _entry(code: bytes, tag: int) -> bytes:
+    """An abbreviation entry: childless, one DW_AT_byte_size (data1)."""
+    return code + bytes([tag, 0, 0x0b, 0x0b, 0, 0])
+
+
+def _leb(v: int) -> bytes:
+    return bytes([v]) if v < 0x80 else bytes([(v & 0x7F) | 0x80, v >> 7])
+
+
+def test_a_table_of_codes_1_to_n_is_split_without_decoding_each_code(monkeypatch):
+    """Issue 24, fifth round: a table whose codes are 1..n in order (as gcc
+    numbers them; the 6.12 vmlinux's units have hundreds, most of two bytes)
+    is recognised by one comparison of its codes' bytes, no LEB128 decoded
+    per code (before: a ``uleb`` call for each code); codes out of order
+    are still decoded one by one.  Both give the parse byte by
+    byte's entries and steps."""
+    from scall_objtool.lines.dwarf import units
+    calls = []
+    uleb = units.uleb
+    monkeypatch.setattr(units, "uleb", lambda d, p: calls.append(p) or uleb(d, p))
+    for codes in (list(range(1, 301)), [*range(1, 200), 201, 200, *range(202, 301)]):
+        table = b"".join(_entry(_leb(c), (0x24, 0x0f)[c % 2]) for c in codes) + b"\0"
+        slow = units.Abbrevs(table, 0, 4, 8, 5)
+        slow._tried = True
+        with pytest.raises(units.DwarfError):
+            slow.get(1 << 20)
+        units._SHARED.clear()
+        units.Abbrevs(table, 0, 4, 8, 5)._whole()         # its entries' bodies seen
+        fast = units.Abbrevs(table, 0, 4, 8, 5)
+        calls.clear()
+        fast._whole()
+        assert fast.done and sorted(fast.table) == list(range(1, 301))
+        assert {c: (a.tag, a.attrs) for c, a in fast.table.items()} == \
+            {c: (a.tag, a.attrs) for c, a in slow.table.items()}
+        assert fast.steps == slow.steps and fast.steps[127] == 2
+        in_order = codes == sorted(codes)
+        # the codes (173 of two bytes): decoded one by one only out of order
+        assert len(calls) == (0 if in_order else 300), len(calls)
+
+
+def test_the_skip_loop_reads_a_code_of_two_bytes_itself(monkeypatch):
+    """Issue 24, fifth round: a DIE whose code takes two bytes (code 129: no
+    step by its first byte) is read by the skip loop itself, not by a
+    ``uleb`` call each (before: one a DIE); a code of three bytes still is,
+    and a unit cut inside a code ends in the same DwarfError."""
+    from scall_objtool.lines.dwarf import units
+    from scall_objtool.lines.dwarf.units import Abbrevs, DwarfError, Reader, Unit
+    table = b"".join(_entry(_leb(c), 0x24) for c in range(1, 130)) + \
+        bytes([0x80, 0x80, 0x01, 0x24, 0, 0x0b, 0x0b, 0, 0]) + b"\0"     # code 16384
+    body = bytes([0x81, 0x01, 4] * 3 + [5, 8] + [0x80, 0x80, 0x01, 9] + [0])
+
+    class Info:
+        def __init__(self, data):
+            self.data, self.size = data, len(data)
+    calls = []
+    uleb = units.uleb
+    monkeypatch.setattr(units, "uleb", lambda d, p: calls.append(p) or uleb(d, p))
+    abbrevs = Abbrevs(table, 0, 4, 8, 5)
+    abbrevs.get(1)
+    reader = Reader.__new__(Reader)
+    reader.info = Info(b"\0\0\0" + body)
+    calls.clear()
+    assert reader.next_die(Unit(None, 0, 3 + len(body), 5, 4, 8, abbrevs, 3), 3) == \
+        (None, 3 + len(body))
+    assert calls == [3 + 11]            # the code of three bytes alone (before: 4 calls)
+    with pytest.raises(DwarfError, match="DIEs run past the unit at 0x0"):
+        reader.next_die(Unit(None, 0, 3 + 1, 5, 4, 8, abbrevs, 3), 3)

@@ -138,6 +138,10 @@ def _signed64(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
+#: opcode positions ``find_code_candidates`` examines at once
+CODE_CHUNK = 1 << 20
+
+
 def find_code_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candidate]:
     """Direct branches in a linked image whose destination is a trampoline.
 
@@ -158,23 +162,33 @@ def find_code_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candid
     for sec in elf.sections:
         if not sec.executable or sec.type != SHT_PROGBITS or sec.size < 5:
             continue
-        code = np.frombuffer(elf.data, dtype=np.uint8, count=sec.size, offset=sec.offset)
-        base = _signed64(sec.addr)
-        for field_at, length, mask in (
-                (1, 5, (code[:-4] == 0xE8) | (code[:-4] == 0xE9)),
-                (2, 6, (code[:-5] == 0x0F) & ((code[1:-4] & 0xF0) == 0x80))):
-            pos = np.flatnonzero(mask).astype(np.int64)
-            if not len(pos):
-                continue
-            f = pos + field_at
-            rel = (code[f].astype(np.int64) | (code[f + 1].astype(np.int64) << 8)
-                   | (code[f + 2].astype(np.int64) << 16)
-                   | (code[f + 3].astype(np.int8).astype(np.int64) << 24))
-            with np.errstate(over="ignore"):
-                dest = base + pos + length + rel
-            hits = np.flatnonzero(np.isin(dest, want))
-            for k in hits.tolist():
-                d = int(dest[k]) & ADDRESS_MASK
-                out.append(Candidate(sec, int(f[k]), -1, -1, 0, targets[d], 0, True))
+        # in chunks of CODE_CHUNK opcode positions (and the 5 bytes after the
+        # last): whole, the masks of a 16 MiB .text are 16 MiB each, a hundred
+        # MiB of fresh pages for one pass
+        for at in range(0, sec.size, CODE_CHUNK):
+            m = min(CODE_CHUNK + 5, sec.size - at)
+            code = np.frombuffer(elf.data, dtype=np.uint8, count=m, offset=sec.offset + at)
+            base = _signed64(sec.addr) + at
+            n1, n2 = min(CODE_CHUNK, m - 4), min(CODE_CHUNK, m - 5)
+            for field_at, length, n, jcc in ((1, 5, n1, False), (2, 6, n2, True)):
+                if n <= 0:
+                    continue
+                mask = ((code[:n] == 0x0F) & ((code[1:n + 1] & 0xF0) == 0x80)) if jcc \
+                    else (code[:n] == 0xE8) | (code[:n] == 0xE9)
+                pos = np.flatnonzero(mask).astype(np.int64)
+                if not len(pos):
+                    continue
+                f = pos + field_at
+                rel = (code[f].astype(np.int64) | (code[f + 1].astype(np.int64) << 8)
+                       | (code[f + 2].astype(np.int64) << 16)
+                       | (code[f + 3].astype(np.int8).astype(np.int64) << 24))
+                with np.errstate(over="ignore"):
+                    dest = base + pos + length + rel
+                # membership by bisection (np.isin sorts both, and may import numpy.ma)
+                k = np.searchsorted(want, dest)
+                k[k == len(want)] = 0
+                for i in np.flatnonzero(want[k] == dest).tolist():
+                    d = int(dest[i]) & ADDRESS_MASK
+                    out.append(Candidate(sec, at + int(f[i]), -1, -1, 0, targets[d], 0, True))
     out.sort(key=lambda c: (c.section.index, c.offset))
     return out

@@ -405,7 +405,7 @@ class FunctionIndex:
         info, value, size, name = cols.info, cols.value, cols.size, cols.name
         in_sec = cols.in_section(sec.index)
         # the symbols near the queries only, when that is cheaper (see _near)
-        found = _near(elf, sec, in_sec, queries) if plain and not base else None
+        found = _near(elf, sec, in_sec, queries, base) if plain else None
         if found is None:
             found = []                  # (start, size, symbol index, is a function)
             for i in in_sec:
@@ -470,9 +470,11 @@ class FunctionIndex:
 NEAR_EXAMINED = [0]
 
 
-def _near(elf: ElfFile, sec: Section, in_sec: list[int], queries: list[int]) -> list | None:
-    """What ``FunctionIndex`` keeps of the symbols ``in_sec`` of a relocatable
-    object's section with a NUL-terminated string table, for the ascending
+def _near(elf: ElfFile, sec: Section, in_sec: list[int], queries: list[int],
+          base: int = 0) -> list | None:
+    """What ``FunctionIndex`` keeps of the symbols ``in_sec`` of a section
+    with a NUL-terminated string table (``base``: the section's address in a
+    linked image, whose symbol values are addresses), for the ascending
     ``queries``, found without looking at every symbol: the symbols sorted by
     start (at C speed), each query walks back from the last symbol starting
     at or below it, over the symbols at the nearest usable start and the
@@ -492,6 +494,8 @@ def _near(elf: ElfFile, sec: Section, in_sec: list[int], queries: list[int]) -> 
         return None if in_sec else []
     by_start = sorted(in_sec, key=value.__getitem__)
     starts = list(map(value.__getitem__, by_start))
+    if base:
+        starts = [v - base for v in starts]
     reach = list(accumulate(map(add, starts, map(size.__getitem__, by_start)), max))
     budget = len(in_sec)
     usable: dict[int, bool] = {}
@@ -517,7 +521,7 @@ def _near(elf: ElfFile, sec: Section, in_sec: list[int], queries: list[int]) -> 
             if ok is None:
                 off = name[i]
                 ok = usable[i] = not (info[i] & 0xF in (STT_SECTION, STT_FILE)
-                                      or start > sec.size or strtab[off] == 0
+                                      or not 0 <= start <= sec.size or strtab[off] == 0
                                       or strtab.startswith(b".L", off))
             if not ok:
                 continue

@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import gc
+
 from ..options import CANDIDATES, check
 from ..table import ENTRY_SIZE, foreign_table_problem, key_name, table_sections
 from ..vocabulary import KIND_TABLE
@@ -29,6 +31,13 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
              sources: bool | str = True) -> ObjectResult:
     """Find, prove and classify every static-call site of a parsed object.
 
+    The cyclic garbage collector is paused meanwhile (when it runs): a scan
+    makes many containers and no cycle it does not break itself (the
+    DWARF lookup's are undone by ``_Lookup.close``), and each collection
+    traverses every live container, the symbol columns and the abbreviation
+    tables included (the 6.12 vmlinux with lines: 490 collections, 0.2 s of
+    CPU).  What a scan leaves is collected after it, as before.
+
     ``options.candidates`` (or ``candidates_from``, when given) matters for
     linked images only: ``relocs`` uses the relocations an image keeps
     (``--emit-relocs``), ``code`` scans the code for direct branches to
@@ -40,6 +49,16 @@ def scan_elf(elf: ElfFile, options: Options, candidates_from: str | None = None,
     else:
         check(CANDIDATES, candidates_from)
     sources = {True: "all", False: "none"}.get(sources, sources)
+    if not gc.isenabled():
+        return _scan(elf, options, candidates_from, sources)
+    gc.disable()
+    try:
+        return _scan(elf, options, candidates_from, sources)
+    finally:
+        gc.enable()
+
+
+def _scan(elf: ElfFile, options: Options, candidates_from: str, sources: str) -> ObjectResult:
     result = ObjectResult(path=elf.path, elf_type=elf.elf_type)
     linked = elf.linked
     if linked:

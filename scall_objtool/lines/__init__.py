@@ -89,8 +89,11 @@ def _spans(sites: list[int], ranges) -> list[tuple[int, int]]:
         lo, hi = ranges[0]
         i, j = bisect.bisect_left(sites, lo), bisect.bisect_left(sites, hi)
         return [(i, j)] if i < j else []
-    spans = sorted((bisect.bisect_left(sites, lo), bisect.bisect_left(sites, hi))
-                   for lo, hi in ranges)
+    bl = bisect.bisect_left
+    spans = [(i, j) for lo, hi in ranges if (i := bl(sites, lo)) < (j := bl(sites, hi))]
+    if len(spans) < 2:              # (most DIEs of several ranges hold no site)
+        return spans
+    spans.sort()
     out: list[list[int]] = []
     for i, j in spans:
         if i >= j:

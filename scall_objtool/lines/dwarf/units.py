@@ -138,6 +138,26 @@ _DATA48 = frozenset({0x06, 0x07})
 _U32 = struct.Struct("<I").unpack_from
 
 
+#: the codes 1, 2, ... as LEB128s, one after the other (grown as needed, by
+#: ``_in_order``): a table whose codes are 1..n in order is recognised by one
+#: comparison (the 6.12 vmlinux's tables have hundreds of codes of two bytes)
+_SEQ = [bytes(range(1, 0x80))]
+
+
+def _in_order(joined: bytes, n: int) -> bool:
+    """Are ``joined``, n LEB128 codes one after the other, the codes 1..n?
+    (LEB128s are prefix-free: these bytes split into n of them one way only.)"""
+    size = n if n < 0x80 else 0x7F + 2 * (n - 0x7F)
+    if len(joined) != size or n >= 1 << 14:
+        return False
+    seq = _SEQ[0]
+    if len(seq) < size:
+        top = max(n, 2 * ((len(seq) - 0x7F) // 2 + 0x7F))
+        seq = _SEQ[0] = seq[:0x7F] + bytes(
+            x for c in range(0x80, min(top + 1, 1 << 14)) for x in ((c & 0x7F) | 0x80, c >> 7))
+    return seq.startswith(joined)
+
+
 def _step(ab: Abbrev) -> int:
     """How the skip loop passes a DIE of ``ab`` (code of one byte) that it
     never stops at, from the DIE's first byte: > 0, a childless DIE of that
@@ -217,7 +237,7 @@ class Abbrevs:
             if m is None:
                 return
             end = m.end()
-            pairs = _ENTRY.findall(bytes(data[start:end - 1]))
+            pairs = _ENTRY.findall(data, start, end - 1)
             if not pairs:
                 return
             codes, bodies = zip(*pairs)
@@ -225,7 +245,7 @@ class Abbrevs:
         if shared is None or len(shared) >= _SHARED_MAX:
             shared = _SHARED[(self.osz, self.asz, self.version)] = {}
         hits = list(map(shared.get, bodies))       # after the first objects: all of them
-        if None in hits:
+        if not all(hits):                          # (a hit is a pair: true)
             off = start
             for k, (cb, body) in enumerate(pairs):
                 off += len(cb)
@@ -241,14 +261,24 @@ class Abbrevs:
         if off != end - 1:              # not the parse _TABLE made: byte by byte instead
             return
         joined = b"".join(codes)
-        one_byte = len(joined) == len(codes)
-        codes = list(joined) if one_byte else [uleb(c, 0)[0] for c in codes]
+        n = len(codes)
+        one_byte = len(joined) == n
+        if one_byte:
+            codes, unique = list(joined), None
+        elif _in_order(joined, n):
+            # the codes 1..n in order, as compilers number them (LEB128s are
+            # prefix-free: the one split of these bytes into n of them)
+            codes, unique = range(1, n + 1), True
+        else:
+            codes, unique = [uleb(c, 0)[0] for c in codes], None
         views = list(map(itemgetter(1), hits))
-        if len(set(codes)) == len(codes):   # (in place: the walk holds self.fast)
+        if unique or len(set(codes)) == n:   # (in place: the walk holds self.fast)
             self.table.update(zip(codes, map(itemgetter(0), hits)))
             self.fast.update(zip(codes, views))
             if one_byte:
                 list(map(self.steps.__setitem__, codes, map(itemgetter(6), views)))
+            elif unique:                # 1..n: the first 127 are the codes of one byte
+                self.steps[1:0x80] = map(itemgetter(6), views[:0x7F])
             else:
                 self._steps(codes)
         else:                           # a code repeated: its first entry counts
@@ -542,7 +572,12 @@ class Reader:
             code = d[p]
             p += 1
             if code >= 0x80:
-                code, p = uleb(d, p - 1)
+                c2 = d[p] if p < end else 0x80
+                if c2 < 0x80:                         # a code of two bytes (hundreds
+                    code = (code & 0x7F) | c2 << 7    # in a vmlinux unit's table)
+                    p += 1
+                else:
+                    code, p = uleb(d, p - 1)
             if code == 0:
                 depth -= 1
                 if depth == 0:
