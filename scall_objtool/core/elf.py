@@ -679,36 +679,7 @@ def _stat_regular(path: str, st: os.stat_result | None = None) -> os.stat_result
     return st
 
 
-#: an ELF file at least this large is mapped (``read_file(mapped=True)``), not read
-MAP_MIN = 32 << 20
-
-_Mapped = None
-
-
-def _mapped_type():
-    """``MappedFile``: ``mmap.mmap`` (imported only for a large file) with the
-    few ``bytes`` methods the readers use on a whole file."""
-    global _Mapped
-    if _Mapped is None:
-        import mmap
-
-        class MappedFile(mmap.mmap):
-            """A large file's bytes, mapped read-only: indexing, slices (bytes),
-            ``find``, the buffer protocol (memoryview, struct, numpy) as
-            ``bytes``; ``startswith``/``endswith`` added."""
-
-            def startswith(self, prefix, start: int = 0) -> bool:
-                if isinstance(prefix, tuple):
-                    return any(self.startswith(p, start) for p in prefix)
-                return self[start:start + len(prefix)] == prefix
-
-            def endswith(self, suffix) -> bool:
-                return len(suffix) <= len(self) and self[len(self) - len(suffix):] == suffix
-        _Mapped = MappedFile
-    return _Mapped
-
-
-def read_file(path: str, st: os.stat_result | None = None, mapped: bool = False) -> bytes:
+def read_file(path: str, st: os.stat_result | None = None) -> bytes:
     """A regular file's bytes, at most MAX_FILE.  Its first ``HEAD`` bytes are
     read and checked first: the rest is read only when they are an x86-64 ELF
     header, an ar archive or a compressed module (a 4 GiB file of anything else
@@ -720,12 +691,9 @@ def read_file(path: str, st: os.stat_result | None = None, mapped: bool = False)
     open, the header, the whole file from its start at the size the stat
     gave plus one byte, close): a batch reads thousands of objects.
 
-    ``mapped``: an ELF file of at least MAP_MIN bytes is mapped read-only
-    rather than read (``MappedFile``): a vmlinux's pages are then those of the
-    page cache, touched where a reader looks (the 6.12 vmlinux: 324 MiB
-    copied and 123,000 page faults before; 43,000 and no copy for a scan with
-    lines).  Only for readers (scan, check, verify): ``write`` reads its input
-    (it replaces the file it read)."""
+    The file is read, never mapped: a mapped file truncated in place while it
+    is read (``cp`` over a vmlinux) kills the process with SIGBUS, where a
+    read leaves the bytes as they were read."""
     size = _stat_regular(path, st).st_size
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -733,13 +701,8 @@ def read_file(path: str, st: os.stat_result | None = None, mapped: bool = False)
             head = os.read(fd, HEAD)
             if len(head) < HEAD:
                 return head                     # all of it; the parser says what is wrong
-            elf = not head.startswith(ARCHIVE_MAGICS) and not compression(head)
-            if elf:
+            if not head.startswith(ARCHIVE_MAGICS) and not compression(head):
                 parse_header(head, path)        # raises unless an x86-64 ELF header
-                if mapped and MAP_MIN <= size:
-                    data = _map(fd)
-                    if data is not None:
-                        return data
             # one more byte than the stat said: a file that grew since is read
             # to its end, as a file read to EOF would be
             data = os.pread(fd, size + 1, 0)
@@ -759,17 +722,6 @@ def read_file(path: str, st: os.stat_result | None = None, mapped: bool = False)
     if len(data) > MAX_FILE:
         raise InputError(f"file is too large (more than {MAX_FILE} bytes)", path)
     return data
-
-
-def _map(fd: int):
-    """The file of ``fd`` mapped read-only (None: a file system that cannot
-    map it, or an empty one: read instead).  The mapping holds its own
-    descriptor."""
-    import mmap
-    try:
-        return _mapped_type()(fd, 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
-        return None
 
 
 def read_range(path: str, offset: int, size: int) -> bytes:
@@ -817,8 +769,8 @@ def signed(data: bytes) -> bool:
 
 def load_file(path: str, display: str | None = None) -> bytes:
     """A file's bytes, a compressed module (.ko.xz, .ko.zst, .ko.gz: recognised by
-    its magic) expanded; a large ELF file mapped (``read_file``)."""
-    data = read_file(path, mapped=True)
+    its magic) expanded."""
+    data = read_file(path)
     if compression(data):
         from .compressed import decompress
         data = decompress(data, display or path)
