@@ -121,6 +121,35 @@ def compile_c(src: Path, out: Path, *flags: str) -> Path:
     return out
 
 
+def inlined_wrapper_object(tmp_path: Path, name: str, callers: int) -> Path:
+    """gcc -O2 -g of ``callers`` functions that each call the static call
+    ``hook`` through one always-inlined ``wrapper`` (as the kernel's
+    cond_resched() is inlined into most functions): an object with that many
+    sites and as many inlined instances of one function."""
+    src = tmp_path / f"{name}.c"
+    src.write_text(f'#include "{SRC}/static_call.h"\n'
+                   "int target(int x);\nDECLARE_STATIC_CALL(hook, target);\n"
+                   "static inline __attribute__((always_inline)) int wrapper(int x)\n"
+                   "{ return static_call(hook)(x); }\n"
+                   + "".join(f"int caller{i}(int x) {{ return wrapper(x + {i}) * {i + 2}; }}\n"
+                             for i in range(callers)))
+    return compile_c(src, tmp_path / f"{name}.o", "-O2", "-g")
+
+
+def near_and_full(elf, sec, offsets) -> tuple:
+    """(FunctionIndex of ``offsets`` in ``sec`` as built, the same built by
+    the full pass over the section's symbols, ``decode._near`` off)."""
+    from scall_objtool.core import decode
+    fast = decode.FunctionIndex(elf, sec, offsets)
+    real = decode._near
+    decode._near = lambda *a: None
+    try:
+        full = decode.FunctionIndex(elf, sec, offsets)
+    finally:
+        decode._near = real
+    return fast, full
+
+
 def build_source(name: str, dst: Path, *flags: str) -> Path:
     """Assemble or compile testdata/src/NAME into DST."""
     src = SRC / name

@@ -18,7 +18,7 @@ from scall_objtool import Options, scan_path
 from scall_objtool.core.elf import ElfFile
 from scall_objtool.core.pipeline import scan_elf
 from scall_objtool.lines import attach_sources
-from scall_testlib import python_lines, traced_peak
+from scall_testlib import inlined_wrapper_object, python_lines, traced_peak
 
 GEN = Path(__file__).resolve().parent.parent / "testdata" / "gen"
 
@@ -317,17 +317,7 @@ def test_an_inlined_functions_name_is_read_once(tmp_path, monkeypatch):
     sites (a kernel wrapper such as cond_resched() is inlined into most
     functions of a unit): 30 sites through one wrapper decode its DIE once."""
     from scall_objtool.lines.dwarf import Reader
-    root = Path(__file__).resolve().parent.parent
-    src = tmp_path / "wrapped.c"
-    src.write_text(f'#include "{root}/testdata/src/static_call.h"\n'
-                   "int target(int x);\nDECLARE_STATIC_CALL(hook, target);\n"
-                   "static inline __attribute__((always_inline)) int wrapper(int x)\n"
-                   "{ return static_call(hook)(x); }\n"
-                   + "".join(f"int caller{i}(int x) {{ return wrapper(x + {i}) * {i + 2}; }}\n"
-                             for i in range(30)))
-    obj = tmp_path / "wrapped.o"
-    subprocess.run(["gcc", "-O2", "-g", "-c", str(src), "-o", str(obj)], check=True,
-                   capture_output=True)
+    obj = inlined_wrapper_object(tmp_path, "wrapped", 30)
     elf = ElfFile(obj.read_bytes(), str(obj))
     res = scan_elf(elf, Options(), sources=False)
     assert len(res.sites) == 30

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from scall_testlib import PREBUILT, SRC, run_cli, scan_lib, write_lib
+from scall_testlib import PREBUILT, SRC, near_and_full, run_cli, scan_lib, write_lib
 
 from scall_objtool import Options
 from scall_objtool.core.elf import ElfFile
@@ -290,14 +290,8 @@ def test_a_linked_images_function_index_reads_only_the_symbols_near_the_sites(pr
     text = next(s for s in elf.sections if s.name == ".text")
     offsets = list(range(0, text.size, max(1, text.size // 50)))
     before = decode.NEAR_EXAMINED[0]
-    fast = decode.FunctionIndex(elf, text, offsets)
+    fast, full = near_and_full(elf, text, offsets)     # (the full pass examines none)
     examined = decode.NEAR_EXAMINED[0] - before
-    real = decode._near
-    decode._near = lambda *a: None
-    try:
-        full = decode.FunctionIndex(elf, text, offsets)
-    finally:
-        decode._near = real
     assert (fast.funcs, fast.labels) == (full.funcs, full.labels) and fast.funcs
     assert all(fast.containing(o) == full.containing(o) for o in offsets)
     assert 0 < examined <= len(elf.syms.in_section(text.index)) + 1

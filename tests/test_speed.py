@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from scall_testlib import ROOT
+from scall_testlib import ROOT, inlined_wrapper_object, near_and_full
 
 SRC = ROOT / "testdata" / "src"
 
@@ -306,18 +306,6 @@ def test_decoding_builds_no_class_per_call(inline_o):
             gc.enable()
 
 
-def _near_and_full(elf, sec, offsets):
-    from scall_objtool.core import decode
-    fast = decode.FunctionIndex(elf, sec, offsets)
-    real = decode._near
-    decode._near = lambda *a: None
-    try:
-        full = decode.FunctionIndex(elf, sec, offsets)
-    finally:
-        decode._near = real
-    return fast, full
-
-
 def test_function_index_reads_only_the_symbols_near_the_sites():
     """FunctionIndex finds the symbols that answer the queries by walking back
     from each over symbols sorted by start: the same functions and labels as
@@ -333,7 +321,7 @@ def test_function_index_reads_only_the_symbols_near_the_sites():
                 continue
             offsets = list(range(0, sec.size, max(1, sec.size // 40)))
             before = decode.NEAR_EXAMINED[0]
-            fast, full = _near_and_full(elf, sec, offsets)
+            fast, full = near_and_full(elf, sec, offsets)
             assert (fast.funcs, fast.labels) == (full.funcs, full.labels), (path, sec.name)
             examined = decode.NEAR_EXAMINED[0] - before
             assert examined <= len(elf.syms.in_section(sec.index)) + 1
@@ -357,7 +345,7 @@ def test_function_index_of_kvm_examines_a_few_symbols_a_site(corpus):
     symbols = len(elf.syms.in_section(text.index))
     assert len(offsets) > 800 and symbols > 1900
     before = decode.NEAR_EXAMINED[0]
-    fast, full = _near_and_full(elf, text, offsets)
+    fast, full = near_and_full(elf, text, offsets)
     assert (fast.funcs, fast.labels) == (full.funcs, full.labels)
     assert decode.NEAR_EXAMINED[0] - before < len(offsets)
 
@@ -422,16 +410,7 @@ def test_a_scan_runs_no_cyclic_collection(tmp_path):
     from scall_objtool import Options
     from scall_objtool.core.elf import ElfFile
     from scall_objtool.core.pipeline import scan_elf
-    src = tmp_path / "many.c"
-    src.write_text(f'#include "{ROOT}/testdata/src/static_call.h"\n'
-                   "int target(int x);\nDECLARE_STATIC_CALL(hook, target);\n"
-                   "static inline __attribute__((always_inline)) int wrapper(int x)\n"
-                   "{ return static_call(hook)(x); }\n"
-                   + "".join(f"int caller{i}(int x) {{ return wrapper(x + {i}) * {i + 2}; }}\n"
-                             for i in range(200)))
-    obj = tmp_path / "many.o"
-    subprocess.run(["gcc", "-O2", "-g", "-c", str(src), "-o", str(obj)], check=True,
-                   capture_output=True)
+    obj = inlined_wrapper_object(tmp_path, "many", 200)
     collections = []
 
     def counted(phase, info):
