@@ -344,8 +344,7 @@ def replace_in_place(path: str, data: bytes, old: bytes,
 
 def _write_through_inode(path: str, data: bytes, old: bytes,
                          expect: os.stat_result | None) -> None:
-    if len(_parts(data)) > 1:
-        data = bytes(data)          # (a hard-linked file: compared and cut below)
+    data = bytes(data)      # pieces joined (bytes: the same object), compared and cut below
     if not (len(data) >= len(old) and data[HEADER:len(old)] == old[HEADER:]
             and len(old) >= HEADER):
         raise UnsafeWrite("has several hard links and this rewrite is not an append: "
