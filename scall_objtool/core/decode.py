@@ -194,9 +194,9 @@ class _Insns:
             self.free(self.ptr, self.n)
         except BaseException:
             # at interpreter exit ctypes may be gone: the OS frees it; a
-            # signal's Interrupted raised here would only be reported as
-            # "Exception ignored" with a traceback (the stop itself is
-            # recorded, and the batch's next check raises it)
+            # signal raised here (KeyboardInterrupt in a library's process:
+            # the command line's handler never raises in a finalizer) would
+            # only be reported as "Exception ignored" with a traceback
             pass
 
 

@@ -7,8 +7,9 @@ signal is recorded; later ones are ignored, so cleanup is never cut short.
 
 * In the main process the handler raises ``Interrupted`` at once, unless the
   process is inside ``fileio`` (an atomic replacement, which is then allowed
-  to complete) or is waiting on worker processes (``polling``); in both cases
-  the next ``check()`` raises instead.
+  to complete), inside a finalizer (``__del__``, where an exception is only
+  printed) or waiting on worker processes (``polling``); then the next
+  ``check()`` raises instead.
 * In a worker (a process forked by ``run_batch``) the handler raises only while
   the worker is processing an object (``busy``) and not inside ``fileio``: the
   object in flight is abandoned (its temporary file is removed by
@@ -46,8 +47,12 @@ _state: dict = {"signum": None, "main": None, "busy": False, "polling": False,
 
 
 def _in_deferred_code(frame) -> bool:
+    """Is the process inside ``fileio`` or inside a finalizer (``__del__``:
+    an exception raised there is only printed, "Exception ignored" and a
+    traceback, and the stop would be lost on its way out)?"""
     while frame is not None:
-        if frame.f_globals.get("__name__") in _DEFER_MODULES:
+        if frame.f_globals.get("__name__") in _DEFER_MODULES \
+                or frame.f_code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False
