@@ -13,8 +13,6 @@ can carry it, and the decoder is never imported.
 """
 from __future__ import annotations
 
-from itertools import compress
-
 from ..records import record
 from .elf import (
     ADDRESS_MASK,
@@ -106,11 +104,8 @@ def find_candidates(elf: ElfFile, tramps: dict[int, Symbol]) -> list[Candidate]:
         if not target.flags & SHF_ALLOC:
             continue        # debug information and notes are not uses either
         rel = elf.relocations(rsec)
-        if wanted.isdisjoint(rel.sym):
-            continue
         # the entries naming a wanted symbol, picked at C speed (kvm.ko: 1,000 of 42,000)
-        for i in compress(range(len(rel.sym)), map(wanted.__contains__, rel.sym)):
-            s = rel.sym[i]
+        for i, s in rel.with_symbols(wanted):
             off, rt, add = rel.entry(i)
             if linked:
                 off -= target.addr          # r_offset is an address in a linked image

@@ -75,7 +75,7 @@ NAME_BUDGET_BASE = 64 << 20
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
-_U64, _I64 = struct.Struct("<Q"), struct.Struct("<q")
+_U64, _I64, _U32 = struct.Struct("<Q"), struct.Struct("<q"), struct.Struct("<I")
 _RELA_ENTRY = struct.Struct("<QQq")
 SYM_SIZE = 24
 RELA_SIZE = 24
@@ -587,6 +587,78 @@ class RelocColumns:
 
     def __len__(self) -> int:
         return self._sec.size // (8 * self._words)
+
+    #: ``with_symbols`` searches the symbol field's bytes once per wanted
+    #: symbol up to this many of them; past it, one pass over the column
+    SEARCHES = 16
+    #: ... and reads the entries whose symbol's low byte is a wanted one's
+    #: when they are at most one in this many
+    LOW_SHARE = 16
+
+    def with_symbols(self, wanted: set[int]) -> list[tuple[int, int]]:
+        """(index, symbol) of the entries whose symbol is in ``wanted``, in
+        index order, without a Python int per entry where that can be
+        avoided (a module's relocations are a million entries, of which a
+        few name a trampoline).  For at most ``SEARCHES`` wanted symbols:
+
+        * the low bytes of the symbol fields are copied into one string (one
+          byte an entry, at C speed) and the entries whose low byte is one of
+          the wanted symbols' counted (``translate``): none, and the table is
+          done; a few (at most one in ``LOW_SHARE``), and each is read;
+        * else the whole symbol fields are copied into one string (4 bytes
+          an entry) and each symbol's bytes searched for in it (a match off
+          a field's boundary straddles two fields).
+
+        For more: unless every entry names a symbol below the least wanted
+        one (``symbols_below``; unwind and patch-site tables name section
+        symbols), the column, each entry looked up in ``wanted``."""
+        n = len(self)
+        if not n or not wanted:
+            return []
+        if len(wanted) > self.SEARCHES:
+            if self.symbols_below(min(wanted)):
+                return []
+            sym = self.sym
+            return [(i, sym[i]) for i in
+                    compress(range(n), map(wanted.__contains__, sym))]
+        data, size = self._data, 8 * self._words
+        field = self._sec.offset + 12       # r_info's high half: the symbol
+        low = data[field:self._sec.offset + n * size:size]
+        by_low: dict[int, list[int]] = {}
+        for s in wanted:
+            if 0 <= s <= 0xFFFFFFFF:
+                by_low.setdefault(s & 0xFF, []).append(s)
+        hits = n - len(low.translate(None, bytes(by_low)))
+        if not hits:
+            return []
+        out = []
+        if hits * self.LOW_SHARE <= n:
+            unpack = _U32.unpack_from
+            for b in by_low:
+                pos = low.find(b)
+                while pos >= 0:
+                    s = unpack(data, field + pos * size)[0]
+                    if s in wanted:
+                        out.append((pos, s))
+                    pos = low.find(b, pos + 1)
+            out.sort()
+            return out
+        start = self._sec.offset
+        col = memoryview(data)[start:start + n * size].cast("I")[3::2 * self._words].tobytes()
+        find = col.find
+        for s in wanted:
+            if not 0 <= s <= 0xFFFFFFFF:
+                continue
+            pat = s.to_bytes(4, "little")
+            pos = find(pat)
+            while pos >= 0:
+                if pos & 3:
+                    pos = find(pat, pos + 1)
+                else:
+                    out.append((pos >> 2, s))
+                    pos = find(pat, pos + 4)
+        out.sort()
+        return out
 
     def offsets(self) -> memoryview:
         """The offset column as a strided view of the file's bytes (items of
