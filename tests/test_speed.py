@@ -497,3 +497,20 @@ def test_a_table_of_section_symbols_is_passed_without_an_int_per_entry():
     cols = _rela_table(entries + [(0, 4, 4007, -4), (8, 4, 4007 - 256, -4)])
     assert cols.with_symbols({4007}) == [(50000, 4007)]
     assert "sym" not in cols.__dict__
+
+
+def test_an_object_without_static_calls_makes_two_section_records(no_calls_o, inline_o):
+    """A write of an object without static calls makes the records of its
+    symbol table and of that table's string table, not one a section (a
+    batch reads thousands of such objects); every header is still checked
+    (tests/test_robust_mutation.py), and an object with sites makes them all."""
+    from scall_objtool.core import Options
+    from scall_objtool.core.elf import ElfFile
+    from scall_objtool.table.write import decide
+    elf = ElfFile(no_calls_o.read_bytes(), str(no_calls_o))
+    assert decide(elf, Options(policy="kernel")).action == "unchanged"
+    made = [s.name for s in elf._made if s is not None]
+    assert sorted(made) == [".strtab", ".symtab"] and len(elf._made) > 10
+    elf = ElfFile(inline_o.read_bytes(), str(inline_o))
+    assert decide(elf, Options(policy="kernel")).entries
+    assert None not in elf._made and [s.index for s in elf.sections] == list(range(len(elf._made)))

@@ -288,9 +288,16 @@ class ElfFile:
 
     # --------------------------------------------------------- section headers
     def _parse_sections(self) -> None:
+        """Check the section header table; the ``Section`` records are made
+        when first asked for (``sections``, ``section_record``): an object
+        without static calls needs two of them (its symbol table and the
+        string table it links to), and a batch reads thousands of objects.
+        Every check is made here, in the order of the records' fields, so a
+        damaged table gives the same error whichever record is asked for."""
         data, size = self.data, len(self.data)
         shoff, shnum = self.e_shoff, self.e_shnum
-        self.sections: list[Section] = []
+        self._raw: list[tuple] = []             # each header's fields, as unpacked
+        self._made: list[Section | None] = []   # the records made so far
         self.extended_shnum = False
         #: the section name table's bytes: every section's name is a
         #: NUL-terminated string in it (a name absent from it names no section)
@@ -307,10 +314,10 @@ class ElfFile:
         if shoff + SHDR.size > size:
             self._fail(f"section header table at {shoff:#x} lies beyond the end of the file "
                        f"({size} bytes)")
-        first = Section(0, *SHDR.unpack_from(data, shoff))
+        first = SHDR.unpack_from(data, shoff)   # (name, type, flags, addr, offset, size, link, ...)
         self.extended_shnum = shnum == 0
         if shnum == 0:
-            shnum = first.size          # extended numbering (more than 0xff00 sections)
+            shnum = first[5]            # extended numbering (more than 0xff00 sections)
         if shnum == 0:
             self._fail("section header table offset set but no sections")
         if shoff + shnum * SHDR.size > size:
@@ -318,37 +325,56 @@ class ElfFile:
                        f"file has {size} bytes")
         shstrndx = self.e_shstrndx
         if shstrndx == SHN_XINDEX:
-            shstrndx = first.link
+            shstrndx = first[6]
         self.shstrndx = shstrndx
         # every header unpacked at C speed (kvm.ko: 91 sections; a batch: 54,000)
-        secs = self.sections = [Section(i, *t) for i, t in enumerate(SHDR.iter_unpack(
-            memoryview(data)[shoff:shoff + shnum * SHDR.size]))]
-        for sec in secs:
-            if sec.type != SHT_NOBITS and sec.type != SHT_NULL:
-                if sec.offset > size or sec.size > size - sec.offset:
-                    self._fail(f"section {sec.index} ({sec.offset:#x}+{sec.size:#x}) extends "
+        raw = self._raw = list(SHDR.iter_unpack(memoryview(data)[shoff:shoff + shnum * SHDR.size]))
+        self._made = [None] * shnum
+        for i, (_n, stype, _f, _a, off, length, *_rest) in enumerate(raw):
+            if stype != SHT_NOBITS and stype != SHT_NULL:
+                if off > size or length > size - off:
+                    self._fail(f"section {i} ({off:#x}+{length:#x}) extends "
                                f"past the end of the file ({size} bytes)")
-        compressed = [s for s in secs if s.flags & SHF_COMPRESSED and s.flags & SHF_EXECINSTR]
+        compressed = [i for i, t in enumerate(raw)
+                      if t[2] & SHF_COMPRESSED and t[2] & SHF_EXECINSTR]
         if shstrndx == SHN_UNDEF or shstrndx >= shnum:
             self._fail(f"section name string table index {shstrndx} is out of range")
-        strsec = secs[shstrndx]
-        if strsec.type != SHT_STRTAB:
+        strsec = raw[shstrndx]
+        if strsec[1] != SHT_STRTAB:
             self._fail(f"section name table (section {shstrndx}) is not a string table")
-        names = self.shstrtab = self.section_bytes(strsec)
-        find, limit = names.find, len(names)
-        for sec in secs[1:]:
-            off = sec.name_off
-            end = find(b"\0", off) if off < limit else -1
-            # a name outside the table, or not NUL-terminated: _cstring says which
-            raw = names[off:end] if end >= 0 else self._cstring(names, off, "section name")
-            sec.name_bytes = raw
-            shown = _SHOWN.get(raw)
-            sec.name = display_name(raw) if shown is None else shown
+        names = self.shstrtab = data[strsec[4]:strsec[4] + strsec[5]]
+        # every name lies in the table and ends in it when the table ends with
+        # a NUL and no name starts past it; else each is read now, and the first
+        # bad one reported (by _cstring) in section order
+        if shnum > 1 and (not names.endswith(b"\0")
+                          or max(t[0] for t in raw[1:]) >= len(names)):
+            self.sections
         if compressed:
             # the gABI forbids SHF_COMPRESSED on allocated sections; decoding the
             # compressed bytes as instructions would report nonsense
-            self._fail(f"code section {compressed[0].name} is compressed (SHF_COMPRESSED): "
-                       "compressed code cannot be scanned or patched")
+            self._fail(f"code section {self.section_record(compressed[0]).name} is compressed "
+                       "(SHF_COMPRESSED): compressed code cannot be scanned or patched")
+
+    def section_record(self, index: int) -> Section:
+        """The record of section ``index`` (in range), made once."""
+        sec = self._made[index]
+        if sec is None:
+            sec = self._made[index] = Section(index, *self._raw[index])
+            if index:
+                names, off = self.shstrtab, sec.name_off
+                end = names.find(b"\0", off) if off < len(names) else -1
+                # a name outside the table, or not NUL-terminated: _cstring says which
+                raw = names[off:end] if end >= 0 else self._cstring(names, off, "section name")
+                sec.name_bytes = raw
+                shown = _SHOWN.get(raw)
+                sec.name = display_name(raw) if shown is None else shown
+        return sec
+
+    @cached
+    def sections(self) -> list[Section]:
+        """Every section's record, in index order."""
+        record = self.section_record
+        return [s if s is not None else record(i) for i, s in enumerate(self._made)]
 
     def _cstring(self, table: bytes, off: int, what: str) -> bytes:
         if off >= len(table):
@@ -368,9 +394,9 @@ class ElfFile:
         return self.data[sec.offset:sec.offset + sec.size]
 
     def section(self, index: int) -> Section:
-        if not 0 <= index < len(self.sections):
+        if not 0 <= index < len(self._raw):
             self._fail(f"section index {index} is out of range")
-        return self.sections[index]
+        return self.section_record(index)
 
     def section_by_name(self, name: str) -> Section | None:
         for sec in self.sections:
@@ -381,19 +407,19 @@ class ElfFile:
     # ------------------------------------------------------------ symbol table
     @cached
     def symtab(self) -> Section | None:
-        found = [s for s in self.sections if s.type == SHT_SYMTAB]
+        found = [i for i, t in enumerate(self._raw) if t[1] == SHT_SYMTAB]
         if len(found) > 1:
             self._fail("more than one symbol table")
         if not found:
             return None
-        sec = found[0]
+        sec = self.section_record(found[0])
         if sec.entsize not in (0, SYM_SIZE):
             self._fail(f"symbol table has entry size {sec.entsize}, expected {SYM_SIZE}")
         if sec.size % SYM_SIZE:
             self._fail(f"symbol table size {sec.size:#x} is not a multiple of {SYM_SIZE}")
-        if not 0 < sec.link < len(self.sections) or sec.link == sec.index:
+        if not 0 < sec.link < len(self._raw) or sec.link == sec.index:
             self._fail(f"symbol table links to invalid string table section {sec.link}")
-        if self.sections[sec.link].type != SHT_STRTAB:
+        if self._raw[sec.link][1] != SHT_STRTAB:
             self._fail(f"symbol table's string table (section {sec.link}) is not SHT_STRTAB")
         if sec.info > sec.size // SYM_SIZE:
             self._fail(f"symbol table sh_info {sec.info} exceeds its {sec.size // SYM_SIZE} "
@@ -403,7 +429,7 @@ class ElfFile:
     @cached
     def strtab(self) -> bytes:
         sym = self.symtab
-        return self.section_bytes(self.sections[sym.link]) if sym else b""
+        return self.section_bytes(self.section_record(sym.link)) if sym else b""
 
     @cached
     def syms(self) -> "SymbolColumns":
