@@ -514,3 +514,37 @@ def test_an_object_without_static_calls_makes_two_section_records(no_calls_o, in
     elf = ElfFile(inline_o.read_bytes(), str(inline_o))
     assert decide(elf, Options(policy="kernel")).entries
     assert None not in elf._made and [s.index for s in elf.sections] == list(range(len(elf._made)))
+
+
+@pytest.mark.parametrize("hits", [1, 3, 16, 17, 40])
+def test_symbols_named_with_a_prefix_are_found_as_a_scan_of_every_name(hits):
+    """``names_with_prefix`` gives what a look at every symbol's name gives,
+    searching the name fields for a few string-table hits (a field whose
+    bytes straddle two symbols is no match) and scanning the column for
+    many; and a second call gives the first answer."""
+    import random
+    import struct
+    from scall_objtool.core.elf import ElfFile, Section, SymbolColumns
+    rng = random.Random(hits)
+    strtab = bytearray(b"\0")
+    offsets = []
+    for k in range(hits):
+        offsets.append(len(strtab))
+        strtab += b"__SCT__key%d\0" % k
+    for k in range(300):
+        strtab += b"other_%d\0" % k
+    strtab = bytes(strtab)
+    names = [rng.choice(offsets + [1, len(strtab) - 2] + [o + 3 for o in offsets])
+             for _ in range(2000)]
+    # a name field whose high bytes and the next field's low byte spell a hit
+    assert offsets[0] == 1
+    names[7], names[8] = 0x100, 0x200      # bytes 00 01 00 00 | 00 02 00 00
+    symtab = b"".join(struct.pack("<IBBHQQ", n, 0x12, 0, 1, 0, 0) for n in names)
+    elf = object.__new__(ElfFile)
+    elf.data = bytes(8) + symtab
+    elf.__dict__.update(symtab=Section(2, 0, 2, 0, 0, 8, len(symtab), 3, 0, 8, 24),
+                        strtab=strtab, _prefixed={})
+    elf.__dict__["syms"] = SymbolColumns(elf)
+    expect = [i for i, n in enumerate(names) if strtab.startswith(b"__SCT__", n)]
+    assert elf.names_with_prefix(b"__SCT__") == expect and expect
+    assert elf.names_with_prefix(b"__SCT__") == expect

@@ -227,6 +227,7 @@ class ElfFile:
         self.data = data
         self.path = path
         self._name_bytes = 0            # bytes of distinct symbol names read so far
+        self._prefixed: dict[bytes, list[int]] = {}     # names_with_prefix's answers
         self._parse_header()
         self._parse_sections()
 
@@ -472,12 +473,27 @@ class ElfFile:
         return Symbol(index, name, raw, info >> 4, stype, cols.other[index], shndx,
                       cols.value[index], cols.size[index])
 
+    #: ``names_with_prefix`` searches the name fields for each string-table
+    #: offset of the prefix up to this many of them; past it, one pass over
+    #: the column
+    NAME_SEARCHES = 16
+
     def names_with_prefix(self, prefix: bytes) -> list[int]:
-        """Indices of the symbols whose name starts with ``prefix``.
+        """Indices of the symbols whose name starts with ``prefix``, ascending.
 
         A name starts with the prefix exactly when its string-table offset is
         one of the offsets at which the prefix occurs, so the string table is
-        searched (at C speed) and the symbols are matched against the hits."""
+        searched (at C speed) and the symbols are matched against the hits:
+        for a few hits, by searching the name fields (copied into one string,
+        4 bytes a symbol) for each hit's offset, without a Python int per
+        symbol; for more, the name column.  Asked again (the writer asks for
+        the trampoline prefix and the keys'), the first answer."""
+        got = self._prefixed.get(prefix)
+        if got is None:
+            got = self._prefixed[prefix] = self._names_with_prefix(prefix)
+        return list(got)
+
+    def _names_with_prefix(self, prefix: bytes) -> list[int]:
         if self.symtab is None or prefix not in self.strtab:
             return []
         strtab = self.strtab
@@ -486,8 +502,24 @@ class ElfFile:
         while pos >= 0:
             starts.add(pos)
             pos = strtab.find(prefix, pos + 1)
-        names = self.syms.name
-        return list(compress(range(len(names)), map(starts.__contains__, names)))
+        if len(starts) > self.NAME_SEARCHES:
+            names = self.syms.name
+            return list(compress(range(len(names)), map(starts.__contains__, names)))
+        sec = self.symtab
+        col = memoryview(self.data)[sec.offset:sec.offset + sec.size].cast("I")[::6].tobytes()
+        out = []
+        find = col.find
+        for start in starts:
+            pat = start.to_bytes(4, "little")
+            at = find(pat)
+            while at >= 0:
+                if at & 3:                  # across two fields
+                    at = find(pat, at + 1)
+                else:
+                    out.append(at >> 2)
+                    at = find(pat, at + 4)
+        out.sort()
+        return out
 
     # -------------------------------------------------------- relocation tables
     # -------------------------------------------------------- relocation tables
@@ -564,7 +596,16 @@ class SymbolColumns:
     SCANS_BEFORE_INDEX = 8
 
     def in_section(self, index: int) -> list[int]:
-        """Indices of the symbols whose st_shndx is ``index``, ascending."""
+        """Indices of the symbols whose st_shndx is ``index``, ascending (a
+        section's asked for again -- the prover's function index, then the
+        writer's section symbol -- is not scanned again)."""
+        seen = self.__dict__.setdefault("_seen", {})
+        got = seen.get(index)
+        if got is None:
+            got = seen[index] = self._in_section(index)
+        return list(got)
+
+    def _in_section(self, index: int) -> list[int]:
         by = self.__dict__.get("_by_section")
         if by is None:
             self._scans = getattr(self, "_scans", 0) + 1
@@ -574,7 +615,7 @@ class SymbolColumns:
             by = self._by_section = {}
             for i, v in enumerate(self.shndx):
                 by.setdefault(v, []).append(i)
-        return list(by.get(index, ()))
+        return by.get(index, [])
 
 
 class RelocColumns:
