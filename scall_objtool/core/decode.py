@@ -41,6 +41,7 @@ GOT_RELOCS = frozenset({R_X86_64_GOTPCREL, R_X86_64_GOTPCRELX, R_X86_64_REX_GOTP
 
 _CS = None
 _BULK = None
+_c_void_p = _byref = None        # ctypes', bound with the library
 
 
 def _capstone():
@@ -113,8 +114,10 @@ def _bulk_layout():
     the package keeps it: the package's import (inspect, pathlib, subprocess,
     a module per architecture) costs more than proving every site of a large
     module."""
-    global _BULK
+    global _BULK, _c_void_p, _byref
     if _BULK is None:
+        import ctypes
+        _c_void_p, _byref = ctypes.c_void_p, ctypes.byref
         path = _library_path()
         bound = _bind(path) if path else None
         if bound is None:
@@ -128,9 +131,11 @@ def disassemble(code: bytes, base: int) -> tuple[list[int], list[int], object]:
     """Instruction starts and lengths of ``code`` (placed at ``base``), decoded
     linearly until the end or the first invalid instruction.
 
-    Uses capstone's C ``cs_disasm`` once for the whole range and reads the
-    fields it needs from the returned array in bulk; the third value maps an
-    instruction index to its mnemonic."""
+    Uses capstone's C ``cs_disasm`` once for the whole range, reads the
+    fields it needs from the returned array in bulk and frees it at once
+    (most of each record is text nobody reads); the third value maps an
+    instruction index to its mnemonic, decoding that one instruction again
+    (a mnemonic is only shown for a candidate that is not a site)."""
     layout = _bulk_layout()
     if not layout or not code:
         starts, sizes, mnems = [], [], []
@@ -139,23 +144,41 @@ def disassemble(code: bytes, base: int) -> tuple[list[int], list[int], object]:
             sizes.append(size)
             mnems.append(mnem)
         return starts, sizes, mnems.__getitem__
-    import ctypes
-    cs_disasm, cs_free, handle, stride, addr_off, size_off, mn_off = layout
-    insns = ctypes.c_void_p()
-    n = cs_disasm(handle, code, len(code), base, 0, ctypes.byref(insns))
+    cs_disasm, cs_free, handle, stride, addr_off, size_off, _mn_off = layout
+    insns = _c_void_p()
+    n = cs_disasm(handle, code, len(code), base, 0, _byref(insns))
     if n <= 0:
         return [], [], None
-    # capstone's array is read where it lies (not copied: most of each record
-    # is text nobody reads) and freed with the last mnemonic reader
-    held = _Insns(insns, n, cs_free)
-    raw = _view(insns.value, n * stride)
-    starts = raw.cast("Q")[addr_off // 8::stride // 8].tolist()
-    sizes = raw[size_off::stride].tolist()      # an x86 instruction is <= 15 bytes
+    try:
+        raw = _view(insns.value, n * stride)
+        starts = raw.cast("Q")[addr_off // 8::stride // 8].tolist()
+        sizes = raw[size_off::stride].tolist()      # an x86 instruction is <= 15 bytes
+    finally:
+        raw = None
+        cs_free(insns, n)
 
-    def mnemonic(i: int, held=held) -> str:
-        field = bytes(raw[i * stride + mn_off:i * stride + mn_off + 32])
-        return field.split(b"\0", 1)[0].decode("ascii", "replace")
+    def mnemonic(i: int) -> str:
+        at = starts[i] - base
+        return mnemonic_of(code[at:at + sizes[i]], starts[i])
     return starts, sizes, mnemonic
+
+
+def mnemonic_of(insn: bytes, address: int) -> str:
+    """The mnemonic of the one instruction ``insn`` (its bytes, at
+    ``address``), as capstone names it."""
+    layout = _bulk_layout()
+    if not layout:
+        return next(_capstone().disasm_lite(insn, address))[2]
+    cs_disasm, cs_free, handle, stride, _addr_off, _size_off, mn_off = layout
+    insns = _c_void_p()
+    n = cs_disasm(handle, insn, len(insn), address, 1, _byref(insns))
+    if n <= 0:
+        raise ValueError(f"no instruction at {address:#x}")
+    try:
+        field = bytes(_view(insns.value, stride)[mn_off:mn_off + 32])
+    finally:
+        cs_free(insns, n)
+    return field.split(b"\0", 1)[0].decode("ascii", "replace")
 
 
 _VIEW = None
@@ -182,24 +205,6 @@ def _view(address: int, size: int) -> memoryview:
     return memoryview((ctypes.c_char * size).from_address(address)).cast("B")
 
 
-class _Insns:
-    """An array ``cs_disasm`` returned, freed when no reader holds it."""
-    __slots__ = ("ptr", "n", "free")
-
-    def __init__(self, ptr, n: int, free):
-        self.ptr, self.n, self.free = ptr, n, free
-
-    def __del__(self):
-        try:
-            self.free(self.ptr, self.n)
-        except BaseException:
-            # at interpreter exit ctypes may be gone: the OS frees it; a
-            # signal raised here (KeyboardInterrupt in a library's process:
-            # the command line's handler never raises in a finalizer) would
-            # only be reported as "Exception ignored" with a traceback
-            pass
-
-
 #: a fresh decode's largest chunk (for one capstone call)
 MAX_CHUNK = 16 << 10
 #: the longest x86 instruction: one that does not decode with this many bytes
@@ -208,10 +213,7 @@ MAX_INSN = 15
 
 
 class _Run:
-    """Instructions decoded by one capstone call (a prefix of its result).
-    Its mnemonics stay with the decode that made it (capstone's records are
-    large): a later decode that follows it decodes the one instruction it
-    needs a mnemonic for again."""
+    """Instructions decoded by one capstone call (a prefix of its result)."""
     __slots__ = ("starts", "sizes", "final")
 
     def __init__(self, starts, sizes, final: bool):
@@ -222,17 +224,15 @@ class _Run:
 class Decoding:
     """The result of one linear decode: consecutive pieces of runs."""
 
-    def __init__(self, code: bytes, start: int, pieces: list[tuple[_Run, int, int]],
-                 mnemonics: dict[int, object]):
+    def __init__(self, code: bytes, start: int, pieces: list[tuple[_Run, int, int]]):
         self.code = code
         self.pieces = pieces
-        self.mnemonics = mnemonics          # id(run) -> mnemonic, for the runs made here
         self.firsts = [run.starts[i] for run, i, _j in pieces] if len(pieces) > 1 else None
         last = pieces[-1] if pieces else None
         self.stop = last[0].starts[last[2] - 1] + last[0].sizes[last[2] - 1] if last else start
 
-    def at(self, off: int) -> tuple[int, int, str] | None:
-        """(start, length, mnemonic) of the decoded instruction holding ``off``."""
+    def span(self, off: int) -> tuple[int, int] | None:
+        """(start, length) of the decoded instruction holding ``off``."""
         if self.firsts is None:             # one piece (or none): the common case
             if not self.pieces:
                 return None
@@ -245,12 +245,15 @@ class Decoding:
         k = bisect_right(run.starts, off, i, j) - 1
         if k < i or off >= run.starts[k] + run.sizes[k]:
             return None
-        start, size = run.starts[k], run.sizes[k]
-        mnemonic = self.mnemonics.get(id(run))
-        if mnemonic is not None:
-            return start, size, mnemonic(k)
-        _s, _z, again = disassemble(self.code[start:start + size], start)
-        return start, size, again(0)
+        return run.starts[k], run.sizes[k]
+
+    def at(self, off: int) -> tuple[int, int, str] | None:
+        """(start, length, mnemonic) of the decoded instruction holding ``off``."""
+        hit = self.span(off)
+        if hit is None:
+            return None
+        start, size = hit
+        return start, size, mnemonic_of(self.code[start:start + size], start)
 
 
 class SectionDecoder:
@@ -284,7 +287,6 @@ class SectionDecoder:
     def decode(self, start: int, limit: int) -> Decoding:
         code = self.code
         pieces: list[tuple[_Run, int, int]] = []
-        mnemonics: dict[int, object] = {}
         pos, chunk = start, 64
         while pos < limit:
             ahead = pos < self.high         # may an earlier boundary lie at or after pos?
@@ -308,7 +310,7 @@ class SectionDecoder:
                 chunk = MAX_CHUNK           # nothing decoded ahead: nothing to meet
             lim = min(limit, pos + chunk)
             chunk = min(2 * chunk, MAX_CHUNK)
-            starts, sizes, mnemonic = disassemble(code[pos:lim], pos)
+            starts, sizes, _mnemonic = disassemble(code[pos:lim], pos)
             cut = len(starts)
             if ahead and cut > 1:
                 met = self.owner.keys() & starts       # pos itself is not among them
@@ -323,14 +325,13 @@ class SectionDecoder:
                 if cut < len(starts):
                     starts, sizes = starts[:cut], sizes[:cut]
                 run = _Run(starts, sizes, final)
-                mnemonics[id(run)] = mnemonic
                 self.unindexed.append(run)
                 self.high = max(self.high, starts[-1] + 1)
                 pieces.append((run, 0, cut))
             if whole and (final or lim == limit):
                 break
             pos = end
-        return Decoding(code, start, pieces, mnemonics)
+        return Decoding(code, start, pieces)
 
 
 # records, not dataclasses: importing dataclasses (it pulls in inspect) costs
@@ -342,7 +343,7 @@ class Insn:
     prefixes: bytes
     kind: str | None        # call, prefixed-call, tail, jcc-tail, indirect, or None
     field: int | None       # offset of the rel32/disp32 within the instruction
-    mnemonic: str
+    mnemonic: str | None    # read for the message of a candidate that is not a site
 
 
 @record
@@ -356,7 +357,7 @@ class Proof:
     detail: str                 # why it is not a site, when it is not
 
 
-def analyse(code: bytes, start: int, length: int, mnemonic: str) -> Insn:
+def analyse(code: bytes, start: int, length: int, mnemonic: str | None) -> Insn:
     """Classify the instruction bytes at ``start``: prefixes, opcode, field."""
     b = code[start:start + length]
     i = 0
@@ -564,7 +565,7 @@ def _prove_function(decoder: SectionDecoder, fname, fstart: int, fend,
     code = decoder.code
     end = min(fend if fend is not None else len(code), len(code))
     group.sort(key=lambda c: c.offset)
-    found: dict[int, tuple[int, int, str]] = {}
+    found: dict[int, tuple[int, int]] = {}
     stop = fstart
     pending = [c for c in group if fstart <= c.offset < end]
     if pending:
@@ -573,7 +574,7 @@ def _prove_function(decoder: SectionDecoder, fname, fstart: int, fend,
         decoded = decoder.decode(fstart, limit)
         stop = decoded.stop
         for c in pending:
-            hit = decoded.at(c.offset)
+            hit = decoded.span(c.offset)
             if hit is not None:
                 found[c.offset] = hit
     out = []
@@ -587,9 +588,14 @@ def _prove_function(decoder: SectionDecoder, fname, fstart: int, fend,
                 why = f"decoding from {fname or 'section start'} stopped at offset {stop:#x}"
             out.append(Proof(c, None, fname, fofs, None, why))
             continue
-        insn = analyse(code, *hit)
-        kind, why = _judge(c, insn) if image is None else _judge_image(c, insn, code,
-                                                                          image, sec)
+        # the mnemonic is read (the instruction decoded again) for a message only
+        insn = analyse(code, *hit, None)
+        judge = (lambda: _judge(c, insn)) if image is None else (
+            lambda: _judge_image(c, insn, code, image, sec))
+        kind, why = judge()
+        if kind is None:
+            insn.mnemonic = mnemonic_of(code[insn.start:insn.start + insn.length], insn.start)
+            kind, why = judge()
         if kind is not None and fname is not None:
             fofs = insn.start - fstart        # a site is reported at its instruction
         out.append(Proof(c, insn, fname, fofs, kind, why))
