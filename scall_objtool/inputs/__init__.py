@@ -10,6 +10,7 @@ order within an archive: deterministic whatever the file system returns.
 from __future__ import annotations
 
 import os
+import stat
 
 from ..errors import InputError
 from ..records import LIST, record
@@ -213,8 +214,13 @@ def expand(paths: list[str], include: list[str] | None = None,
         else:
             out.append(Input(show(p), real or p, walked=bool(walked)))
 
+    known: dict[str, tuple] = {}        # a named file's (device, inode), for _once
     for p in paths:
-        if os.path.isdir(p):
+        try:
+            st = os.stat(p)                 # one stat a name: isdir, isfile, its identity
+        except (OSError, ValueError):
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
             walk = _walk(p, patterns)
             errors.extend(walk.errors)
             outside.extend((show(f), show(t)) for f, t in walk.outside)
@@ -232,21 +238,24 @@ def expand(paths: list[str], include: list[str] | None = None,
             walked = frozenset(map(resolve, found))
             for full in keep:
                 add_file(full, walked, walk.links.get(full))
-        elif os.path.isfile(p):
+        elif st is not None and stat.S_ISREG(st.st_mode):
+            known[p] = (st.st_dev, st.st_ino)
             add_file(p)
         else:
             out.append(Input(show(p), p))   # reported when read: "cannot open"
-    inputs, duplicates = _once(out)
+    inputs, duplicates = _once(out, known)
     return Expansion(inputs, errors, repeats, outside, duplicates, linked_parts)
 
 
-def _once(inputs: list[Input]) -> tuple[list[Input], list[tuple[str, str]]]:
+def _once(inputs: list[Input], known: dict[str, tuple] | None = None
+          ) -> tuple[list[Input], list[tuple[str, str]]]:
     """Each file once (device, inode; and offset for a member of a regular
     archive): (the inputs kept, in order; [(display, display kept)] the
     others).  Of the names of one file the first is kept, but a name that
     is not a symlink wins over an earlier one that is (``a-link.o`` and
-    ``a.o`` in one directory: ``a.o`` is processed)."""
-    stats: dict[str, tuple | None] = {}
+    ``a.o`` in one directory: ``a.o`` is processed).  ``known``: the
+    (device, inode) of paths already stat'ed."""
+    stats: dict[str, tuple | None] = dict(known or {})
 
     def key(inp: Input):
         if inp.path not in stats:
