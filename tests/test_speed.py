@@ -254,8 +254,8 @@ def test_capstone_library_bound_directly_decodes_as_the_package(inline_o):
     assert decode._library_path() is not None       # the direct path is the one taken
     layout = decode._bulk_layout()
     t = capstone._cs_insn
-    assert layout[3:] == (ctypes.sizeof(t), t.address.offset, t.size.offset,
-                          t.mnemonic.offset)
+    assert layout[3:7] == (ctypes.sizeof(t), t.address.offset, t.size.offset,
+                           t.mnemonic.offset)
     elf = ElfFile(Path(inline_o).read_bytes(), str(inline_o))
     text = next(s for s in elf.sections if s.name == ".text")
     code = bytes(elf.data[text.offset:text.offset + text.size])
@@ -548,3 +548,83 @@ def test_symbols_named_with_a_prefix_are_found_as_a_scan_of_every_name(hits):
     expect = [i for i, n in enumerate(names) if strtab.startswith(b"__SCT__", n)]
     assert elf.names_with_prefix(b"__SCT__") == expect and expect
     assert elf.names_with_prefix(b"__SCT__") == expect
+
+
+
+def _both_handles():
+    """(the library's cs_disasm/cs_free as attributes, regular handle, quiet handle)."""
+    from types import SimpleNamespace
+
+    from scall_objtool.core import decode
+    layout = decode._bulk_layout()
+    if not layout:
+        pytest.skip("capstone's C library is not bound directly")
+    return SimpleNamespace(cs_disasm=layout[0], cs_free=layout[1]), layout[2], layout[7]
+
+
+def _code_sections(path: Path):
+    from scall_objtool.core.elf import ElfFile
+    elf = ElfFile(path.read_bytes(), str(path))
+    return [elf.section_bytes(s) for s in elf.sections if s.executable and s.size]
+
+
+def test_the_quiet_handle_decodes_every_instruction_as_the_regular_one(inline_o):
+    """The handle the prover decodes with formats no text (its printer is
+    capstone's cs_support, a no-op for it) and finds the same instructions
+    as a regular handle in every code section of real objects: gcc's, the
+    prebuilt ones of several compilers, and the assembler's sources with
+    prefixes, VEX/EVEX and padding."""
+    from scall_objtool.core import decode
+    lib, regular, quiet = _both_handles()
+    assert quiet != regular         # on this machine's capstone the quiet path is taken
+    objects = [Path(inline_o)] + sorted((ROOT / "testdata" / "prebuilt").glob("*.o"))
+    checked = 0
+    for obj in objects:
+        for code in _code_sections(obj):
+            want = decode._decoded(lib, regular, code)
+            got = decode._decoded(lib, quiet, code)
+            assert [w[:2] for w in want] == [g[:2] for g in got], obj
+            assert all(w[2] for w in want) and not any(g[2] for g in got), obj
+            checked += len(want)
+    assert checked > 1000
+
+
+def test_a_printer_field_that_is_not_the_librarys_is_never_written(monkeypatch):
+    """When the third field of a new handle does not hold a function of the
+    capstone library itself (another layout), nothing is written there and
+    the regular handle decodes for both."""
+    import ctypes
+
+    from scall_objtool.core import decode
+    lib = ctypes.CDLL(decode._library_path() or "libcapstone.so")
+    _lib, regular, _quiet = _both_handles()
+    for name, argtypes, restype in (
+            ("cs_open", (ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t)),
+             ctypes.c_int),
+            ("cs_disasm", (ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64,
+                           ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)), ctypes.c_size_t),
+            ("cs_free", (ctypes.c_void_p, ctypes.c_size_t), None)):
+        getattr(lib, name).argtypes, getattr(lib, name).restype = argtypes, restype
+    monkeypatch.setattr(decode, "_object_of", lambda address: address)   # never equal
+    assert decode._quiet_handle(lib, regular) == regular
+    monkeypatch.undo()
+    quiet = decode._quiet_handle(lib, regular)
+    assert quiet != regular
+    assert [d[:2] for d in decode._decoded(lib, quiet, decode._REFERENCE)] == \
+        [d[:2] for d in decode._decoded(lib, regular, decode._REFERENCE)]
+
+
+@pytest.mark.slow
+def test_the_quiet_handle_decodes_the_corpus_as_the_regular_one(corpus):
+    """Every code section of every module of Debian's 6.1 cloud corpus
+    (1,121 modules): the same instructions from both handles."""
+    from scall_objtool.core import decode
+    lib, regular, quiet = _both_handles()
+    total = 0
+    for mod in sorted(corpus.rglob("*.ko")):
+        for code in _code_sections(mod):
+            want = decode._decoded(lib, regular, code)
+            got = decode._decoded(lib, quiet, code)
+            assert [w[:2] for w in want] == [g[:2] for g in got], mod
+            total += len(want)
+    assert total > 3_000_000        # 4.05 M: each section up to its first invalid byte
