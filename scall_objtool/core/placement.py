@@ -230,11 +230,12 @@ def _changed_flags(first: dict, info: ModuleInfo) -> dict[int, int]:
     return changed
 
 
-#: flags -> the first of _MASKS they match (None: none), as worked out so far
-_PASS_OF: dict[int, int | None] = {}
+#: flags -> the first of _MASKS they match, as worked out so far
+_PASS_OF: dict[int, int] = {}
 
 
 def _pass_of(f: int) -> int | None:
+    """The first of _MASKS that flags ``f`` match (layout_sections())."""
     for m, (must, must_not) in enumerate(_MASKS):
         if f & must == must and not f & must_not:
             return m
@@ -252,10 +253,13 @@ def _layout(model: str, info: ModuleInfo, placed: dict) -> Layout:
     return Layout(model, info, {i: Placed(*p) for i, p in placed.items()})
 
 
-def _place(elf, model: str, info: ModuleInfo,
-           changed: dict[int, int] | None = None) -> dict[int, tuple[str, int, str, int]]:
+def _place(elf, model: str, info: ModuleInfo, changed: dict[int, int] | None = None,
+           code_only: bool = False) -> dict[int, tuple[str, int, str, int]]:
     """``layout``'s places as (region, offset, allocation, alloc_offset), by
-    section index; ``changed``: ``_changed_flags``, when known."""
+    section index; ``changed``: ``_changed_flags``, when known.  With
+    ``code_only``, the places of the executable sections (the first pass;
+    every section a site can be in), the others' only when needed to raise
+    what ``layout`` raises."""
     if model not in _LAYOUTS:
         raise ValueError(f"unknown layout model {model!r}")
     if changed is None:
@@ -267,6 +271,7 @@ def _place(elf, model: str, info: ModuleInfo,
     # its flags match (layout_sections()): here one list a pass, core and init
     core: list[list] = [[] for _ in _MASKS]
     init: list[list] = [[] for _ in _MASKS]
+    bound = 4 * PAGE_SIZE       # what every section and page rounding could add up to
     for sec in elf.sections[1:]:
         f = sec.flags
         if not f & SHF_ALLOC:
@@ -275,19 +280,24 @@ def _place(elf, model: str, info: ModuleInfo,
             f = changed[sec.index]
             if not f & SHF_ALLOC:
                 continue
-        if f & wx == wx:
-            # module_enforce_rwx_sections(): the loader refuses the module
-            raise Unmodelled(f"section {sec.name} is writable and executable")
-        align = sec.addralign
-        if align and (align & (align - 1) or align >= _MAX_SIZE):
-            raise Unmodelled(f"section {sec.name} has alignment {align}")
-        m = _PASS_OF.get(f, -1)
-        if m == -1:
-            m = _pass_of(f)
+        m = _PASS_OF.get(f)
+        if m is None:
+            if f & wx == wx:
+                # module_enforce_rwx_sections(): the loader refuses the module
+                raise Unmodelled(f"section {sec.name} is writable and executable")
+            m = _pass_of(f)             # (SHF_ALLOC flags match the last mask at least)
             if len(_PASS_OF) < 1024:
-                _PASS_OF[f] = m
-        if m is not None:
-            (init if sec.name_bytes.startswith(init_prefixes) else core)[m].append(sec)
+                _PASS_OF[f] = m             # (never flags with SHF_WRITE and SHF_EXECINSTR)
+        align = sec.addralign
+        if align & (align - 1) or align >= _MAX_SIZE:       # (0 is no alignment)
+            raise Unmodelled(f"section {sec.name} has alignment {align}")
+        (init if sec.name_bytes.startswith(init_prefixes) else core)[m].append(sec)
+        bound += sec.size + align
+    if code_only and bound < _MAX_SIZE and not (model == "6.4" and init[2]):
+        # the later passes cannot make the layout raise: no region or
+        # allocation reaches _MAX_SIZE, and no init section is ro_after_init
+        # (6.4: MOD_INVALID); they do not move the first pass's sections
+        core, init = core[:1], init[:1]
     placed: dict[int, tuple[str, int, str, int]] = {}
     for is_init, passes in ((False, core), (True, init)):
         if any(passes):
@@ -351,7 +361,7 @@ def plan(elf, choice: str) -> tuple[Layout | None, str | None]:
     return _layout(model, info, placed), None
 
 
-def _plan(elf, choice: str):
+def _plan(elf, choice: str, code_only: bool = False):
     """``plan`` as (model, module info, ``_place``'s places or None, warning)."""
     if choice == "off" or elf.linked:
         return None, None, None, None
@@ -372,7 +382,8 @@ def _plan(elf, choice: str):
     else:
         model = choice
     try:
-        return model, info, _place(elf, model, info, _changed_flags(first, info)), None
+        return model, info, _place(elf, model, info, _changed_flags(first, info),
+                                   code_only), None
     except Unmodelled as e:
         return model, info, None, _fallback(f"the {model} module layout does not apply: {e}")
 
@@ -405,7 +416,9 @@ class Placer:
     def _where(self, sec) -> tuple[int, int, dict]:
         if not self._planned:
             self._planned = True
-            self.model, _info, self.placed, warning = _plan(self.elf, self.options.placement)
+            # only sections of code hold sites (decode.prove)
+            self.model, _info, self.placed, warning = _plan(
+                self.elf, self.options.placement, code_only=True)
             if warning:
                 self.warnings.append(warning)
         if self.placed is not None:
