@@ -108,7 +108,7 @@ def _scan(elf: ElfFile, options: Options, candidates_from: str, sources: str) ->
                 "unproven" if proof.insn is None else "address")
             refs.append((sec.index, c.offset, Reference(
                 sec.name, c.offset, proof.function, proof.function_offset, c.tramp.name,
-                reloc_name(c.rtype), kind,
+                reloc_of.get(c.rtype) or reloc_of.setdefault(c.rtype, reloc_name(c.rtype)), kind,
                 proof.detail if kind != "data" else "referenced from data")))
             continue
         insn = proof.insn
@@ -135,12 +135,8 @@ def _scan(elf: ElfFile, options: Options, candidates_from: str, sources: str) ->
         if t is None:
             t = tramp_of[tramp.index] = (tramp.name, tramp.index,
                                          display_name(key_name(tramp.name_bytes, options)))
-        if c.from_code:
-            rname = "none"
-        else:
-            rname = reloc_of.get(c.rtype)
-            if rname is None:
-                rname = reloc_of[c.rtype] = reloc_name(c.rtype)
+        rname = "none" if c.from_code else (
+            reloc_of.get(c.rtype) or reloc_of.setdefault(c.rtype, reloc_name(c.rtype)))
         length, prefixes = insn.length, insn.prefixes
         if kind in _DIRECT:                     # an indirect call has no rel32
             pos = (base + start) % align        # classify.crossing()

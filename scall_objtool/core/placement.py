@@ -103,7 +103,10 @@ def is_module(elf) -> bool:
     holds its ``struct module``."""
     if elf.linked:
         return False
-    return any(s.name_bytes == THIS_MODULE for s in elf.sections)
+    for sec in elf.sections:
+        if sec.name_bytes == THIS_MODULE:
+            return True
+    return False
 
 
 def module_info(elf) -> ModuleInfo:
