@@ -38,35 +38,40 @@ def crossing(offset: int, length: int, align: int, line: int) -> str:
 
 def apply_policy(site: Site, options: Options) -> None:
     """Set ``patchable`` and ``reason`` on a site under the options' policy."""
-    kind = site.kind
+    site.reason = reason = policy_reason(site.kind, site.prefixes, site.crossing, options)
+    site.patchable = reason is None
+
+
+def policy_reason(kind: str, prefixes: bytes, crossing: str | None,
+                  options: Options) -> str | None:
+    """Why a site of ``kind`` with these ``prefixes`` and ``crossing`` is
+    fallback under the options' policy; None when it is patchable.  Depends
+    on nothing else: a scan works it out once for each combination."""
     spec = KIND_TABLE[kind]
     if options.policy == "kernel":
         # objtool lists every direct call, tail call and conditional tail
         # call; the kernel's int3-based patcher copes with any placement.
-        site.reason = None if spec.direct else spec.reason
-        site.patchable = site.reason is None
-        return
+        return None if spec.direct else spec.reason
     # the kind's own reason (a jmp, a jcc, no rel32), --allow-tail lifting a jmp's
     reason = None if kind == "tail" and options.allow_tail else spec.reason
     if reason is None:
-        reason = _site_reason(site, options)
-    site.patchable = reason is None
-    site.reason = reason
+        reason = _site_reason(kind, prefixes, crossing, options)
+    return reason
 
 
-def _site_reason(site: Site, options: Options) -> str | None:
+def _site_reason(kind: str, prefixes: bytes, crossing: str | None,
+                 options: Options) -> str | None:
     """The seed policy's reason for a direct call or jmp: its prefixes, else
     its crossing."""
-    if site.prefixes:
+    if prefixes:
         # --allow-prefixed: a call whose one prefix is cs (2E E8 rel32) is
         # the prefix patcher's, crossing or not: int3 goes on the prefix
         # byte, and no thread executes the rel32 while it is written.
-        if options.allow_prefixed and site.kind == "prefixed-call" \
-                and site.prefixes == CS_PREFIX:
+        if options.allow_prefixed and kind == "prefixed-call" and prefixes == CS_PREFIX:
             return None
         return "prefixed"
-    if site.crossing == "always":
+    if crossing == "always":
         return "crosses-cache-line"
-    if site.crossing == "depends":
+    if crossing == "depends":
         return "may-cross-cache-line"
     return None

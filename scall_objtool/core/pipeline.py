@@ -17,7 +17,10 @@ from ..vocabulary import KIND_TABLE
 from . import ObjectResult, Options, Reference, Site
 from .candidates import (find_candidates, find_code_candidates, find_trampolines,
                          has_code_relocations)
-from .elf import SHT_NOBITS, ElfFile, open_elf, reloc_name
+from .elf import SHT_NOBITS, ElfFile, display_name, open_elf, reloc_name
+
+#: the kinds of site with a rel32, whose placement matters
+_DIRECT = frozenset(k for k, spec in KIND_TABLE.items() if spec.direct)
 
 #: what ``scan_elf(sources=...)`` reads source lines (DWARF) for: every site,
 #: the fallback sites only (what a check shows), or none
@@ -84,59 +87,74 @@ def _scan(elf: ElfFile, options: Options, candidates_from: str, sources: str) ->
         candidates = find_candidates(elf, tramps)
     if not candidates:
         return result
-    from .classify import apply_policy, crossing
-    from .decode import prove
-    from .elf import display_name
-    from .placement import ADDRESS, Placer
-
-    seen = set()
+    classify, decode, placement = _LATE or _late()
+    policy_reason, ADDRESS, Placer = classify.policy_reason, placement.ADDRESS, placement.Placer
+    found: dict[tuple[int, int], Site] = {}     # (section, instruction start) -> its site
     refs = []
-    keys: dict[int, str] = {}       # trampoline symbol -> its key's name, shown
+    tramp_of: dict[int, tuple] = {}   # trampoline symbol -> (name, index, its key's name, shown)
+    reloc_of: dict[int, str] = {}     # relocation type -> its name
+    verdict_of: dict[tuple, tuple] = {}     # (kind, prefixes, crossing) -> (patchable, reason)
+    line = options.cache_line
     placer = None if linked else Placer(elf, options, result.warnings)
-    for proof in prove(elf, candidates):
+    last = None
+    for proof in decode.prove(elf, candidates):
         c = proof.candidate
         sec = c.section
-        if proof.site_kind is None:
+        kind = proof.site_kind
+        if kind is None:
             if c.from_code:
                 continue        # a byte pattern that decoding did not confirm
             kind = "data" if not sec.executable else (
                 "unproven" if proof.insn is None else "address")
             refs.append((sec.index, c.offset, Reference(
-                section=sec.name, offset=c.offset, function=proof.function,
-                function_offset=proof.function_offset, symbol=c.tramp.name,
-                reloc_type=reloc_name(c.rtype), kind=kind,
-                detail=proof.detail if kind != "data" else "referenced from data")))
+                sec.name, c.offset, proof.function, proof.function_offset, c.tramp.name,
+                reloc_of.get(c.rtype) or reloc_of.setdefault(c.rtype, reloc_name(c.rtype)), kind,
+                proof.detail if kind != "data" else "referenced from data")))
             continue
         insn = proof.insn
-        if (sec.index, insn.start) in seen:
+        if sec is not last:
+            # what a site's placement rests on, once a section (the proofs
+            # come section by section): the first site of each section is
+            # the first of its proofs, so the placer's warnings come in the
+            # same order as when it was asked for every site
+            last = sec
+            index, name = sec.index, sec.name
+            if linked:
+                align = line         # the address is final: exact placement
+                base = sec.addr
+                placed = ADDRESS
+            else:
+                # the section's start is `base` bytes past an `align`-aligned boundary
+                align, base, placed = placer.where(sec)
+        start = insn.start
+        at = (index, start)
+        if at in found:
             continue
-        seen.add((sec.index, insn.start))
-        if linked:
-            address = at = sec.addr + insn.start
-            align = options.cache_line         # the address is final: exact placement
-            placed = ADDRESS
+        tramp = c.tramp
+        t = tramp_of.get(tramp.index)
+        if t is None:
+            t = tramp_of[tramp.index] = (tramp.name, tramp.index,
+                                         display_name(key_name(tramp.name_bytes, options)))
+        rname = "none" if c.from_code else (
+            reloc_of.get(c.rtype) or reloc_of.setdefault(c.rtype, reloc_name(c.rtype)))
+        length, prefixes = insn.length, insn.prefixes
+        if kind in _DIRECT:                     # an indirect call has no rel32
+            pos = (base + start) % align        # classify.crossing()
+            crossing = ("never" if pos + length <= align else
+                        "always" if pos + length > line else "depends")
         else:
-            # the section's start is `base` bytes past an `align`-aligned boundary
-            address = None
-            align, base, placed = placer.where(sec)
-            at = base + insn.start
-        site = Site(
-            section=sec.name, section_index=sec.index, offset=insn.start, address=address,
-            function=proof.function, function_offset=proof.function_offset,
-            trampoline=c.tramp.name, tramp_sym=c.tramp.index,
-            key=keys.get(c.tramp.index) or keys.setdefault(
-                c.tramp.index, display_name(key_name(c.tramp.name_bytes, options))),
-            kind=proof.site_kind, length=insn.length, prefixes=insn.prefixes,
-            reloc_type="none" if c.from_code else reloc_name(c.rtype), alignment=align,
-            placement=placed)
-        if KIND_TABLE[site.kind].direct:          # an indirect call has no rel32
-            site.crossing = crossing(at, insn.length, align, options.cache_line)
-        apply_policy(site, options)
-        result.sites.append(site)
-    result.sites.sort(key=lambda s: (s.section_index, s.offset))
+            crossing = None
+        verdict = verdict_of.get((kind, prefixes, crossing))
+        if verdict is None:
+            reason = policy_reason(kind, prefixes, crossing, options)
+            verdict = verdict_of[kind, prefixes, crossing] = (reason is None, reason)
+        found[at] = Site(name, index, start, base + start if linked else None,
+                         proof.function, proof.function_offset, t[0], t[1], t[2], kind,
+                         length, prefixes, rname, align, crossing, verdict[0], verdict[1],
+                         None, [], placed)
+    result.sites = [found[at] for at in sorted(found)]
     if result.sites:
-        from .remedy import compiler_of
-        result.compiler = compiler_of(elf)
+        result.compiler = (_REMEDY or _remedy()).compiler_of(elf)
     refs.sort(key=lambda r: r[:2])
     result.references = [r[2] for r in refs]
     if sources != "none" and result.sites and (elf.section_by_name(".debug_info") is not None
@@ -144,6 +162,28 @@ def _scan(elf: ElfFile, options: Options, candidates_from: str, sources: str) ->
         from ..lines import attach_sources
         attach_sources(elf, result, fallback_only=sources == "fallback", jobs=LINE_JOBS)
     return result
+
+
+#: the modules only an object with candidates needs (decode, classify,
+#: placement), and one with sites (remedy): imported when the first such
+#: object is met, once (an import statement costs a few microseconds each
+#: time it runs, even of a module already imported)
+_LATE: tuple | None = None
+_REMEDY = None
+
+
+def _late() -> tuple:
+    global _LATE
+    from . import classify, decode, placement
+    _LATE = (classify, decode, placement)
+    return _LATE
+
+
+def _remedy():
+    global _REMEDY
+    from . import remedy
+    _REMEDY = remedy
+    return remedy
 
 
 def _lto_without_code(elf: ElfFile) -> str | None:

@@ -103,21 +103,34 @@ def is_module(elf) -> bool:
     holds its ``struct module``."""
     if elf.linked:
         return False
-    return any(s.name_bytes == THIS_MODULE for s in elf.sections)
+    for sec in elf.sections:
+        if sec.name_bytes == THIS_MODULE:
+            return True
+    return False
 
 
 def module_info(elf) -> ModuleInfo:
     """The ``vermagic`` of the first ``.modinfo`` section, split into release
     and flags (``mod_unload`` and ``SMP``; both assumed when there is no
     vermagic)."""
+    return _module_info(elf, next((s for s in elf.sections if s.name_bytes == b".modinfo"),
+                                  None))
+
+
+def _module_info(elf, modinfo) -> ModuleInfo:
+    """``module_info`` from the first ``.modinfo`` section (None: none)."""
     vermagic = None
-    for sec in elf.sections:
-        if sec.name_bytes == b".modinfo":
-            for entry in elf.section_bytes(sec).split(b"\0"):
-                if entry.startswith(b"vermagic="):
-                    vermagic = entry[9:].decode("ascii", "replace")
-                    break
-            break
+    if modinfo is not None:
+        # the first NUL-separated entry that starts with vermagic=
+        data = elf.section_bytes(modinfo)
+        if data.startswith(b"vermagic="):
+            start = 9
+        else:
+            start = data.find(b"\0vermagic=")
+            start = start + 10 if start >= 0 else -1
+        if start >= 0:
+            end = data.find(b"\0", start)
+            vermagic = data[start:end if end >= 0 else len(data)].decode("ascii", "replace")
     if vermagic is None:
         return ModuleInfo(None, None, True, True)
     words = vermagic.split()
@@ -142,6 +155,19 @@ def release_version(release: str | None) -> tuple[int, int] | None:
 
 
 def model_for(release: str | None) -> str | None:
+    model = _MODEL_FOR.get(release, _UNKNOWN)
+    if model is _UNKNOWN:
+        model = _model_for(release)
+        if len(_MODEL_FOR) < 256:
+            _MODEL_FOR[release] = model      # a corpus has a release or a few
+    return model
+
+
+_MODEL_FOR: dict = {}
+_UNKNOWN = object()
+
+
+def _model_for(release: str | None) -> str | None:
     version = release_version(release)
     if version is None:
         return None
@@ -152,129 +178,200 @@ def model_for(release: str | None) -> str | None:
     return None
 
 
-def _first_alloc(elf, name: bytes, flags: list[int]) -> int | None:
-    """find_sec(): the first SHF_ALLOC section (index >= 1) named ``name``."""
+#: the sections the loader changes the flags of before the layout: the first
+#: SHF_ALLOC one of each name (find_sec())
+_CLEARED = (b".modinfo", b"__versions")
+_CLEARED_SMP = _CLEARED + (b".data..percpu",)
+_MARKED = (b".data..ro_after_init", b"__jump_table")
+_FROBBED = frozenset(_CLEARED_SMP + _MARKED)
+
+
+#: the names ``_survey`` looks for
+_SURVEYED = _FROBBED | {THIS_MODULE, b".modinfo"}
+
+
+def _survey(elf) -> tuple[bool, object, dict]:
+    """One pass over the section headers: is there a THIS_MODULE section
+    (``is_module``), the first ``.modinfo`` section whatever its flags
+    (``module_info``), and the first SHF_ALLOC section of each _FROBBED name
+    (find_sec()), by name."""
+    module, modinfo, first = False, None, {}
     for sec in elf.sections[1:]:
-        if flags[sec.index] & SHF_ALLOC and sec.name_bytes == name:
-            return sec.index
-    return None
+        name = sec.name_bytes
+        if name in _SURVEYED:
+            if name == THIS_MODULE:
+                module = True
+            elif name == b".modinfo" and modinfo is None:
+                modinfo = sec
+            if name in _FROBBED and sec.flags & SHF_ALLOC and name not in first:
+                first[name] = sec
+    return module, modinfo, first
 
 
 def loader_flags(elf, info: ModuleInfo) -> list[int]:
     """Each section's flags as the loader has them when it lays out."""
     flags = [s.flags for s in elf.sections]
-    cleared = [_first_alloc(elf, b".modinfo", flags), _first_alloc(elf, b"__versions", flags)]
-    if info.smp:
-        cleared.append(_first_alloc(elf, b".data..percpu", flags))
-    for index in cleared:
-        if index is not None:
-            flags[index] &= ~SHF_ALLOC
-    for name in (b".data..ro_after_init", b"__jump_table"):
-        index = _first_alloc(elf, name, flags)
-        if index is not None:
-            flags[index] |= SHF_RO_AFTER_INIT
+    for index, f in _changed_flags(_survey(elf)[2], info).items():
+        flags[index] = f
     return flags
 
 
-def is_init_section(name: bytes, unload: bool) -> bool:
-    """module_init_layout_section()."""
-    return name.startswith(b".init") or (not unload and name.startswith(b".exit"))
+def _changed_flags(first: dict, info: ModuleInfo) -> dict[int, int]:
+    """The flags the loader gives the sections it changes, by section index,
+    from the first SHF_ALLOC section of each name (``_survey``).  It clears
+    SHF_ALLOC of sections whose names differ from the ones it marks after,
+    so each find_sec() finds what it finds here."""
+    changed: dict[int, int] = {}
+    for name in (_CLEARED_SMP if info.smp else _CLEARED):
+        sec = first.get(name)
+        if sec is not None:
+            changed[sec.index] = sec.flags & ~SHF_ALLOC
+    for name in _MARKED:
+        sec = first.get(name)
+        if sec is not None:
+            changed[sec.index] = sec.flags | SHF_RO_AFTER_INIT
+    return changed
+
+
+#: flags -> the first of _MASKS they match, as worked out so far
+_PASS_OF: dict[int, int] = {}
+
+
+def _pass_of(f: int) -> int | None:
+    """The first of _MASKS that flags ``f`` match (layout_sections())."""
+    for m, (must, must_not) in enumerate(_MASKS):
+        if f & must == must and not f & must_not:
+            return m
+    return None
 
 
 def layout(elf, model: str, info: ModuleInfo) -> Layout:
     """Lay out the SHF_ALLOC sections of a module as ``model``'s loader does.
     Raises Unmodelled for a module that loader would refuse or that the
     model does not cover."""
+    return _layout(model, info, _place(elf, model, info))
+
+
+def _layout(model: str, info: ModuleInfo, placed: dict) -> Layout:
+    return Layout(model, info, {i: Placed(*p) for i, p in placed.items()})
+
+
+def _place(elf, model: str, info: ModuleInfo, changed: dict[int, int] | None = None,
+           code_only: bool = False) -> dict[int, tuple[str, int, str, int]]:
+    """``layout``'s places as (region, offset, allocation, alloc_offset), by
+    section index; ``changed``: ``_changed_flags``, when known.  With
+    ``code_only``, the places of the executable sections (the first pass;
+    every section a site can be in), the others' only when needed to raise
+    what ``layout`` raises."""
     if model not in _LAYOUTS:
         raise ValueError(f"unknown layout model {model!r}")
-    flags = loader_flags(elf, info)
+    if changed is None:
+        changed = _changed_flags(_survey(elf)[2], info)
     wx = SHF_WRITE | SHF_EXECINSTR
+    # init: module_init_layout_section(), .exit* too without mod_unload
+    init_prefixes = (b".init",) if info.unload else (b".init", b".exit")
+    # each SHF_ALLOC section goes in the first of the five passes whose mask
+    # its flags match (layout_sections()): here one list a pass, core and init
+    core: list[list] = [[] for _ in _MASKS]
+    init: list[list] = [[] for _ in _MASKS]
+    bound = 4 * PAGE_SIZE       # what every section and page rounding could add up to
     for sec in elf.sections[1:]:
-        f = flags[sec.index]
+        f = sec.flags
         if not f & SHF_ALLOC:
-            continue
-        if f & wx == wx:
-            # module_enforce_rwx_sections(): the loader refuses the module
-            raise Unmodelled(f"section {sec.name} is writable and executable")
+            continue            # (the loader changes the flags of SHF_ALLOC sections only)
+        if changed and sec.index in changed:
+            f = changed[sec.index]
+            if not f & SHF_ALLOC:
+                continue
+        m = _PASS_OF.get(f)
+        if m is None:
+            if f & wx == wx:
+                # module_enforce_rwx_sections(): the loader refuses the module
+                raise Unmodelled(f"section {sec.name} is writable and executable")
+            m = _pass_of(f)             # (SHF_ALLOC flags match the last mask at least)
+            if len(_PASS_OF) < 1024:
+                _PASS_OF[f] = m             # (never flags with SHF_WRITE and SHF_EXECINSTR)
         align = sec.addralign
-        if align and (align & (align - 1) or align >= _MAX_SIZE):
+        if align & (align - 1) or align >= _MAX_SIZE:       # (0 is no alignment)
             raise Unmodelled(f"section {sec.name} has alignment {align}")
-    placed: dict[int, Placed] = {}
-    for is_init in (False, True):
-        members = [s for s in elf.sections[1:]
-                   if flags[s.index] & SHF_ALLOC
-                   and is_init_section(s.name_bytes, info.unload) == is_init]
-        if not members:
-            continue
-        _LAYOUTS[model](members, flags, is_init, placed)
-    return Layout(model, info, placed)
+        (init if sec.name_bytes.startswith(init_prefixes) else core)[m].append(sec)
+        bound += sec.size + align
+    if code_only and bound < _MAX_SIZE and not (model == "6.4" and init[2]):
+        # the later passes cannot make the layout raise: no region or
+        # allocation reaches _MAX_SIZE, and no init section is ro_after_init
+        # (6.4: MOD_INVALID); they do not move the first pass's sections
+        core, init = core[:1], init[:1]
+    placed: dict[int, tuple[str, int, str, int]] = {}
+    for is_init, passes in ((False, core), (True, init)):
+        if any(passes):
+            _LAYOUTS[model](passes, is_init, placed)
+    return placed
 
 
-def _passes(members, flags):
-    """(pass number, section) in the loader's order."""
-    taken = set()
-    for m, (must, must_not) in enumerate(_MASKS):
-        batch = []
-        for s in members:
-            f = flags[s.index]
-            if f & must == must and not f & must_not and s.index not in taken:
-                taken.add(s.index)
-                batch.append(s)
-        yield m, batch
+def _too_big(size: int, where: str) -> Unmodelled:
+    """What a region or allocation of ``size`` bytes (>= _MAX_SIZE) raises."""
+    return Unmodelled(f"the {where} region would be {size} bytes")
 
 
-def _next_offset(size: int, sec) -> int:
-    """module_get_offset(): ALIGN(size, sh_addralign ?: 1)."""
-    align = sec.addralign or 1
-    return (size + align - 1) & ~(align - 1)
-
-
-def _check_size(size: int, where: str) -> None:
-    if size >= _MAX_SIZE:
-        raise Unmodelled(f"the {where} region would be {size} bytes")
-
-
-def _layout_61(members, flags, is_init: bool, placed: dict) -> None:
-    """layout_sections(): one allocation for core sections, one for init."""
+def _layout_61(passes: list[list], is_init: bool, placed: dict) -> None:
+    """layout_sections(): one allocation for core sections, one for init.
+    ``passes``: the sections of each mask pass, in section header order."""
     allocation = "init" if is_init else "core"
     regions = _INIT_REGIONS_61 if is_init else _CORE_REGIONS
+    strict = _STRICT_ALIGN_61[allocation]
     size = 0
     region_start = {}
-    for m, batch in _passes(members, flags):
+    for m, batch in enumerate(passes):
         region = regions[m]
         start = region_start.setdefault(region, size)
         for s in batch:
-            off = _next_offset(size, s)
+            align = s.addralign or 1
+            off = (size + align - 1) & ~(align - 1)         # module_get_offset()
             size = off + s.size
-            _check_size(size, allocation)
-            placed[s.index] = Placed(region, off - start, allocation, off)
-        if m in _STRICT_ALIGN_61[allocation]:
+            if size >= _MAX_SIZE:
+                raise _too_big(size, allocation)
+            placed[s.index] = (region, off - start, allocation, off)
+        if m in strict:
             size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)   # strict_align()
 
 
-def _layout_64(members, flags, is_init: bool, placed: dict) -> None:
+def _layout_64(passes: list[list], is_init: bool, placed: dict) -> None:
     """__layout_sections(): each memory type its own allocation."""
     regions = _INIT_REGIONS if is_init else _CORE_REGIONS
     sizes: dict[str, int] = {}
-    for m, batch in _passes(members, flags):
+    for m, batch in enumerate(passes):
         region = regions[m]
         for s in batch:
             if region is None:
                 # __layout_sections(): MOD_INVALID, the loader warns and skips it
                 raise Unmodelled(f"init section {s.name} is ro_after_init")
-            off = _next_offset(sizes.get(region, 0), s)
-            sizes[region] = off + s.size
-            _check_size(sizes[region], region)
-            placed[s.index] = Placed(region, off, region, off)
+            size = sizes.get(region, 0)
+            align = s.addralign or 1
+            off = (size + align - 1) & ~(align - 1)         # module_get_offset()
+            sizes[region] = size = off + s.size
+            if size >= _MAX_SIZE:
+                raise _too_big(size, region)
+            placed[s.index] = (region, off, region, off)
 
 
 def plan(elf, choice: str) -> tuple[Layout | None, str | None]:
     """The layout to classify ``elf`` with under ``Options.placement`` =
     ``choice``, and a warning when a module falls back to alignment verdicts.
     Not a module, or ``off``: (None, None)."""
-    if choice == "off" or not is_module(elf):
-        return None, None
-    info = module_info(elf)
+    model, info, placed, warning = _plan(elf, choice)
+    if placed is None:
+        return None, warning
+    return _layout(model, info, placed), None
+
+
+def _plan(elf, choice: str, code_only: bool = False):
+    """``plan`` as (model, module info, ``_place``'s places or None, warning)."""
+    if choice == "off" or elf.linked:
+        return None, None, None, None
+    module, modinfo, first = _survey(elf)
+    if not module:                              # is_module()
+        return None, None, None, None
+    info = _module_info(elf, modinfo)
     if choice == "auto":
         model = model_for(info.release)
         if model is None:
@@ -284,13 +381,14 @@ def plan(elf, choice: str) -> tuple[Layout | None, str | None]:
                 why = (f"no layout model for kernel release {info.release!r} (models: "
                        + ", ".join(f"{m.name} for {release_range(m)}"
                                    for m in LOADER_MODEL_TABLE.values()) + ")")
-            return None, _fallback(why)
+            return None, info, None, _fallback(why)
     else:
         model = choice
     try:
-        return layout(elf, model, info), None
+        return model, info, _place(elf, model, info, _changed_flags(first, info),
+                                   code_only), None
     except Unmodelled as e:
-        return None, _fallback(f"the {model} module layout does not apply: {e}")
+        return model, info, None, _fallback(f"the {model} module layout does not apply: {e}")
 
 
 def _fallback(why: str) -> str:
@@ -307,7 +405,8 @@ class Placer:
         self.options = options
         self.warnings = warnings
         self._planned = False          # the layout is worked out for the first site
-        self.layout = None
+        self.model = None
+        self.placed = None             # section index -> _place()'s tuple, when modelled
         self._cache: dict[int, tuple[int, int, dict]] = {}
         self._module_align = gcd(PAGE_SIZE, options.cache_line)
 
@@ -320,16 +419,17 @@ class Placer:
     def _where(self, sec) -> tuple[int, int, dict]:
         if not self._planned:
             self._planned = True
-            self.layout, warning = plan(self.elf, self.options.placement)
+            # only sections of code hold sites (decode.prove)
+            self.model, _info, self.placed, warning = _plan(
+                self.elf, self.options.placement, code_only=True)
             if warning:
                 self.warnings.append(warning)
-        lay = self.layout
-        if lay is not None:
-            p = lay.sections.get(sec.index)
+        if self.placed is not None:
+            p = self.placed.get(sec.index)
             if p is not None:
-                return (self._module_align, p.offset,
-                        {"basis": "model", "model": lay.model, "region": p.region,
-                         "offset": p.offset})
+                return (self._module_align, p[1],
+                        {"basis": "model", "model": self.model, "region": p[0],
+                         "offset": p[1]})
             self.warnings.append(f"{sec.name}: the module loader does not load this section; "
                                  "its sites' crossing verdicts use its alignment")
         g = effective_alignment(sec.addralign, self.options)

@@ -156,8 +156,14 @@ def compiler_of(elf) -> str | None:
     sec = elf.section_by_name(".comment")
     if sec is None:
         return None
-    found = set()
-    for entry in elf.section_bytes(sec).split(b"\0"):
+    data = elf.section_bytes(sec)
+    clang = b"clang version" in data
+    gcc = data.startswith(b"GCC:") or b"\0GCC:" in data    # an entry that starts so
+    if not (clang and gcc):
+        # (neither string holds a NUL: found in the bytes, it is in an entry)
+        return "clang" if clang else "gcc" if gcc else None
+    found = set()       # an entry may be both: the clang one counts
+    for entry in data.split(b"\0"):
         if b"clang version" in entry:
             found.add("clang")
         elif entry.startswith(b"GCC:"):

@@ -22,7 +22,11 @@ refer to it stay valid) and its headers are repointed at the new data.
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from bisect import bisect_left, bisect_right
+from itertools import repeat
+from operator import attrgetter
 
 from ..core import TAIL_KINDS, ObjectResult, Options, Site, location
 from ..core.elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF_WRITE,
@@ -30,9 +34,10 @@ from ..core.elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF
                         SHT_SYMTAB_SHNDX, STB_GLOBAL, STB_WEAK, STT_FILE, STT_FUNC, STT_NOTYPE,
                         STT_SECTION, ElfFile, Section, printable)
 from ..core.intervals import Innermost
+from ..core.placement import is_module   # imported by the scan of any object with sites
 from ..errors import InputError, KeyMissingError
 from ..records import record
-from . import FLAG_TAIL, RELA_TABLE, TABLE, key_name, table_sections
+from . import FLAG_TAIL, RELA_TABLE, TABLE, table_sections
 
 SYM = struct.Struct("<IBBHQQ")
 RELA = struct.Struct("<QQq")
@@ -57,28 +62,33 @@ class Plan:
         self.new_keys: list[bytes] = []           # names of symbols to add
         self.warnings: list[str] = []
         sites = [s for s in result.sites if s.patchable]
-        sites.sort(key=lambda s: (s.section_index, s.offset))
         if not sites:
             return
+        # by section, then offset: stable sorts on int keys (no tuple a site)
+        sites.sort(key=_OFFSET)
+        index = [s.section_index for s in sites]
+        if index != sorted(index):
+            sites.sort(key=_SECTION)
+            index = [s.section_index for s in sites]
         keys = self._key_symbols()
         # a kernel module's missing key is its trampoline, which the module
         # loader fixes up (objtool --module): --module, or recognised
-        from ..core.placement import is_module
         module = options.module or is_module(elf)
-        addr_cache: dict[int, _Addressing] = {}
         added: dict[bytes, int] = {}
         nsyms = elf.num_symbols
-        knames: dict[int, bytes] = {}      # trampoline symbol -> key name
-        for site in sites:
-            addr_sym, addend = self._addressing(site, addr_cache)
-            kname = knames.get(site.tramp_sym)
-            if kname is None:
-                kname = knames[site.tramp_sym] = key_name(
-                    elf.symbol(site.tramp_sym).name_bytes, options)
+        names = elf.syms.name
+        key_prefix, cut = options.key_prefix.encode(), len(options.tramp_prefix.encode())
+
+        def key_of(tramp: int) -> int:
+            """The key entry symbol of the sites calling ``tramp``: the same for
+            each of them, so asked once a trampoline (its first site)."""
+            if not 0 <= tramp < nsyms:
+                elf.symbol(tramp)               # its error
+            kname = key_prefix + elf.symbol_name_bytes(names[tramp])[cut:]   # key_name
             key = keys.get(kname)
             if key is None:
                 if module:
-                    key = site.tramp_sym
+                    key = tramp
                 elif options.strict_keys:
                     raise KeyMissingError(
                         f"static_call: can't find static_call_key symbol: "
@@ -88,8 +98,57 @@ class Plan:
                         added[kname] = nsyms + len(self.new_keys)
                         self.new_keys.append(kname)
                     key = added[kname]
-            flags = FLAG_TAIL if site.kind in TAIL_KINDS else 0
-            self.entries.append(Entry(site, addr_sym, addend, key, flags))
+            return key
+        flags = [FLAG_TAIL if site.kind in TAIL_KINDS else 0 for site in sites]
+        tramps = [site.tramp_sym for site in sites]
+        addressed = self._by_section_symbols(sites, index)
+        if addressed is not None:
+            # the section symbols address every site (a compiler's object):
+            # no site's addressing fails, so each column at once, the keys
+            # in the order of the sites (the first missing one raises)
+            keys_of = {tramp: key_of(tramp) for tramp in dict.fromkeys(tramps)}
+            self.entries = list(map(Entry, sites, *addressed,
+                                    map(keys_of.__getitem__, tramps), flags))
+            return
+        # site by site: a site's addressing error before its key's
+        cache: dict[int, _Addressing] = {}
+        keys_of = {}                        # trampoline symbol -> key entry symbol
+        entries = self.entries
+        for site, tramp, flag in zip(sites, tramps, flags):
+            addr_sym, addend = self._addressing(site, cache)
+            key = keys_of.get(tramp)
+            if key is None:
+                key = keys_of[tramp] = key_of(tramp)
+            entries.append(Entry(site, addr_sym, addend, key, flag))
+
+    def _by_section_symbols(self, sites: list[Site],
+                            index: list[int]) -> tuple[list[int], list[int]] | None:
+        """The symbol and the addend of each of ``sites`` (sorted by section
+        and offset; ``index``: their sections), two columns, when each site's
+        section has a section symbol and no addend is out of range, as
+        ``_addressing`` gives them; else None."""
+        elf = self.elf
+        offsets = [s.offset for s in sites]
+        secsyms = _section_symbols(elf, set(index))
+        value = elf.syms.value
+        syms: list[int] = []
+        addends: list[int] = []
+        start, n = 0, len(sites)
+        while start < n:
+            sec = index[start]
+            end = bisect_right(index, sec, start)
+            sym = secsyms.get(sec)
+            if sym is None:
+                return None
+            base = value[sym]
+            # the offsets of a section's sites ascend: its first and last
+            # addends bound the others
+            if not (_ADDEND_MIN <= offsets[start] - base and offsets[end - 1] - base < _ADDEND_END):
+                return None
+            syms += repeat(sym, end - start)
+            addends += [off - base for off in offsets[start:end]] if base else offsets[start:end]
+            start = end
+        return syms, addends
 
     def raised_alignments(self) -> list[tuple[int, int]]:
         """(section index, alignment) for each section whose ``sh_addralign``
@@ -97,13 +156,13 @@ class Plan:
         the classification relied on becomes the section's own, so that the
         linker keeps it.  Never in a kernel module: the loader lays it out
         from the alignments as they are, and the verdicts rest on that."""
-        from ..core.placement import is_module
         if is_module(self.elf):
             return []
+        sections = self.elf.sections
         out = {}
-        for e in self.entries:
-            index, align = e.site.section_index, e.site.alignment
-            if e.site.crossing is not None and self.elf.sections[index].addralign < align:
+        for index, align in {(s.section_index, s.alignment) for s in
+                             [e.site for e in self.entries] if s.crossing is not None}:
+            if sections[index].addralign < align:
                 out[index] = max(out.get(index, 0), align)
         return sorted(out.items())
 
@@ -112,11 +171,11 @@ class Plan:
         elf = self.elf
         prefix = self.options.key_prefix.encode()
         out: dict[bytes, int] = {}
-        info = elf.syms.info
-        for i in elf.names_with_prefix(prefix):
+        info, names = elf.syms.info, elf.syms.name
+        for i in _names_with_prefix(elf, prefix):
             if info[i] & 0xF == STT_SECTION:
                 continue
-            out.setdefault(elf.symbol(i).name_bytes, i)
+            out.setdefault(elf.symbol_name_bytes(names[i]), i)
         return out
 
     def _addressing(self, site: Site, cache: dict[int, _Addressing]) -> tuple[int, int]:
@@ -186,10 +245,14 @@ class _LastBefore:
 
 
 def _addend(elf: ElfFile, value: int) -> int:
-    if not -(1 << 63) <= value < (1 << 63):
+    if not _ADDEND_MIN <= value < _ADDEND_END:
         raise InputError("a symbol's value puts the site out of reach of a 64-bit addend",
                          elf.path)
     return value
+
+
+_ADDEND_MIN, _ADDEND_END = -(1 << 63), 1 << 63
+_OFFSET, _SECTION = attrgetter("offset"), attrgetter("section_index")
 
 
 def _symbols_in_section(elf: ElfFile, index: int) -> list[int]:
@@ -197,11 +260,80 @@ def _symbols_in_section(elf: ElfFile, index: int) -> list[int]:
 
 
 def _section_symbol(elf: ElfFile, index: int) -> int | None:
-    info = elf.syms.info
-    for i in _symbols_in_section(elf, index):
-        if info[i] & 0xF == STT_SECTION:
-            return i
-    return None
+    return _section_symbols(elf, {index}).get(index)
+
+
+#: 1 for the st_info bytes of STT_SECTION symbols (any binding), else 0
+_IS_SECTION = bytes(int(b & 0xF == STT_SECTION) for b in range(256))
+#: when the prefix's offsets in the string table end in this many distinct
+#: bytes at most, only the symbols whose name offset ends in one of them (a
+#: byte column, read at C speed) are looked at, not every symbol
+_FEW_LOW_BYTES = 32
+
+
+def _st_bytes(elf: ElfFile, field: int) -> bytes:
+    """Byte ``field`` of each symbol table entry, one a symbol (at C speed)."""
+    sym = elf.symtab
+    if sym is None or not sym.size:
+        return b""
+    return elf.data[sym.offset + field:sym.offset + sym.size:24]
+
+
+def _section_symbols(elf: ElfFile, wanted: set[int]) -> dict[int, int]:
+    """Of each section in ``wanted`` that has one, its section symbol: the
+    STT_SECTION symbol of lowest index whose st_shndx is the section.  The
+    section symbols are found in the st_info bytes (a compiler's object has
+    about one a section), not by looking at every symbol."""
+    types = _st_bytes(elf, 4).translate(_IS_SECTION)
+    shndx = elf.syms.shndx
+    out: dict[int, int] = {}
+    left = len(wanted)
+    i = types.find(1)
+    while i >= 0 and left:
+        sec = shndx[i]
+        if sec in wanted and sec not in out:
+            out[sec] = i
+            left -= 1
+        i = types.find(1, i + 1)
+    return out
+
+
+def _names_with_prefix(elf: ElfFile, prefix: bytes) -> list[int]:
+    """``elf.names_with_prefix(prefix)``: the symbols whose name starts with
+    ``prefix``, ascending.  When the prefix's occurrences in the string table
+    end in few distinct bytes (a module names a few keys, often none), only
+    the symbols whose name offset ends in one of them are looked at."""
+    strtab = elf.strtab
+    pos = strtab.find(prefix) if elf.symtab is not None else -1
+    starts = set()
+    while pos >= 0:
+        starts.add(pos)
+        pos = strtab.find(prefix, pos + 1)
+    if not starts:
+        return []
+    names = elf.syms.name
+    low = {p & 0xFF for p in starts}
+    if len(low) > _FEW_LOW_BYTES:
+        # each symbol looked at: a byte a symbol, 1 for a name that starts so
+        # (no int a symbol)
+        marks = bytes(map(starts.__contains__, names))
+        out = []
+        i = marks.find(1)
+        while i >= 0:
+            out.append(i)
+            i = marks.find(1, i + 1)
+        return out
+    table = bytearray(256)
+    for b in low:
+        table[b] = 1
+    marks = _st_bytes(elf, 0).translate(table)     # st_name's low byte, little-endian
+    out = []
+    i = marks.find(1)
+    while i >= 0:
+        if names[i] in starts:
+            out.append(i)
+        i = marks.find(1, i + 1)
+    return out
 
 
 class _Image:
@@ -249,19 +381,46 @@ class Assembled:
 
 
 class _StringTable(bytearray):
-    """A string table being extended, with the offset of the first
-    occurrence of each whole string in it (indexed once, kept up to date),
-    so that adding a name costs O(its length), not O(table)."""
+    """A string table being extended.  A name is looked for as a whole string
+    (its first occurrence) by a search of the table, a few times; then the
+    offset of the first occurrence of each whole string is indexed (once, and
+    kept up to date), so that adding many names costs O(their length), not
+    O(table) each."""
+    #: the searches before the table is indexed
+    SEARCHES = 4
 
     def __init__(self, data: bytes):
         super().__init__(data)
         if self and self[-1:] != b"\0":
             self += b"\0"
-        self.first: dict[bytes, int] = {}
-        pos = 0
-        for piece in bytes(self).split(b"\0")[:-1]:     # the last is not NUL-terminated
-            self.first.setdefault(piece, pos)
-            pos += len(piece) + 1
+        self.first: dict[bytes, int] | None = None
+        self.searches = 0
+
+    def offset_of(self, name: bytes) -> int | None:
+        """The offset of the first occurrence of ``name`` as a whole string."""
+        if self.first is None:
+            self.searches += 1
+            if self.searches <= self.SEARCHES:
+                if b"\0" in name:
+                    return None             # no string of the table holds a NUL
+                if self.startswith(name + b"\0"):
+                    return 0
+                pos = self.find(b"\0" + name + b"\0")
+                return pos + 1 if pos >= 0 else None
+            self.first = {}
+            pos = 0
+            for piece in bytes(self).split(b"\0")[:-1]:    # the last is not NUL-terminated
+                self.first.setdefault(piece, pos)
+                pos += len(piece) + 1
+        return self.first.get(name)
+
+    def add(self, name: bytes) -> int:
+        """Append ``name`` (not in the table) as a string; its offset."""
+        pos = len(self)
+        self += name + b"\0"
+        if self.first is not None:
+            self.first[name] = pos
+        return pos
 
 
 def _add_string(tables: dict[int, bytearray], elf: ElfFile, index: int, name: bytes) -> int:
@@ -270,22 +429,44 @@ def _add_string(tables: dict[int, bytearray], elf: ElfFile, index: int, name: by
     tab = tables.get(index)
     if tab is None:
         tab = tables[index] = _StringTable(elf.section_bytes(elf.sections[index]))
-    pos = tab.first.get(name)
-    if pos is not None:
-        return pos
-    pos = len(tab)
-    tab += name + b"\0"
-    tab.first[name] = pos
-    return pos
+    pos = tab.offset_of(name)
+    return tab.add(name) if pos is None else pos
 
 
 def table_blobs(plan: Plan) -> tuple[bytes, bytes]:
     """The table's bytes and its relocation section's bytes."""
-    rela = bytearray()
-    for i, e in enumerate(plan.entries):
-        rela += RELA.pack(8 * i, (e.addr_sym << 32) | R_X86_64_PC32, e.addr_addend)
-        rela += RELA.pack(8 * i + 4, (e.key_sym << 32) | R_X86_64_PC32, e.flags)
-    return b"\0" * (8 * len(plan.entries)), bytes(rela)
+    entries = plan.entries
+    n = len(entries)
+    if sys.byteorder != "little" or 8 * n >= 1 << 32:
+        rela = bytearray()
+        for i, e in enumerate(entries):
+            rela += RELA.pack(8 * i, (e.addr_sym << 32) | R_X86_64_PC32, e.addr_addend)
+            rela += RELA.pack(8 * i + 4, (e.key_sym << 32) | R_X86_64_PC32, e.flags)
+        return b"\0" * (8 * n), bytes(rela)
+    # the two relocations of each entry, a column at a time: as 32-bit words
+    # (r_offset low and high, r_info's type and symbol, r_addend low and high,
+    # twice), the addends as 64-bit ones
+    rela = bytearray(2 * RELA.size * n)
+    words, quads = memoryview(rela).cast("I"), memoryview(rela).cast("q")
+    words[0::6] = _field_offsets(n)
+    words[2::12] = words[8::12] = array("I", [R_X86_64_PC32]) * n
+    words[3::12] = array("I", [e.addr_sym for e in entries])
+    words[9::12] = array("I", [e.key_sym for e in entries])
+    quads[2::6] = array("q", [e.addr_addend for e in entries])
+    quads[5::6] = array("q", [e.flags for e in entries])
+    return b"\0" * (8 * n), bytes(rela)
+
+
+_OFFSETS = array("I")
+
+
+def _field_offsets(n: int) -> array:
+    """0, 4, 8, ...: the offsets of the 2 * ``n`` fields of a table of ``n``
+    entries; one array for the largest table so far, sliced."""
+    global _OFFSETS
+    if len(_OFFSETS) < 2 * n:
+        _OFFSETS = array("I", range(0, 8 * n, 4))
+    return _OFFSETS[:2 * n]
 
 
 def _table_relocations(elf: ElfFile, table: Section) -> Section | None:
