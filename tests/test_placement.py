@@ -321,3 +321,48 @@ def test_corpus_counts_before_and_after(corpus):
     assert dict(before) == CORPUS_OFF
     assert dict(after) == CORPUS_MODEL          # no depends left
     assert bases == {"model": sum(CORPUS_MODEL.values())} and not warnings
+
+
+@pytest.mark.parametrize("variants", [(), ("NOUNLOAD",), ("V612",), ("WX",), ("PCPUCODE",)],
+                         ids=lambda v: "+".join(v) or "plain")
+@pytest.mark.parametrize("choice", ["auto", "6.1", "6.4"])
+def test_the_code_only_layout_places_code_as_the_whole_layout(mod, variants, choice):
+    """The placer lays out the sections of code only (every site is in one)
+    when the rest cannot change what the layout gives or raises: the model,
+    the warning and every executable section's place are the whole layout's."""
+    from scall_objtool.core.placement import _plan
+    elf = open_elf(str(mod(*variants)))
+    model, _info, full, warning = _plan(elf, choice)
+    model2, _info2, code, warning2 = _plan(elf, choice, code_only=True)
+    assert (model2, warning2) == (model, warning)
+    if full is None:
+        assert code is None and warning
+        return
+    executable = {s.index for s in elf.sections if s.executable and s.flags & 0x2}
+    assert executable & set(full)           # (PCPUCODE: one the loader does not load)
+    assert {i: p for i, p in code.items() if i in executable} == \
+        {i: p for i, p in full.items() if i in executable}
+
+
+def test_a_scan_asks_the_placer_once_a_section(mod, monkeypatch):
+    """Where a section lands is worked out once a section, not once a site,
+    and the policy's verdict once a (kind, prefixes, crossing)."""
+    from scall_objtool.core import classify, placement
+    asked, judged = [], []
+    real_where, real_reason = placement.Placer.where, classify.policy_reason
+
+    def where(self, sec):
+        asked.append(sec.index)
+        return real_where(self, sec)
+
+    def reason(*args):
+        judged.append(args[:3])
+        return real_reason(*args)
+    monkeypatch.setattr(placement.Placer, "where", where)
+    monkeypatch.setattr(classify, "policy_reason", reason)
+    elf = open_elf(str(mod()))
+    sites = scan_elf(elf, Options()).sites
+    sections = {s.section_index for s in sites}
+    assert len(sites) > len(sections) >= 3
+    assert sorted(asked) == sorted(sections)
+    assert len(judged) == len(set(judged)) <= len(sites)
