@@ -400,6 +400,11 @@ class ElfFile:
         return self.section_record(index)
 
     def section_by_name(self, name: str) -> Section | None:
+        # a plain name (printable ASCII, no backslash, shorter than a shortened
+        # one) is shown as its bytes, which the name table holds NUL-terminated
+        if len(name) <= NAME_KEEP and name.isascii() and name.isprintable() \
+                and "\\" not in name and name.encode() + b"\0" not in self.shstrtab:
+            return None
         for sec in self.sections:
             if sec.name == name:
                 return sec
