@@ -58,9 +58,15 @@ class Plan:
     def __init__(self, elf: ElfFile, result: ObjectResult, options: Options):
         self.elf = elf
         self.options = options
-        self.entries: list[Entry] = []
         self.new_keys: list[bytes] = []           # names of symbols to add
         self.warnings: list[str] = []
+        # the entries as columns, an item a site in table order: what the
+        # write packs (``entries``: as records, made when asked for)
+        self.sites: list[Site] = []
+        self.addr_syms: list[int] = []
+        self.addr_addends: list[int] = []
+        self.key_syms: list[int] = []
+        self.flags: list[int] = []
         sites = [s for s in result.sites if s.patchable]
         if not sites:
             return
@@ -104,35 +110,62 @@ class Plan:
         addressed = self._by_section_symbols(sites, index)
         if addressed is not None:
             # the section symbols address every site (a compiler's object):
-            # no site's addressing fails, so each column at once, the keys
-            # in the order of the sites (the first missing one raises)
-            keys_of = {tramp: key_of(tramp) for tramp in dict.fromkeys(tramps)}
-            self.entries = list(map(Entry, sites, *addressed,
-                                    map(keys_of.__getitem__, tramps), flags))
-            return
-        # site by site: a site's addressing error before its key's
-        cache: dict[int, _Addressing] = {}
-        keys_of = {}                        # trampoline symbol -> key entry symbol
-        entries = self.entries
-        for site, tramp, flag in zip(sites, tramps, flags):
-            addr_sym, addend = self._addressing(site, cache)
-            key = keys_of.get(tramp)
-            if key is None:
-                key = keys_of[tramp] = key_of(tramp)
-            entries.append(Entry(site, addr_sym, addend, key, flag))
+            # no site's addressing fails, so each column at once.  The names
+            # read as the site-by-site loop reads them, in its order (a bad
+            # name or the names' budget raises as it would there): a
+            # section's symbol at its first site, then the key of each
+            # trampoline at its first site
+            self.addr_syms, self.addr_addends, groups = addressed
+            keys_of = {}
+            for start, end, sym in groups:
+                elf.symbol(sym)                 # what addressing its first site reads
+                for tramp in dict.fromkeys(tramps[start:end]):
+                    if tramp not in keys_of:
+                        keys_of[tramp] = key_of(tramp)
+            self.key_syms = list(map(keys_of.__getitem__, tramps))
+        else:
+            # site by site: a site's addressing error before its key's
+            cache: dict[int, _Addressing] = {}
+            keys_of = {}                    # trampoline symbol -> key entry symbol
+            for site, tramp in zip(sites, tramps):
+                addr_sym, addend = self._addressing(site, cache)
+                key = keys_of.get(tramp)
+                if key is None:
+                    key = keys_of[tramp] = key_of(tramp)
+                self.addr_syms.append(addr_sym)
+                self.addr_addends.append(addend)
+                self.key_syms.append(key)
+        self.sites, self.flags = sites, flags
 
-    def _by_section_symbols(self, sites: list[Site],
-                            index: list[int]) -> tuple[list[int], list[int]] | None:
+    @property
+    def count(self) -> int:
+        """The number of entries."""
+        return len(self.sites)
+
+    @property
+    def entries(self) -> list[Entry]:
+        """The entries, as records (made once, when first asked for; the
+        write itself packs the columns)."""
+        made = self.__dict__.get("_entries")
+        if made is None:
+            made = self._entries = list(map(Entry, self.sites, self.addr_syms,
+                                            self.addr_addends, self.key_syms, self.flags))
+        return made
+
+    def _by_section_symbols(self, sites: list[Site], index: list[int]) \
+            -> tuple[list[int], list[int], list[tuple[int, int, int]]] | None:
         """The symbol and the addend of each of ``sites`` (sorted by section
         and offset; ``index``: their sections), two columns, when each site's
         section has a section symbol and no addend is out of range, as
-        ``_addressing`` gives them; else None."""
+        ``_addressing`` gives them, and the sites of each section (start,
+        end, its symbol); else None."""
         elf = self.elf
         offsets = [s.offset for s in sites]
         secsyms = _section_symbols(elf, set(index))
         value = elf.syms.value
         syms: list[int] = []
         addends: list[int] = []
+        groups: list[tuple[int, int, int]] = []
         start, n = 0, len(sites)
         while start < n:
             sec = index[start]
@@ -147,8 +180,9 @@ class Plan:
                 return None
             syms += repeat(sym, end - start)
             addends += [off - base for off in offsets[start:end]] if base else offsets[start:end]
+            groups.append((start, end, sym))
             start = end
-        return syms, addends
+        return syms, addends, groups
 
     def raised_alignments(self) -> list[tuple[int, int]]:
         """(section index, alignment) for each section whose ``sh_addralign``
@@ -160,8 +194,8 @@ class Plan:
             return []
         sections = self.elf.sections
         out = {}
-        for index, align in {(s.section_index, s.alignment) for s in
-                             [e.site for e in self.entries] if s.crossing is not None}:
+        for index, align in {(s.section_index, s.alignment) for s in self.sites
+                             if s.crossing is not None}:
             if sections[index].addralign < align:
                 out[index] = max(out.get(index, 0), align)
         return sorted(out.items())
@@ -435,25 +469,29 @@ def _add_string(tables: dict[int, bytearray], elf: ElfFile, index: int, name: by
 
 def table_blobs(plan: Plan) -> tuple[bytes, bytes]:
     """The table's bytes and its relocation section's bytes."""
-    entries = plan.entries
-    n = len(entries)
+    n = plan.count
     if sys.byteorder != "little" or 8 * n >= 1 << 32:
         rela = bytearray()
-        for i, e in enumerate(entries):
-            rela += RELA.pack(8 * i, (e.addr_sym << 32) | R_X86_64_PC32, e.addr_addend)
-            rela += RELA.pack(8 * i + 4, (e.key_sym << 32) | R_X86_64_PC32, e.flags)
+        for i, (addr_sym, addend, key_sym, flags) in enumerate(
+                zip(plan.addr_syms, plan.addr_addends, plan.key_syms, plan.flags)):
+            rela += RELA.pack(8 * i, (addr_sym << 32) | R_X86_64_PC32, addend)
+            rela += RELA.pack(8 * i + 4, (key_sym << 32) | R_X86_64_PC32, flags)
         return b"\0" * (8 * n), bytes(rela)
     # the two relocations of each entry, a column at a time: as 32-bit words
     # (r_offset low and high, r_info's type and symbol, r_addend low and high,
-    # twice), the addends as 64-bit ones
+    # twice), the addends as 64-bit ones (unsigned: an array converts those
+    # without parsing an argument an item; a negative one: signed)
     rela = bytearray(2 * RELA.size * n)
-    words, quads = memoryview(rela).cast("I"), memoryview(rela).cast("q")
+    words, quads = memoryview(rela).cast("I"), memoryview(rela).cast("Q")
     words[0::6] = _field_offsets(n)
     words[2::12] = words[8::12] = array("I", [R_X86_64_PC32]) * n
-    words[3::12] = array("I", [e.addr_sym for e in entries])
-    words[9::12] = array("I", [e.key_sym for e in entries])
-    quads[2::6] = array("q", [e.addr_addend for e in entries])
-    quads[5::6] = array("q", [e.flags for e in entries])
+    words[3::12] = array("I", plan.addr_syms)
+    words[9::12] = array("I", plan.key_syms)
+    try:
+        quads[2::6] = array("Q", plan.addr_addends)
+    except OverflowError:
+        memoryview(rela).cast("q")[2::6] = array("q", plan.addr_addends)
+    quads[5::6] = array("Q", plan.flags)
     return b"\0" * (8 * n), bytes(rela)
 
 

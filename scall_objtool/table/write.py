@@ -97,13 +97,13 @@ def _fresh(elf: ElfFile, result: ObjectResult, options: Options,
         return _decided(result, elf.data if recovered else None)
     from .render import Plan, render
     plan = Plan(elf, result, options)
-    if not plan.entries:
+    if not plan.count:
         return _planned(plan, elf.data if recovered else None, result)
     return _planned(plan, render(plan, joined), result)
 
 
 def _planned(plan, data: bytes | None, result: ObjectResult) -> WriteOutcome:
-    return _decided(result, data, entries=len(plan.entries),
+    return _decided(result, data, entries=plan.count,
                     added_keys=[printable(k) for k in plan.new_keys],
                     warnings=list(plan.warnings))
 
