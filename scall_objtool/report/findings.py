@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ..core import where
+from .paths import base_dir, relative_below  # noqa: F401 (also read from here)
 from ..vocabulary import KIND_TABLE, reasons_of
 
 
@@ -110,33 +111,8 @@ class LintSite:
                 "crossing": self.crossing, "source": self.source, "inlined": self.inlined}
 
 
-def base_dir(root: str | None = None) -> str | None:
-    """The absolute directory that paths are shown relative to: ``root``, else
-    the current directory; None when it cannot be known (the current directory
-    was deleted, and ``root`` is relative or not given): paths stay as they are."""
-    try:        # getcwd is absolute and normalized already (and ~4x quicker per site)
-        return os.path.abspath(root) if root else os.getcwd()
-    except OSError:
-        return None
-
-
 def norm_object(path: str) -> str:
     return relative_below(path, base_dir())
-
-
-@lru_cache(maxsize=1 << 16)
-def relative_below(path: str, base: str | None) -> str:
-    """``path`` normalized, and relative to ``base`` when it is absolute and lies
-    below it (cached: matching asks for the same few paths once per site)."""
-    p = os.path.normpath(path)
-    if os.path.isabs(p) and base is not None:
-        try:
-            rel = os.path.relpath(p, base)
-        except ValueError:
-            return p
-        if rel != ".." and not rel.startswith(".." + os.sep):
-            return rel
-    return p
 
 
 #: fallback reasons that any edit before the call can change

@@ -10,7 +10,6 @@ from ..core import ObjectResult, Options, summarize
 from ..core.remedy import remedy_json
 from ..errors import InputError
 from . import dump, esc, tool
-from .findings import LintSite, Report
 from .jsonvalid import schema  # noqa: F401 (the shipped schemas, for users)
 
 SCHEMA_VERSION = 1
@@ -56,7 +55,7 @@ def paths_base(output: str | None) -> str | None:
     """For a report written to the file ``output``: the current directory, which
     the object paths are relative to, as seen from the file's directory."""
     import os
-    from .findings import base_dir
+    from .paths import base_dir
     if output is None or output == "-" or not _regular_or_new(output):
         return None
     cwd = base_dir()
@@ -78,7 +77,7 @@ def _regular_or_new(path: str) -> bool:
 def _relative_sources(sites: list[dict], root: str | None) -> list[dict]:
     """Source files of the sites (and their inline chains) relative to ``root``
     when below it: a report records no machine's absolute paths."""
-    from .findings import base_dir, relative_below
+    from .paths import base_dir, relative_below
     base = base_dir(root)
     for site in sites:
         for frame in [site.get("source")] + list(site.get("inlined") or ()):
@@ -266,6 +265,7 @@ def report_from_json(data, path: str, object_root: str | None = None,
     the caller has checked it); object paths joined to ``object_root``.  The
     schema is the one structural check: a document that passes it has every
     field the sites are built from, of the right type."""
+    from .findings import LintSite, Report
     if schema_name is not None:
         validate(data, schema_name, lambda why: _not_a_report(path, why))
     sites = [LintSite(object=path, section=s["section"],

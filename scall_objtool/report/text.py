@@ -240,7 +240,7 @@ def write_lines(display: str, outcome, options: Options, details: bool) -> list[
 def display_path(path: str, root: str | None = None) -> str:
     """A source or object path as shown to a user: relative to ``root`` (the
     current directory by default) when it lies below it."""
-    from .findings import base_dir, relative_below
+    from .paths import base_dir, relative_below
     return relative_below(path, base_dir(root))
 
 
