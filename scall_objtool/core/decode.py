@@ -136,22 +136,22 @@ def _quiet_handle(lib, regular: int) -> int:
     base = handle.value
     try:
         if (ctypes.c_int.from_address(base).value,
-                ctypes.c_int.from_address(base + 4).value) != (_CS_ARCH_X86, _CS_MODE_64):
-            return regular
-        printer = ctypes.c_void_p.from_address(base + 8)
-        if not printer.value or _object_of(printer.value) != _object_of(
-                ctypes.cast(lib.cs_disasm, ctypes.c_void_p).value):
-            return regular
-        original = printer.value
-        printer.value = ctypes.cast(lib.cs_support, ctypes.c_void_p).value
-        want, got = _decoded(lib, regular, _REFERENCE), _decoded(lib, base, _REFERENCE)
-        if len(want) != _REFERENCE_INSNS or not all(m for _a, _z, m in want) \
-                or any(m for _a, _z, m in got) or [w[:2] for w in want] != [g[:2] for g in got]:
-            printer.value = original
-            return regular
-        return base
+                ctypes.c_int.from_address(base + 4).value) == (_CS_ARCH_X86, _CS_MODE_64):
+            printer = ctypes.c_void_p.from_address(base + 8)
+            home = _object_of(ctypes.cast(lib.cs_disasm, ctypes.c_void_p).value)
+            if printer.value and home is not None and _object_of(printer.value) == home:
+                original = printer.value
+                printer.value = ctypes.cast(lib.cs_support, ctypes.c_void_p).value
+                want, got = _decoded(lib, regular, _REFERENCE), _decoded(lib, base, _REFERENCE)
+                if len(want) == _REFERENCE_INSNS and all(m for _a, _z, m in want) \
+                        and not any(m for _a, _z, m in got) \
+                        and [w[:2] for w in want] == [g[:2] for g in got]:
+                    return base
+                printer.value = original
     except (AttributeError, OSError, ValueError):
-        return regular
+        pass
+    lib.cs_close(ctypes.byref(handle))      # not used: the regular handle decodes
+    return regular
 
 
 def _object_of(address: int):
