@@ -512,19 +512,7 @@ class ElfFile:
             return list(compress(range(len(names)), map(starts.__contains__, names)))
         sec = self.symtab
         col = memoryview(self.data)[sec.offset:sec.offset + sec.size].cast("I")[::6].tobytes()
-        out = []
-        find = col.find
-        for start in starts:
-            pat = start.to_bytes(4, "little")
-            at = find(pat)
-            while at >= 0:
-                if at & 3:                  # across two fields
-                    at = find(pat, at + 1)
-                else:
-                    out.append(at >> 2)
-                    at = find(pat, at + 4)
-        out.sort()
-        return out
+        return sorted(i for start in starts for i in _fields_equal(col, start))
 
     # -------------------------------------------------------- relocation tables
     # -------------------------------------------------------- relocation tables
@@ -555,6 +543,22 @@ class ElfFile:
 
         For SHT_REL the implicit addend is read from the target section."""
         return RelocColumns(self, sec)
+
+
+def _fields_equal(col: bytes, value: int) -> list[int]:
+    """Indices of the 4-byte little-endian fields of ``col`` (a column of
+    them, copied into one string) that hold ``value``: searched at C speed,
+    a match off a field's boundary (across two fields) not counted."""
+    pat = value.to_bytes(4, "little")
+    find, out = col.find, []
+    at = find(pat)
+    while at >= 0:
+        if at & 3:
+            at = find(pat, at + 1)
+        else:
+            out.append(at >> 2)
+            at = find(pat, at + 4)
+    return out
 
 
 def _column(data: bytes, offset: int, size: int, fmt: str, start: int, step: int) -> list:
@@ -696,41 +700,25 @@ class RelocColumns:
         data, size = self._data, 8 * self._words
         field = self._sec.offset + 12       # r_info's high half: the symbol
         low = data[field:self._sec.offset + n * size:size]
-        by_low: dict[int, list[int]] = {}
-        for s in wanted:
-            if 0 <= s <= 0xFFFFFFFF:
-                by_low.setdefault(s & 0xFF, []).append(s)
-        hits = n - len(low.translate(None, bytes(by_low)))
+        symbols = [s for s in wanted if 0 <= s <= 0xFFFFFFFF]
+        lows = bytes({s & 0xFF for s in symbols})
+        hits = n - len(low.translate(None, lows))
         if not hits:
             return []
-        out = []
         if hits * self.LOW_SHARE <= n:
             unpack = _U32.unpack_from
-            for b in by_low:
+            out = []
+            for b in lows:
                 pos = low.find(b)
                 while pos >= 0:
                     s = unpack(data, field + pos * size)[0]
                     if s in wanted:
                         out.append((pos, s))
                     pos = low.find(b, pos + 1)
-            out.sort()
-            return out
+            return sorted(out)
         start = self._sec.offset
         col = memoryview(data)[start:start + n * size].cast("I")[3::2 * self._words].tobytes()
-        find = col.find
-        for s in wanted:
-            if not 0 <= s <= 0xFFFFFFFF:
-                continue
-            pat = s.to_bytes(4, "little")
-            pos = find(pat)
-            while pos >= 0:
-                if pos & 3:
-                    pos = find(pat, pos + 1)
-                else:
-                    out.append((pos >> 2, s))
-                    pos = find(pat, pos + 4)
-        out.sort()
-        return out
+        return sorted((i, s) for s in symbols for i in _fields_equal(col, s))
 
     def offsets(self) -> memoryview:
         """The offset column as a strided view of the file's bytes (items of

@@ -88,7 +88,8 @@ def _scan(elf: ElfFile, options: Options, candidates_from: str, sources: str) ->
     if not candidates:
         return result
     classify, decode, placement = _LATE or _late()
-    policy_reason, ADDRESS, Placer = classify.policy_reason, placement.ADDRESS, placement.Placer
+    policy_reason, crossing_of = classify.policy_reason, classify.crossing
+    ADDRESS, Placer = placement.ADDRESS, placement.Placer
     found: dict[tuple[int, int], Site] = {}     # (section, instruction start) -> its site
     refs = []
     tramp_of: dict[int, tuple] = {}   # trampoline symbol -> (name, index, its key's name, shown)
@@ -139,9 +140,7 @@ def _scan(elf: ElfFile, options: Options, candidates_from: str, sources: str) ->
             reloc_of.get(c.rtype) or reloc_of.setdefault(c.rtype, reloc_name(c.rtype)))
         length, prefixes = insn.length, insn.prefixes
         if kind in _DIRECT:                     # an indirect call has no rel32
-            pos = (base + start) % align        # classify.crossing()
-            crossing = ("never" if pos + length <= align else
-                        "always" if pos + length > line else "depends")
+            crossing = crossing_of(base + start, length, align, line)
         else:
             crossing = None
         verdict = verdict_of.get((kind, prefixes, crossing))

@@ -33,11 +33,10 @@ import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from ..core import where
-from .paths import base_dir, relative_below  # noqa: F401 (also read from here)
 from ..vocabulary import KIND_TABLE, reasons_of
+from .paths import base_dir, relative_below
 
 
 _CLONE_NUMBER = re.compile(r"\.\d+(?=\.|$)")

@@ -24,7 +24,8 @@ from ..core import location
 from ..core.remedy import remedy
 from ..vocabulary import KIND_TABLE, REASON_TABLE, REASONS
 from . import dump, tool
-from .findings import CheckResult, Finding, base_dir
+from .findings import CheckResult, Finding
+from .paths import base_dir
 from .text import display_path
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"

@@ -206,7 +206,7 @@ class Plan:
         prefix = self.options.key_prefix.encode()
         out: dict[bytes, int] = {}
         info, names = elf.syms.info, elf.syms.name
-        for i in _names_with_prefix(elf, prefix):
+        for i in elf.names_with_prefix(prefix):
             if info[i] & 0xF == STT_SECTION:
                 continue
             out.setdefault(elf.symbol_name_bytes(names[i]), i)
@@ -299,10 +299,6 @@ def _section_symbol(elf: ElfFile, index: int) -> int | None:
 
 #: 1 for the st_info bytes of STT_SECTION symbols (any binding), else 0
 _IS_SECTION = bytes(int(b & 0xF == STT_SECTION) for b in range(256))
-#: when the prefix's offsets in the string table end in this many distinct
-#: bytes at most, only the symbols whose name offset ends in one of them (a
-#: byte column, read at C speed) are looked at, not every symbol
-_FEW_LOW_BYTES = 32
 
 
 def _st_bytes(elf: ElfFile, field: int) -> bytes:
@@ -329,44 +325,6 @@ def _section_symbols(elf: ElfFile, wanted: set[int]) -> dict[int, int]:
             out[sec] = i
             left -= 1
         i = types.find(1, i + 1)
-    return out
-
-
-def _names_with_prefix(elf: ElfFile, prefix: bytes) -> list[int]:
-    """``elf.names_with_prefix(prefix)``: the symbols whose name starts with
-    ``prefix``, ascending.  When the prefix's occurrences in the string table
-    end in few distinct bytes (a module names a few keys, often none), only
-    the symbols whose name offset ends in one of them are looked at."""
-    strtab = elf.strtab
-    pos = strtab.find(prefix) if elf.symtab is not None else -1
-    starts = set()
-    while pos >= 0:
-        starts.add(pos)
-        pos = strtab.find(prefix, pos + 1)
-    if not starts:
-        return []
-    names = elf.syms.name
-    low = {p & 0xFF for p in starts}
-    if len(low) > _FEW_LOW_BYTES:
-        # each symbol looked at: a byte a symbol, 1 for a name that starts so
-        # (no int a symbol)
-        marks = bytes(map(starts.__contains__, names))
-        out = []
-        i = marks.find(1)
-        while i >= 0:
-            out.append(i)
-            i = marks.find(1, i + 1)
-        return out
-    table = bytearray(256)
-    for b in low:
-        table[b] = 1
-    marks = _st_bytes(elf, 0).translate(table)     # st_name's low byte, little-endian
-    out = []
-    i = marks.find(1)
-    while i >= 0:
-        if names[i] in starts:
-            out.append(i)
-        i = marks.find(1, i + 1)
     return out
 
 
