@@ -13,6 +13,8 @@ candidate, however many candidates it holds.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import accumulate
+from operator import add
 
 from ..records import record
 from . import location
@@ -211,9 +213,9 @@ def disassemble(code: bytes, base: int) -> tuple[list[int], list[int], object]:
     """Instruction starts and lengths of ``code`` (placed at ``base``), decoded
     linearly until the end or the first invalid instruction.
 
-    Uses capstone's C ``cs_disasm`` once for the whole range, reads the
-    fields it needs from the returned array in bulk and frees it at once
-    (most of each record is text nobody reads); the third value maps an
+    Uses capstone's C ``cs_disasm`` once for the whole range (``_columns``:
+    the fields it needs read from the returned array in bulk, which is freed
+    at once -- most of each record is text nobody reads); the third value maps an
     instruction index to its mnemonic, decoding that one instruction again
     (a mnemonic is only shown for a candidate that is not a site)."""
     layout = _bulk_layout()
@@ -224,23 +226,38 @@ def disassemble(code: bytes, base: int) -> tuple[list[int], list[int], object]:
             sizes.append(size)
             mnems.append(mnem)
         return starts, sizes, mnems.__getitem__
-    cs_disasm, cs_free, _handle, stride, addr_off, size_off, _mn_off, quiet = layout
-    insns = _c_void_p()
-    n = cs_disasm(quiet, code, len(code), base, 0, _byref(insns))
-    if n <= 0:
-        return [], [], None
-    try:
-        raw = _view(insns.value, n * stride)
-        starts = raw.cast("Q")[addr_off // 8::stride // 8].tolist()
-        sizes = raw[size_off::stride].tolist()      # an x86 instruction is <= 15 bytes
-    finally:
-        raw = None
-        cs_free(insns, n)
+    starts, sizes = _columns(code, base)
+    starts, sizes = list(starts), list(sizes)
 
     def mnemonic(i: int) -> str:
         at = starts[i] - base
         return mnemonic_of(code[at:at + sizes[i]], starts[i])
     return starts, sizes, mnemonic
+
+
+def _columns(code: bytes, base: int):
+    """``disassemble``'s starts and lengths as compact sequences, for the
+    shared decoder: the starts a memoryview of 'Q' items, the lengths bytes
+    (indexing either gives an int, and ``bisect`` searches them), copied out
+    of capstone's array at C speed -- no Python int per instruction (the
+    corpus decodes four million of them, for a few thousand candidates)."""
+    layout = _bulk_layout()
+    if not layout or not code:
+        starts, sizes, _mnemonic = disassemble(code, base)
+        return starts, sizes
+    cs_disasm, cs_free, _handle, stride, addr_off, size_off, _mn_off, quiet = layout
+    insns = _c_void_p()
+    n = cs_disasm(quiet, code, len(code), base, 0, _byref(insns))
+    if n <= 0:
+        return (), b""
+    try:
+        raw = _view(insns.value, n * stride)
+        starts = memoryview(raw.cast("Q")[addr_off // 8::stride // 8].tobytes()).cast("Q")
+        sizes = raw[size_off::stride].tobytes()     # an x86 instruction is <= 15 bytes
+    finally:
+        raw = None
+        cs_free(insns, n)
+    return starts, sizes
 
 
 def mnemonic_of(insn: bytes, address: int) -> str:
@@ -271,6 +288,8 @@ def _view(address: int, size: int) -> memoryview:
     collected as a cycle) per decode -- more than the decode of a small
     function costs."""
     global _VIEW
+    if _VIEW:
+        return _VIEW(address, size, 0x100)          # PyBUF_READ
     import ctypes
     if _VIEW is None:
         try:
@@ -390,7 +409,7 @@ class SectionDecoder:
                 chunk = MAX_CHUNK           # nothing decoded ahead: nothing to meet
             lim = min(limit, pos + chunk)
             chunk = min(2 * chunk, MAX_CHUNK)
-            starts, sizes, _mnemonic = disassemble(code[pos:lim], pos)
+            starts, sizes = _columns(code[pos:lim], pos)
             cut = len(starts)
             if ahead and cut > 1:
                 met = self.owner.keys() & starts       # pos itself is not among them
@@ -566,8 +585,6 @@ def _near(elf: ElfFile, sec: Section, in_sec: list[int], queries: list[int],
     None when a name offset lies outside the string table (that pass reports
     it) or the walks would examine more symbols than there are (huge symbols
     over many others: the pass costs less)."""
-    from itertools import accumulate
-    from operator import add
     cols = elf.syms
     info, value, size, name = cols.info, cols.value, cols.size, cols.name
     strtab = elf.strtab

@@ -20,7 +20,7 @@ import stat
 import struct
 from itertools import compress
 
-from ..errors import InputError
+from ..errors import ForeignObject, InputError
 from ..records import cached, record
 
 # e_ident / header constants
@@ -177,7 +177,6 @@ def parse_header(data: bytes, path: str | None = None) -> tuple:
     """The fields of an x86-64 ELF64 LE header (``EHDR``), checked: InputError
     (ForeignObject for another class or machine) for anything else.  Needs only
     the first ``EHDR.size`` bytes, so a reader checks them before reading more."""
-    from ..errors import ForeignObject
 
     def fail(message: str):
         raise InputError(message, path)

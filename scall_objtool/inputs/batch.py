@@ -17,9 +17,15 @@ import os
 import sys
 
 from ..core import Options
-from ..errors import InputError, UsageError, error_line, warning_line
+from ..errors import ForeignObject, InputError, UsageError, error_line, warning_line
 from ..records import LIST, record
-from . import Input
+from . import Input, interrupt
+
+# An import statement run inside a function costs a few microseconds each time
+# (a module's missing __path__ is looked up, two AttributeErrors made): what a
+# batch needs for every input is imported here, or (the writer, which a scan
+# does not import) kept in _WRITE_PATH once imported
+_WRITE_PATH = None
 
 @record
 class Outcome:
@@ -57,7 +63,6 @@ def guarded(display: str, fn, outcome: Outcome):
 def _run(inp: Input, work) -> Outcome:
     """An outcome for ``work()``, with the warnings of what it returns.  An object
     of another ELF class or machine found by a directory walk is passed over."""
-    from ..errors import ForeignObject
     out = Outcome(inp.display)
 
     def walked_work():
@@ -107,7 +112,10 @@ def write_one(inp: Input, options: Options, output: str | None = None, force: bo
         return Outcome(inp.display, ok=False, messages=[error_line(
             f"{inp.display}: archive members are scanned, not rewritten; run write on the "
             "objects before archiving")])
-    from ..table.write import write_path
+    global _WRITE_PATH
+    if _WRITE_PATH is None:
+        from ..table.write import write_path as _WRITE_PATH
+    write_path = _WRITE_PATH
     # a walked file is written as the walk found it, never through a symlink
     # that appeared since (a walk's links inside its tree are already resolved)
     out = _run(inp, lambda: write_path(inp.path, options, output, force, dry_run, backup,
@@ -162,7 +170,6 @@ def _run_chunk(task) -> tuple[list[Outcome], list | None]:
     """Process a chunk of inputs inside the batch's ``around`` context: the
     outcomes, and what the context hands back to the parent (``handed``);
     after a signal no new input is started."""
-    from . import interrupt
     worker, inputs, args, around = task
     outs = []
     with around() as scope:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 
 from ..core import ObjectResult, Options
-from ..core.elf import ElfFile, compression, printable, signed
+from ..core.elf import ElfFile, compression, printable, read_file, signed
 from ..core.pipeline import scan_elf
-from ..errors import InputError
+from ..errors import InputError, UsageError
+from ..inputs import AR_MAGIC, THIN_MAGIC, show
 from ..records import LIST, record
 from . import TABLE, table_sections
 
@@ -95,11 +96,11 @@ def _fresh(elf: ElfFile, result: ObjectResult, options: Options,
     if not result.sites:
         # nothing to add: the common case (or the original, restored)
         return _decided(result, elf.data if recovered else None)
-    from .render import Plan, render
-    plan = Plan(elf, result, options)
+    render = _RENDER or _render()
+    plan = render.Plan(elf, result, options)
     if not plan.count:
         return _planned(plan, elf.data if recovered else None, result)
-    return _planned(plan, render(plan, joined), result)
+    return _planned(plan, render.render(plan, joined), result)
 
 
 def _planned(plan, data: bytes | None, result: ObjectResult) -> WriteOutcome:
@@ -115,9 +116,9 @@ def apply(path: str, out: WriteOutcome, on_disk: bytes, before: os.stat_result,
     first) or at ``output``; returns ``out``, done.  ``on_disk`` and ``before``
     are the bytes and the stat of ``path`` as read: a file that changed since is
     not replaced; without ``follow``, nor one that became a symlink."""
-    from ..inputs.fileio import (UnsafeWrite, atomic_write, clean_directory, replace_in_place,
-                                 stream_of, write_output)
-    from ..inputs import show
+    fileio = _FILEIO or _fileio()
+    UnsafeWrite, atomic_write, write_output = (fileio.UnsafeWrite, fileio.atomic_write,
+                                               fileio.write_output)
 
     def put(target: str, fn, *args, **kw) -> None:
         try:
@@ -130,10 +131,10 @@ def apply(path: str, out: WriteOutcome, on_disk: bytes, before: os.stat_result,
 
     data = _done(out, path, output)
     if out.output != "-":                   # left by an earlier run that was killed
-        put(out.output, lambda: clean_directory(os.path.dirname(_target(out.output))))
+        put(out.output, lambda: fileio.clean_directory(os.path.dirname(_target(out.output))))
     if output is not None:
         if os.path.islink(output) and (os.path.isfile(output) or not os.path.exists(output)) \
-                and stream_of(output) is None:      # /dev/stdout > FILE: written through
+                and fileio.stream_of(output) is None:      # /dev/stdout > FILE: written through
             out.warnings.append(f"-o {show(output)} is a symlink: replacing the link itself "
                                 "(as objcopy does), not the file it points to")
         if data is None:
@@ -144,8 +145,32 @@ def apply(path: str, out: WriteOutcome, on_disk: bytes, before: os.stat_result,
         return out
     if backup:                              # exactly the bytes that were on disk
         put(path + ".orig", atomic_write, path + ".orig", on_disk, meta_from=path, clone=True)
-    put(path, replace_in_place, path, data, on_disk, expect=before, follow=follow)
+    put(path, fileio.replace_in_place, path, data, on_disk, expect=before, follow=follow)
     return out
+
+
+#: ``render``, imported for the first object with sites, then kept (as _FILEIO)
+_RENDER = None
+
+
+def _render():
+    global _RENDER
+    from . import render
+    _RENDER = render
+    return render
+
+
+#: ``inputs.fileio``, imported by the first ``apply`` (a dry run never needs
+#: it), then kept: an import statement run for every object of a batch costs
+#: a few microseconds each time
+_FILEIO = None
+
+
+def _fileio():
+    global _FILEIO
+    from ..inputs import fileio
+    _FILEIO = fileio
+    return fileio
 
 
 def _done(out: WriteOutcome, path: str, output: str | None) -> bytes | None:
@@ -172,10 +197,6 @@ def write_path(path: str, options: Options, output: str | None = None, force: bo
     ``output`` the input is not modified at all; an archive, a compressed or
     a signed module is never written.  Without ``follow`` (a file a directory
     walk found) ``path`` must not be a symlink."""
-    from ..core.elf import read_file
-    from ..errors import UsageError
-    from ..inputs import AR_MAGIC, THIN_MAGIC, show
-
     if output == "":
         raise UsageError("-o/--output must not be empty (use - for standard output)")
     if not follow and os.path.islink(path):
