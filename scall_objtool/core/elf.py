@@ -38,6 +38,8 @@ SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA = 0, 1, 2, 3, 4
 SHT_NOBITS, SHT_REL, SHT_DYNSYM, SHT_GROUP, SHT_SYMTAB_SHNDX = 8, 9, 11, 17, 18
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR, SHF_INFO_LINK = 0x1, 0x2, 0x4, 0x40
 SHF_COMPRESSED = 0x800
+#: the byte values without bit 3 (SHF_COMPRESSED's, in sh_flags' second byte)
+_WITHOUT_BIT_3 = bytes(b for b in range(256) if not b & 0x08)
 SHN_UNDEF, SHN_LORESERVE, SHN_ABS, SHN_COMMON, SHN_XINDEX = 0, 0xFF00, 0xFFF1, 0xFFF2, 0xFFFF
 
 # symbol binding and type
@@ -297,6 +299,7 @@ class ElfFile:
         data, size = self.data, len(self.data)
         shoff, shnum = self.e_shoff, self.e_shnum
         self._raw: list[tuple] = []             # each header's fields, as unpacked
+        self._types: list[int] = []             # each header's sh_type
         self._made: list[Section | None] = []   # the records made so far
         self.extended_shnum = False
         #: the section name table's bytes: every section's name is a
@@ -328,15 +331,23 @@ class ElfFile:
             shstrndx = first[6]
         self.shstrndx = shstrndx
         # every header unpacked at C speed (kvm.ko: 91 sections; a batch: 54,000)
-        raw = self._raw = list(SHDR.iter_unpack(memoryview(data)[shoff:shoff + shnum * SHDR.size]))
+        table = memoryview(data)[shoff:shoff + shnum * SHDR.size]
+        raw = self._raw = list(SHDR.iter_unpack(table))
         self._made = [None] * shnum
-        for i, (_n, stype, _f, _a, off, length, *_rest) in enumerate(raw):
-            if stype != SHT_NOBITS and stype != SHT_NULL:
-                if off > size or length > size - off:
-                    self._fail(f"section {i} ({off:#x}+{length:#x}) extends "
-                               f"past the end of the file ({size} bytes)")
-        compressed = [i for i, t in enumerate(raw)
-                      if t[2] & SHF_COMPRESSED and t[2] & SHF_EXECINSTR]
+        words = table.cast("Q")         # each header is 8 of them: sh_offset 3rd, sh_size 4th
+        self._types = table.cast("I")[1::16].tolist()      # sh_type, a column
+        if max(map(int.__add__, words[3::8], words[4::8])) > size:
+            # some section reaches past the end (a .bss may): which, and does it hold bytes?
+            for i, (_n, stype, _f, _a, off, length, *_rest) in enumerate(raw):
+                if stype != SHT_NOBITS and stype != SHT_NULL:
+                    if off > size or length > size - off:
+                        self._fail(f"section {i} ({off:#x}+{length:#x}) extends "
+                                   f"past the end of the file ({size} bytes)")
+        compressed = []
+        # SHF_COMPRESSED is bit 3 of sh_flags' second byte: looked for in those bytes first
+        if data[shoff + 9:shoff + shnum * SHDR.size:SHDR.size].translate(None, _WITHOUT_BIT_3):
+            compressed = [i for i, t in enumerate(raw)
+                          if t[2] & SHF_COMPRESSED and t[2] & SHF_EXECINSTR]
         if shstrndx == SHN_UNDEF or shstrndx >= shnum:
             self._fail(f"section name string table index {shstrndx} is out of range")
         strsec = raw[shstrndx]
@@ -347,7 +358,7 @@ class ElfFile:
         # a NUL and no name starts past it; else each is read now, and the first
         # bad one reported (by _cstring) in section order
         if shnum > 1 and (not names.endswith(b"\0")
-                          or max(t[0] for t in raw[1:]) >= len(names)):
+                          or max(table.cast("I")[16::16]) >= len(names)):
             self.sections
         if compressed:
             # the gABI forbids SHF_COMPRESSED on allocated sections; decoding the
@@ -412,12 +423,12 @@ class ElfFile:
     # ------------------------------------------------------------ symbol table
     @cached
     def symtab(self) -> Section | None:
-        found = [i for i, t in enumerate(self._raw) if t[1] == SHT_SYMTAB]
-        if len(found) > 1:
+        types = self._types
+        if types.count(SHT_SYMTAB) > 1:
             self._fail("more than one symbol table")
-        if not found:
+        if SHT_SYMTAB not in types:
             return None
-        sec = self.section_record(found[0])
+        sec = self.section_record(types.index(SHT_SYMTAB))
         if sec.entsize not in (0, SYM_SIZE):
             self._fail(f"symbol table has entry size {sec.entsize}, expected {SYM_SIZE}")
         if sec.size % SYM_SIZE:
