@@ -15,6 +15,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
 
+from _operator import add       # the C module, as in core.elf
+
 from ..records import record
 from . import location
 from .candidates import Candidate
@@ -593,7 +595,7 @@ def _near(elf: ElfFile, sec: Section, in_sec: list[int], queries: list[int],
     starts = list(map(value.__getitem__, by_start))
     if base:
         starts = [v - base for v in starts]
-    reach = list(accumulate(map(int.__add__, starts, map(size.__getitem__, by_start)), max))
+    reach = list(accumulate(map(add, starts, map(size.__getitem__, by_start)), max))
     budget = len(in_sec)
     usable: dict[int, bool] = {}
     kept: dict[int, tuple] = {}
