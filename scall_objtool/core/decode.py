@@ -15,7 +15,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
 
-from _operator import add       # the C module, as in core.elf
+# the C module: ``operator`` is a Python module over it (an object with
+# candidates only: a clean one never imports this module)
+from _operator import add
 
 from ..records import record
 from . import location
