@@ -15,9 +15,12 @@ once or never on a run over an object without static calls.
 
 ``fields(cls)`` lists a record's field names in order, ``defaults(cls)``
 their default values.  ``cached`` is ``functools.cached_property`` without
-the import of ``functools`` (and the ``collections`` it pulls in).
+the import of ``functools`` (and the ``collections`` it pulls in).  ``later``
+is a module imported when first used, then kept.
 """
 from __future__ import annotations
+
+import sys
 
 LIST = object()          # default: a new empty list for every instance
 _MISSING = object()
@@ -165,3 +168,26 @@ class cached:
             return self
         value = obj.__dict__[self.name] = self.fn(obj)
         return value
+
+
+class later:
+    """A module imported when first used, then kept: ``_render =
+    later("scall_objtool.table.render")`` beside the imports, ``_render()``
+    where it is used -- for a module that not every run needs (a clean
+    object's, a dry run's, a report-only command's) but that a batch uses
+    for every object.  An import statement run inside a function costs
+    ~7,000 instructions every time, even of a module long imported (``from
+    X import Y`` looks up ``X.__path__``, which a plain module lacks, and
+    its ``__getattr__`` makes two formatted AttributeErrors); this, a call."""
+    __slots__ = ("name", "module")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.module = None
+
+    def __call__(self):
+        module = self.module
+        if module is None:
+            __import__(self.name)
+            module = self.module = sys.modules[self.name]
+        return module

@@ -690,16 +690,20 @@ def _prove_function(decoder: SectionDecoder, fname, fstart: int, fend,
             continue
         # the mnemonic is read (the instruction decoded again) for a message only
         insn = analyse(code, *hit, None)
-        judge = (lambda: _judge(c, insn)) if image is None else (
-            lambda: _judge_image(c, insn, code, image, sec))
-        kind, why = judge()
+        kind, why = _verdict(c, insn, code, image, sec)
         if kind is None:
             insn.mnemonic = mnemonic_of(code[insn.start:insn.start + insn.length], insn.start)
-            kind, why = judge()
+            kind, why = _verdict(c, insn, code, image, sec)
         if kind is not None and fname is not None:
             fofs = insn.start - fstart        # a site is reported at its instruction
         out.append(Proof(c, insn, fname, fofs, kind, why))
     return out
+
+
+def _verdict(c: Candidate, insn: Insn, code: bytes, image: ElfFile | None,
+             sec: Section | None) -> tuple[str | None, str]:
+    """``_judge``, or in a linked image (``image``) ``_judge_image``."""
+    return _judge(c, insn) if image is None else _judge_image(c, insn, code, image, sec)
 
 
 def _judge(c: Candidate, insn: Insn) -> tuple[str | None, str]:

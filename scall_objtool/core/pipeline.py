@@ -17,7 +17,12 @@ from ..vocabulary import KIND_TABLE
 from . import ObjectResult, Options, Reference, Site
 from .candidates import (find_candidates, find_code_candidates, find_trampolines,
                          has_code_relocations)
+from ..records import later
 from .elf import SHT_NOBITS, ElfFile, display_name, open_elf, reloc_name
+
+#: what only an object with candidates needs (and remedy, one with sites)
+_classify, _decode = later("scall_objtool.core.classify"), later("scall_objtool.core.decode")
+_placement, _remedy = later("scall_objtool.core.placement"), later("scall_objtool.core.remedy")
 
 #: the kinds of site with a rel32, whose placement matters
 _DIRECT = frozenset(k for k, spec in KIND_TABLE.items() if spec.direct)
@@ -87,7 +92,7 @@ def _scan(elf: ElfFile, options: Options, candidates_from: str, sources: str) ->
         candidates = find_candidates(elf, tramps)
     if not candidates:
         return result
-    classify, decode, placement = _LATE or _late()
+    classify, decode, placement = _classify(), _decode(), _placement()
     policy_reason, crossing_of = classify.policy_reason, classify.crossing
     ADDRESS, Placer = placement.ADDRESS, placement.Placer
     found: dict[tuple[int, int], Site] = {}     # (section, instruction start) -> its site
@@ -153,7 +158,7 @@ def _scan(elf: ElfFile, options: Options, candidates_from: str, sources: str) ->
                          None, [], placed)
     result.sites = [found[at] for at in sorted(found)]
     if result.sites:
-        result.compiler = (_REMEDY or _remedy()).compiler_of(elf)
+        result.compiler = _remedy().compiler_of(elf)
     refs.sort(key=lambda r: r[:2])
     result.references = [r[2] for r in refs]
     if sources != "none" and result.sites and (elf.section_by_name(".debug_info") is not None
@@ -161,28 +166,6 @@ def _scan(elf: ElfFile, options: Options, candidates_from: str, sources: str) ->
         from ..lines import attach_sources
         attach_sources(elf, result, fallback_only=sources == "fallback", jobs=LINE_JOBS)
     return result
-
-
-#: the modules only an object with candidates needs (decode, classify,
-#: placement), and one with sites (remedy): imported when the first such
-#: object is met, once (an import statement costs a few microseconds each
-#: time it runs, even of a module already imported)
-_LATE: tuple | None = None
-_REMEDY = None
-
-
-def _late() -> tuple:
-    global _LATE
-    from . import classify, decode, placement
-    _LATE = (classify, decode, placement)
-    return _LATE
-
-
-def _remedy():
-    global _REMEDY
-    from . import remedy
-    _REMEDY = remedy
-    return remedy
 
 
 def _lto_without_code(elf: ElfFile) -> str | None:

@@ -13,7 +13,10 @@ import os
 import stat
 
 from ..errors import InputError
-from ..records import LIST, record
+from ..records import LIST, later, record
+
+#: a command that reads reports only never needs it
+_elf = later("scall_objtool.core.elf")
 
 AR_MAGIC = b"!<arch>\n"
 THIN_MAGIC = b"!<thin>\n"
@@ -41,28 +44,15 @@ class Input:
         """The object's bytes: a member's own bytes (read alone, not with its
         archive), a compressed module (.ko.xz/.zst/.gz) expanded."""
         if self.member_offset is None:
-            return (_ELF or _elf()).load_file(self.path, self.display)
+            return _elf().load_file(self.path, self.display)
         from ..core.elf import read_range
         return read_range(self.path, self.member_offset, self.member_size)
-
-
-#: ``core.elf``, imported when first needed (a command that reads reports
-#: only may never need it), then kept: an import statement run for every
-#: input of a batch costs a few microseconds each time
-_ELF = None
-
-
-def _elf():
-    global _ELF
-    from ..core import elf
-    _ELF = elf
-    return elf
 
 
 def show(path: str) -> str:
     """A path as it may appear in a report: control characters and bytes that
     are not UTF-8 escaped (file names are bytes; terminals and JSON are not)."""
-    return (_ELF or _elf()).printable(os.fsencode(path))
+    return _elf().printable(os.fsencode(path))
 
 
 def is_archive(path: str) -> bool:

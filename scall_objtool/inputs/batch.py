@@ -18,14 +18,13 @@ import sys
 
 from ..core import Options
 from ..errors import ForeignObject, InputError, UsageError, error_line, warning_line
-from ..records import LIST, record
+from ..records import LIST, later, record
 from . import Input, interrupt
 
-# An import statement run inside a function costs a few microseconds each time
-# (a module's missing __path__ is looked up, two AttributeErrors made): what a
-# batch needs for every input is imported here, or (the writer, which a scan
-# does not import) kept in _WRITE_PATH once imported
-_WRITE_PATH = None
+# what a batch needs for every input is imported here (an import statement
+# run in a function costs microseconds each time), the writer (which a scan
+# does not need) when first used
+_write = later("scall_objtool.table.write")
 
 @record
 class Outcome:
@@ -112,10 +111,7 @@ def write_one(inp: Input, options: Options, output: str | None = None, force: bo
         return Outcome(inp.display, ok=False, messages=[error_line(
             f"{inp.display}: archive members are scanned, not rewritten; run write on the "
             "objects before archiving")])
-    global _WRITE_PATH
-    if _WRITE_PATH is None:
-        from ..table.write import write_path as _WRITE_PATH
-    write_path = _WRITE_PATH
+    write_path = _write().write_path
     # a walked file is written as the walk found it, never through a symlink
     # that appeared since (a walk's links inside its tree are already resolved)
     out = _run(inp, lambda: write_path(inp.path, options, output, force, dry_run, backup,

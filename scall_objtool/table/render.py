@@ -36,7 +36,7 @@ from ..core.elf import (EHDR, R_X86_64_PC32, SHDR, SHF_ALLOC, SHF_INFO_LINK, SHF
 from ..core.intervals import Innermost
 from ..core.placement import is_module   # imported by the scan of any object with sites
 from ..errors import InputError, KeyMissingError
-from ..records import record
+from ..records import cached, record
 from . import FLAG_TAIL, RELA_TABLE, TABLE, table_sections
 
 SYM = struct.Struct("<IBBHQQ")
@@ -79,7 +79,7 @@ class Plan:
         keys = self._key_symbols()
         # a kernel module's missing key is its trampoline, which the module
         # loader fixes up (objtool --module): --module, or recognised
-        module = options.module or is_module(elf)
+        module = options.module or self.in_module
         added: dict[bytes, int] = {}
         nsyms = elf.num_symbols
         names = elf.syms.name
@@ -137,6 +137,12 @@ class Plan:
                 self.key_syms.append(key)
         self.sites, self.flags = sites, flags
 
+    @cached
+    def in_module(self) -> bool:
+        """Is the object a kernel module (``placement.is_module``)?  Asked by
+        the plan (unless --module says so) and by ``raised_alignments``."""
+        return is_module(self.elf)
+
     @property
     def count(self) -> int:
         """The number of entries."""
@@ -190,7 +196,7 @@ class Plan:
         the classification relied on becomes the section's own, so that the
         linker keeps it.  Never in a kernel module: the loader lays it out
         from the alignments as they are, and the verdicts rest on that."""
-        if is_module(self.elf):
+        if self.in_module:
             return []
         sections = self.elf.sections
         out = {}

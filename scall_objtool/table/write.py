@@ -18,8 +18,12 @@ from ..core.elf import ElfFile, compression, printable, read_file, signed
 from ..core.pipeline import scan_elf
 from ..errors import InputError, UsageError
 from ..inputs import AR_MAGIC, THIN_MAGIC, show
-from ..records import LIST, record
+from ..records import LIST, later, record
 from . import TABLE, table_sections
+
+#: the writer's plan (an object with sites) and the file replacement (not a
+#: dry run)
+_render, _fileio = later("scall_objtool.table.render"), later("scall_objtool.inputs.fileio")
 
 
 @record
@@ -96,7 +100,7 @@ def _fresh(elf: ElfFile, result: ObjectResult, options: Options,
     if not result.sites:
         # nothing to add: the common case (or the original, restored)
         return _decided(result, elf.data if recovered else None)
-    render = _RENDER or _render()
+    render = _render()
     plan = render.Plan(elf, result, options)
     if not plan.count:
         return _planned(plan, elf.data if recovered else None, result)
@@ -116,7 +120,7 @@ def apply(path: str, out: WriteOutcome, on_disk: bytes, before: os.stat_result,
     first) or at ``output``; returns ``out``, done.  ``on_disk`` and ``before``
     are the bytes and the stat of ``path`` as read: a file that changed since is
     not replaced; without ``follow``, nor one that became a symlink."""
-    fileio = _FILEIO or _fileio()
+    fileio = _fileio()
     UnsafeWrite, atomic_write, write_output = (fileio.UnsafeWrite, fileio.atomic_write,
                                                fileio.write_output)
 
@@ -147,30 +151,6 @@ def apply(path: str, out: WriteOutcome, on_disk: bytes, before: os.stat_result,
         put(path + ".orig", atomic_write, path + ".orig", on_disk, meta_from=path, clone=True)
     put(path, fileio.replace_in_place, path, data, on_disk, expect=before, follow=follow)
     return out
-
-
-#: ``render``, imported for the first object with sites, then kept (as _FILEIO)
-_RENDER = None
-
-
-def _render():
-    global _RENDER
-    from . import render
-    _RENDER = render
-    return render
-
-
-#: ``inputs.fileio``, imported by the first ``apply`` (a dry run never needs
-#: it), then kept: an import statement run for every object of a batch costs
-#: a few microseconds each time
-_FILEIO = None
-
-
-def _fileio():
-    global _FILEIO
-    from ..inputs import fileio
-    _FILEIO = fileio
-    return fileio
 
 
 def _done(out: WriteOutcome, path: str, output: str | None) -> bytes | None:
